@@ -1,0 +1,62 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Dependencies run one way: OctetCore <- OctetModels/OctetImages <- OctetFloat <- Octet <- octet.
+let package = Package(
+  name: "Octet",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(name: "Octet", targets: ["Octet"]),
+    .library(name: "OctetCore", targets: ["OctetCore"]),
+    .library(name: "OctetModels", targets: ["OctetModels"]),
+    .library(name: "OctetImages", targets: ["OctetImages"]),
+    .library(name: "OctetFloat", targets: ["OctetFloat"]),
+    .executable(name: "octet", targets: ["octet"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+  ],
+  targets: [
+    // System libraries (Debian: libopenblas-dev, libjpeg62-turbo-dev, libpng-dev).
+    .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
+    .systemLibrary(name: "CJPEGTurbo", path: "Sources/CJPEGTurbo", pkgConfig: "libjpeg"),
+    .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16"),
+    .target(
+      name: "CFloatKernels",
+      path: "Sources/CFloatKernels",
+      cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+    ),
+
+    .target(name: "OctetCore"),
+    .target(
+      name: "OctetModels",
+      dependencies: ["OctetCore", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+    ),
+    .target(name: "OctetImages", dependencies: ["OctetCore", "CJPEGTurbo", "CPNG"]),
+    .target(
+      name: "OctetFloat",
+      dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "COpenBLAS"]
+    ),
+    .target(
+      name: "Octet",
+      dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"],
+      resources: [.copy("Resources/imagenet-classes.tsv")]
+    ),
+    .executableTarget(
+      name: "octet",
+      dependencies: ["Octet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+    ),
+
+    .testTarget(name: "OctetCoreTests", dependencies: ["OctetCore"]),
+    .testTarget(
+      name: "OctetModelsTests", dependencies: ["OctetModels"],
+      resources: [.copy("Fixtures")]),
+    .testTarget(
+      name: "OctetImagesTests", dependencies: ["OctetImages"],
+      resources: [.copy("Fixtures")]),
+    .testTarget(
+      name: "OctetFloatTests", dependencies: ["OctetFloat", "Octet"],
+      resources: [.copy("Goldens")]),
+  ]
+)
