@@ -1,1 +1,4 @@
 @_exported import OctetCore
+@_exported import OctetFloat
+@_exported import OctetImages
+@_exported import OctetModels

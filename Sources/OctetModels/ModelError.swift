@@ -1,0 +1,28 @@
+import OctetCore
+
+/// Errors about architectures, graphs and model files. Messages name the file, tensor or layer.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+  case invalidGraph(String)
+  case unknownArchitecture(String)
+  case architectureMismatch(String)
+  case tensor(TensorError)
+  case tensors([TensorError])
+  case notAModelFile(path: String, reason: String)
+  case unsupportedFormatVersion(path: String, found: String, supported: String)
+
+  public var description: String {
+    switch self {
+    case let .invalidGraph(message): "invalid graph: \(message)"
+    case let .unknownArchitecture(message): message
+    case let .architectureMismatch(message): message
+    case let .tensor(error): error.description
+    case let .tensors(errors):
+      errors.count == 1
+        ? errors[0].description
+        : "\(errors.count) tensors do not fit the architecture:\n  " + errors.map(\.description).joined(separator: "\n  ")
+    case let .notAModelFile(path, reason): "'\(path)' is not an Octet model file: \(reason)"
+    case let .unsupportedFormatVersion(path, found, supported):
+      "'\(path)' has model format version \(found); this Octet reads version \(supported). Upgrade Octet or re-import the checkpoint."
+    }
+  }
+}
