@@ -33,16 +33,14 @@ let package = Package(
       name: "OctetModels",
       dependencies: ["OctetCore", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
     ),
-    .target(name: "OctetImages", dependencies: ["OctetCore", "CJPEGTurbo", "CPNG"]),
+    // setjmp/longjmp error handling for libjpeg and libpng, which Swift cannot do itself.
+    .target(name: "CImageGlue", dependencies: ["CJPEGTurbo", "CPNG"], path: "Sources/CImageGlue"),
+    .target(name: "OctetImages", dependencies: ["OctetCore", "CJPEGTurbo", "CPNG", "CImageGlue"]),
     .target(
       name: "OctetFloat",
       dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "COpenBLAS"]
     ),
-    .target(
-      name: "Octet",
-      dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"],
-      resources: [.copy("Resources/imagenet-classes.tsv")]
-    ),
+    .target(name: "Octet", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
     .executableTarget(
       name: "octet",
       dependencies: ["Octet", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -1,0 +1,164 @@
+// GEMM with pre-packed B for convolution and linear layers: C = act(A * B + bias + residual).
+//
+// B (the weights) is packed once into panels of 16 columns, [ceil(N/16)][K][16], so that the
+// micro-kernel streams one contiguous K x 16 panel. A (activations or an im2col tile) is read in
+// place: each micro-kernel step broadcasts one element from each of up to 6 rows. Blocking follows
+// BLIS: K blocks of KC (a KC x 16 panel stays in L1), M blocks of MC rows (an MC x KC block of A
+// stays in L2), the 6x16 tile of C lives in 12 YMM registers. Bias, residual and the activation are
+// applied in registers after the last K block, so C is written once per K block.
+#include <string.h>
+#include "common.h"
+
+size_t octet_f32_gemm_packed_count(size_t k, size_t n) {
+  return (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * k * OCTET_F32_GEMM_NR;
+}
+
+void octet_f32_gemm_pack_b(size_t k, size_t n, const float* b, size_t ldb, float* packed) {
+  for (size_t j0 = 0; j0 < n; j0 += OCTET_F32_GEMM_NR) {
+    const size_t nc = n - j0 < OCTET_F32_GEMM_NR ? n - j0 : OCTET_F32_GEMM_NR;
+    for (size_t kk = 0; kk < k; kk++, packed += OCTET_F32_GEMM_NR) {
+      for (size_t j = 0; j < nc; j++) packed[j] = b[kk * ldb + j0 + j];
+      for (size_t j = nc; j < OCTET_F32_GEMM_NR; j++) packed[j] = 0.0f;
+    }
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define OCTET_AVX2 __attribute__((target("avx2,fma")))
+#ifndef OCTET_GEMM_KC
+#define OCTET_GEMM_KC 256
+#endif
+#ifndef OCTET_GEMM_MC
+#define OCTET_GEMM_MC 72
+#endif
+
+typedef struct {
+  const float* bias;      // already offset to the tile's first column, or NULL
+  const float* residual;  // already offset to the tile, or NULL
+  size_t ldr;
+  int32_t act;
+  int first;  // first K block: C is not read
+  int last;   // last K block: apply bias, residual, activation
+} octet_gemm_epilogue;
+
+// MR x NR tile (MR <= 6, NR 8 or 16) over kc steps. Rows/columns past (mr, nr) are computed on
+// duplicated/zero data and not stored. Specialized by the compiler for each constant MR and NR.
+static inline __attribute__((always_inline)) OCTET_AVX2 void octet_gemm_tile(
+    const int MR, const int NR, size_t kc, const float* a, size_t lda, size_t mr, size_t nr,
+    const float* b, float* c, size_t ldc, const octet_gemm_epilogue* e) {
+  const int NV = NR / 8;
+  const float* rows[6];
+  for (int r = 0; r < MR; r++) rows[r] = a + (r < (int)mr ? (size_t)r : mr - 1) * lda;
+  __m256 acc[6][2];
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
+
+  for (size_t k = 0; k < kc; k++, b += OCTET_F32_GEMM_NR) {
+    __m256 bv[2];
+    for (int v = 0; v < NV; v++) bv[v] = _mm256_load_ps(b + 8 * v);
+    for (int r = 0; r < MR; r++) {
+      const __m256 av = _mm256_broadcast_ss(rows[r] + k);
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+
+  if ((int)mr == MR && (int)nr == NR) {
+    float lo_s, hi_s;
+    octet_f32_act_bounds(e->act, &lo_s, &hi_s);
+    const __m256 lo = _mm256_set1_ps(lo_s), hi = _mm256_set1_ps(hi_s);
+    for (int r = 0; r < MR; r++) {
+      float* crow = c + (size_t)r * ldc;
+      for (int v = 0; v < NV; v++) {
+        __m256 x = acc[r][v];
+        if (!e->first) x = _mm256_add_ps(x, _mm256_loadu_ps(crow + 8 * v));
+        if (e->last) {
+          if (e->bias != NULL) x = _mm256_add_ps(x, _mm256_loadu_ps(e->bias + 8 * v));
+          if (e->residual != NULL)
+            x = _mm256_add_ps(x, _mm256_loadu_ps(e->residual + (size_t)r * e->ldr + 8 * v));
+          if (e->act != OCTET_F32_ACT_NONE) x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+        }
+        _mm256_storeu_ps(crow + 8 * v, x);
+      }
+    }
+    return;
+  }
+
+  // Partial tile: spill and finish the valid part in scalar code.
+  float tmp[6][16];
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++) _mm256_storeu_ps(&tmp[r][8 * v], acc[r][v]);
+  float lo, hi;
+  octet_f32_act_bounds(e->act, &lo, &hi);
+  for (size_t r = 0; r < mr; r++) {
+    float* crow = c + r * ldc;
+    for (size_t j = 0; j < nr; j++) {
+      float x = tmp[r][j];
+      if (!e->first) x += crow[j];
+      if (e->last) {
+        if (e->bias != NULL) x += e->bias[j];
+        if (e->residual != NULL) x += e->residual[r * e->ldr + j];
+        if (e->act != OCTET_F32_ACT_NONE) x = octet_f32_clamp(x, lo, hi);
+      }
+      crow[j] = x;
+    }
+  }
+}
+
+#define OCTET_GEMM_TILE_CASES(NR)                                               \
+  switch (mr) {                                                                 \
+    case 6: octet_gemm_tile(6, NR, kc, a, lda, mr, nr, b, c, ldc, e); break;    \
+    case 5: octet_gemm_tile(5, NR, kc, a, lda, mr, nr, b, c, ldc, e); break;    \
+    case 4: octet_gemm_tile(4, NR, kc, a, lda, mr, nr, b, c, ldc, e); break;    \
+    case 3: octet_gemm_tile(3, NR, kc, a, lda, mr, nr, b, c, ldc, e); break;    \
+    case 2: octet_gemm_tile(2, NR, kc, a, lda, mr, nr, b, c, ldc, e); break;    \
+    default: octet_gemm_tile(1, NR, kc, a, lda, mr, nr, b, c, ldc, e); break;   \
+  }
+
+static OCTET_AVX2 void octet_gemm_tile_any(size_t kc, const float* a, size_t lda, size_t mr,
+                                           size_t nr, const float* b, float* c, size_t ldc,
+                                           const octet_gemm_epilogue* e) {
+  if (nr > 8) {
+    OCTET_GEMM_TILE_CASES(16)
+  } else {
+    OCTET_GEMM_TILE_CASES(8)
+  }
+}
+
+void OCTET_AVX2 octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const float* a,
+                                             size_t lda, const float* packed_b, float* c,
+                                             size_t ldc, const float* bias, const float* residual,
+                                             size_t ldr, int32_t act) {
+  if (k == 0) {
+    // Degenerate product: C is just the epilogue applied to zeros.
+    for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+    octet_f32_bias_residual_act(c, m, n, ldc, bias, residual, ldr, act);
+    return;
+  }
+  const size_t panels = (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR;
+  for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
+    const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
+    for (size_t m0 = 0; m0 < m; m0 += OCTET_GEMM_MC) {
+      const size_t mc = m - m0 < OCTET_GEMM_MC ? m - m0 : OCTET_GEMM_MC;
+      for (size_t p = 0; p < panels; p++) {
+        const size_t j0 = p * OCTET_F32_GEMM_NR;
+        const size_t nr = n - j0 < OCTET_F32_GEMM_NR ? n - j0 : OCTET_F32_GEMM_NR;
+        const float* b = packed_b + p * k * OCTET_F32_GEMM_NR + k0 * OCTET_F32_GEMM_NR;
+        for (size_t i = m0; i < m0 + mc; i += 6) {
+          const size_t mr = m0 + mc - i < 6 ? m0 + mc - i : 6;
+          const octet_gemm_epilogue e = {
+              .bias = bias != NULL ? bias + j0 : NULL,
+              .residual = residual != NULL ? residual + i * ldr + j0 : NULL,
+              .ldr = ldr,
+              .act = act,
+              .first = k0 == 0,
+              .last = k0 + kc == k,
+          };
+          octet_gemm_tile_any(kc, a + i * lda + k0, lda, mr, nr, b, c + i * ldc + j0, ldc, &e);
+        }
+      }
+    }
+  }
+}
+#endif

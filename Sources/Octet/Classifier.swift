@@ -1,0 +1,101 @@
+import Foundation
+
+/// One ranked class of a classification.
+public struct Prediction: Codable, Sendable, Equatable {
+  public var index: Int
+  public var name: String
+  public var probability: Float
+}
+
+/// Loads models and classifies images with the float runtime.
+///
+/// ```swift
+/// let classifier = try Classifier(contentsOf: URL(fileURLWithPath: "efficientnet-lite0.safetensors"))
+/// for p in try classifier.classify(imageAt: URL(fileURLWithPath: "cat.jpg"), top: 5) {
+///   print(p.name, p.probability)
+/// }
+/// ```
+public final class Classifier: @unchecked Sendable {
+  public let model: Model
+  public let executor: FloatExecutor
+
+  public init(model: Model) throws {
+    self.model = model
+    self.executor = try FloatExecutor(model: model)
+  }
+
+  /// Loads an Octet model file, or imports a PyTorch checkpoint / safetensors state_dict on the fly.
+  public convenience init(contentsOf url: URL, architecture: Architecture? = nil) throws {
+    try self.init(model: try ModelLoader.load(contentsOf: url, architecture: architecture))
+  }
+
+  /// The network input for one image: `[1, S, S, 3]`.
+  public func input(for image: RGBImage) -> Tensor {
+    model.info.preprocessing.apply(to: image)
+  }
+
+  /// Logits `[classes]` for one image.
+  public func logits(for image: RGBImage) -> [Float] {
+    executor.run(input(for: image)).scalars
+  }
+
+  public func classify(imageAt url: URL, top k: Int = 5) throws -> [Prediction] {
+    Self.top(k, of: logits(for: try ImageDecoder.decode(contentsOf: url)), classes: model.info.classes)
+  }
+
+  /// The `k` most probable classes of `logits` (softmax probabilities), highest first.
+  public static func top(_ k: Int, of logits: [Float], classes: Int) -> [Prediction] {
+    let maxLogit = logits.max() ?? 0
+    let exps = logits.map { Double(exp($0 - maxLogit)) }
+    let total = exps.reduce(0, +)
+    return topIndices(k, of: logits).map {
+      Prediction(index: $0, name: ClassNames.name($0, classes: classes), probability: Float(exps[$0] / total))
+    }
+  }
+
+  /// Indices of the `k` largest values, largest first; ties go to the lower index.
+  public static func topIndices(_ k: Int, of values: [Float]) -> [Int] {
+    Array(values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }.prefix(k))
+  }
+}
+
+/// Turns a path into a float model.
+public enum ModelLoader {
+  /// An Octet model file (safetensors with Octet metadata), a PyTorch checkpoint (zip or legacy), or a
+  /// plain safetensors state_dict; checkpoints are imported in memory.
+  public static func load(contentsOf url: URL, architecture: Architecture? = nil, resolution: Int? = nil) throws -> Model {
+    guard FileManager.default.fileExists(atPath: url.path) else {
+      throw FileError(path: url.path, reason: "no such file")
+    }
+    if try isSafeTensors(url) {
+      let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
+      if metadata["octet.format"] != nil { return try ModelFile.read(contentsOf: url) }
+      return try importWeights(tensors, from: url, architecture: architecture, resolution: resolution)
+    }
+    let tensors = try PyTorchCheckpoint.load(contentsOf: url)
+    return try importWeights(tensors, from: url, architecture: architecture, resolution: resolution)
+  }
+
+  /// Builds a model from a state_dict's tensors, detecting the architecture when not given.
+  public static func importWeights(
+    _ tensors: TensorDictionary, from url: URL, architecture: Architecture?, resolution: Int? = nil
+  ) throws -> Model {
+    guard let arch = architecture ?? Architecture.detect(tensors) else {
+      throw ModelError.unknownArchitecture(
+        "'\(url.path)': the tensor names match no known architecture (resnet50, efficientnet-lite); first names: \(tensors.names.prefix(3).joined(separator: ", "))")
+    }
+    var model = try arch.build(from: tensors, resolution: resolution)
+    model.info.source = url.lastPathComponent
+    return model
+  }
+
+  /// safetensors files start with an 8-byte little-endian header length and a JSON object.
+  static func isSafeTensors(_ url: URL) throws -> Bool {
+    guard let handle = FileHandle(forReadingAtPath: url.path) else {
+      throw FileError(path: url.path, reason: "cannot open it for reading")
+    }
+    defer { try? handle.close() }
+    let head = handle.readData(ofLength: 9)
+    return head.count == 9 && head[head.startIndex + 8] == UInt8(ascii: "{")
+  }
+}

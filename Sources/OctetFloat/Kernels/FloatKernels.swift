@@ -1,0 +1,53 @@
+import CFloatKernels
+import COpenBLAS
+import Synchronization
+
+/// Process-wide settings of the float kernels.
+public enum FloatKernels {
+  /// A family of kernels. Every path computes the same function (up to float rounding).
+  public enum Path: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Plain C kernels the compiler vectorizes for the baseline ISA; GEMMs go to OpenBLAS.
+    case portable
+    /// AVX2+FMA kernels: depthwise convolution and a GEMM with pre-packed weights.
+    case avx2fma
+
+    public var description: String { rawValue }
+  }
+
+  /// Whether this CPU can run `path` (detected at run time).
+  public static func isAvailable(_ path: Path) -> Bool {
+    switch path {
+    case .portable: true
+    case .avx2fma: octet_f32_cpu_has_avx2fma() != 0
+    }
+  }
+
+  /// The paths this CPU can run, portable first.
+  public static var availablePaths: [Path] { Path.allCases.filter(isAvailable) }
+
+  /// The path operators use when the caller does not pick one. Starts as
+  /// `OCTET_FLOAT_KERNEL=portable|avx2fma` from the environment, else the best path the CPU
+  /// supports. Setting an unavailable path is a precondition failure.
+  public static var path: Path {
+    get { selectedPath.load(ordering: .relaxed) == 0 ? .portable : .avx2fma }
+    set {
+      precondition(isAvailable(newValue), "kernel path \(newValue) is not supported by this CPU")
+      selectedPath.store(newValue == .portable ? 0 : 1, ordering: .relaxed)
+    }
+  }
+
+  private static let selectedPath = Atomic<UInt8>(
+    octet_f32_default_path() == OCTET_F32_PATH_AVX2FMA ? 1 : 0)
+
+  /// Sets the number of OpenBLAS threads (the portable path's GEMMs). The default is 1: the
+  /// runtime targets batch 1 on one thread, and callers parallelize across requests instead.
+  public static func setThreads(_ n: Int) {
+    precondition(n >= 1, "thread count must be at least 1, got \(n)")
+    configureOnce()
+    openblas_set_num_threads(Int32(n))
+  }
+
+  /// Applies the defaults (one OpenBLAS thread) exactly once, before the first kernel runs.
+  static func configureOnce() { _ = configured }
+  private static let configured: Void = { openblas_set_num_threads(1) }()
+}

@@ -1,0 +1,201 @@
+import CFloatKernels
+import OctetCore
+import Synchronization
+
+/// A 2-D convolution whose weights are packed once, at plan-build time, for the fast kernels.
+///
+/// Input `[N, H, W, inChannels]` -> output `[N, OH, OW, outChannels]` (NHWC), with `OH, OW` from
+/// `Conv2DGeometry.outputSize`. Computes `activation(conv(input) + bias + residual)`.
+///
+/// Strategy: depthwise convolutions run a direct NHWC kernel; 1x1 stride-1 unpadded convolutions
+/// are one GEMM on the input viewed as `[N*H*W, inChannels]`; every other convolution builds an
+/// im2col tile (rows = output pixels, K ordered (kh, kw, cin)) in a reused scratch buffer and
+/// multiplies it by weights packed as `[kh*kw*cin, cout]`, one GEMM per group. Bias, residual and
+/// activation are applied in the same pass that writes the output.
+public final class PackedConv2D: @unchecked Sendable {
+  public let geometry: Conv2DGeometry
+  public let activation: Activation
+
+  private enum Method {
+    /// Depthwise kernel; weight `[kh*kw][C]`.
+    case depthwise(weight: AlignedFloatBuffer)
+    /// GEMM directly on the input (1x1, stride 1, no padding); one B `[cinPerGroup, coutPerGroup]`
+    /// per group.
+    case pointwise(groups: [GEMMWeights])
+    /// im2col + GEMM; one B `[kh*kw*cinPerGroup, coutPerGroup]` per group.
+    case im2col(groups: [GEMMWeights])
+  }
+
+  private let method: Method
+  private let bias: AlignedFloatBuffer?
+  /// The im2col tile, reused across calls; a concurrent call finds it taken and allocates its own.
+  private let scratch = Mutex<AlignedFloatBuffer?>(nil)
+
+  /// `weightOIHW` is `[outChannels, inChannels / groups, kernelH, kernelW]` (PyTorch layout),
+  /// `bias` is `[outChannels]` or nil.
+  public init(
+    weightOIHW: [Float], bias: [Float]?, geometry g: Conv2DGeometry, activation: Activation
+  ) {
+    precondition(
+      g.inChannels > 0 && g.outChannels > 0 && g.kernelH > 0 && g.kernelW > 0 && g.strideH > 0
+        && g.strideW > 0 && g.dilationH > 0 && g.dilationW > 0 && g.groups > 0,
+      "invalid convolution geometry \(g)")
+    precondition(
+      g.padTop >= 0 && g.padLeft >= 0 && g.padBottom >= 0 && g.padRight >= 0,
+      "negative padding in \(g)")
+    precondition(
+      g.inChannels % g.groups == 0 && g.outChannels % g.groups == 0,
+      "groups \(g.groups) must divide inChannels \(g.inChannels) and outChannels \(g.outChannels)")
+    let cinG = g.inChannelsPerGroup
+    let coutG = g.outChannelsPerGroup
+    let taps = g.kernelH * g.kernelW
+    precondition(
+      weightOIHW.count == g.outChannels * cinG * taps,
+      "weight holds \(weightOIHW.count) floats, expected [\(g.outChannels), \(cinG), \(g.kernelH), \(g.kernelW)]"
+    )
+    if let bias {
+      precondition(bias.count == g.outChannels, "bias holds \(bias.count) floats, expected \(g.outChannels)")
+    }
+    FloatKernels.configureOnce()
+    self.geometry = g
+    self.activation = activation
+    self.bias = bias.map(AlignedFloatBuffer.init(copying:))
+
+    if g.isDepthwise {
+      // OIHW with I == 1 -> [tap][channel].
+      let packed = AlignedFloatBuffer(count: taps * g.outChannels)
+      for c in 0..<g.outChannels {
+        for tap in 0..<taps { packed.pointer[tap * g.outChannels + c] = weightOIHW[c * taps + tap] }
+      }
+      method = .depthwise(weight: packed)
+      return
+    }
+
+    let path = FloatKernels.path
+    var groups: [GEMMWeights] = []
+    for group in 0..<g.groups {
+      // OIHW -> [(kh, kw, cin)][cout] for this group's output channels.
+      var b = [Float](repeating: 0, count: taps * cinG * coutG)
+      for o in 0..<coutG {
+        for i in 0..<cinG {
+          for tap in 0..<taps {
+            b[(tap * cinG + i) * coutG + o] = weightOIHW[((group * coutG + o) * cinG + i) * taps + tap]
+          }
+        }
+      }
+      groups.append(GEMMWeights(k: taps * cinG, n: coutG, rowMajor: b, eagerPath: path))
+    }
+    let pointwise =
+      g.kernelH == 1 && g.kernelW == 1 && g.strideH == 1 && g.strideW == 1
+      && g.padTop == 0 && g.padLeft == 0 && g.padBottom == 0 && g.padRight == 0
+    method = pointwise ? .pointwise(groups: groups) : .im2col(groups: groups)
+  }
+
+  /// `input [N, H, W, inChannels]` -> `[N, OH, OW, outChannels]`. If `residual` is given (same shape
+  /// as the output), the result is `activation(conv + bias + residual)`.
+  public func callAsFunction(_ input: Tensor, residual: Tensor? = nil) -> Tensor {
+    callAsFunction(input, residual: residual, kernelPath: FloatKernels.path)
+  }
+
+  /// As `callAsFunction(_:residual:)`, on the given kernel path (which must be available).
+  public func callAsFunction(
+    _ input: Tensor, residual: Tensor?, kernelPath path: FloatKernels.Path
+  ) -> Tensor {
+    let g = geometry
+    precondition(
+      input.rank == 4 && input.channels == g.inChannels,
+      "conv input has shape \(input.shape), expected [N, H, W, \(g.inChannels)]")
+    let (oh, ow) = g.outputSize(inputHeight: input.height, inputWidth: input.width)
+    precondition(oh > 0 && ow > 0, "conv window \(g) does not fit input \(input.shape)")
+    let outShape = [input.batch, oh, ow, g.outChannels]
+    if let residual {
+      precondition(residual.shape == outShape, "residual has shape \(residual.shape), expected \(outShape)")
+    }
+    precondition(FloatKernels.isAvailable(path), "kernel path \(path) is not supported by this CPU")
+
+    var window = octet_f32_window(
+      batch: Int32(input.batch), in_h: Int32(input.height), in_w: Int32(input.width),
+      in_stride: Int32(g.inChannels), out_h: Int32(oh), out_w: Int32(ow),
+      kernel_h: Int32(g.kernelH), kernel_w: Int32(g.kernelW),
+      stride_h: Int32(g.strideH), stride_w: Int32(g.strideW),
+      pad_top: Int32(g.padTop), pad_left: Int32(g.padLeft),
+      dilation_h: Int32(g.dilationH), dilation_w: Int32(g.dilationW))
+    let count = outShape.reduce(1, *)
+    let scalars = [Float](unsafeUninitializedCapacity: count) { out, initialized in
+      input.scalars.withUnsafeBufferPointer { x in
+        withResidualPointer(residual) { res in
+          run(path: path, window: &window, x: x.baseAddress!, residual: res, out: out.baseAddress!)
+        }
+      }
+      initialized = count
+    }
+    return Tensor(shape: outShape, scalars: scalars)
+  }
+
+  private func run(
+    path: FloatKernels.Path, window: inout octet_f32_window, x: UnsafePointer<Float>,
+    residual: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>
+  ) {
+    let g = geometry
+    let act = activation
+    let biasPointer = bias.map { UnsafePointer($0.pointer) }
+    let cinG = g.inChannelsPerGroup
+    let coutG = g.outChannelsPerGroup
+    let m = Int(window.batch) * Int(window.out_h) * Int(window.out_w)
+
+    switch method {
+    case .depthwise(let weight):
+      switch path {
+      case .portable:
+        octet_f32_dwconv_nhwc__portable(&window, x, weight.pointer, biasPointer, residual, out, act.kernelCode)
+      case .avx2fma:
+        #if arch(x86_64) || arch(i386)
+          octet_f32_dwconv_nhwc__avx2fma(&window, x, weight.pointer, biasPointer, residual, out, act.kernelCode)
+        #else
+          preconditionFailure("the avx2fma path exists only on x86")
+        #endif
+      }
+
+    case .pointwise(let groups):
+      for (group, b) in groups.enumerated() {
+        gemm(
+          path: path, m: m, a: x + group * cinG, lda: g.inChannels, b: b,
+          c: out + group * coutG, ldc: g.outChannels, bias: biasPointer.map { $0 + group * coutG },
+          residual: residual.map { $0 + group * coutG }, ldr: g.outChannels, activation: act)
+      }
+
+    case .im2col(let groups):
+      let k = groups[0].k
+      let tile = Self.im2colTileRows(m: m, k: k, n: coutG)
+      let buffer = scratch.withLock { $0.take() }.flatMap { $0.count >= tile * k ? $0 : nil }
+        ?? AlignedFloatBuffer(count: tile * k)
+      for m0 in stride(from: 0, to: m, by: tile) {
+        let rows = min(tile, m - m0)
+        for (group, b) in groups.enumerated() {
+          octet_f32_im2col_nhwc(&window, x, Int32(group * cinG), Int32(cinG), m0, rows, buffer.pointer)
+          let offset = m0 * g.outChannels + group * coutG
+          gemm(
+            path: path, m: rows, a: buffer.pointer, lda: k, b: b,
+            c: out + offset, ldc: g.outChannels, bias: biasPointer.map { $0 + group * coutG },
+            residual: residual.map { $0 + offset }, ldr: g.outChannels, activation: act)
+        }
+      }
+      scratch.withLock { $0 = buffer }
+    }
+  }
+
+  /// Output pixels per im2col tile: about 256 KB of A so the tile stays in L2 while the GEMM reads
+  /// it, but never fewer rows than B has columns, so re-reading B per tile stays cheaper than A.
+  static func im2colTileRows(m: Int, k: Int, n: Int) -> Int {
+    let budgetRows = (256 * 1024 / MemoryLayout<Float>.stride) / k
+    let rows = max(budgetRows, n, 72)
+    return min(m, (rows + 71) / 72 * 72)
+  }
+}
+
+/// Calls `body` with the residual's scalars, or nil.
+@inline(__always)
+func withResidualPointer<R>(_ residual: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+  guard let residual else { return body(nil) }
+  return residual.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

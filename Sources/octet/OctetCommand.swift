@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import Octet
+
+@main
+struct OctetCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "octet",
+    abstract: "Int8 post-training quantization for ImageNet CNNs: import, classify, evaluate, benchmark.",
+    subcommands: [ImportCommand.self, ClassifyCommand.self, EvalCommand.self, BenchCommand.self]
+  )
+}
+
+/// Encodes a report as pretty, key-sorted JSON and writes it atomically.
+func writeJSON(_ value: some Encodable, to path: String) throws {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+  try AtomicFile.write(Array(try encoder.encode(value)) + [UInt8(ascii: "\n")], to: URL(fileURLWithPath: path))
+}
+
+/// Checks that a `--json` or `-o` destination's directory exists, so a long run does not fail at the end.
+func validateOutputPath(_ path: String?, option: String) throws {
+  guard let path else { return }
+  let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+    throw ValidationError("\(option) '\(path)': directory '\(directory)' does not exist")
+  }
+}
+
+extension Architecture: ExpressibleByArgument {}

@@ -1,0 +1,79 @@
+import Foundation
+import Octet
+import Testing
+
+/// Paths of the data the tests use: ../shared beside the repository, and .cache/ (Scripts/setup.sh).
+enum TestData {
+  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+  static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
+  static let data = shared.appendingPathComponent("data")
+
+  /// A weight file from ../shared/models, or from .cache/models where Scripts/setup.sh put it.
+  static func model(_ name: String) -> URL? {
+    [shared.appendingPathComponent("models/\(name)"), root.appendingPathComponent(".cache/models/\(name)")]
+      .first { FileManager.default.fileExists(atPath: $0.path) }
+  }
+
+  static var hasImages: Bool { FileManager.default.fileExists(atPath: data.appendingPathComponent("imagenet-val-1300").path) }
+}
+
+/// Logits from an independent script (Scripts/reference_numpy.py, Scripts/reference_torch_resnet50.py).
+struct GoldenFile: Decodable {
+  struct Image: Decodable {
+    var file: String
+    var label: Int
+    var logits: [Float]
+  }
+  var model: String
+  var source: String
+  var images: [Image]
+
+  static func load(_ name: String) throws -> GoldenFile {
+    let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Goldens"))
+    return try JSONDecoder().decode(GoldenFile.self, from: Data(contentsOf: url))
+  }
+}
+
+func cosine(_ a: [Float], _ b: [Float]) -> Double {
+  var dot = 0.0, na = 0.0, nb = 0.0
+  for (x, y) in zip(a, b) {
+    dot += Double(x) * Double(y)
+    na += Double(x) * Double(x)
+    nb += Double(y) * Double(y)
+  }
+  return dot / (na.squareRoot() * nb.squareRoot())
+}
+
+/// Runs a checkpoint end to end (decode → preprocess → float network) on the golden images and
+/// compares with the reference logits.
+func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) throws {
+  let golden = try GoldenFile.load(goldenName)
+  let checkpoint = try #require(TestData.model(golden.model))
+  let classifier = try Classifier(contentsOf: checkpoint)
+  for entry in golden.images {
+    let image = try ImageDecoder.decode(contentsOf: TestData.data.appendingPathComponent(entry.file))
+    let logits = classifier.logits(for: image)
+    #expect(logits.count == entry.logits.count)
+    let c = cosine(logits, entry.logits)
+    let diff = zip(logits, entry.logits).map { abs($0 - $1) }.max() ?? .infinity
+    #expect(c >= minCosine, "\(entry.file): cosine \(c) against \(golden.source)")
+    #expect(diff <= maxAbsDiff, "\(entry.file): max |logit difference| \(diff) against \(golden.source)")
+    #expect(Classifier.topIndices(1, of: logits) == Classifier.topIndices(1, of: entry.logits), "\(entry.file): top-1 differs")
+  }
+}
+
+@Suite struct GoldenLogitTests {
+  // Float32 (Octet) against float64 NumPy on the same PIL-exact input: differences come from
+  // float32 rounding and summation order only, so they stay far below these bounds.
+  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
+  func efficientNetLite0MatchesNumPyReference() throws {
+    try checkGolden("efficientnet_lite0_val", minCosine: 0.99999, maxAbsDiff: 2e-3)
+  }
+
+  // The bar for ResNet50 is cosine >= 0.999 against torch; we hold it much tighter.
+  @Test(.enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
+  func resNet50MatchesTorch() throws {
+    try checkGolden("resnet50_random_bnstats_val", minCosine: 0.99999, maxAbsDiff: 1e-2)
+  }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import OctetImages
+
+/// The goldens written by Scripts/make_image_goldens.py (Pillow is the oracle).
+enum Fixtures {
+  static let directory: URL = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+
+  static func url(_ relativePath: String) -> URL {
+    directory.appendingPathComponent(relativePath)
+  }
+
+  static func load<T: Decodable>(_ type: T.Type, _ name: String) -> T {
+    do {
+      let data = try Data(contentsOf: url(name))
+      return try JSONDecoder().decode(T.self, from: data)
+    } catch {
+      fatalError("cannot load fixture \(name): \(error); run Scripts/make_image_goldens.py")
+    }
+  }
+
+  /// `../shared/data` next to the package root, present on the project machines only.
+  static let sharedData: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent()  // OctetImagesTests
+    .deletingLastPathComponent()  // Tests
+    .deletingLastPathComponent()  // package root
+    .deletingLastPathComponent()
+    .appendingPathComponent("shared/data")
+
+  static var hasSharedData: Bool {
+    FileManager.default.fileExists(
+      atPath: sharedData.appendingPathComponent("imagenet-val-1300").path)
+  }
+
+  static let decode = load(DecodeGoldens.self, "decode.json")
+  static let resize = load(ResizeGoldens.self, "resize.json")
+}
+
+/// Size, SHA-256 of the RGB bytes, and a few pixels as [x, y, r, g, b].
+struct ImageGolden: Decodable {
+  var width: Int
+  var height: Int
+  var sha256: String
+  var pixels: [[Int]]?
+
+  /// Nil if `image` matches; else what differs, for the failure message.
+  func mismatch(_ image: RGBImage) -> String? {
+    if image.width != width || image.height != height {
+      return "size \(image.width)x\(image.height), Pillow \(width)x\(height)"
+    }
+    for p in pixels ?? [] {
+      let got = image[p[0], p[1]]
+      if [Int(got.r), Int(got.g), Int(got.b)] != Array(p[2...]) {
+        return "pixel (\(p[0]), \(p[1])) is \(got), Pillow \(Array(p[2...]))"
+      }
+    }
+    let hash = SHA256.hex(image.pixels)
+    return hash == sha256 ? nil : "SHA-256 \(hash), Pillow \(sha256) (sampled pixels agree)"
+  }
+}
+
+struct DecodeGoldens: Decodable {
+  var images: [String: ImageGolden]
+}
+
+struct TransformGolden: Decodable {
+  var input: String?
+  var file: String?
+  var decoded: ImageGolden?
+  var mean: [Float]?
+  var std: [Float]?
+  var resized_width: Int
+  var resized_height: Int
+  var resized_sha256: String
+  var crop_sha256: String
+  var tensor_sha256: String
+  var tensor_sum: Double
+  var tensor_mean: Double
+  var tensor_values: [[Double]]
+}
+
+struct ResizeGoldens: Decodable {
+  struct Case: Decodable {
+    var input: String
+    var width: Int
+    var height: Int
+    var sha256: String
+    var pixels: [[Int]]
+    var golden: ImageGolden { ImageGolden(width: width, height: height, sha256: sha256, pixels: pixels) }
+  }
+  var resize: [Case]
+  var transform: [TransformGolden]
+}
+
+struct SharedGoldens: Decodable {
+  var images: [TransformGolden]
+}
+
+struct PNG120Goldens: Decodable {
+  var images: [String: ImageGolden]
+}
+
+extension Array where Element == Float {
+  var littleEndianBytes: [UInt8] { withUnsafeBytes { [UInt8]($0) } }
+}

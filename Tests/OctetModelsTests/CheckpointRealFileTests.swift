@@ -1,0 +1,75 @@
+import Foundation
+import OctetCore
+import Testing
+
+@testable import OctetModels
+
+/// The real weight files in ../shared/models (see its README), checked against values torch
+/// printed for them (Scripts/make_checkpoint_fixtures.py -> Fixtures/expected.json).
+@Suite struct CheckpointRealFileTests {
+  static let modelsDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("shared/models")
+
+  static let efficientNet = modelsDirectory.appendingPathComponent("efficientnet-lite0-57934424.pth")
+  static let resNet = modelsDirectory.appendingPathComponent("resnet50-random-bnstats.pth")
+
+  static func present(_ url: URL) -> Bool { FileManager.default.fileExists(atPath: url.path) }
+
+  static func checkSpots(_ tensors: TensorDictionary, file: String) throws {
+    let expected = try #require(CheckpointFixtures.expected.real_files[file], "expected.json has no spots for \(file)")
+    #expect(tensors.count == expected.count)
+    #expect(tensors.names.first == expected.first)
+    #expect(tensors.names.last == expected.last)
+    for spot in expected.tensors {
+      let t = try #require(tensors[spot.name], "\(file): \(spot.name)")
+      #expect(t.type.rawValue == spot.dtype, "\(spot.name)")
+      #expect(t.shape == spot.shape, "\(spot.name)")
+      let values = CheckpointFixtures.doubles(t)
+      #expect(spot.indices.map { values[$0] } == spot.values, "\(spot.name)")
+      let sum = values.reduce(0, +)
+      let abssum = values.reduce(0) { $0 + abs($1) }
+      #expect(abs(sum - spot.sum) <= 1e-9 * max(1, spot.abssum), "\(spot.name) sum \(sum) vs \(spot.sum)")
+      #expect(abs(abssum - spot.abssum) <= 1e-9 * max(1, spot.abssum), "\(spot.name) abs sum")
+    }
+  }
+
+  @Test(.enabled(if: present(efficientNet), "needs ../shared/models/efficientnet-lite0-57934424.pth"))
+  func efficientNetLite0Legacy() throws {
+    let start = Date()
+    let tensors = try PyTorchCheckpoint.load(contentsOf: Self.efficientNet)
+    print("efficientnet-lite0 (legacy format): \(tensors.count) tensors in \(Date().timeIntervalSince(start)) s")
+    #expect(tensors.count == 296)
+    // Saved with strides (1, 32, 288, 96): the gather path on real data.
+    #expect(tensors["_conv_stem.weight"]?.shape == [32, 3, 3, 3])
+    #expect(tensors["_fc.weight"]?.shape == [1000, 1280])
+    try Self.checkSpots(tensors, file: "efficientnet-lite0-57934424.pth")
+  }
+
+  @Test(.enabled(if: present(resNet), "needs ../shared/models/resnet50-random-bnstats.pth"))
+  func resNet50Zip() throws {
+    let start = Date()
+    let tensors = try PyTorchCheckpoint.load(contentsOf: Self.resNet)
+    print("resnet50 (zip format): \(tensors.count) tensors in \(Date().timeIntervalSince(start)) s")
+    #expect(tensors["conv1.weight"]?.shape == [64, 3, 7, 7])
+    #expect(tensors["fc.weight"]?.shape == [1000, 2048])
+    #expect(tensors["fc.bias"]?.shape == [1000])
+    #expect(tensors["layer4.2.bn3.running_var"]?.shape == [2048])
+    #expect(tensors["layer4.2.bn3.num_batches_tracked"]?.type == .int64)
+    #expect(tensors["layer4.2.bn3.num_batches_tracked"]?.shape == [])
+    try Self.checkSpots(tensors, file: "resnet50-random-bnstats.pth")
+  }
+
+  @Test(.enabled(if: present(resNet), "needs ../shared/models/resnet50-random-bnstats.pth"))
+  func resNet50SafeTensorsRoundTrip() throws {
+    let tensors = try PyTorchCheckpoint.load(contentsOf: Self.resNet)
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("octet-st-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("resnet50.safetensors")
+    try SafeTensors.write(tensors, metadata: ["source": "resnet50-random-bnstats.pth"], to: url)
+    let back = try SafeTensors.read(contentsOf: url)
+    #expect(back.tensors == tensors)
+    #expect(back.metadata == ["source": "resnet50-random-bnstats.pth"])
+  }
+}
