@@ -56,5 +56,7 @@ let package = Package(
     .testTarget(
       name: "OctetFloatTests", dependencies: ["OctetFloat", "Octet"],
       resources: [.copy("Goldens")]),
+    // Runs the built `octet` binary: exit codes, error lines, JSON reports, no partial files.
+    .testTarget(name: "OctetCLITests", dependencies: ["octet", "OctetModels"]),
   ]
 )

@@ -21,10 +21,15 @@ Writes into Tests/OctetImagesTests/Fixtures:
                     the full transform of them
   shared.json       the full transform of a few real images in ../shared/data (not copied here)
   png120.json       SHA-256 of Pillow's RGB decode of every PNG in imagenet-train-png-120
-  jpeg-sweep-<folder>.tsv   file name, TAB, first 16 hex digits of SHA-256 of Pillow's RGB
-                    decode, for every JPEG in imagenet-val-1300 and imagenet-train-calibration-500
+  jpeg-sweep-<folder>.tsv   file name, TAB, pixel_checksum (below) of Pillow's RGB decode, for
+                    every JPEG in imagenet-val-1300 and imagenet-train-calibration-500
 
-Usage: python3 Scripts/make_image_goldens.py   (from the package root; needs Pillow, numpy, torch)
+Pillow version matters: from Pillow 13 on, resize runs the vertical pass first when the height
+shrinks by more than twice as many pixels as the width (older Pillow always went horizontal first,
+which rounds differently). The goldens record the Pillow version that made them.
+
+Usage: python3 Scripts/make_image_goldens.py   (from the package root; needs Pillow >= 13, numpy,
+torch)
 """
 
 import hashlib
@@ -440,13 +445,28 @@ def make_png120() -> dict:
     return out
 
 
+def pixel_checksum(data: bytes) -> str:
+    """The test suite's fast 64-bit checksum (PixelChecksum in Tests/OctetImagesTests/SHA256.swift):
+    n XOR sum_i fmix64(w_i + i * 0x9E3779B97F4A7C15) mod 2^64 over the zero-padded little-endian
+    64-bit words w_i."""
+    padded = data + bytes(-len(data) % 8)
+    w = np.frombuffer(padded, dtype="<u8").astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = w + np.arange(len(w), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(33))) * np.uint64(0xFF51AFD7ED558CCD)
+        x = (x ^ (x >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
+        x = x ^ (x >> np.uint64(33))
+        total = int(x.sum(dtype=np.uint64))
+    return f"{total ^ len(data):016x}"
+
+
 def make_jpeg_sweep(folder: str) -> str:
     d = os.path.join(SHARED_DATA, folder)
     lines = []
     for f in sorted(os.listdir(d)):
         if f.endswith(".JPEG"):
             im = rgb_bytes(os.path.join(d, f))
-            lines.append(f"{f}\t{sha256(np.asarray(im).tobytes())[:16]}")
+            lines.append(f"{f}\t{pixel_checksum(np.asarray(im).tobytes())}")
     return "\n".join(lines) + "\n"
 
 

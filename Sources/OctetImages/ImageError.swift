@@ -18,20 +18,20 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
 
   public var description: String {
     switch self {
-    case let .unreadable(name, reason):
+    case .unreadable(let name, let reason):
       "cannot read '\(name)': \(reason)"
-    case let .empty(name):
+    case .empty(let name):
       "'\(name)' is empty (0 bytes); re-copy or re-download it"
-    case let .unrecognizedFormat(name):
+    case .unrecognizedFormat(let name):
       "'\(name)' is not a JPEG or PNG file (its first bytes match neither signature)"
-    case let .corrupt(name, format, reason):
+    case .corrupt(let name, let format, let reason):
       "'\(name)' is truncated or corrupt: \(reason) (\(format)); re-copy or re-encode the file"
-    case let .unsupported(name, reason):
+    case .unsupported(let name, let reason):
       "'\(name)' cannot be decoded: \(reason)"
-    case let .tooLarge(name, width, height, limit):
+    case .tooLarge(let name, let width, let height, let limit):
       "'\(name)' is \(width)x\(height) pixels, more than the limit of \(limit) pixels; "
         + "downscale it first or raise the limit"
-    case let .outOfMemory(name):
+    case .outOfMemory(let name):
       "out of memory while starting to decode '\(name)'"
     }
   }

@@ -100,13 +100,15 @@ enum PillowBilinear {
     if verticalFirst {
       // Vertical pass over only the input columns the window's horizontal taps read.
       let needed = horizontal?.span(of: columns) ?? columns
-      let tall = vertical.map { source.resampledVertically($0, rows: rows, columns: needed) }
+      let tall =
+        vertical.map { source.resampledVertically($0, rows: rows, columns: needed) }
         ?? source.cropped(rows: rows, columns: needed)
       result = horizontal.map { tall.resampledHorizontally($0, columns: columns) } ?? tall
     } else {
       // Horizontal pass over only the input rows the window's vertical taps read.
       let needed = vertical?.span(of: rows) ?? rows
-      let wide = horizontal.map { source.resampledHorizontally($0, rows: needed, columns: columns) }
+      let wide =
+        horizontal.map { source.resampledHorizontally($0, rows: needed, columns: columns) }
         ?? source.cropped(rows: needed, columns: columns)
       result = vertical.map { wide.resampledVertically($0, rows: rows, columns: columns) } ?? wide
     }

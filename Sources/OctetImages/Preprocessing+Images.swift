@@ -16,8 +16,9 @@ extension Preprocessing {
     return width <= height ? (resizeShorter, newLong) : (newLong, resizeShorter)
   }
 
-  /// Pillow's `image.resize((width, height), Image.BILINEAR)`, bit for bit. Returns the image
-  /// unchanged when the size is unchanged, as Pillow does.
+  /// Pillow's `image.resize((width, height), Image.BILINEAR)`, bit for bit (Pillow 13's pass
+  /// order; see `PillowBilinear`). Returns the image unchanged when the size is unchanged, as
+  /// Pillow does.
   public func resizeBilinear(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
     PillowBilinear.resize(image, width: width, height: height, window: 0, 0, width, height)
   }

@@ -12,7 +12,9 @@ enum Fixtures {
   static func load<T: Decodable>(_ type: T.Type, _ name: String) -> T {
     do {
       let data = try Data(contentsOf: url(name))
-      return try JSONDecoder().decode(T.self, from: data)
+      let decoder = JSONDecoder()
+      decoder.keyDecodingStrategy = .convertFromSnakeCase  // the script writes snake_case
+      return try decoder.decode(T.self, from: data)
     } catch {
       fatalError("cannot load fixture \(name): \(error); run Scripts/make_image_goldens.py")
     }
@@ -68,14 +70,14 @@ struct TransformGolden: Decodable {
   var decoded: ImageGolden?
   var mean: [Float]?
   var std: [Float]?
-  var resized_width: Int
-  var resized_height: Int
-  var resized_sha256: String
-  var crop_sha256: String
-  var tensor_sha256: String
-  var tensor_sum: Double
-  var tensor_mean: Double
-  var tensor_values: [[Double]]
+  var resizedWidth: Int
+  var resizedHeight: Int
+  var resizedSha256: String
+  var cropSha256: String
+  var tensorSha256: String
+  var tensorSum: Double
+  var tensorMean: Double
+  var tensorValues: [[Double]]
 }
 
 struct ResizeGoldens: Decodable {
@@ -85,7 +87,9 @@ struct ResizeGoldens: Decodable {
     var height: Int
     var sha256: String
     var pixels: [[Int]]
-    var golden: ImageGolden { ImageGolden(width: width, height: height, sha256: sha256, pixels: pixels) }
+    var golden: ImageGolden {
+      ImageGolden(width: width, height: height, sha256: sha256, pixels: pixels)
+    }
   }
   var resize: [Case]
   var transform: [TransformGolden]

@@ -85,7 +85,9 @@ struct ImageDecoderTests {
   @Test func textNamedPNGIsNotAnImage() throws {
     let error = try #require(decodeError("bad/text.png"))
     #expect(error == .unrecognizedFormat(name: "text.png"))
-    #expect(error.description == "'text.png' is not a JPEG or PNG file (its first bytes match neither signature)")
+    #expect(
+      error.description
+        == "'text.png' is not a JPEG or PNG file (its first bytes match neither signature)")
   }
 
   @Test func emptyFileIsAnError() throws {
@@ -146,7 +148,8 @@ struct ImageDecoderTests {
   @Test func garbageAfterTheSignatureFailsCleanly() {
     var rng = SplitMix64(seed: 7)
     for trial in 0..<200 {
-      let signature: [UInt8] = trial % 2 == 0 ? [0xFF, 0xD8, 0xFF] : [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+      let signature: [UInt8] =
+        trial % 2 == 0 ? [0xFF, 0xD8, 0xFF] : [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
       let data = signature + (0..<(trial * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
       #expect(throws: ImageError.self, "seed 7 trial \(trial)") {
         try ImageDecoder.decode(data: data, name: "garbage")

@@ -10,23 +10,23 @@ func checkTransform(
   _ image: RGBImage, _ golden: TransformGolden, _ preprocessing: Preprocessing, label: String
 ) {
   let size = preprocessing.resizedSize(width: image.width, height: image.height)
-  #expect(size.width == golden.resized_width && size.height == golden.resized_height, "\(label)")
+  #expect(size.width == golden.resizedWidth && size.height == golden.resizedHeight, "\(label)")
   let resized = preprocessing.resizeBilinear(image, width: size.width, height: size.height)
-  #expect(SHA256.hex(resized.pixels) == golden.resized_sha256, "\(label): resized pixels differ")
+  #expect(SHA256.hex(resized.pixels) == golden.resizedSha256, "\(label): resized pixels differ")
   let cropped = preprocessing.centerCrop(
     resized, width: preprocessing.cropSize, height: preprocessing.cropSize)
-  #expect(SHA256.hex(cropped.pixels) == golden.crop_sha256, "\(label): cropped pixels differ")
+  #expect(SHA256.hex(cropped.pixels) == golden.cropSha256, "\(label): cropped pixels differ")
   #expect(preprocessing.resizeAndCrop(image) == cropped, "\(label): fused path differs")
 
   let tensor = preprocessing.apply(to: image)
   #expect(tensor.shape == [1, preprocessing.cropSize, preprocessing.cropSize, 3])
   #expect(
-    SHA256.hex(tensor.scalars.littleEndianBytes) == golden.tensor_sha256,
+    SHA256.hex(tensor.scalars.littleEndianBytes) == golden.tensorSha256,
     "\(label): float32 tensor is not bit-identical to torchvision's")
   let sum = tensor.scalars.reduce(0.0) { $0 + Double($1) }
-  #expect(abs(sum - golden.tensor_sum) <= 1e-6 * max(1, abs(golden.tensor_sum)), "\(label)")
-  #expect(abs(sum / Double(tensor.count) - golden.tensor_mean) <= 1e-9, "\(label)")
-  for pair in golden.tensor_values {
+  #expect(abs(sum - golden.tensorSum) <= 1e-6 * max(1, abs(golden.tensorSum)), "\(label)")
+  #expect(abs(sum / Double(tensor.count) - golden.tensorMean) <= 1e-9, "\(label)")
+  for pair in golden.tensorValues {
     #expect(tensor.scalars[Int(pair[0])] == Float(pair[1]), "\(label): value \(Int(pair[0]))")
   }
 }
@@ -50,7 +50,8 @@ struct PreprocessingTests {
       "\(c.input) \(image.width)x\(image.height) -> \(c.width)x\(c.height): \(mismatch ?? "")")
   }
 
-  @Test("full transform equals torchvision", arguments: Fixtures.resize.transform.indices.map { $0 })
+  @Test(
+    "full transform equals torchvision", arguments: Fixtures.resize.transform.indices.map { $0 })
   func transformEqualsTorchvision(index: Int) throws {
     let golden = Fixtures.resize.transform[index]
     let input = try #require(golden.input)

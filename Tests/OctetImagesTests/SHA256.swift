@@ -24,7 +24,9 @@ enum SHA256 {
     tail.append(0x80)
     while tail.count % 64 != 56 { tail.append(0) }
     let bitCount = UInt64(bytes.count) * 8
-    for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bitCount >> UInt64(shift))) }
+    for shift in stride(from: 56, through: 0, by: -8) {
+      tail.append(UInt8(truncatingIfNeeded: bitCount >> UInt64(shift)))
+    }
 
     var w = [UInt32](repeating: 0, count: 64)
     state.withUnsafeMutableBufferPointer { h in
@@ -45,31 +47,43 @@ enum SHA256 {
     }.joined()
   }
 
-  @inline(__always)
-  private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-
+  // Tests build without optimization, so the round loop avoids helper calls, checked buffer
+  // subscripts and the generic `<<`/`>>`: raw pointers, masking shifts, rotations written out.
   private static func compress(
     _ block: UnsafePointer<UInt8>, _ h: UnsafeMutableBufferPointer<UInt32>,
-    _ w: UnsafeMutableBufferPointer<UInt32>, _ k: UnsafeBufferPointer<UInt32>
+    _ wBuffer: UnsafeMutableBufferPointer<UInt32>, _ kBuffer: UnsafeBufferPointer<UInt32>
   ) {
-    for t in 0..<16 {
-      w[t] =
-        UInt32(block[t * 4]) << 24 | UInt32(block[t * 4 + 1]) << 16 | UInt32(block[t * 4 + 2]) << 8
-        | UInt32(block[t * 4 + 3])
+    let w = wBuffer.baseAddress!
+    let k = kBuffer.baseAddress!
+    var t = 0
+    while t < 16 {
+      let b = block + t * 4
+      w[t] = UInt32(b[0]) &<< 24 | UInt32(b[1]) &<< 16 | UInt32(b[2]) &<< 8 | UInt32(b[3])
+      t += 1
     }
-    for t in 16..<64 {
-      let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
-      let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+    while t < 64 {
+      let x = w[t - 15]
+      let y = w[t - 2]
+      let s0 = (x &>> 7 | x &<< 25) ^ (x &>> 18 | x &<< 14) ^ (x &>> 3)
+      let s1 = (y &>> 17 | y &<< 15) ^ (y &>> 19 | y &<< 13) ^ (y &>> 10)
       w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+      t += 1
     }
-    var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
-    for t in 0..<64 {
-      let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
+    var a = h[0]
+    var b = h[1]
+    var c = h[2]
+    var d = h[3]
+    var e = h[4]
+    var f = h[5]
+    var g = h[6]
+    var hh = h[7]
+    t = 0
+    while t < 64 {
+      let s1 = (e &>> 6 | e &<< 26) ^ (e &>> 11 | e &<< 21) ^ (e &>> 25 | e &<< 7)
       let ch = (e & f) ^ (~e & g)
       let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
-      let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
+      let s0 = (a &>> 2 | a &<< 30) ^ (a &>> 13 | a &<< 19) ^ (a &>> 22 | a &<< 10)
       let maj = (a & b) ^ (a & c) ^ (b & c)
-      let t2 = s0 &+ maj
       hh = g
       g = f
       f = e
@@ -77,7 +91,8 @@ enum SHA256 {
       d = c
       c = b
       b = a
-      a = t1 &+ t2
+      a = t1 &+ s0 &+ maj
+      t += 1
     }
     h[0] &+= a
     h[1] &+= b
@@ -87,5 +102,32 @@ enum SHA256 {
     h[5] &+= f
     h[6] &+= g
     h[7] &+= hh
+  }
+}
+
+/// A fast, order-sensitive 64-bit checksum of a byte string, for the sweep over 1800 JPEGs where
+/// SHA-256 in an unoptimized test build would take minutes. The bytes, zero-padded to a multiple
+/// of 8, are read as little-endian UInt64 words w_i; the checksum is
+/// `n XOR sum_i fmix64(w_i + i * 0x9E3779B97F4A7C15)` mod 2^64, fmix64 being MurmurHash3's
+/// finalizer. Scripts/make_image_goldens.py computes the same with NumPy.
+enum PixelChecksum {
+  static func hex(_ bytes: [UInt8]) -> String {
+    var padded = bytes
+    while padded.count % 8 != 0 { padded.append(0) }
+    var sum: UInt64 = 0
+    padded.withUnsafeBytes { raw in
+      let base = raw.baseAddress!
+      var i = 0
+      while i < raw.count / 8 {
+        var x = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
+        x = x &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
+        x = (x ^ (x &>> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        x = (x ^ (x &>> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        sum = sum &+ (x ^ (x &>> 33))
+        i += 1
+      }
+    }
+    let s = String(sum ^ UInt64(bytes.count), radix: 16)
+    return String(repeating: "0", count: 16 - s.count) + s
   }
 }
