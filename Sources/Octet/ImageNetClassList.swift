@@ -1004,5 +1004,6 @@ index	synset	name
 997	n13054560	bolete
 998	n13133613	fruiting spike of a cereal plant
 999	n15075141	toilet paper
+
 """
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Octet
+import Synchronization
 
 struct EvalCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -19,8 +20,12 @@ struct EvalCommand: ParsableCommand {
   @Option(help: "Write the report as JSON to this file.")
   var json: String?
 
+  @Option(help: "Images evaluated at once, one per thread (default: all cores).")
+  var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
   func validate() throws {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+    guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     try validateOutputPath(json, option: "--json")
   }
 
@@ -33,18 +38,52 @@ struct EvalCommand: ParsableCommand {
   }
 
   func run() throws {
+    // The folder is checked before the model is loaded: a typo fails at once.
+    let allEntries = try LabeledFolder(path: images).entries
     let classifier = try Classifier(contentsOf: URL(fileURLWithPath: model))
-    var entries = try LabeledFolder(path: images, classes: classifier.model.info.classes).entries
-    if let limit { entries = Array(entries.prefix(limit)) }
-    var top1 = 0, top5 = 0
-    var progress = ProgressBar(total: entries.count, label: "eval")
+    let classes = classifier.model.info.classes
+    if let outside = allEntries.first(where: { $0.label >= classes }) {
+      throw FileError(path: outside.url.path, reason: "is labeled \(outside.label), but the model has \(classes) classes")
+    }
+    let entries = Array(allEntries.prefix(limit ?? allEntries.count))
+    // Workers take images in order; the executor is safe to share (each call has its own scratch).
+    struct State {
+      var next = 0
+      var done = 0
+      var top1 = 0
+      var top5 = 0
+      var failure: Error?
+      var progress: ProgressBar
+    }
+    let state = Mutex(State(progress: ProgressBar(total: entries.count, label: "eval")))
     let start = Date()
-    for (i, entry) in entries.enumerated() {
-      let image = try ImageDecoder.decode(contentsOf: entry.url)
-      let ranked = Classifier.topIndices(5, of: classifier.logits(for: image))
-      if ranked.first == entry.label { top1 += 1 }
-      if ranked.contains(entry.label) { top5 += 1 }
-      progress.update(i + 1, detail: String(format: "top-1 %.2f%%", 100 * Double(top1) / Double(i + 1)))
+    DispatchQueue.concurrentPerform(iterations: min(threads, entries.count)) { _ in
+      while true {
+        let index: Int? = state.withLock { s in
+          guard s.failure == nil, s.next < entries.count else { return nil }
+          defer { s.next += 1 }
+          return s.next
+        }
+        guard let index else { return }
+        let entry = entries[index]
+        do {
+          let image = try ImageDecoder.decode(contentsOf: entry.url)
+          let ranked = Classifier.topIndices(5, of: classifier.logits(for: image))
+          state.withLock { s in
+            if ranked.first == entry.label { s.top1 += 1 }
+            if ranked.contains(entry.label) { s.top5 += 1 }
+            s.done += 1
+            s.progress.update(s.done, detail: String(format: "top-1 %.2f%%", 100 * Double(s.top1) / Double(s.done)))
+          }
+        } catch {
+          state.withLock { s in s.failure = s.failure ?? error }
+        }
+      }
+    }
+    let (top1, top5, failure, progress) = state.withLock { ($0.top1, $0.top5, $0.failure, $0.progress) }
+    if let failure {
+      progress.finish()
+      throw failure
     }
     progress.finish()
     let n = entries.count

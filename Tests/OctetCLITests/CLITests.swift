@@ -1,0 +1,157 @@
+import Foundation
+import OctetCore
+import OctetModels
+import Testing
+
+/// Runs the `octet` binary that `swift build` put beside the test bundle.
+struct OctetProcess {
+  var status: Int32
+  var stdout: String
+  var stderr: String
+
+  static let binary: URL = {
+    let candidates = [Bundle.main.executableURL, URL(fileURLWithPath: CommandLine.arguments[0])].compactMap { $0 }
+    for c in candidates {
+      var dir = c.deletingLastPathComponent()
+      for _ in 0..<4 {
+        let octet = dir.appendingPathComponent("octet")
+        if FileManager.default.isExecutableFile(atPath: octet.path) { return octet }
+        dir = dir.deletingLastPathComponent()
+      }
+    }
+    return URL(fileURLWithPath: "octet")
+  }()
+
+  @discardableResult
+  static func run(_ arguments: [String]) throws -> OctetProcess {
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read before waiting so a large output cannot fill the pipe and block the child.
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return OctetProcess(
+      status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+      stderr: String(decoding: stderr, as: UTF8.self))
+  }
+}
+
+enum Paths {
+  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+  static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
+  static let fixtures = root.appendingPathComponent("Tests/OctetModelsTests/Fixtures")
+  static let valImages = shared.appendingPathComponent("data/imagenet-val-1300")
+  static func model(_ name: String) -> URL? {
+    [shared.appendingPathComponent("models/\(name)"), root.appendingPathComponent(".cache/models/\(name)")]
+      .first { FileManager.default.fileExists(atPath: $0.path) }
+  }
+  static var lite0: URL? { model("efficientnet-lite0-57934424.pth") }
+  static var hasValImages: Bool { FileManager.default.fileExists(atPath: valImages.path) }
+
+  static func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+  }
+}
+
+/// The clear-error contract: non-zero exit, one line that names the culprit, no output file.
+func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL? = nil) {
+  #expect(result.status != 0, "expected a non-zero exit; stdout: \(result.stdout)")
+  for m in mentions { #expect(result.stderr.contains(m), "stderr should mention '\(m)': \(result.stderr)") }
+  #expect(!result.stderr.contains("Fatal error"), "crashed: \(result.stderr)")
+  if let noFile { #expect(!FileManager.default.fileExists(atPath: noFile.path), "left \(noFile.path) behind") }
+}
+
+@Suite struct CLIErrorTests {
+  @Test func forbiddenGlobalIsRefusedAndNothingIsWritten() throws {
+    let dir = try Paths.temporaryDirectory()
+    let out = dir.appendingPathComponent("evil.safetensors")
+    for fixture in ["evil_zip.pth", "evil_legacy.pth"] {
+      let result = try OctetProcess.run(["import", Paths.fixtures.appendingPathComponent(fixture).path, "-o", out.path])
+      expectCleanFailure(result, mentions: [fixture, "forbidden global"], noFile: out)
+    }
+  }
+
+  @Test func misShapedTensorIsNamed() throws {
+    // A safetensors state_dict with torchvision ResNet names where one tensor has the wrong shape.
+    let dir = try Paths.temporaryDirectory()
+    var tensors = TensorDictionary()
+    for spec in ResNet50.specs(classes: 10) {
+      var shape = spec.shape
+      if spec.name == "layer2.1.conv2.weight" { shape = [128, 128, 5, 5] }
+      tensors[spec.name] = HostTensor(type: .float32, shape: shape, bytes: [UInt8](repeating: 0, count: shape.reduce(1, *) * 4))
+    }
+    let checkpoint = dir.appendingPathComponent("bad.safetensors")
+    try SafeTensors.write(tensors, to: checkpoint)
+    let out = dir.appendingPathComponent("model.safetensors")
+    let result = try OctetProcess.run(["import", checkpoint.path, "-o", out.path])
+    expectCleanFailure(result, mentions: ["layer2.1.conv2.weight", "[128, 128, 5, 5]", "[128, 128, 3, 3]"], noFile: out)
+  }
+
+  @Test func notAnImageIsNamed() throws {
+    let dir = try Paths.temporaryDirectory()
+    let fake = dir.appendingPathComponent("notes.png")
+    try Data("just text\n".utf8).write(to: fake)
+    let result = try OctetProcess.run(["classify", Paths.fixtures.appendingPathComponent("tiny_zip.pth").path, fake.path])
+    // The tiny checkpoint is no known architecture, and that is found first: also a clear error.
+    expectCleanFailure(result, mentions: ["tiny_zip.pth"])
+    guard let lite0 = Paths.lite0 else { return }
+    let json = dir.appendingPathComponent("out.json")
+    let second = try OctetProcess.run(["classify", lite0.path, fake.path, "--json", json.path])
+    expectCleanFailure(second, mentions: ["notes.png"], noFile: json)
+  }
+
+  @Test func evalNeedsLabels() throws {
+    let dir = try Paths.temporaryDirectory()
+    let model = Paths.fixtures.appendingPathComponent("tiny_zip.pth").path
+    let missing = try OctetProcess.run(["eval", model, "--images", dir.appendingPathComponent("nowhere").path])
+    expectCleanFailure(missing, mentions: ["nowhere"])
+    let badOption = try OctetProcess.run(["eval", model, "--images", dir.path, "--limit", "0"])
+    expectCleanFailure(badOption, mentions: ["--limit"])
+  }
+
+  @Test func missingCheckpointIsNamed() throws {
+    let dir = try Paths.temporaryDirectory()
+    let result = try OctetProcess.run(["import", dir.appendingPathComponent("absent.pth").path, "-o", dir.appendingPathComponent("m.safetensors").path])
+    expectCleanFailure(result, mentions: ["absent.pth", "no such file"])
+  }
+}
+
+@Suite(.enabled(if: Paths.lite0 != nil && Paths.hasValImages, "needs EfficientNet-Lite0 and ../shared/data"))
+struct CLIEndToEndTests {
+  @Test func importClassifyAndEvalWriteTheirJSON() throws {
+    let dir = try Paths.temporaryDirectory()
+    let model = dir.appendingPathComponent("lite0.safetensors")
+    let imported = try OctetProcess.run(["import", Paths.lite0!.path, "-o", model.path])
+    #expect(imported.status == 0, "\(imported.stderr)")
+    #expect(imported.stdout.contains("efficientnet-lite0"))
+
+        let labels = try String(contentsOf: Paths.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
+    let firstTwo = labels.split(separator: "\n").prefix(2).map { Paths.valImages.appendingPathComponent(String($0.split(separator: "\t")[0])).path }
+    let classifyJSON = dir.appendingPathComponent("classify.json")
+    let classified = try OctetProcess.run(["classify", model.path] + firstTwo + ["--top", "3", "--json", classifyJSON.path])
+    #expect(classified.status == 0, "\(classified.stderr)")
+    let report = try JSONSerialization.jsonObject(with: Data(contentsOf: classifyJSON)) as! [String: Any]
+    let results = report["results"] as! [[String: Any]]
+    #expect(results.count == 2)
+    #expect((results[0]["logits"] as! [Double]).count == 1000)
+    let top = results[0]["top"] as! [[String: Any]]
+    #expect(top.count == 3)
+    #expect(top[0]["name"] is String && top[0]["index"] is Int && top[0]["probability"] is Double)
+
+    let evalJSON = dir.appendingPathComponent("eval.json")
+    let evaluated = try OctetProcess.run(["eval", model.path, "--images", Paths.valImages.path, "--limit", "8", "--json", evalJSON.path])
+    #expect(evaluated.status == 0, "\(evaluated.stderr)")
+    let eval = try JSONSerialization.jsonObject(with: Data(contentsOf: evalJSON)) as! [String: Any]
+    #expect(eval["count"] as? Int == 8)
+    let top1 = try #require(eval["top1"] as? Double), top5 = try #require(eval["top5"] as? Double)
+    #expect((0...1).contains(top1) && top1 <= top5 && top5 <= 1)
+  }
+}
