@@ -8,6 +8,7 @@ and are never unpickled here.
 Outputs in Tests/OctetModelsTests/Fixtures/:
   tiny_zip.pth          torch.save(sd) in the zip format (protocol 2, like torchvision's files)
   tiny_zip_p5.pth       the same with pickle_protocol=5 (FRAME, MEMOIZE, STACK_GLOBAL, ...)
+  tiny_zip_deflated.pth tiny_zip.pth repacked with deflate compression
   tiny_legacy.pth       torch.save(sd, _use_new_zipfile_serialization=False)
   tiny_nested.pth       {'epoch': 7, 'arch': 'tiny', 'state_dict': sd, 'best': 0.5}, zip format
   tiny_model_key.pth    {'model': <Conv2d+BatchNorm2d state_dict>, 'step': 3}, legacy format
@@ -164,6 +165,13 @@ def write_broken_zips(source):
                     out.writestr(n, b)
 
 
+def write_deflated_copy(source, path):
+    """The same records, deflate-compressed, as `zip -r` would repack a checkpoint."""
+    with zipfile.ZipFile(source) as z, zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for info in z.infolist():
+            out.writestr(info.filename, z.read(info.filename))
+
+
 def write_big_endian_legacy(path):
     import pickle
 
@@ -241,10 +249,11 @@ def main():
     write_evil_zip(os.path.join(OUT, "evil_zip.pth"))
     write_evil_legacy(os.path.join(OUT, "evil_legacy.pth"))
     write_broken_zips(os.path.join(OUT, "tiny_zip.pth"))
+    write_deflated_copy(os.path.join(OUT, "tiny_zip.pth"), os.path.join(OUT, "tiny_zip_deflated.pth"))
     write_big_endian_legacy(os.path.join(OUT, "broken_big_endian_legacy.pth"))
 
     # Check the benign fixtures the way torch reads them.
-    for name in ["tiny_zip.pth", "tiny_zip_p5.pth", "tiny_legacy.pth"]:
+    for name in ["tiny_zip.pth", "tiny_zip_p5.pth", "tiny_zip_deflated.pth", "tiny_legacy.pth"]:
         back = torch.load(os.path.join(OUT, name), weights_only=False)  # our own fixture
         assert list(back.keys()) == list(sd.keys()), name
         for k in sd:

@@ -11,7 +11,9 @@ import Testing
   static func run(_ body: [UInt8], proto: Bool = true, stop: Bool = true) throws -> String {
     let bytes = (proto ? [0x80, 0x02] : []) + body + (stop ? [0x2E] : [])
     return try bytes.withUnsafeBytes { raw in
-      try PickleMachine(file: "test.pkl", part: "the test pickle").run(raw, from: 0) { describe($0) }.result
+      try PickleMachine(file: "test.pkl", part: "the test pickle").run(raw, from: 0) {
+        describe($0)
+      }.result
     }
   }
 
@@ -19,17 +21,21 @@ import Testing
     guard depth < 8 else { return "..." }
     switch value {
     case .none: return "None"
-    case let .bool(b): return b ? "True" : "False"
-    case let .int(i): return String(i)
-    case let .bigInt(b): return "bigint\(b)"
-    case let .float(f): return String(f)
-    case let .string(s): return "'\(s)'"
-    case let .bytes(b): return "b\(b)"
-    case let .tuple(t): return "(" + t.items.map { describe($0, depth: depth + 1) }.joined(separator: ", ") + ")"
-    case let .list(l): return "[" + l.items.map { describe($0, depth: depth + 1) }.joined(separator: ", ") + "]"
-    case let .dict(d):
-      return "{" + d.entries.map { "\($0.key): \(describe($0.value, depth: depth + 1))" }.joined(separator: ", ") + "}"
-    case let .global(g): return g.qualifiedName
+    case .bool(let b): return b ? "True" : "False"
+    case .int(let i): return String(i)
+    case .bigInt(let b): return "bigint\(b)"
+    case .float(let f): return String(f)
+    case .string(let s): return "'\(s)'"
+    case .bytes(let b): return "b\(b)"
+    case .tuple(let t):
+      return "(" + t.items.map { describe($0, depth: depth + 1) }.joined(separator: ", ") + ")"
+    case .list(let l):
+      return "[" + l.items.map { describe($0, depth: depth + 1) }.joined(separator: ", ") + "]"
+    case .dict(let d):
+      return "{"
+        + d.entries.map { "\($0.key): \(describe($0.value, depth: depth + 1))" }.joined(
+          separator: ", ") + "}"
+    case .global(let g): return g.qualifiedName
     case .storage: return "storage"
     case .tensor: return "tensor"
     }
@@ -52,7 +58,9 @@ import Testing
       Self.global(module, name) + payload,
       Self.shortString(module) + Self.shortString(name) + [0x93] + payload,  // STACK_GLOBAL
     ] {
-      #expect(throws: CheckpointError.forbiddenGlobal(file: "test.pkl", global: "\(module).\(name)")) {
+      #expect(
+        throws: CheckpointError.forbiddenGlobal(file: "test.pkl", global: "\(module).\(name)")
+      ) {
         try Self.run(body)
       }
     }
@@ -65,7 +73,9 @@ import Testing
     #expect(try Self.run([0x8A, 0x02, 0xFF, 0x00]) == "255")
     #expect(try Self.run([0x8A, 0x01, 0xFF]) == "-1")
     #expect(try Self.run([0x8A, 0x00]) == "0")
-    #expect(try Self.run([0x8A, 0x09] + Array(repeating: 0xFF, count: 8) + [0x7F]) == "bigint\([UInt8](repeating: 0xFF, count: 8) + [0x7F])")
+    #expect(
+      try Self.run([0x8A, 0x09] + Array(repeating: 0xFF, count: 8) + [0x7F])
+        == "bigint\([UInt8](repeating: 0xFF, count: 8) + [0x7F])")
     #expect(try Self.run([0x8B, 0x09, 0, 0, 0] + Array(repeating: 0xFF, count: 9)) == "-1")
     #expect(try Self.run([0x47, 0x3F, 0xF8, 0, 0, 0, 0, 0, 0]) == "1.5")
     #expect(try Self.run([0x88, 0x89, 0x4E, 0x87]) == "(True, False, None)")
@@ -74,20 +84,33 @@ import Testing
     #expect(try Self.run([0x43, 2, 1, 2]) == "b[1, 2]")
     // MARK ... LIST, DICT, APPENDS, SETITEMS, memo.
     #expect(try Self.run([0x28, 0x4B, 1, 0x4B, 2, 0x6C]) == "[1, 2]")
-    #expect(try Self.run([0x5D, 0x71, 0, 0x28, 0x4B, 1, 0x65, 0x4B, 2, 0x61, 0x30, 0x68, 0]) == "[1, 2]")
-    #expect(try Self.run([0x7D, 0x28] + Self.shortString("a") + [0x4B, 1] + Self.shortString("a") + [0x4B, 2, 0x75]) == "{string(\"a\"): 2}")
-    #expect(try Self.run(Self.global("collections", "OrderedDict") + [0x29, 0x52, 0x94, 0x32, 0x30]) == "{}")
+    #expect(
+      try Self.run([0x5D, 0x71, 0, 0x28, 0x4B, 1, 0x65, 0x4B, 2, 0x61, 0x30, 0x68, 0]) == "[1, 2]")
+    #expect(
+      try Self.run(
+        [0x7D, 0x28] + Self.shortString("a") + [0x4B, 1] + Self.shortString("a") + [0x4B, 2, 0x75])
+        == "{string(\"a\"): 2}")
+    #expect(
+      try Self.run(Self.global("collections", "OrderedDict") + [0x29, 0x52, 0x94, 0x32, 0x30])
+        == "{}")
     #expect(try Self.run([0x95, 3, 0, 0, 0, 0, 0, 0, 0, 0x4B, 9]) == "9")
   }
 
   @Test func unsupportedOpcodesNameByteAndOffset() throws {
     // INT, STRING, INST, OBJ, PERSID, GET, PUT, EXT1, NEWOBJ_EX, EMPTY_SET, BYTEARRAY8, NEXT_BUFFER.
-    for op: UInt8 in [0x49, 0x53, 0x69, 0x6F, 0x50, 0x67, 0x70, 0x82, 0x92, 0x8F, 0x96, 0x97, 0x00, 0xFF] {
+    for op: UInt8 in [
+      0x49, 0x53, 0x69, 0x6F, 0x50, 0x67, 0x70, 0x82, 0x92, 0x8F, 0x96, 0x97, 0x00, 0xFF,
+    ] {
       let error = #expect(throws: CheckpointError.self) { try Self.run([0x4B, 1, op]) }
-      #expect(error == .unsupportedOpcode(file: "test.pkl", opcode: op, offset: 4, part: "the test pickle"))
+      #expect(
+        error
+          == .unsupportedOpcode(file: "test.pkl", opcode: op, offset: 4, part: "the test pickle"))
     }
-    let error = CheckpointError.unsupportedOpcode(file: "x.pth", opcode: 0x69, offset: 4, part: "'a/data.pkl'")
-    #expect(error.description.hasPrefix("checkpoint 'x.pth' uses pickle opcode 0x69 ('i') at offset 4 of 'a/data.pkl'"))
+    let error = CheckpointError.unsupportedOpcode(
+      file: "x.pth", opcode: 0x69, offset: 4, part: "'a/data.pkl'")
+    #expect(
+      error.description.hasPrefix(
+        "checkpoint 'x.pth' uses pickle opcode 0x69 ('i') at offset 4 of 'a/data.pkl'"))
   }
 
   @Test func malformedPicklesAreErrors() throws {
@@ -105,7 +128,10 @@ import Testing
       ("REDUCE with non-tuple args", Self.global("collections", "OrderedDict") + [0x4B, 1, 0x52]),
       ("call a storage class", Self.global("torch", "FloatStorage") + [0x29, 0x52]),
       ("NEWOBJ rebuild", Self.global("torch._utils", "_rebuild_tensor_v2") + [0x29, 0x81]),
-      ("rebuild with wrong arity", Self.global("torch._utils", "_rebuild_tensor_v2") + [0x29, 0x52]),
+      (
+        "rebuild with wrong arity",
+        Self.global("torch._utils", "_rebuild_tensor_v2") + [0x29, 0x52]
+      ),
       ("BUILD on int", [0x4B, 1, 0x7D, 0x62]),
       ("persistent id unexpected", [0x4B, 1, 0x51]),
       ("STACK_GLOBAL ints", [0x4B, 1, 0x4B, 2, 0x93]),
@@ -165,7 +191,7 @@ import Testing
     let bytes = [0x80, 0x02] + body + [0x2E]
     try bytes.withUnsafeBytes { raw in
       _ = try PickleMachine(file: "t", part: "p").run(raw, from: 0) { value -> Void in
-        if case let .tuple(t) = value, case let .list(l) = t.items[0] { weakList = l }
+        if case .tuple(let t) = value, case .list(let l) = t.items[0] { weakList = l }
       }
     }
     #expect(weakList == nil)

@@ -11,13 +11,15 @@ import Testing
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("shared/models")
 
-  static let efficientNet = modelsDirectory.appendingPathComponent("efficientnet-lite0-57934424.pth")
+  static let efficientNet = modelsDirectory.appendingPathComponent(
+    "efficientnet-lite0-57934424.pth")
   static let resNet = modelsDirectory.appendingPathComponent("resnet50-random-bnstats.pth")
 
   static func present(_ url: URL) -> Bool { FileManager.default.fileExists(atPath: url.path) }
 
   static func checkSpots(_ tensors: TensorDictionary, file: String) throws {
-    let expected = try #require(CheckpointFixtures.expected.real_files[file], "expected.json has no spots for \(file)")
+    let expected = try #require(
+      CheckpointFixtures.expected.realFiles[file], "expected.json has no spots for \(file)")
     #expect(tensors.count == expected.count)
     #expect(tensors.names.first == expected.first)
     #expect(tensors.names.last == expected.last)
@@ -29,16 +31,20 @@ import Testing
       #expect(spot.indices.map { values[$0] } == spot.values, "\(spot.name)")
       let sum = values.reduce(0, +)
       let abssum = values.reduce(0) { $0 + abs($1) }
-      #expect(abs(sum - spot.sum) <= 1e-9 * max(1, spot.abssum), "\(spot.name) sum \(sum) vs \(spot.sum)")
+      #expect(
+        abs(sum - spot.sum) <= 1e-9 * max(1, spot.abssum), "\(spot.name) sum \(sum) vs \(spot.sum)")
       #expect(abs(abssum - spot.abssum) <= 1e-9 * max(1, spot.abssum), "\(spot.name) abs sum")
     }
   }
 
-  @Test(.enabled(if: present(efficientNet), "needs ../shared/models/efficientnet-lite0-57934424.pth"))
+  @Test(
+    .enabled(if: present(efficientNet), "needs ../shared/models/efficientnet-lite0-57934424.pth"))
   func efficientNetLite0Legacy() throws {
     let start = Date()
     let tensors = try PyTorchCheckpoint.load(contentsOf: Self.efficientNet)
-    print("efficientnet-lite0 (legacy format): \(tensors.count) tensors in \(Date().timeIntervalSince(start)) s")
+    print(
+      "efficientnet-lite0 (legacy format): \(tensors.count) tensors in \(Date().timeIntervalSince(start)) s"
+    )
     #expect(tensors.count == 296)
     // Saved with strides (1, 32, 288, 96): the gather path on real data.
     #expect(tensors["_conv_stem.weight"]?.shape == [32, 3, 3, 3])
@@ -63,7 +69,8 @@ import Testing
   @Test(.enabled(if: present(resNet), "needs ../shared/models/resnet50-random-bnstats.pth"))
   func resNet50SafeTensorsRoundTrip() throws {
     let tensors = try PyTorchCheckpoint.load(contentsOf: Self.resNet)
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("octet-st-\(UUID().uuidString)")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "octet-st-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     let url = dir.appendingPathComponent("resnet50.safetensors")

@@ -41,16 +41,22 @@ import Testing
       let offset = Int(rng.next() % 9)
       let needed = offset + zip(shape, strides).reduce(0) { $0 + max($1.0 - 1, 0) * $1.1 } + 1
       let elementCount = needed + Int(rng.next() % 4)
-      let storageBytes = (0..<(elementCount * type.byteSize)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+      let storageBytes = (0..<(elementCount * type.byteSize)).map { _ in
+        UInt8(truncatingIfNeeded: rng.next())
+      }
       let ref = TorchTensorReference(
         storage: TorchStorageReference(
-          key: "0", type: type, rootElementCount: elementCount, elementOffset: 0, elementCount: elementCount),
+          key: "0", type: type, rootElementCount: elementCount, elementOffset: 0,
+          elementCount: elementCount),
         storageOffset: offset, shape: shape, strides: strides)
-      let context = "seed \(seed) trial \(trial): \(type) offset \(offset) shape \(shape) strides \(strides)"
+      let context =
+        "seed \(seed) trial \(trial): \(type) offset \(offset) shape \(shape) strides \(strides)"
       let tensor = try ref.materialize(name: "t", file: "f", rootStorage: storageBytes)
       let expected =
         shape.contains(0)
-        ? [] : Self.reference(storageBytes, elementSize: type.byteSize, offset: offset, shape: shape, strides: strides)
+        ? []
+        : Self.reference(
+          storageBytes, elementSize: type.byteSize, offset: offset, shape: shape, strides: strides)
       #expect(tensor.bytes == expected, "\(context)")
       #expect(tensor.shape == shape, "\(context)")
     }
@@ -59,7 +65,8 @@ import Testing
   @Test func outOfBoundsLayoutsNameTheTensor() throws {
     func ref(offset: Int, shape: [Int], strides: [Int], count: Int = 12) -> TorchTensorReference {
       TorchTensorReference(
-        storage: TorchStorageReference(key: "7", type: .float32, rootElementCount: count, elementOffset: 0, elementCount: count),
+        storage: TorchStorageReference(
+          key: "7", type: .float32, rootElementCount: count, elementOffset: 0, elementCount: count),
         storageOffset: offset, shape: shape, strides: strides)
     }
     let storage = [UInt8](repeating: 0, count: 48)
@@ -67,6 +74,7 @@ import Testing
       (ref(offset: 1, shape: [3, 4], strides: [4, 1]), "reads element 12"),
       (ref(offset: 0, shape: [4, 3], strides: [1, 4]), "reads element 11"),  // fits; replaced below
       (ref(offset: -1, shape: [2], strides: [1]), "negative storage offset"),
+      (ref(offset: Int.max, shape: [1], strides: [1]), "reads element \(Int.max)"),
       (ref(offset: 0, shape: [-2], strides: [1]), "negative size"),
       (ref(offset: 0, shape: [2], strides: [-1]), "negative stride"),
       (ref(offset: 0, shape: [2, 2], strides: [1]), "2 sizes but 1 strides"),
@@ -78,7 +86,7 @@ import Testing
       let error = #expect(throws: CheckpointError.self) {
         try r.materialize(name: "layer.weight", file: "f.pth", rootStorage: storage)
       }
-      guard case let .invalidTensor(file: "f.pth", tensor: "layer.weight", reason) = error else {
+      guard case .invalidTensor(file: "f.pth", tensor: "layer.weight", let reason) = error else {
         Issue.record("case \(i): \(String(describing: error))")
         continue
       }

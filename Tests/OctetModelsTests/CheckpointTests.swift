@@ -31,11 +31,19 @@ enum CheckpointFixtures {
   }
 
   struct Expected: Decodable {
-    var pwned_marker: String
+    var pwnedMarker: String
     var tensors: [ExpectedTensor]
-    var module_tensors: [ExpectedTensor]
-    var safetensors_metadata: [String: String]
-    var real_files: [String: RealFile]
+    var moduleTensors: [ExpectedTensor]
+    var safetensorsMetadata: [String: String]
+    var realFiles: [String: RealFile]
+
+    enum CodingKeys: String, CodingKey {
+      case pwnedMarker = "pwned_marker"
+      case tensors
+      case moduleTensors = "module_tensors"
+      case safetensorsMetadata = "safetensors_metadata"
+      case realFiles = "real_files"
+    }
   }
 
   static func url(_ name: String) -> URL {
@@ -54,14 +62,22 @@ enum CheckpointFixtures {
 
   /// Exact values of any dtype, widened to Double.
   static func doubles(_ t: HostTensor) -> [Double] {
-    t.bytes.withUnsafeBytes { raw in
-      (0..<t.elementCount).map { i -> Double in
-        switch t.type {
-        case .float64: Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))
-        case .int64: Double(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)))
-        default: Double(t.floats()[i])
+    switch t.type {
+    case .float64:
+      t.bytes.withUnsafeBytes { raw in
+        (0..<t.elementCount).map {
+          Double(
+            bitPattern: UInt64(
+              littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))
         }
       }
+    case .int64:
+      t.bytes.withUnsafeBytes { raw in
+        (0..<t.elementCount).map {
+          Double(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)))
+        }
+      }
+    default: t.floats().map(Double.init)
     }
   }
 
@@ -80,7 +96,8 @@ enum CheckpointFixtures {
 
   /// A file in a fresh temporary directory.
   static func temporaryFile(_ name: String, contents: [UInt8]) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("octet-ckpt-\(UUID().uuidString)")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "octet-ckpt-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let url = dir.appendingPathComponent(name)
     try Data(contents).write(to: url)
@@ -91,7 +108,7 @@ enum CheckpointFixtures {
 @Suite struct CheckpointTests {
   typealias F = CheckpointFixtures
 
-  @Test(arguments: ["tiny_zip.pth", "tiny_zip_p5.pth", "tiny_legacy.pth"])
+  @Test(arguments: ["tiny_zip.pth", "tiny_zip_p5.pth", "tiny_zip_deflated.pth", "tiny_legacy.pth"])
   func loadsEveryDtypeAndLayout(fixture: String) throws {
     let tensors = try PyTorchCheckpoint.load(contentsOf: F.url(fixture))
     F.check(tensors, against: F.expected.tensors, file: fixture)
@@ -101,7 +118,9 @@ enum CheckpointFixtures {
     let tensors = try PyTorchCheckpoint.load(contentsOf: F.url("tiny_zip.pth"))
     // base.t() of arange(12).reshape(3, 4) / 8, saved with strides (1, 4).
     #expect(tensors["linear.weight_t"]?.shape == [4, 3])
-    #expect(tensors["linear.weight_t"]?.floats() == [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11].map { Float($0) / 8 })
+    #expect(
+      tensors["linear.weight_t"]?.floats()
+        == [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11].map { Float($0) / 8 })
     // grid[1:4, ::2] of arange(30).reshape(5, 6): offset 6, strides (6, 2).
     #expect(tensors["slice"]?.floats() == [6, 8, 10, 12, 14, 16, 18, 20, 22])
     #expect(tensors["expanded"]?.floats() == [1.5, 1.5, 1.5, -1, -1, -1])
@@ -118,17 +137,19 @@ enum CheckpointFixtures {
     // {'model': Sequential(Conv2d, BatchNorm2d).state_dict(), 'step': 3}: `_metadata` arrives
     // through BUILD and is skipped, like 'step'.
     let tensors = try PyTorchCheckpoint.load(contentsOf: F.url("tiny_model_key.pth"))
-    F.check(tensors, against: F.expected.module_tensors, file: "tiny_model_key.pth")
+    F.check(tensors, against: F.expected.moduleTensors, file: "tiny_model_key.pth")
     #expect(tensors["1.num_batches_tracked"]?.type == .int64)
     #expect(tensors["1.num_batches_tracked"]?.shape == [])
   }
 
   @Test(arguments: ["evil_zip.pth", "evil_legacy.pth"])
   func forbiddenGlobalIsRefusedAndNothingRuns(fixture: String) throws {
-    let marker = F.expected.pwned_marker
+    let marker = F.expected.pwnedMarker
     try? FileManager.default.removeItem(atPath: marker)
     let url = F.url(fixture)
-    let error = #expect(throws: CheckpointError.self) { try PyTorchCheckpoint.load(contentsOf: url) }
+    let error = #expect(throws: CheckpointError.self) {
+      try PyTorchCheckpoint.load(contentsOf: url)
+    }
     #expect(error == .forbiddenGlobal(file: url.path, global: "os.system"))
     #expect(
       error?.description
@@ -139,7 +160,9 @@ enum CheckpointFixtures {
 
   @Test func missingStorageIsNamed() throws {
     let url = F.url("broken_missing_storage.pth")
-    let error = #expect(throws: CheckpointError.self) { try PyTorchCheckpoint.load(contentsOf: url) }
+    let error = #expect(throws: CheckpointError.self) {
+      try PyTorchCheckpoint.load(contentsOf: url)
+    }
     #expect(error == .missingStorage(file: url.path, storage: "tiny_zip/data/3"))
     #expect(error?.description.contains("missing storage 'tiny_zip/data/3'") == true)
   }
@@ -147,7 +170,9 @@ enum CheckpointFixtures {
   @Test(arguments: ["broken_big_endian.pth", "broken_big_endian_legacy.pth"])
   func bigEndianIsRefused(fixture: String) throws {
     let url = F.url(fixture)
-    #expect(throws: CheckpointError.bigEndian(file: url.path)) { try PyTorchCheckpoint.load(contentsOf: url) }
+    #expect(throws: CheckpointError.bigEndian(file: url.path)) {
+      try PyTorchCheckpoint.load(contentsOf: url)
+    }
   }
 
   @Test func everyTruncationOfALegacyFileIsAnError() throws {
@@ -166,7 +191,9 @@ enum CheckpointFixtures {
     for length in lengths {
       let url = try F.temporaryFile("cut.pth", contents: Array(bytes[..<length]))
       defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
-      #expect(throws: CheckpointError.self, "cut at \(length)") { try PyTorchCheckpoint.load(contentsOf: url) }
+      #expect(throws: CheckpointError.self, "cut at \(length)") {
+        try PyTorchCheckpoint.load(contentsOf: url)
+      }
     }
   }
 
@@ -174,26 +201,57 @@ enum CheckpointFixtures {
     var bytes = try F.bytes("tiny_zip.pth")
     // conv.bias is [0.5, -1.5, 2.25, 1e-3]; flip a bit inside its stored 0.5.
     let pattern: [UInt8] = [0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0xC0, 0xBF]
-    let at = (0...(bytes.count - pattern.count)).first { Array(bytes[$0..<$0 + pattern.count]) == pattern }!
+    let at = (0...(bytes.count - pattern.count)).first {
+      Array(bytes[$0..<$0 + pattern.count]) == pattern
+    }!
     bytes[at] ^= 1
     let url = try F.temporaryFile("corrupt.pth", contents: bytes)
     defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
-    let error = #expect(throws: CheckpointError.self) { try PyTorchCheckpoint.load(contentsOf: url) }
+    let error = #expect(throws: CheckpointError.self) {
+      try PyTorchCheckpoint.load(contentsOf: url)
+    }
     #expect(error?.description.contains("CRC-32") == true)
   }
 
+  @Test func crc32MatchesTheBytewiseDefinition() {
+    #expect(Array("123456789".utf8).withUnsafeBytes { CRC32Checksum.checksum($0) } == 0xCBF4_3926)
+    var rng = SplitMix64(seed: 32)
+    for length in [0, 1, 7, 8, 9, 63, 64, 1000] {
+      let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+      var reference: UInt32 = ~0
+      for b in bytes {
+        reference ^= UInt32(b)
+        for _ in 0..<8 {
+          reference = reference & 1 != 0 ? (reference >> 1) ^ 0xEDB8_8320 : reference >> 1
+        }
+      }
+      // Split in two updates to check that chunks chain.
+      var crc = CRC32Checksum()
+      bytes.withUnsafeBytes {
+        crc.update(UnsafeRawBufferPointer(rebasing: $0[..<(length / 3)]))
+        crc.update(UnsafeRawBufferPointer(rebasing: $0[(length / 3)...]))
+      }
+      #expect(crc.value == ~reference, "length \(length)")
+    }
+  }
+
   @Test func otherFilesAreNotCheckpoints() throws {
-    for contents in [[], Array("hello, world\n".utf8), [0x80, 0x02, 0x4B, 0x05, 0x2E]] as [[UInt8]] {
+    for contents in [[], Array("hello, world\n".utf8), [0x80, 0x02, 0x4B, 0x05, 0x2E]] as [[UInt8]]
+    {
       let url = try F.temporaryFile("other.pth", contents: contents)
       defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
-      let error = #expect(throws: CheckpointError.self) { try PyTorchCheckpoint.load(contentsOf: url) }
+      let error = #expect(throws: CheckpointError.self) {
+        try PyTorchCheckpoint.load(contentsOf: url)
+      }
       guard case .notACheckpoint = error else {
         Issue.record("\(contents): \(String(describing: error))")
         continue
       }
     }
     let missing = URL(fileURLWithPath: "/nonexistent/octet/model.pth")
-    let error = #expect(throws: CheckpointError.self) { try PyTorchCheckpoint.load(contentsOf: missing) }
+    let error = #expect(throws: CheckpointError.self) {
+      try PyTorchCheckpoint.load(contentsOf: missing)
+    }
     guard case .unreadable(file: missing.path, _) = error else {
       Issue.record("\(String(describing: error))")
       return

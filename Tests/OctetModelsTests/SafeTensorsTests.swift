@@ -26,7 +26,9 @@ import Testing
     let bytes = try SafeTensors.encode(Self.sample, metadata: ["format": "pt", "b": "x\"y"])
     let headerLength = Int(bytes[0..<8].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
     #expect(headerLength % 8 == 0)
-    #expect(bytes[8 + headerLength - 1] == UInt8(ascii: " ") || bytes[8 + headerLength - 1] == UInt8(ascii: "}"))
+    #expect(
+      bytes[8 + headerLength - 1] == UInt8(ascii: " ")
+        || bytes[8 + headerLength - 1] == UInt8(ascii: "}"))
     let back = try SafeTensors.decode(bytes)
     #expect(back.tensors == Self.sample)
     #expect(back.tensors.names == Self.sample.names)
@@ -38,13 +40,14 @@ import Testing
     let url = F.url("tiny.safetensors")
     let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
     F.check(tensors, against: F.expected.tensors, file: "tiny.safetensors")
-    #expect(metadata == F.expected.safetensors_metadata)
+    #expect(metadata == F.expected.safetensorsMetadata)
     // Python's json.dumps with compact separators writes the same header as Octet.
     #expect(try SafeTensors.encode(tensors, metadata: metadata) == F.bytes("tiny.safetensors"))
   }
 
   @Test func writeIsAtomic() throws {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("octet-st-\(UUID().uuidString)")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "octet-st-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     let url = dir.appendingPathComponent("model.safetensors")
@@ -65,7 +68,9 @@ import Testing
     try SafeTensors.write(smaller, to: url)
     #expect(try SafeTensors.read(contentsOf: url).tensors == smaller)
     let nowhere = dir.appendingPathComponent("missing/model.safetensors")
-    let error = #expect(throws: CheckpointError.self) { try SafeTensors.write(smaller, to: nowhere) }
+    let error = #expect(throws: CheckpointError.self) {
+      try SafeTensors.write(smaller, to: nowhere)
+    }
     guard case .writeFailed(file: nowhere.path, _) = error else {
       Issue.record("\(String(describing: error))")
       return
@@ -86,18 +91,69 @@ import Testing
       ("not JSON", Self.file("{nope}"), "malformed"),
       ("not an object", Self.file("[1]"), "does not start with '{'"),
       ("trailing garbage", Self.file(#"{"__metadata__":{}} x"#), "malformed"),
-      ("duplicate name", Self.file(#"{"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]}}"#, data: [1]), "duplicate key"),
-      ("unknown dtype", Self.file(#"{"t":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}"#, data: [1]), "F8_E4M3"),
-      ("offsets past buffer", Self.file(#"{"t":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#, data: [0, 0]), "outside"),
-      ("begin after end", Self.file(#"{"t":{"dtype":"U8","shape":[0],"data_offsets":[4,2]}}"#, data: four), "outside"),
-      ("overlap", Self.file(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, data: four), "overlap"),
-      ("dtype/shape mismatch", Self.file(#"{"t":{"dtype":"F16","shape":[2,2],"data_offsets":[0,16]}}"#, data: four), "needs 8 bytes"),
-      ("huge dims", Self.file(#"{"t":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, data: four), "overflows"),
-      ("huge bytes", Self.file(#"{"t":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,16]}}"#, data: four), "overflows"),
-      ("dim beyond Int", Self.file(#"{"t":{"dtype":"U8","shape":[99999999999999999999],"data_offsets":[0,1]}}"#, data: four), "non-negative integer"),
-      ("negative dim", Self.file(#"{"t":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#, data: four), "non-negative integer"),
-      ("fractional dim", Self.file(#"{"t":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}}"#, data: four), "non-negative integer"),
-      ("missing offsets", Self.file(#"{"t":{"dtype":"U8","shape":[1]}}"#, data: four), "data_offsets"),
+      (
+        "duplicate name",
+        Self.file(
+          #"{"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]}}"#,
+          data: [1]), "duplicate key"
+      ),
+      (
+        "unknown dtype",
+        Self.file(#"{"t":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}"#, data: [1]),
+        "F8_E4M3"
+      ),
+      (
+        "offsets past buffer",
+        Self.file(#"{"t":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#, data: [0, 0]),
+        "outside"
+      ),
+      (
+        "begin after end",
+        Self.file(#"{"t":{"dtype":"U8","shape":[0],"data_offsets":[4,2]}}"#, data: four), "outside"
+      ),
+      (
+        "overlap",
+        Self.file(
+          #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+          data: four), "overlap"
+      ),
+      (
+        "dtype/shape mismatch",
+        Self.file(#"{"t":{"dtype":"F16","shape":[2,2],"data_offsets":[0,16]}}"#, data: four),
+        "needs 8 bytes"
+      ),
+      (
+        "huge dims",
+        Self.file(
+          #"{"t":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#,
+          data: four), "overflows"
+      ),
+      (
+        "huge bytes",
+        Self.file(
+          #"{"t":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,16]}}"#, data: four),
+        "overflows"
+      ),
+      (
+        "dim beyond Int",
+        Self.file(
+          #"{"t":{"dtype":"U8","shape":[99999999999999999999],"data_offsets":[0,1]}}"#, data: four),
+        "non-negative integer"
+      ),
+      (
+        "negative dim",
+        Self.file(#"{"t":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#, data: four),
+        "non-negative integer"
+      ),
+      (
+        "fractional dim",
+        Self.file(#"{"t":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}}"#, data: four),
+        "non-negative integer"
+      ),
+      (
+        "missing offsets", Self.file(#"{"t":{"dtype":"U8","shape":[1]}}"#, data: four),
+        "data_offsets"
+      ),
       ("metadata not strings", Self.file(#"{"__metadata__":{"a":1}}"#), "not a string"),
       ("deep JSON", Self.file(#"{"a":"# + String(repeating: "[", count: 5000)), "nesting deeper"),
       ("bad escape", Self.file(#"{"a\q":1}"#), "malformed"),

@@ -32,38 +32,38 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable, Sendable
 
   public var description: String {
     switch self {
-    case let .unreadable(file, reason):
+    case .unreadable(let file, let reason):
       "cannot read '\(file)': \(reason)"
-    case let .notACheckpoint(file, reason):
+    case .notACheckpoint(let file, let reason):
       "'\(file)' is not a PyTorch checkpoint (\(reason)); expected a file written by torch.save, "
         + "in the zip format (torch >= 1.6) or the legacy format"
-    case let .truncated(file, reason):
+    case .truncated(let file, let reason):
       "checkpoint '\(file)' is truncated: \(reason); copy or download it again"
-    case let .malformed(file, reason):
+    case .malformed(let file, let reason):
       "checkpoint '\(file)' is malformed: \(reason)"
-    case let .forbiddenGlobal(file, global):
+    case .forbiddenGlobal(let file, let global):
       "checkpoint '\(file)' names a forbidden global '\(global)'; "
         + "Octet loads plain state_dicts only and never executes code"
-    case let .unsupportedOpcode(file, opcode, offset, part):
+    case .unsupportedOpcode(let file, let opcode, let offset, let part):
       "checkpoint '\(file)' uses pickle opcode \(Self.describe(opcode: opcode)) at offset \(offset) of "
         + "\(part), which Octet does not support; Octet reads state_dicts written by torch.save "
         + "(pickle protocols 2 to 5)"
-    case let .missingStorage(file, storage):
+    case .missingStorage(let file, let storage):
       "checkpoint '\(file)' is missing storage '\(storage)'"
-    case let .bigEndian(file):
+    case .bigEndian(let file):
       "checkpoint '\(file)' was written on a big-endian machine; Octet reads little-endian "
         + "checkpoints only (load and re-save it with torch on a little-endian machine)"
-    case let .invalidTensor(file, tensor, reason):
+    case .invalidTensor(let file, let tensor, let reason):
       "checkpoint '\(file)': tensor '\(tensor)' \(reason)"
-    case let .noTensors(file):
+    case .noTensors(let file):
       "checkpoint '\(file)' holds no tensors; expected a state_dict (a dict of name -> tensor), "
         + "at the top level or under 'state_dict' or 'model'"
-    case let .invalidSafeTensors(file, reason):
+    case .invalidSafeTensors(let file, let reason):
       "safetensors file '\(file)' is invalid: \(reason)"
-    case let .unsupportedDType(file, tensor, dtype):
+    case .unsupportedDType(let file, let tensor, let dtype):
       "'\(file)': tensor '\(tensor)' has dtype '\(dtype)', which Octet does not read (supported: "
         + ElementType.allCases.map(\.rawValue).joined(separator: ", ") + ")"
-    case let .writeFailed(file, reason):
+    case .writeFailed(let file, let reason):
       "cannot write '\(file)': \(reason); nothing was written"
     }
   }

@@ -41,7 +41,7 @@ enum PickleGlobal: Equatable {
     case .rebuildParameter: "torch._utils._rebuild_parameter"
     case .rebuildParameterWithState: "torch._utils._rebuild_parameter_with_state"
     case .device: "torch.device"
-    case let .storageType(_, name): name
+    case .storageType(_, let name): name
     }
   }
 
@@ -57,15 +57,17 @@ enum PickleGlobal: Equatable {
       // OrderedDict() is what protocol 2 emits; OrderedDict([(k, v), ...]) is accepted as well.
       let dict = newDict()
       if args.isEmpty { return .dict(dict) }
-      guard args.count == 1 else { throw CallError(reason: "OrderedDict takes at most one argument") }
+      guard args.count == 1 else {
+        throw CallError(reason: "OrderedDict takes at most one argument")
+      }
       let pairs: [PickleValue]
       switch args[0] {
-      case let .list(list): pairs = list.items
-      case let .tuple(tuple): pairs = tuple.items
+      case .list(let list): pairs = list.items
+      case .tuple(let tuple): pairs = tuple.items
       default: throw CallError(reason: "OrderedDict expects a list of pairs, got \(args[0].kind)")
       }
       for pair in pairs {
-        guard case let .tuple(t) = pair, t.items.count == 2 else {
+        guard case .tuple(let t) = pair, t.items.count == 2 else {
           throw CallError(reason: "OrderedDict expects (key, value) pairs")
         }
         var budget = PickleMachine.maxKeyNodes
@@ -81,39 +83,43 @@ enum PickleGlobal: Equatable {
       guard args.count == 6 || args.count == 7 else {
         throw CallError(reason: "_rebuild_tensor_v2 takes 6 or 7 arguments, got \(args.count)")
       }
-      guard case let .storage(storage) = args[0] else {
+      guard case .storage(let storage) = args[0] else {
         throw CallError(reason: "_rebuild_tensor_v2 expects a storage first, got \(args[0].kind)")
       }
-      guard case let .int(offset) = args[1] else {
-        throw CallError(reason: "_rebuild_tensor_v2 expects an int storage offset, got \(args[1].kind)")
+      guard case .int(let offset) = args[1] else {
+        throw CallError(
+          reason: "_rebuild_tensor_v2 expects an int storage offset, got \(args[1].kind)")
       }
       let shape = try Self.ints(args[2], what: "size")
       let strides = try Self.ints(args[3], what: "stride")
       return .tensor(
-        TorchTensorReference(storage: storage, storageOffset: offset, shape: shape, strides: strides))
+        TorchTensorReference(
+          storage: storage, storageOffset: offset, shape: shape, strides: strides))
 
     case .rebuildParameter, .rebuildParameterWithState:
       // (data, requires_grad, backward_hooks[, state]): the parameter is its data.
       let expected = self == .rebuildParameter ? 3 : 4
       guard args.count == expected, case .tensor = args[0] else {
-        throw CallError(reason: "\(qualifiedName) expects a tensor and \(expected - 1) more arguments")
+        throw CallError(
+          reason: "\(qualifiedName) expects a tensor and \(expected - 1) more arguments")
       }
       return args[0]
 
     case .device:
       switch args.count {
       case 1:
-        guard case let .string(type) = args[0] else { break }
+        guard case .string(let type) = args[0] else { break }
         return .string(type)
       case 2:
-        guard case let .string(type) = args[0], case let .int(index) = args[1] else { break }
+        guard case .string(let type) = args[0], case .int(let index) = args[1] else { break }
         return .string("\(type):\(index)")
       default: break
       }
       throw CallError(reason: "torch.device expects a device string (and an index)")
 
     case .storageType:
-      throw CallError(reason: "\(qualifiedName) cannot be called; storages come from persistent ids")
+      throw CallError(
+        reason: "\(qualifiedName) cannot be called; storages come from persistent ids")
     }
   }
 
@@ -126,13 +132,13 @@ enum PickleGlobal: Equatable {
   }
 
   private static func ints(_ value: PickleValue, what: String) throws(CallError) -> [Int] {
-    guard case let .tuple(tuple) = value else {
+    guard case .tuple(let tuple) = value else {
       throw CallError(reason: "_rebuild_tensor_v2 expects a tuple \(what), got \(value.kind)")
     }
     var result: [Int] = []
     result.reserveCapacity(tuple.items.count)
     for item in tuple.items {
-      guard case let .int(i) = item else {
+      guard case .int(let i) = item else {
         throw CallError(reason: "_rebuild_tensor_v2 expects ints in its \(what), got \(item.kind)")
       }
       result.append(i)

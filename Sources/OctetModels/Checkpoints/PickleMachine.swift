@@ -33,9 +33,12 @@ final class PickleMachine {
   private var lists: [PickleList] = []
   private var dicts: [PickleDict] = []
 
-  init(file: String, part: String, persistentLoad: @escaping PersistentLoad = { _ in
-    throw PersistentIDUnexpected()
-  }) {
+  init(
+    file: String, part: String,
+    persistentLoad: @escaping PersistentLoad = { _ in
+      throw PersistentIDUnexpected()
+    }
+  ) {
     self.file = file
     self.part = part
     self.persistentLoad = persistentLoad
@@ -69,7 +72,9 @@ final class PickleMachine {
     .malformed(file: file, reason: "\(reason) (pickle opcode at offset \(offset) of \(part))")
   }
 
-  private func truncated(at offset: Int, declared: UInt64, remaining: Int, in opcode: String) -> CheckpointError {
+  private func truncated(at offset: Int, declared: UInt64, remaining: Int, in opcode: String)
+    -> CheckpointError
+  {
     .truncated(
       file: file,
       reason: "the pickle in \(part) ends inside \(opcode) at offset \(offset) "
@@ -78,7 +83,9 @@ final class PickleMachine {
 
   // MARK: - The machine
 
-  private func execute(_ bytes: UnsafeRawBufferPointer, from start: Int) throws -> (PickleValue, Int) {
+  private func execute(_ bytes: UnsafeRawBufferPointer, from start: Int) throws -> (
+    PickleValue, Int
+  ) {
     var pos = start
     let end = bytes.count
     var opOffset = start
@@ -94,12 +101,21 @@ final class PickleMachine {
       return at
     }
     func u8() throws -> Int { Int(bytes[try take(1)]) }
-    func u16() throws -> Int { Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: try take(2), as: UInt16.self))) }
-    func u32() throws -> Int { Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: try take(4), as: UInt32.self))) }
-    func i32() throws -> Int { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: try take(4), as: Int32.self))) }
+    func u16() throws -> Int {
+      Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: try take(2), as: UInt16.self)))
+    }
+    func u32() throws -> Int {
+      Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: try take(4), as: UInt32.self)))
+    }
+    func i32() throws -> Int {
+      Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: try take(4), as: Int32.self)))
+    }
     func u64Length() throws -> Int {
-      let v = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: try take(8), as: UInt64.self))
-      guard v <= UInt64(end - pos) else { throw truncated(at: opOffset, declared: v, remaining: end - pos, in: opName) }
+      let v = UInt64(
+        littleEndian: bytes.loadUnaligned(fromByteOffset: try take(8), as: UInt64.self))
+      guard v <= UInt64(end - pos) else {
+        throw truncated(at: opOffset, declared: v, remaining: end - pos, in: opName)
+      }
       return Int(v)
     }
     func raw(_ n: Int) throws -> UnsafeRawBufferPointer {
@@ -118,7 +134,10 @@ final class PickleMachine {
       var i = pos
       while i < limit && bytes[i] != 0x0A { i += 1 }
       guard i < limit else {
-        if limit == end { throw truncated(at: opOffset, declared: UInt64(i - pos + 1), remaining: end - pos, in: opName) }
+        if limit == end {
+          throw truncated(
+            at: opOffset, declared: UInt64(i - pos + 1), remaining: end - pos, in: opName)
+        }
         throw malformed("GLOBAL name longer than \(Self.maxGlobalNameLength) bytes", at: opOffset)
       }
       let s = try string(i - pos)
@@ -134,15 +153,21 @@ final class PickleMachine {
       stack.append(value)
     }
     func pop() throws -> PickleValue {
-      guard stack.count > (marks.last ?? 0) else { throw malformed("\(opName) pops an empty stack", at: opOffset) }
+      guard stack.count > (marks.last ?? 0) else {
+        throw malformed("\(opName) pops an empty stack", at: opOffset)
+      }
       return stack.removeLast()
     }
     func top() throws -> PickleValue {
-      guard stack.count > (marks.last ?? 0) else { throw malformed("\(opName) reads an empty stack", at: opOffset) }
+      guard stack.count > (marks.last ?? 0) else {
+        throw malformed("\(opName) reads an empty stack", at: opOffset)
+      }
       return stack[stack.count - 1]
     }
     func popToMark() throws -> [PickleValue] {
-      guard let mark = marks.popLast() else { throw malformed("\(opName) without a MARK", at: opOffset) }
+      guard let mark = marks.popLast() else {
+        throw malformed("\(opName) without a MARK", at: opOffset)
+      }
       let items = Array(stack[mark...])
       stack.removeSubrange(mark...)
       return items
@@ -172,7 +197,9 @@ final class PickleMachine {
       return key
     }
     func setItems(_ items: [PickleValue], into dict: PickleDict) throws {
-      guard items.count % 2 == 0 else { throw malformed("\(opName) has an odd number of items", at: opOffset) }
+      guard items.count % 2 == 0 else {
+        throw malformed("\(opName) has an odd number of items", at: opOffset)
+      }
       var i = 0
       while i < items.count {
         dict.set(try key(items[i]), items[i + 1])
@@ -206,7 +233,8 @@ final class PickleMachine {
     while true {
       opOffset = pos
       guard pos < end else {
-        throw CheckpointError.truncated(file: file, reason: "the pickle in \(part) ends at offset \(pos) before its STOP opcode")
+        throw CheckpointError.truncated(
+          file: file, reason: "the pickle in \(part) ends at offset \(pos) before its STOP opcode")
       }
       let op = bytes[pos]
       pos += 1
@@ -215,7 +243,9 @@ final class PickleMachine {
       switch op {
       case 0x80:  // PROTO
         let version = try u8()
-        guard version <= 5 else { throw malformed("pickle protocol \(version) is newer than 5", at: opOffset) }
+        guard version <= 5 else {
+          throw malformed("pickle protocol \(version) is newer than 5", at: opOffset)
+        }
       case 0x95:  // FRAME: only a length prefix; the opcodes inside are read as usual.
         _ = try u64Length()
       case 0x2E:  // STOP
@@ -265,19 +295,27 @@ final class PickleMachine {
       case 0x73:  // SETITEM
         let value = try pop()
         let k = try pop()
-        guard case let .dict(dict) = try top() else { throw malformed("SETITEM on a \(try top().kind)", at: opOffset) }
+        guard case .dict(let dict) = try top() else {
+          throw malformed("SETITEM on a \(try top().kind)", at: opOffset)
+        }
         dict.set(try key(k), value)
       case 0x75:  // SETITEMS
         let items = try popToMark()
-        guard case let .dict(dict) = try top() else { throw malformed("SETITEMS on a \(try top().kind)", at: opOffset) }
+        guard case .dict(let dict) = try top() else {
+          throw malformed("SETITEMS on a \(try top().kind)", at: opOffset)
+        }
         try setItems(items, into: dict)
       case 0x61:  // APPEND
         let value = try pop()
-        guard case let .list(list) = try top() else { throw malformed("APPEND on a \(try top().kind)", at: opOffset) }
+        guard case .list(let list) = try top() else {
+          throw malformed("APPEND on a \(try top().kind)", at: opOffset)
+        }
         list.items.append(value)
       case 0x65:  // APPENDS
         let items = try popToMark()
-        guard case let .list(list) = try top() else { throw malformed("APPENDS on a \(try top().kind)", at: opOffset) }
+        guard case .list(let list) = try top() else {
+          throw malformed("APPENDS on a \(try top().kind)", at: opOffset)
+        }
         list.items.append(contentsOf: items)
 
       case 0x4A: try push(.int(try i32()))  // BININT
@@ -292,7 +330,8 @@ final class PickleMachine {
       case 0x88: try push(.bool(true))  // NEWTRUE
       case 0x89: try push(.bool(false))  // NEWFALSE
       case 0x47:  // BINFLOAT, big-endian
-        let bits = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: try take(8), as: UInt64.self))
+        let bits = UInt64(
+          bigEndian: bytes.loadUnaligned(fromByteOffset: try take(8), as: UInt64.self))
         try push(.float(Double(bitPattern: bits)))
 
       case 0x58: try push(.string(try string(try u32())))  // BINUNICODE
@@ -315,18 +354,20 @@ final class PickleMachine {
       case 0x93:  // STACK_GLOBAL
         let name = try pop()
         let module = try pop()
-        guard case let .string(m) = module, case let .string(n) = name else {
-          throw malformed("STACK_GLOBAL expects two strings, got \(module.kind) and \(name.kind)", at: opOffset)
+        guard case .string(let m) = module, case .string(let n) = name else {
+          throw malformed(
+            "STACK_GLOBAL expects two strings, got \(module.kind) and \(name.kind)", at: opOffset)
         }
         try push(try resolve(module: m, name: n))
 
       case 0x52, 0x81:  // REDUCE, NEWOBJ: callable(*args), interpreted
         let args = try pop()
         let callable = try pop()
-        guard case let .global(global) = callable else {
-          throw malformed("\(opName) calls a \(callable.kind), not an allow-listed global", at: opOffset)
+        guard case .global(let global) = callable else {
+          throw malformed(
+            "\(opName) calls a \(callable.kind), not an allow-listed global", at: opOffset)
         }
-        guard case let .tuple(argTuple) = args else {
+        guard case .tuple(let argTuple) = args else {
           throw malformed("\(opName) arguments are a \(args.kind), not a tuple", at: opOffset)
         }
         do {
@@ -343,7 +384,8 @@ final class PickleMachine {
         let state = try pop()
         switch try top() {
         case .dict, .tensor: break
-        case let other: throw malformed("BUILD sets \(state.kind) state on a \(other.kind)", at: opOffset)
+        case let other:
+          throw malformed("BUILD sets \(state.kind) state on a \(other.kind)", at: opOffset)
         }
 
       case 0x51:  // BINPERSID
@@ -355,7 +397,8 @@ final class PickleMachine {
         }
 
       default:
-        throw CheckpointError.unsupportedOpcode(file: file, opcode: op, offset: opOffset, part: part)
+        throw CheckpointError.unsupportedOpcode(
+          file: file, opcode: op, offset: opOffset, part: part)
       }
     }
   }

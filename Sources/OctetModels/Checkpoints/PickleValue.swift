@@ -22,7 +22,7 @@ enum PickleValue {
   /// How deeply tuples nest inside this value. Lists and dicts count as 1: the machine releases
   /// their contents itself, so only tuple nesting reaches Swift's recursive release.
   var depth: Int {
-    if case let .tuple(tuple) = self { return tuple.depth }
+    if case .tuple(let tuple) = self { return tuple.depth }
     return 1
   }
 
@@ -38,7 +38,7 @@ enum PickleValue {
     case .tuple: "tuple"
     case .list: "list"
     case .dict: "dict"
-    case let .global(global): global.qualifiedName
+    case .global(let global): global.qualifiedName
     case .storage: "storage"
     case .tensor: "tensor"
     }
@@ -103,14 +103,14 @@ indirect enum PickleKey: Hashable {
     if budget < 0 { return nil }
     switch value {
     case .none: self = .none
-    case let .bool(b): self = .bool(b)
-    case let .int(i): self = .int(i)
-    case let .bigInt(b): self = .bigInt(b)
-    case let .float(f): self = .float(f.bitPattern)
-    case let .string(s): self = .string(s)
-    case let .bytes(b): self = .bytes(b)
-    case let .global(g): self = .global(g.qualifiedName)
-    case let .tuple(t):
+    case .bool(let b): self = .bool(b)
+    case .int(let i): self = .int(i)
+    case .bigInt(let b): self = .bigInt(b)
+    case .float(let f): self = .float(f.bitPattern)
+    case .string(let s): self = .string(s)
+    case .bytes(let b): self = .bytes(b)
+    case .global(let g): self = .global(g.qualifiedName)
+    case .tuple(let t):
       var keys: [PickleKey] = []
       keys.reserveCapacity(t.items.count)
       for item in t.items {

@@ -11,38 +11,48 @@ extension PyTorchCheckpoint {
   static func loadLegacy(_ bytes: UnsafeRawBufferPointer, file: String) throws -> TensorDictionary {
     guard bytes.first == 0x80 else {
       throw CheckpointError.notACheckpoint(
-        file: file, reason: bytes.isEmpty ? "the file is empty" : "it is neither a zip archive nor a pickle")
+        file: file,
+        reason: bytes.isEmpty ? "the file is empty" : "it is neither a zip archive nor a pickle")
     }
     // 1. The magic number. Anything but truncation here means this is some other pickle.
     let isMagic: Bool
     var pos: Int
     do {
-      (isMagic, pos) = try PickleMachine(file: file, part: "the file").run(bytes, from: 0) { value in
-        if case let .bigInt(b) = value { return b == legacyMagic }
+      (isMagic, pos) = try PickleMachine(file: file, part: "the file").run(bytes, from: 0) {
+        value in
+        if case .bigInt(let b) = value { return b == legacyMagic }
         return false
       }
     } catch let error as CheckpointError {
-      if case .truncated = error { throw error }
-      isMagic = false
+      switch error {
+      case .truncated, .forbiddenGlobal: throw error
+      default: isMagic = false
+      }
       pos = 0
     }
     guard isMagic else {
-      throw CheckpointError.notACheckpoint(file: file, reason: "it does not start with torch's magic number")
+      throw CheckpointError.notACheckpoint(
+        file: file, reason: "it does not start with torch's magic number")
     }
 
     // 2. The protocol version, 3. sys_info.
     let version: Int?
-    (version, pos) = try PickleMachine(file: file, part: "the file").run(bytes, from: pos) { value in
-      if case let .int(v) = value { return v }
+    (version, pos) = try PickleMachine(file: file, part: "the file").run(bytes, from: pos) {
+      value in
+      if case .int(let v) = value { return v }
       return nil
     }
     guard version == legacyProtocolVersion else {
       throw CheckpointError.malformed(
-        file: file, reason: "its legacy protocol version is \(version.map(String.init) ?? "not a number"), not 1001")
+        file: file,
+        reason:
+          "its legacy protocol version is \(version.map(String.init) ?? "not a number"), not 1001")
     }
     let littleEndian: Bool
-    (littleEndian, pos) = try PickleMachine(file: file, part: "the file").run(bytes, from: pos) { value in
-      guard case let .dict(info) = value, case let .bool(little) = info[string: "little_endian"] else { return true }
+    (littleEndian, pos) = try PickleMachine(file: file, part: "the file").run(bytes, from: pos) {
+      value in
+      guard case .dict(let info) = value, case .bool(let little) = info[string: "little_endian"]
+      else { return true }
       return little
     }
     guard littleEndian else { throw CheckpointError.bigEndian(file: file) }
@@ -57,39 +67,45 @@ extension PyTorchCheckpoint {
     // 5. The storage keys, in the order their bytes follow.
     let keys: [String]?
     (keys, pos) = try PickleMachine(file: file, part: "the file").run(bytes, from: pos) { value in
-      guard case let .list(list) = value else { return nil }
+      guard case .list(let list) = value else { return nil }
       var keys: [String] = []
       for item in list.items {
-        guard case let .string(key) = item else { return nil }
+        guard case .string(let key) = item else { return nil }
         keys.append(key)
       }
       return keys
     }
     guard let keys else {
-      throw CheckpointError.malformed(file: file, reason: "the storage key list is not a list of strings")
+      throw CheckpointError.malformed(
+        file: file, reason: "the storage key list is not a list of strings")
     }
 
     // The storages themselves: find each one's bytes, without copying.
     var ranges: [String: Range<Int>] = [:]
     for key in keys {
       guard let root = storages.roots[key] else {
-        throw CheckpointError.malformed(file: file, reason: "storage '\(key)' is listed but never used")
+        throw CheckpointError.malformed(
+          file: file, reason: "storage '\(key)' is listed but never used")
       }
       guard bytes.count - pos >= 8 else {
-        throw CheckpointError.truncated(file: file, reason: "it ends before storage '\(key)' at offset \(pos)")
+        throw CheckpointError.truncated(
+          file: file, reason: "it ends before storage '\(key)' at offset \(pos)")
       }
       let count = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt64.self))
       pos += 8
       guard count == UInt64(root.rootElementCount) else {
         throw CheckpointError.malformed(
           file: file,
-          reason: "storage '\(key)' holds \(count) elements, but the pickle declares \(root.rootElementCount)")
+          reason:
+            "storage '\(key)' holds \(count) elements, but the pickle declares \(root.rootElementCount)"
+        )
       }
       let byteCount = root.rootElementCount.multipliedReportingOverflow(by: root.type.byteSize)
       guard !byteCount.overflow, byteCount.partialValue <= bytes.count - pos else {
         throw CheckpointError.truncated(
           file: file,
-          reason: "storage '\(key)' needs \(root.rootElementCount) \(root.type.rawValue) elements at offset "
+          reason:
+            "storage '\(key)' needs \(root.rootElementCount) \(root.type.rawValue) elements at offset "
             + "\(pos), but the file ends after \(bytes.count - pos) bytes")
       }
       ranges[key] = pos..<pos + byteCount.partialValue

@@ -43,16 +43,18 @@ public enum PyTorchCheckpoint {
       func malformed(_ reason: String) -> CheckpointError {
         .malformed(file: file, reason: "persistent id \(reason)")
       }
-      guard case let .tuple(tuple) = id, tuple.items.count == 5 || tuple.items.count == 6 else {
+      guard case .tuple(let tuple) = id, tuple.items.count == 5 || tuple.items.count == 6 else {
         throw malformed("is a \(id.kind), not a ('storage', type, key, location, size) tuple")
       }
       let items = tuple.items
-      guard case .string("storage") = items[0] else { throw malformed("does not start with 'storage'") }
-      guard case let .global(.storageType(type, _)) = items[1] else {
+      guard case .string("storage") = items[0] else {
+        throw malformed("does not start with 'storage'")
+      }
+      guard case .global(.storageType(let type, _)) = items[1] else {
         throw malformed("names a \(items[1].kind) where a storage type belongs")
       }
-      guard case let .string(key) = items[2] else { throw malformed("has a \(items[2].kind) key") }
-      guard case let .int(count) = items[4], count >= 0 else {
+      guard case .string(let key) = items[2] else { throw malformed("has a \(items[2].kind) key") }
+      guard case .int(let count) = items[4], count >= 0 else {
         throw malformed("of storage '\(key)' has an invalid size")
       }
       let root = TorchStorageReference(
@@ -61,7 +63,8 @@ public enum PyTorchCheckpoint {
         guard known.type == type, known.rootElementCount == count else {
           throw CheckpointError.malformed(
             file: file,
-            reason: "storage '\(key)' is declared as \(known.rootElementCount) \(known.type.rawValue) "
+            reason:
+              "storage '\(key)' is declared as \(known.rootElementCount) \(known.type.rawValue) "
               + "elements and as \(count) \(type.rawValue) elements")
         }
       } else {
@@ -69,13 +72,15 @@ public enum PyTorchCheckpoint {
         order.append(key)
       }
       guard items.count == 6, !PyTorchCheckpoint.isNone(items[5]) else { return .storage(root) }
-      guard case let .tuple(view) = items[5], view.items.count == 3, case let .int(offset) = view.items[1], case let .int(size) = view.items[2],
+      guard case .tuple(let view) = items[5], view.items.count == 3,
+        case .int(let offset) = view.items[1], case .int(let size) = view.items[2],
         offset >= 0, size >= 0, offset <= count, size <= count - offset
       else {
         throw malformed("of storage '\(key)' has a view outside its \(count) elements")
       }
       return .storage(
-        TorchStorageReference(key: key, type: type, rootElementCount: count, elementOffset: offset, elementCount: size))
+        TorchStorageReference(
+          key: key, type: type, rootElementCount: count, elementOffset: offset, elementCount: size))
     }
   }
 
@@ -88,20 +93,21 @@ public enum PyTorchCheckpoint {
   static func stateDictTensors(in object: PickleValue, file: String) throws -> [(
     name: String, tensor: TorchTensorReference
   )] {
-    guard case let .dict(top) = object else {
+    guard case .dict(let top) = object else {
       throw CheckpointError.malformed(
-        file: file, reason: "the saved object is a \(object.kind), not a dict of tensors (a state_dict)")
+        file: file,
+        reason: "the saved object is a \(object.kind), not a dict of tensors (a state_dict)")
     }
     var dict = top
     for key in ["state_dict", "model"] {
-      if case let .dict(nested) = top[string: key] {
+      if case .dict(let nested) = top[string: key] {
         dict = nested
         break
       }
     }
     var result: [(name: String, tensor: TorchTensorReference)] = []
     for (key, value) in dict.entries {
-      guard case let .string(name) = key, case let .tensor(tensor) = value else { continue }
+      guard case .string(let name) = key, case .tensor(let tensor) = value else { continue }
       result.append((name, tensor))
     }
     guard !result.isEmpty else { throw CheckpointError.noTensors(file: file) }

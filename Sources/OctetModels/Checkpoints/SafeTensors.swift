@@ -13,7 +13,9 @@ public enum SafeTensors {
 
   /// Reads a safetensors file. Tensors come back ordered by their position in the data buffer,
   /// which is the order they were written in.
-  public static func read(contentsOf url: URL) throws -> (tensors: TensorDictionary, metadata: [String: String]) {
+  public static func read(contentsOf url: URL) throws -> (
+    tensors: TensorDictionary, metadata: [String: String]
+  ) {
     let data: Data
     do {
       data = try Data(contentsOf: url, options: .alwaysMapped)
@@ -24,29 +26,38 @@ public enum SafeTensors {
   }
 
   /// Decodes the bytes of a safetensors file.
-  public static func decode(_ bytes: [UInt8]) throws -> (tensors: TensorDictionary, metadata: [String: String]) {
+  public static func decode(_ bytes: [UInt8]) throws -> (
+    tensors: TensorDictionary, metadata: [String: String]
+  ) {
     try bytes.withUnsafeBytes { try decode($0, file: "<safetensors bytes>") }
   }
 
   /// The bytes of a safetensors file holding `tensors` in order, with `metadata` under
   /// "__metadata__" (left out when empty). The header is padded with spaces to a multiple of 8.
-  public static func encode(_ tensors: TensorDictionary, metadata: [String: String] = [:]) throws -> [UInt8] {
+  public static func encode(_ tensors: TensorDictionary, metadata: [String: String] = [:]) throws
+    -> [UInt8]
+  {
     try encode(tensors, metadata: metadata, file: "<safetensors bytes>")
   }
 
   /// Writes `tensors` to `url` atomically: into a temporary file in the same directory, which then
   /// replaces `url`. On failure `url` is untouched and no temporary file remains.
-  public static func write(_ tensors: TensorDictionary, metadata: [String: String] = [:], to url: URL) throws {
-    let bytes = try encode(tensors, metadata: metadata, file: url.path)
+  public static func write(
+    _ tensors: TensorDictionary, metadata: [String: String] = [:], to url: URL
+  ) throws {
+    let header = try header(tensors, metadata: metadata, file: url.path)
     let directory = url.deletingLastPathComponent()
-    let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+    let temporary = directory.appendingPathComponent(
+      ".\(url.lastPathComponent).\(UUID().uuidString).tmp")
     do {
       guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
         throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary.path])
       }
       let handle = try FileHandle(forWritingTo: temporary)
       do {
-        try handle.write(contentsOf: bytes)
+        // Tensor by tensor: no second copy of the whole model in memory.
+        try handle.write(contentsOf: header)
+        for name in tensors.names { try handle.write(contentsOf: tensors[name]!.bytes) }
         try handle.synchronize()
         try handle.close()
       } catch {
@@ -64,7 +75,19 @@ public enum SafeTensors {
 
   // MARK: - Encoding
 
-  static func encode(_ tensors: TensorDictionary, metadata: [String: String], file: String) throws -> [UInt8] {
+  static func encode(_ tensors: TensorDictionary, metadata: [String: String], file: String) throws
+    -> [UInt8]
+  {
+    var out = try header(tensors, metadata: metadata, file: file)
+    out.reserveCapacity(out.count + tensors.names.reduce(0) { $0 + tensors[$1]!.bytes.count })
+    for name in tensors.names { out.append(contentsOf: tensors[name]!.bytes) }
+    return out
+  }
+
+  /// The 8-byte length and the padded JSON header; the data buffer follows in `tensors.names` order.
+  static func header(_ tensors: TensorDictionary, metadata: [String: String], file: String) throws
+    -> [UInt8]
+  {
     var members: [(key: String, value: SafeTensorsJSON)] = []
     if !metadata.isEmpty {
       let sorted = metadata.sorted { $0.key < $1.key }
@@ -73,13 +96,17 @@ public enum SafeTensors {
     var offset = 0
     for name in tensors.names {
       guard name != "__metadata__" else {
-        throw CheckpointError.writeFailed(file: file, reason: "a tensor cannot be named '__metadata__'")
+        throw CheckpointError.writeFailed(
+          file: file, reason: "a tensor cannot be named '__metadata__'")
       }
       let tensor = tensors[name]!
       let entry: SafeTensorsJSON = .object([
         ("dtype", .string(tensor.type.rawValue)),
         ("shape", .array(tensor.shape.map { .number(String($0)) })),
-        ("data_offsets", .array([.number(String(offset)), .number(String(offset + tensor.bytes.count))])),
+        (
+          "data_offsets",
+          .array([.number(String(offset)), .number(String(offset + tensor.bytes.count))])
+        ),
       ])
       members.append((name, entry))
       offset += tensor.bytes.count
@@ -89,12 +116,7 @@ public enum SafeTensors {
     var header = Array(text.utf8)
     header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8))
 
-    var out: [UInt8] = []
-    out.reserveCapacity(8 + header.count + offset)
-    withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
-    out.append(contentsOf: header)
-    for name in tensors.names { out.append(contentsOf: tensors[name]!.bytes) }
-    return out
+    return withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) } + header
   }
 
   // MARK: - Decoding
@@ -102,14 +124,18 @@ public enum SafeTensors {
   static func decode(
     _ bytes: UnsafeRawBufferPointer, file: String
   ) throws -> (tensors: TensorDictionary, metadata: [String: String]) {
-    func invalid(_ reason: String) -> CheckpointError { .invalidSafeTensors(file: file, reason: reason) }
+    func invalid(_ reason: String) -> CheckpointError {
+      .invalidSafeTensors(file: file, reason: reason)
+    }
 
     guard bytes.count >= 8 else {
       throw invalid("it has \(bytes.count) bytes, fewer than the 8-byte header length")
     }
     let declared = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
     guard declared <= UInt64(bytes.count - 8) else {
-      throw invalid("its header length \(declared) exceeds the \(bytes.count - 8) bytes after it (truncated file?)")
+      throw invalid(
+        "its header length \(declared) exceeds the \(bytes.count - 8) bytes after it (truncated file?)"
+      )
     }
     guard declared <= UInt64(maxHeaderLength) else {
       throw invalid("its header length \(declared) exceeds the limit of \(maxHeaderLength) bytes")
@@ -125,7 +151,9 @@ public enum SafeTensors {
     } catch {
       throw invalid("its JSON header is malformed: \(error.reason) at header byte \(error.offset)")
     }
-    guard case let .object(members) = header else { throw invalid("its header is not a JSON object") }
+    guard case .object(let members) = header else {
+      throw invalid("its header is not a JSON object")
+    }
 
     let dataStart = 8 + headerLength
     let dataSize = bytes.count - dataStart
@@ -141,9 +169,11 @@ public enum SafeTensors {
 
     for (name, value) in members {
       if name == "__metadata__" {
-        guard case let .object(pairs) = value else { throw invalid("__metadata__ is not an object") }
+        guard case .object(let pairs) = value else {
+          throw invalid("__metadata__ is not an object")
+        }
         for (key, item) in pairs {
-          guard case let .string(text) = item else {
+          guard case .string(let text) = item else {
             throw invalid("__metadata__ value for '\(key)' is not a string")
           }
           metadata[key] = text
@@ -151,26 +181,30 @@ public enum SafeTensors {
         continue
       }
       func bad(_ reason: String) -> CheckpointError { invalid("tensor '\(name)' \(reason)") }
-      guard case let .object(fields) = value else { throw bad("is not described by an object") }
+      guard case .object(let fields) = value else { throw bad("is not described by an object") }
       func field(_ key: String) -> SafeTensorsJSON? { fields.first { $0.key == key }?.value }
 
-      guard case let .string(dtype) = field("dtype") else { throw bad("has no dtype string") }
+      guard case .string(let dtype) = field("dtype") else { throw bad("has no dtype string") }
       guard let type = ElementType(rawValue: dtype) else {
         throw CheckpointError.unsupportedDType(file: file, tensor: name, dtype: dtype)
       }
-      guard case let .array(dims) = field("shape") else { throw bad("has no shape array") }
+      guard case .array(let dims) = field("shape") else { throw bad("has no shape array") }
       var shape: [Int] = []
       var count = 1
       for dim in dims {
-        guard let d = dim.nonNegativeInt else { throw bad("has a shape entry that is not a non-negative integer") }
+        guard let d = dim.nonNegativeInt else {
+          throw bad("has a shape entry that is not a non-negative integer")
+        }
         let (product, overflow) = count.multipliedReportingOverflow(by: d)
-        guard !overflow else { throw bad("has shape \(dims.map(\.numberText)), whose element count overflows") }
+        guard !overflow else {
+          throw bad("has shape \(dims.map(\.numberText)), whose element count overflows")
+        }
         shape.append(d)
         count = product
       }
       let (byteCount, overflow) = count.multipliedReportingOverflow(by: type.byteSize)
       guard !overflow else { throw bad("has shape \(shape), whose byte count overflows") }
-      guard case let .array(offsets) = field("data_offsets"), offsets.count == 2,
+      guard case .array(let offsets) = field("data_offsets"), offsets.count == 2,
         let begin = offsets[0].nonNegativeInt, let end = offsets[1].nonNegativeInt
       else {
         throw bad("has no data_offsets [begin, end] of non-negative integers")
@@ -180,25 +214,31 @@ public enum SafeTensors {
       }
       guard end - begin == byteCount else {
         throw bad(
-          "has data_offsets [\(begin), \(end)] (\(end - begin) bytes), but \(dtype) \(shape) needs \(byteCount) bytes")
+          "has data_offsets [\(begin), \(end)] (\(end - begin) bytes), but \(dtype) \(shape) needs \(byteCount) bytes"
+        )
       }
       entries.append(Entry(name: name, type: type, shape: shape, range: begin..<end))
     }
 
     // Buffer order; gaps are tolerated, overlaps are not.
-    entries.sort { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }
+    entries.sort {
+      ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound)
+    }
     var previous: Entry?
     for entry in entries where !entry.range.isEmpty {
       if let previous, previous.range.upperBound > entry.range.lowerBound {
         throw invalid(
-          "tensors '\(previous.name)' \(previous.range) and '\(entry.name)' \(entry.range) overlap in the data buffer")
+          "tensors '\(previous.name)' \(previous.range) and '\(entry.name)' \(entry.range) overlap in the data buffer"
+        )
       }
       previous = entry
     }
 
     var tensors = TensorDictionary()
     for entry in entries {
-      let slice = UnsafeRawBufferPointer(rebasing: bytes[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)])
+      let slice = UnsafeRawBufferPointer(
+        rebasing: bytes[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)]
+      )
       tensors[entry.name] = HostTensor(type: entry.type, shape: entry.shape, bytes: Array(slice))
     }
     return (tensors, metadata)
@@ -207,7 +247,7 @@ public enum SafeTensors {
 
 extension SafeTensorsJSON {
   fileprivate var numberText: String {
-    if case let .number(text) = self { return text }
+    if case .number(let text) = self { return text }
     return "?"
   }
 }

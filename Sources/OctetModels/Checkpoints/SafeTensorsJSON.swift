@@ -13,18 +13,21 @@ enum SafeTensorsJSON: Equatable {
   static func == (a: SafeTensorsJSON, b: SafeTensorsJSON) -> Bool {
     switch (a, b) {
     case (.null, .null): true
-    case let (.bool(x), .bool(y)): x == y
-    case let (.number(x), .number(y)): x == y
-    case let (.string(x), .string(y)): x == y
-    case let (.array(x), .array(y)): x == y
-    case let (.object(x), .object(y)): x.map(\.key) == y.map(\.key) && x.map(\.value) == y.map(\.value)
+    case (.bool(let x), .bool(let y)): x == y
+    case (.number(let x), .number(let y)): x == y
+    case (.string(let x), .string(let y)): x == y
+    case (.array(let x), .array(let y)): x == y
+    case (.object(let x), .object(let y)):
+      x.map(\.key) == y.map(\.key) && x.map(\.value) == y.map(\.value)
     default: false
     }
   }
 
   /// The value as a non-negative Int, if it is an integer literal that fits.
   var nonNegativeInt: Int? {
-    guard case let .number(text) = self, !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+    guard case .number(let text) = self, !text.isEmpty,
+      text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
+    else {
       return nil
     }
     return Int(text)
@@ -42,7 +45,9 @@ enum SafeTensorsJSON: Equatable {
     parser.skipWhitespace()
     let value = try parser.value(depth: 0)
     parser.skipWhitespace()
-    guard parser.pos == bytes.count else { throw SyntaxError(reason: "text after the JSON value", offset: parser.pos) }
+    guard parser.pos == bytes.count else {
+      throw SyntaxError(reason: "text after the JSON value", offset: parser.pos)
+    }
     return value
   }
 
@@ -64,7 +69,9 @@ enum SafeTensorsJSON: Equatable {
     }
 
     mutating func value(depth: Int) throws(SyntaxError) -> SafeTensorsJSON {
-      guard depth < SafeTensorsJSON.maxDepth else { throw fail("nesting deeper than \(SafeTensorsJSON.maxDepth)") }
+      guard depth < SafeTensorsJSON.maxDepth else {
+        throw fail("nesting deeper than \(SafeTensorsJSON.maxDepth)")
+      }
       guard pos < bytes.count else { throw fail("unexpected end") }
       switch bytes[pos] {
       case UInt8(ascii: "{"):
@@ -78,7 +85,9 @@ enum SafeTensorsJSON: Equatable {
         }
         while true {
           skipWhitespace()
-          guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+          guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else {
+            throw fail("expected a string key")
+          }
           let key = try string()
           guard seen.insert(key).inserted else { throw fail("duplicate key '\(key)'") }
           skipWhitespace()
@@ -145,14 +154,18 @@ enum SafeTensorsJSON: Equatable {
       let intStart = pos
       let intDigits = digits(&pos)
       guard intDigits > 0 else { throw fail("expected a value") }
-      guard intDigits == 1 || bytes[intStart] != 0x30 else { throw fail("a number with a leading zero") }
+      guard intDigits == 1 || bytes[intStart] != 0x30 else {
+        throw fail("a number with a leading zero")
+      }
       if pos < bytes.count, bytes[pos] == UInt8(ascii: ".") {
         pos += 1
         guard digits(&pos) > 0 else { throw fail("a number without digits after '.'") }
       }
       if pos < bytes.count, bytes[pos] == UInt8(ascii: "e") || bytes[pos] == UInt8(ascii: "E") {
         pos += 1
-        if pos < bytes.count, bytes[pos] == UInt8(ascii: "+") || bytes[pos] == UInt8(ascii: "-") { pos += 1 }
+        if pos < bytes.count, bytes[pos] == UInt8(ascii: "+") || bytes[pos] == UInt8(ascii: "-") {
+          pos += 1
+        }
         guard digits(&pos) > 0 else { throw fail("a number without exponent digits") }
       }
       return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
@@ -185,7 +198,9 @@ enum SafeTensorsJSON: Equatable {
         pos += 1
         switch c {
         case UInt8(ascii: "\""):
-          guard let s = String(validating: utf8, as: UTF8.self) else { throw fail("a string with invalid UTF-8") }
+          guard let s = String(validating: utf8, as: UTF8.self) else {
+            throw fail("a string with invalid UTF-8")
+          }
           return s
         case UInt8(ascii: "\\"):
           guard pos < bytes.count else { throw fail("an unterminated string") }
@@ -223,17 +238,17 @@ enum SafeTensorsJSON: Equatable {
   func write(into out: inout String) {
     switch self {
     case .null: out += "null"
-    case let .bool(b): out += b ? "true" : "false"
-    case let .number(n): out += n
-    case let .string(s): Self.writeString(s, into: &out)
-    case let .array(items):
+    case .bool(let b): out += b ? "true" : "false"
+    case .number(let n): out += n
+    case .string(let s): Self.writeString(s, into: &out)
+    case .array(let items):
       out += "["
       for (i, item) in items.enumerated() {
         if i > 0 { out += "," }
         item.write(into: &out)
       }
       out += "]"
-    case let .object(members):
+    case .object(let members):
       out += "{"
       for (i, member) in members.enumerated() {
         if i > 0 { out += "," }

@@ -20,9 +20,15 @@ extension TorchTensorReference {
     guard shape.count == strides.count else {
       throw invalid("has \(shape.count) sizes but \(strides.count) strides")
     }
-    guard shape.allSatisfy({ $0 >= 0 }) else { throw invalid("has a negative size in its shape \(shape)") }
-    guard strides.allSatisfy({ $0 >= 0 }) else { throw invalid("has a negative stride in \(strides)") }
-    guard storageOffset >= 0 else { throw invalid("has a negative storage offset \(storageOffset)") }
+    guard shape.allSatisfy({ $0 >= 0 }) else {
+      throw invalid("has a negative size in its shape \(shape)")
+    }
+    guard strides.allSatisfy({ $0 >= 0 }) else {
+      throw invalid("has a negative stride in \(strides)")
+    }
+    guard storageOffset >= 0 else {
+      throw invalid("has a negative storage offset \(storageOffset)")
+    }
     var count = 1
     for dim in shape {
       let (product, overflow) = count.multipliedReportingOverflow(by: dim)
@@ -32,7 +38,6 @@ extension TorchTensorReference {
     guard !count.multipliedReportingOverflow(by: elementSize).overflow else {
       throw invalid("has shape \(shape), whose byte count overflows")
     }
-    let firstElement = storage.elementOffset + storageOffset
     if count == 0 {
       return Layout(count: 0, contiguous: true, firstByte: 0)
     }
@@ -55,6 +60,8 @@ extension TorchTensorReference {
         "uses storage '\(storage.key)' as \(storage.elementCount) \(storage.type.rawValue) elements, "
           + "but the storage holds only \(storageByteCount) bytes")
     }
+    // Both terms are now known to lie inside the storage, so this cannot overflow.
+    let firstElement = storage.elementOffset + storageOffset
     var contiguous = true
     var expected = 1
     for (size, stride) in zip(shape, strides).reversed() where size != 1 {
@@ -65,7 +72,9 @@ extension TorchTensorReference {
   }
 
   /// The tensor as contiguous row-major bytes, gathered from `rootStorage` through its strides.
-  func materialize(name: String, file: String, rootStorage: UnsafeRawBufferPointer) throws -> HostTensor {
+  func materialize(name: String, file: String, rootStorage: UnsafeRawBufferPointer) throws
+    -> HostTensor
+  {
     let layout = try layout(name: name, file: file, storageByteCount: rootStorage.count)
     let elementSize = storage.type.byteSize
     let byteCount = layout.count * elementSize
@@ -79,10 +88,18 @@ extension TorchTensorReference {
         UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: byteCount)
       } else {
         switch elementSize {
-        case 1: Self.gather(UInt8.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
-        case 2: Self.gather(UInt16.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
-        case 4: Self.gather(UInt32.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
-        default: Self.gather(UInt64.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
+        case 1:
+          Self.gather(
+            UInt8.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
+        case 2:
+          Self.gather(
+            UInt16.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
+        case 4:
+          Self.gather(
+            UInt32.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
+        default:
+          Self.gather(
+            UInt64.self, from: src, to: dst, shape: shape, strides: strides, count: layout.count)
         }
       }
       initialized = byteCount
@@ -94,7 +111,9 @@ extension TorchTensorReference {
   /// exactly the whole storage (the common case for a state_dict).
   func materialize(name: String, file: String, rootStorage: [UInt8]) throws -> HostTensor {
     let layout = try layout(name: name, file: file, storageByteCount: rootStorage.count)
-    if layout.contiguous && layout.firstByte == 0 && layout.count * storage.type.byteSize == rootStorage.count {
+    if layout.contiguous && layout.firstByte == 0
+      && layout.count * storage.type.byteSize == rootStorage.count
+    {
       return HostTensor(type: storage.type, shape: shape, bytes: rootStorage)
     }
     return try rootStorage.withUnsafeBytes {
@@ -105,7 +124,8 @@ extension TorchTensorReference {
   /// Row-major walk over `shape`, reading through `strides` (in elements). Storage bytes may be
   /// unaligned (legacy files are read in place), hence `loadUnaligned`.
   private static func gather<T: FixedWidthInteger>(
-    _: T.Type, from src: UnsafeRawPointer, to dst: UnsafeMutablePointer<UInt8>, shape: [Int], strides: [Int],
+    _: T.Type, from src: UnsafeRawPointer, to dst: UnsafeMutablePointer<UInt8>, shape: [Int],
+    strides: [Int],
     count: Int
   ) {
     let size = MemoryLayout<T>.size
@@ -119,7 +139,9 @@ extension TorchTensorReference {
     for _ in 0..<(count / inner) {
       var s = base
       for _ in 0..<inner {
-        out.storeBytes(of: src.loadUnaligned(fromByteOffset: s * size, as: T.self), toByteOffset: o * size, as: T.self)
+        out.storeBytes(
+          of: src.loadUnaligned(fromByteOffset: s * size, as: T.self), toByteOffset: o * size,
+          as: T.self)
         s += innerStride
         o += 1
       }
