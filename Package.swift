@@ -41,6 +41,12 @@ let package = Package(
       dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "COpenBLAS"]
     ),
     .target(name: "Octet", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
+    // Per-layer timings of the float kernels (release builds; not a test).
+    .executableTarget(
+      name: "octet-float-bench",
+      dependencies: ["OctetFloat", "OctetCore", "COpenBLAS"],
+      path: "Benchmarks/FloatKernelBench"
+    ),
     .executableTarget(
       name: "octet",
       dependencies: ["Octet", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -4,7 +4,7 @@ Relu, batch 1) and a whole torchvision-style ResNet50 (random weights, BN alread
 intra-op thread, CPU execution provider (MLAS). Reports median and min over timed runs after
 warm-up, like the Swift benchmark.
 
-    python3 Benchmarks/ort_baseline.py [--reps 15]
+    python3 Benchmarks/ort_baseline.py [--reps 15] [--wall]
 """
 import argparse
 import time
@@ -40,6 +40,14 @@ RESNET50_CONVS = [
     ("l4 1x1 512>2048", 7, 512, 2048, 1, 1, 0, 3),
 ]
 
+# (input size, channels, kernel, stride, count): mirrors liteDepthwise in main.swift. Padding is
+# TensorFlow "same" (extra row/column bottom/right), ReLU6 fused as Clip.
+LITE0_DEPTHWISE = [
+    (112, 32, 3, 1, 1), (112, 96, 3, 2, 1), (56, 144, 3, 1, 1), (56, 144, 5, 2, 1),
+    (28, 240, 5, 1, 1), (28, 240, 3, 2, 1), (14, 480, 3, 1, 2), (14, 480, 5, 1, 1),
+    (14, 672, 5, 1, 2), (14, 672, 5, 2, 1), (7, 1152, 5, 1, 3), (7, 1152, 3, 1, 1),
+]
+
 rng = np.random.default_rng(0)
 
 
@@ -51,13 +59,14 @@ class Graph:
         self.count += 1
         return f"{prefix}{self.count}"
 
-    def conv(self, x, cin, cout, k, s, p, relu=True):
+    def conv(self, x, cin, cout, k, s, p, relu=True, group=1):
         w, b, y = self.name("w"), self.name("b"), self.name("conv")
-        weight = rng.standard_normal((cout, cin, k, k)) * np.sqrt(2 / (cin * k * k))
+        pads = list(p) if isinstance(p, tuple) else [p, p, p, p]  # [top, left, bottom, right]
+        weight = rng.standard_normal((cout, cin // group, k, k)) * np.sqrt(2 / (cin // group * k * k))
         self.inits.append(numpy_helper.from_array(weight.astype(np.float32), w))
         self.inits.append(numpy_helper.from_array(np.zeros(cout, np.float32), b))
         self.nodes.append(helper.make_node(
-            "Conv", [x, w, b], [y], kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p]))
+            "Conv", [x, w, b], [y], kernel_shape=[k, k], strides=[s, s], pads=pads, group=group))
         if not relu:
             return y
         r = self.name("relu")
@@ -107,14 +116,14 @@ def resnet50():
     return g.session("logits", [1, 3, 224, 224], [1, 1000])
 
 
-def timed(session, feed, reps):
+def timed(session, feed, reps, clock):
     for _ in range(2):
         session.run(None, feed)
     samples = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         session.run(None, feed)
-        samples.append((time.perf_counter() - start) * 1e3)
+        samples.append((clock() - start) * 1e3)
     samples.sort()
     return samples[len(samples) // 2], samples[0]
 
@@ -122,8 +131,13 @@ def timed(session, feed, reps):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--wall", action="store_true", help="wall time instead of thread CPU time")
     args = parser.parse_args()
-    print(f"onnxruntime {ort.__version__}, 1 thread, {args.reps} timed runs after 2 warm-ups")
+    # With one intra-op thread ORT runs every kernel on the calling thread, so its thread CPU time
+    # is comparable with octet-float-bench's default clock.
+    clock = time.perf_counter if args.wall else time.thread_time
+    print(f"onnxruntime {ort.__version__}, 1 thread, {args.reps} timed runs after 2 warm-ups, "
+          f"{'wall time' if args.wall else 'thread CPU time'}")
     print(f"{'layer':24}{'M':>7}{'N':>6}{'K':>6}{'x':>3}  {'med/min ms':>16}  GF/s")
     total_median = total_min = 0.0
     for name, size, cin, cout, k, s, p, count in RESNET50_CONVS:
@@ -132,16 +146,33 @@ def main():
         out = (size + 2 * p - k) // s + 1
         session = g.session(y, [1, cin, size, size], [1, cout, out, out])
         feed = {"input": rng.standard_normal((1, cin, size, size)).astype(np.float32)}
-        median, minimum = timed(session, feed, args.reps)
+        median, minimum = timed(session, feed, args.reps, clock)
         total_median += median * count
         total_min += minimum * count
         m, kk = out * out, cin * k * k
         print(f"{name:24}{m:>7}{cout:>6}{kk:>6}{count:>3}  {median:>7.3f} / {minimum:<7.3f}"
               f"  {2 * m * cout * kk / median / 1e6:.1f}")
     print(f"sum of conv medians: {total_median:.1f} ms; sum of minima {total_min:.1f} ms")
+
+    print("\nEfficientNet-Lite0 depthwise convolutions (Conv group=C, ReLU)")
+    total_median = total_min = 0.0
+    for size, c, k, s, count in LITE0_DEPTHWISE:
+        out = (size + s - 1) // s
+        pad = max((out - 1) * s + k - size, 0)
+        g = Graph()
+        y = g.conv("input", c, c, k, s, (pad // 2, pad // 2, pad - pad // 2, pad - pad // 2), group=c)
+        session = g.session(y, [1, c, size, size], [1, c, out, out])
+        feed = {"input": rng.standard_normal((1, c, size, size)).astype(np.float32)}
+        median, minimum = timed(session, feed, args.reps, clock)
+        total_median += median * count
+        total_min += minimum * count
+        name = f"dw {k}x{k}/{s} {size}x{size}x{c}"
+        print(f"{name:24}{count:>3}  {median:>7.3f} / {minimum:<7.3f}"
+              f"  {2 * out * out * c * k * k / median / 1e6:.1f}")
+    print(f"sum of depthwise medians: {total_median:.2f} ms; sum of minima {total_min:.2f} ms")
     session = resnet50()
     feed = {"input": rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}
-    median, minimum = timed(session, feed, args.reps)
+    median, minimum = timed(session, feed, args.reps, clock)
     print(f"whole ResNet50 (NCHW, MLAS): median {median:.1f} ms, min {minimum:.1f} ms")
 
 

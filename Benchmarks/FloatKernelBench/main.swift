@@ -3,9 +3,12 @@
 // Baseline in the same run: OpenBLAS cblas_sgemm on the same (M, N, K) (what the portable path
 // calls). ONNX Runtime numbers come from Benchmarks/FloatKernelBench/ort_baseline.py.
 //
-// Usage (release build): octet-float-bench [--reps N] [--path portable|avx2fma] [--filter text]
+// Usage (release build): octet-float-bench [--reps N] [--path portable|avx2fma] [--filter text] [--wall]
 // (default: 15 runs, every available path, every layer; --filter keeps the rows whose name
-// contains the text, "net" selects the whole network).
+// contains the text, "net" selects the whole network). Times are the calling thread's CPU time
+// (CLOCK_THREAD_CPUTIME_ID), which a busy shared machine inflates far less than wall time; every
+// kernel runs on the calling thread at the default of one thread. --wall switches to wall time
+// (needed with FloatKernels.setThreads > 1).
 import COpenBLAS
 import Foundation
 import OctetCore
@@ -15,12 +18,14 @@ import OctetFloat
 
 var reps = 15
 var filter: String? = nil
+var useWallClock = false
 var paths = FloatKernels.availablePaths
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
   switch argument {
   case "--reps": reps = Int(arguments.next() ?? "") ?? reps
   case "--filter": filter = arguments.next()
+  case "--wall": useWallClock = true
   case "--path":
     guard let name = arguments.next(), let path = FloatKernels.Path(rawValue: name),
       FloatKernels.isAvailable(path)
@@ -30,7 +35,8 @@ while let argument = arguments.next() {
     }
     paths = [path]
   default:
-    print("usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring]")
+    print(
+      "usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring] [--wall]")
     exit(2)
   }
 }
@@ -40,7 +46,16 @@ struct Timing {
   var median: Double { samples[samples.count / 2] }
   var min: Double { samples[0] }
   /// Spread: (p90 - min) / median, as a percentage.
-  var spread: Double { (samples[Swift.min(samples.count - 1, samples.count * 9 / 10)] - min) / median * 100 }
+  var spread: Double {
+    (samples[Swift.min(samples.count - 1, samples.count * 9 / 10)] - min) / median * 100
+  }
+}
+
+/// Milliseconds on the selected clock (thread CPU time unless --wall).
+func milliseconds(wall: Bool) -> Double {
+  var ts = timespec()
+  clock_gettime(wall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts)
+  return Double(ts.tv_sec) * 1e3 + Double(ts.tv_nsec) / 1e6
 }
 
 /// Warms up twice, then times `reps` runs of `body`.
@@ -49,9 +64,9 @@ struct Timing {
   body()
   var samples: [Double] = []
   for _ in 0..<reps {
-    let start = DispatchTime.now().uptimeNanoseconds
+    let start = milliseconds(wall: useWallClock)
     body()
-    samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    samples.append(milliseconds(wall: useWallClock) - start)
   }
   return Timing(samples: samples.sorted())
 }
@@ -76,7 +91,9 @@ func pad(_ s: String, _ width: Int) -> String {
 }
 func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
 
-print("octet-float-bench: \(reps) timed runs after 2 warm-ups; paths \(paths.map(\.rawValue)); OpenBLAS threads 1")
+print(
+  "octet-float-bench: \(reps) timed runs after 2 warm-ups; paths \(paths.map(\.rawValue)); one thread; "
+    + (useWallClock ? "wall time" : "thread CPU time"))
 
 // MARK: - ResNet50 convolutions
 
@@ -93,33 +110,60 @@ struct ConvShape {
 }
 
 let resnet50Convs: [ConvShape] = [
-  ConvShape(name: "conv1 7x7/2", size: 224, cin: 3, cout: 64, kernel: 7, stride: 2, pad: 3, count: 1),
-  ConvShape(name: "l1 1x1 64>64", size: 56, cin: 64, cout: 64, kernel: 1, stride: 1, pad: 0, count: 1),
-  ConvShape(name: "l1 1x1 256>64", size: 56, cin: 256, cout: 64, kernel: 1, stride: 1, pad: 0, count: 2),
+  ConvShape(
+    name: "conv1 7x7/2", size: 224, cin: 3, cout: 64, kernel: 7, stride: 2, pad: 3, count: 1),
+  ConvShape(
+    name: "l1 1x1 64>64", size: 56, cin: 64, cout: 64, kernel: 1, stride: 1, pad: 0, count: 1),
+  ConvShape(
+    name: "l1 1x1 256>64", size: 56, cin: 256, cout: 64, kernel: 1, stride: 1, pad: 0, count: 2),
   ConvShape(name: "l1 3x3 64", size: 56, cin: 64, cout: 64, kernel: 3, stride: 1, pad: 1, count: 3),
-  ConvShape(name: "l1 1x1 64>256 (+ds)", size: 56, cin: 64, cout: 256, kernel: 1, stride: 1, pad: 0, count: 4),
-  ConvShape(name: "l2 1x1 256>128", size: 56, cin: 256, cout: 128, kernel: 1, stride: 1, pad: 0, count: 1),
-  ConvShape(name: "l2 3x3/2 128", size: 56, cin: 128, cout: 128, kernel: 3, stride: 2, pad: 1, count: 1),
-  ConvShape(name: "l2 ds 1x1/2 256>512", size: 56, cin: 256, cout: 512, kernel: 1, stride: 2, pad: 0, count: 1),
-  ConvShape(name: "l2 1x1 512>128", size: 28, cin: 512, cout: 128, kernel: 1, stride: 1, pad: 0, count: 3),
-  ConvShape(name: "l2 3x3 128", size: 28, cin: 128, cout: 128, kernel: 3, stride: 1, pad: 1, count: 3),
-  ConvShape(name: "l2 1x1 128>512", size: 28, cin: 128, cout: 512, kernel: 1, stride: 1, pad: 0, count: 4),
-  ConvShape(name: "l3 1x1 512>256", size: 28, cin: 512, cout: 256, kernel: 1, stride: 1, pad: 0, count: 1),
-  ConvShape(name: "l3 3x3/2 256", size: 28, cin: 256, cout: 256, kernel: 3, stride: 2, pad: 1, count: 1),
-  ConvShape(name: "l3 ds 1x1/2 512>1024", size: 28, cin: 512, cout: 1024, kernel: 1, stride: 2, pad: 0, count: 1),
-  ConvShape(name: "l3 1x1 1024>256", size: 14, cin: 1024, cout: 256, kernel: 1, stride: 1, pad: 0, count: 5),
-  ConvShape(name: "l3 3x3 256", size: 14, cin: 256, cout: 256, kernel: 3, stride: 1, pad: 1, count: 5),
-  ConvShape(name: "l3 1x1 256>1024", size: 14, cin: 256, cout: 1024, kernel: 1, stride: 1, pad: 0, count: 6),
-  ConvShape(name: "l4 1x1 1024>512", size: 14, cin: 1024, cout: 512, kernel: 1, stride: 1, pad: 0, count: 1),
-  ConvShape(name: "l4 3x3/2 512", size: 14, cin: 512, cout: 512, kernel: 3, stride: 2, pad: 1, count: 1),
-  ConvShape(name: "l4 ds 1x1/2 1024>2048", size: 14, cin: 1024, cout: 2048, kernel: 1, stride: 2, pad: 0, count: 1),
-  ConvShape(name: "l4 1x1 2048>512", size: 7, cin: 2048, cout: 512, kernel: 1, stride: 1, pad: 0, count: 2),
-  ConvShape(name: "l4 3x3 512", size: 7, cin: 512, cout: 512, kernel: 3, stride: 1, pad: 1, count: 2),
-  ConvShape(name: "l4 1x1 512>2048", size: 7, cin: 512, cout: 2048, kernel: 1, stride: 1, pad: 0, count: 3),
+  ConvShape(
+    name: "l1 1x1 64>256 (+ds)", size: 56, cin: 64, cout: 256, kernel: 1, stride: 1, pad: 0,
+    count: 4),
+  ConvShape(
+    name: "l2 1x1 256>128", size: 56, cin: 256, cout: 128, kernel: 1, stride: 1, pad: 0, count: 1),
+  ConvShape(
+    name: "l2 3x3/2 128", size: 56, cin: 128, cout: 128, kernel: 3, stride: 2, pad: 1, count: 1),
+  ConvShape(
+    name: "l2 ds 1x1/2 256>512", size: 56, cin: 256, cout: 512, kernel: 1, stride: 2, pad: 0,
+    count: 1),
+  ConvShape(
+    name: "l2 1x1 512>128", size: 28, cin: 512, cout: 128, kernel: 1, stride: 1, pad: 0, count: 3),
+  ConvShape(
+    name: "l2 3x3 128", size: 28, cin: 128, cout: 128, kernel: 3, stride: 1, pad: 1, count: 3),
+  ConvShape(
+    name: "l2 1x1 128>512", size: 28, cin: 128, cout: 512, kernel: 1, stride: 1, pad: 0, count: 4),
+  ConvShape(
+    name: "l3 1x1 512>256", size: 28, cin: 512, cout: 256, kernel: 1, stride: 1, pad: 0, count: 1),
+  ConvShape(
+    name: "l3 3x3/2 256", size: 28, cin: 256, cout: 256, kernel: 3, stride: 2, pad: 1, count: 1),
+  ConvShape(
+    name: "l3 ds 1x1/2 512>1024", size: 28, cin: 512, cout: 1024, kernel: 1, stride: 2, pad: 0,
+    count: 1),
+  ConvShape(
+    name: "l3 1x1 1024>256", size: 14, cin: 1024, cout: 256, kernel: 1, stride: 1, pad: 0, count: 5),
+  ConvShape(
+    name: "l3 3x3 256", size: 14, cin: 256, cout: 256, kernel: 3, stride: 1, pad: 1, count: 5),
+  ConvShape(
+    name: "l3 1x1 256>1024", size: 14, cin: 256, cout: 1024, kernel: 1, stride: 1, pad: 0, count: 6),
+  ConvShape(
+    name: "l4 1x1 1024>512", size: 14, cin: 1024, cout: 512, kernel: 1, stride: 1, pad: 0, count: 1),
+  ConvShape(
+    name: "l4 3x3/2 512", size: 14, cin: 512, cout: 512, kernel: 3, stride: 2, pad: 1, count: 1),
+  ConvShape(
+    name: "l4 ds 1x1/2 1024>2048", size: 14, cin: 1024, cout: 2048, kernel: 1, stride: 2, pad: 0,
+    count: 1),
+  ConvShape(
+    name: "l4 1x1 2048>512", size: 7, cin: 2048, cout: 512, kernel: 1, stride: 1, pad: 0, count: 2),
+  ConvShape(
+    name: "l4 3x3 512", size: 7, cin: 512, cout: 512, kernel: 3, stride: 1, pad: 1, count: 2),
+  ConvShape(
+    name: "l4 1x1 512>2048", size: 7, cin: 512, cout: 2048, kernel: 1, stride: 1, pad: 0, count: 3),
 ]
 
 print("\nResNet50 convolutions, batch 1, ReLU fused (ms per call; GFLOPS = 2*M*N*K / time)")
-let pathColumns: String = paths.map { pad("\($0) med/min ms (spread)", 30) + pad("GF/s", 7) }.joined()
+let pathColumns: String = paths.map { pad("\($0) med/min ms (spread)", 30) + pad("GF/s", 7) }
+  .joined()
 var header = pad("layer", 24) + pad("M", 7) + pad("N", 6) + pad("K", 6) + pad("x", 3)
 print(header + pathColumns + pad("sgemm ms", 10) + "GF/s")
 var totals = [Double](repeating: 0, count: paths.count)
@@ -135,8 +179,11 @@ for shape in resnet50Convs where selected(shape.name) {
   let flops = 2.0 * Double(m * n * k)
   totalMACs += m * n * k * shape.count
   let conv = PackedConv2D(
-    weightOIHW: randomFloats(n * k, scale: 0.1), bias: randomFloats(n), geometry: g, activation: .relu)
-  let input = Tensor(shape: [1, shape.size, shape.size, shape.cin], scalars: randomFloats(shape.size * shape.size * shape.cin))
+    weightOIHW: randomFloats(n * k, scale: 0.1), bias: randomFloats(n), geometry: g,
+    activation: .relu)
+  let input = Tensor(
+    shape: [1, shape.size, shape.size, shape.cin],
+    scalars: randomFloats(shape.size * shape.size * shape.cin))
   var line = pad(shape.name, 24) + pad("\(m)", 7) + pad("\(n)", 6)
   line += pad("\(k)", 6) + pad("\(shape.count)", 3)
   for (index, path) in paths.enumerated() {
@@ -151,7 +198,9 @@ for shape in resnet50Convs where selected(shape.name) {
   let b = randomFloats(k * n)
   var c = [Float](repeating: 0, count: m * n)
   let t = time {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
+    cblas_sgemm(
+      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b,
+      Int32(n), 0, &c, Int32(n))
   }
   sgemmTotal += t.median * Double(shape.count)
   line += pad(f(t.median, 3), 10) + f(flops / t.median / 1e6, 1)
@@ -159,7 +208,9 @@ for shape in resnet50Convs where selected(shape.name) {
 }
 let gflop = 2.0 * Double(totalMACs) / 1e9
 for (index, path) in paths.enumerated() {
-  print("sum of conv medians, \(path): \(f(totals[index], 1)) ms (\(f(gflop / totals[index] * 1e3, 1)) GFLOPS over \(f(gflop, 2)) GFLOP); sum of minima \(f(minTotals[index], 1)) ms")
+  print(
+    "sum of conv medians, \(path): \(f(totals[index], 1)) ms (\(f(gflop / totals[index] * 1e3, 1)) GFLOPS over \(f(gflop, 2)) GFLOP); sum of minima \(f(minTotals[index], 1)) ms"
+  )
 }
 print("sum of bare sgemm medians (OpenBLAS): \(f(sgemmTotal, 1)) ms")
 
@@ -204,10 +255,12 @@ for shape in liteDepthwise where selected(shape.name) {
   let (oh, ow) = g.outputSize(inputHeight: shape.size, inputWidth: shape.size)
   let flops = 2.0 * Double(oh * ow * shape.channels * shape.kernel * shape.kernel)
   let conv = PackedConv2D(
-    weightOIHW: randomFloats(shape.channels * shape.kernel * shape.kernel), bias: randomFloats(shape.channels),
+    weightOIHW: randomFloats(shape.channels * shape.kernel * shape.kernel),
+    bias: randomFloats(shape.channels),
     geometry: g, activation: .relu6)
   let input = Tensor(
-    shape: [1, shape.size, shape.size, shape.channels], scalars: randomFloats(shape.size * shape.size * shape.channels))
+    shape: [1, shape.size, shape.size, shape.channels],
+    scalars: randomFloats(shape.size * shape.size * shape.channels))
   var line = pad(shape.name, 24) + pad("\(oh)x\(ow)", 9) + pad("\(shape.count)", 3)
   for (index, path) in paths.enumerated() {
     let t = time { _ = conv(input, residual: nil, kernelPath: path) }
@@ -219,14 +272,19 @@ for shape in liteDepthwise where selected(shape.name) {
   print(line)
 }
 for (index, path) in paths.enumerated() {
-  print("sum of depthwise medians, \(path): \(f(depthwiseTotals[index], 2)) ms; sum of minima \(f(depthwiseMinTotals[index], 2)) ms")
+  print(
+    "sum of depthwise medians, \(path): \(f(depthwiseTotals[index], 2)) ms; sum of minima \(f(depthwiseMinTotals[index], 2)) ms"
+  )
 }
 
 // MARK: - Whole ResNet50, batch 1
 
 /// torchvision ResNet50 (v1.5: stride on the 3x3) with BN folded away, random weights.
 struct ResNet50 {
-  struct Block { var conv1, conv2, conv3: PackedConv2D; var downsample: PackedConv2D? }
+  struct Block {
+    var conv1, conv2, conv3: PackedConv2D
+    var downsample: PackedConv2D?
+  }
   var stem: PackedConv2D
   var blocks: [Block] = []
   var fc: PackedLinear
@@ -239,7 +297,8 @@ struct ResNet50 {
         padTop: p, padLeft: p, padBottom: p, padRight: p)
       let scale = (2 / Float(cin * k * k)).squareRoot()
       return PackedConv2D(
-        weightOIHW: randomFloats(cout * cin * k * k, scale: scale), bias: randomFloats(cout, scale: 0.01),
+        weightOIHW: randomFloats(cout * cin * k * k, scale: scale),
+        bias: randomFloats(cout, scale: 0.01),
         geometry: g, activation: activation)
     }
     stem = conv(3, 64, 7, 2, .relu)
@@ -255,25 +314,67 @@ struct ResNet50 {
         cin = width * 4
       }
     }
-    fc = PackedLinear(weight: randomFloats(1000 * 2048, scale: 0.02), bias: randomFloats(1000), inFeatures: 2048, outFeatures: 1000)
+    fc = PackedLinear(
+      weight: randomFloats(1000 * 2048, scale: 0.02), bias: randomFloats(1000), inFeatures: 2048,
+      outFeatures: 1000)
   }
 
-  func callAsFunction(_ image: Tensor, path: FloatKernels.Path) -> Tensor {
-    var x = stem(image, residual: nil, kernelPath: path)
-    x = maxPool2D(x, kernelH: 3, kernelW: 3, strideH: 2, strideW: 2, padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
-    for block in blocks {
-      let shortcut = block.downsample.map { $0(x, residual: nil, kernelPath: path) } ?? x
-      let y = block.conv2(block.conv1(x, residual: nil, kernelPath: path), residual: nil, kernelPath: path)
-      x = block.conv3(y, residual: shortcut, kernelPath: path)
+  /// Runs the network; if `stageTimes` is given, adds each stage's milliseconds to it
+  /// (stem + max pool, layer1...layer4, head).
+  func callAsFunction(
+    _ image: Tensor, path: FloatKernels.Path, stageTimes: UnsafeMutablePointer<Double>? = nil,
+    wall: Bool = false
+  ) -> Tensor {
+    var clock = milliseconds(wall: wall)
+    func lap(_ stage: Int) {
+      guard let stageTimes else { return }
+      let now = milliseconds(wall: wall)
+      stageTimes[stage] += now - clock
+      clock = now
     }
-    return fc(globalAveragePool(x), kernelPath: path)
+    var x = stem(image, residual: nil, kernelPath: path)
+    x = maxPool2D(
+      x, kernelH: 3, kernelW: 3, strideH: 2, strideW: 2, padTop: 1, padLeft: 1, padBottom: 1,
+      padRight: 1)
+    lap(0)
+    for (index, block) in blocks.enumerated() {
+      let shortcut = block.downsample.map { $0(x, residual: nil, kernelPath: path) } ?? x
+      let y = block.conv2(
+        block.conv1(x, residual: nil, kernelPath: path), residual: nil, kernelPath: path)
+      x = block.conv3(y, residual: shortcut, kernelPath: path)
+      if [2, 6, 12, 15].contains(index) { lap([2: 1, 6: 2, 12: 3, 15: 4][index]!) }
+    }
+    let logits = fc(globalAveragePool(x), kernelPath: path)
+    lap(5)
+    return logits
   }
 }
 
 print("\nWhole ResNet50 forward, batch 1, one thread (stem, max pool, 16 bottlenecks, GAP, FC)")
-let net = ResNet50()
-let image = Tensor(shape: [1, 224, 224, 3], scalars: randomFloats(224 * 224 * 3))
-for path in paths where selected("net") {
-  let t = time { _ = net(image, path: path) }
-  print("\(pad(path.rawValue, 10)) median \(f(t.median, 1)) ms  min \(f(t.min, 1)) ms  spread \(f(t.spread, 0))%")
+print("(paths interleaved run by run, so they see the same machine load)")
+if selected("net") {
+  let net = ResNet50()
+  let image = Tensor(shape: [1, 224, 224, 3], scalars: randomFloats(224 * 224 * 3))
+  let stageNames = ["stem+pool", "layer1", "layer2", "layer3", "layer4", "gap+fc"]
+  var samples = [[Double]](repeating: [], count: paths.count)
+  var stages = [[Double]](
+    repeating: [Double](repeating: 0, count: stageNames.count), count: paths.count)
+  for path in paths { _ = net(image, path: path) }  // warm-up
+  for _ in 0..<reps {
+    for (index, path) in paths.enumerated() {
+      let start = milliseconds(wall: useWallClock)
+      stages[index].withUnsafeMutableBufferPointer {
+        _ = net(image, path: path, stageTimes: $0.baseAddress!, wall: useWallClock)
+      }
+      samples[index].append(milliseconds(wall: useWallClock) - start)
+    }
+  }
+  for (index, path) in paths.enumerated() {
+    let t = Timing(samples: samples[index].sorted())
+    print(
+      "\(pad(path.rawValue, 10)) median \(f(t.median, 1)) ms  min \(f(t.min, 1)) ms  spread \(f(t.spread, 0))%"
+    )
+    let perStage = zip(stageNames, stages[index]).map { "\($0) \(f($1 / Double(reps), 1))" }
+    print("  mean per stage: " + perStage.joined(separator: ", ") + " ms")
+  }
 }

@@ -11,6 +11,8 @@ static inline void octet_f32_act_bounds(int32_t act, float* lo, float* hi) {
 
 static inline float octet_f32_clamp(float v, float lo, float hi) {
   // Written as compares (not fmaxf/fminf) so NaN passes through unchanged and the loops vectorize.
+  // The AVX2 kernels match this with _mm256_min_ps(hi, _mm256_max_ps(lo, v)): maxps/minps return
+  // their second operand when either is NaN.
   v = v < lo ? lo : v;
   return v > hi ? hi : v;
 }

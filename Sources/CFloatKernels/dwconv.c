@@ -128,10 +128,10 @@ void OCTET_AVX2 octet_f32_dwconv_nhwc__avx2fma(const octet_f32_window* w, const 
             a3 = _mm256_add_ps(a3, _mm256_loadu_ps(res + c + 24));
           }
           if (clamp) {
-            a0 = _mm256_min_ps(_mm256_max_ps(a0, lo), hi);
-            a1 = _mm256_min_ps(_mm256_max_ps(a1, lo), hi);
-            a2 = _mm256_min_ps(_mm256_max_ps(a2, lo), hi);
-            a3 = _mm256_min_ps(_mm256_max_ps(a3, lo), hi);
+            a0 = _mm256_min_ps(hi, _mm256_max_ps(lo, a0));
+            a1 = _mm256_min_ps(hi, _mm256_max_ps(lo, a1));
+            a2 = _mm256_min_ps(hi, _mm256_max_ps(lo, a2));
+            a3 = _mm256_min_ps(hi, _mm256_max_ps(lo, a3));
           }
           _mm256_storeu_ps(dst + c, a0);
           _mm256_storeu_ps(dst + c + 8, a1);
@@ -153,7 +153,7 @@ void OCTET_AVX2 octet_f32_dwconv_nhwc__avx2fma(const octet_f32_window* w, const 
             }
           }
           if (res != NULL) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(res + c, mask));
-          if (clamp) a0 = _mm256_min_ps(_mm256_max_ps(a0, lo), hi);
+          if (clamp) a0 = _mm256_min_ps(hi, _mm256_max_ps(lo, a0));
           _mm256_maskstore_ps(dst + c, mask, a0);
         }
       }

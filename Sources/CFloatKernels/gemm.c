@@ -1,24 +1,45 @@
 // GEMM with pre-packed B for convolution and linear layers: C = act(A * B + bias + residual).
 //
-// B (the weights) is packed once into panels of 16 columns, [ceil(N/16)][K][16], so that the
-// micro-kernel streams one contiguous K x 16 panel. A (activations or an im2col tile) is read in
-// place: each micro-kernel step broadcasts one element from each of up to 6 rows. Blocking follows
-// BLIS: K blocks of KC (a KC x 16 panel stays in L1), M blocks of MC rows (an MC x KC block of A
-// stays in L2), the 6x16 tile of C lives in 12 YMM registers. Bias, residual and the activation are
-// applied in registers after the last K block, so C is written once per K block.
+// B (the weights) is packed once. Blocking follows BLIS: K blocks of KC rows, each split into
+// panels of 16 columns; a KC x 16 panel stays in L1 while the micro-kernel sweeps an MC x KC block
+// of A (kept in L2), and the 6x16 tile of C lives in 12 YMM registers. A (activations or an im2col
+// tile) is read in place: each step broadcasts one element from each of up to 6 rows. Bias,
+// residual and activation are applied in registers after the last K block.
+//
+// Packed layout: [K block][panel][kc][16], the last panel zero-padded, so one K block of B is a
+// single sequential run of memory, read in order. Weights are usually cold (a network's weights
+// do not fit in cache), and a sequential stream plus a software prefetch keeps the first pass over
+// each panel from waiting on DRAM.
 #include <string.h>
 #include "common.h"
 
+/// Rows of B per K block; part of the packed layout.
+#define OCTET_GEMM_KC 256
+
 size_t octet_f32_gemm_packed_count(size_t k, size_t n) {
-  return (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * k * OCTET_F32_GEMM_NR;
+  return (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * OCTET_F32_GEMM_NR * k;
 }
 
 void octet_f32_gemm_pack_b(size_t k, size_t n, const float* b, size_t ldb, float* packed) {
-  for (size_t j0 = 0; j0 < n; j0 += OCTET_F32_GEMM_NR) {
-    const size_t nc = n - j0 < OCTET_F32_GEMM_NR ? n - j0 : OCTET_F32_GEMM_NR;
-    for (size_t kk = 0; kk < k; kk++, packed += OCTET_F32_GEMM_NR) {
-      for (size_t j = 0; j < nc; j++) packed[j] = b[kk * ldb + j0 + j];
-      for (size_t j = nc; j < OCTET_F32_GEMM_NR; j++) packed[j] = 0.0f;
+  for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
+    const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
+    for (size_t j0 = 0; j0 < n; j0 += OCTET_F32_GEMM_NR) {
+      const size_t nc = n - j0 < OCTET_F32_GEMM_NR ? n - j0 : OCTET_F32_GEMM_NR;
+      for (size_t kk = k0; kk < k0 + kc; kk++, packed += OCTET_F32_GEMM_NR) {
+        for (size_t j = 0; j < nc; j++) packed[j] = b[kk * ldb + j0 + j];
+        for (size_t j = nc; j < OCTET_F32_GEMM_NR; j++) packed[j] = 0.0f;
+      }
+    }
+  }
+}
+
+void octet_f32_gemm_unpack_b(size_t k, size_t n, const float* packed, float* b, size_t ldb) {
+  for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
+    const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
+    for (size_t j0 = 0; j0 < n; j0 += OCTET_F32_GEMM_NR) {
+      const size_t nc = n - j0 < OCTET_F32_GEMM_NR ? n - j0 : OCTET_F32_GEMM_NR;
+      for (size_t kk = k0; kk < k0 + kc; kk++, packed += OCTET_F32_GEMM_NR)
+        for (size_t j = 0; j < nc; j++) b[kk * ldb + j0 + j] = packed[j];
     }
   }
 }
@@ -27,12 +48,9 @@ void octet_f32_gemm_pack_b(size_t k, size_t n, const float* b, size_t ldb, float
 #include <immintrin.h>
 
 #define OCTET_AVX2 __attribute__((target("avx2,fma")))
-#ifndef OCTET_GEMM_KC
-#define OCTET_GEMM_KC 256
-#endif
-#ifndef OCTET_GEMM_MC
 #define OCTET_GEMM_MC 72
-#endif
+/// Software prefetch distance into the packed B stream, in floats (32 steps of 16 = 2 KB).
+#define OCTET_GEMM_PREFETCH (32 * OCTET_F32_GEMM_NR)
 
 typedef struct {
   const float* bias;      // already offset to the tile's first column, or NULL
@@ -51,11 +69,24 @@ static inline __attribute__((always_inline)) OCTET_AVX2 void octet_gemm_tile(
   const int NV = NR / 8;
   const float* rows[6];
   for (int r = 0; r < MR; r++) rows[r] = a + (r < (int)mr ? (size_t)r : mr - 1) * lda;
+  // The epilogue touches rows of C and of the residual that are often cold (a fresh output
+  // buffer, a shortcut written several layers ago); start fetching them now so the loads overlap
+  // the k loop instead of stalling after it. Both ends of each row, as it may straddle two lines.
+  for (int r = 0; r < MR && r < (int)mr; r++) {
+    __builtin_prefetch(c + (size_t)r * ldc, 1);
+    __builtin_prefetch(c + (size_t)r * ldc + nr - 1, 1);
+    if (e->last && e->residual != NULL) {
+      __builtin_prefetch(e->residual + (size_t)r * e->ldr, 0);
+      __builtin_prefetch(e->residual + (size_t)r * e->ldr + nr - 1, 0);
+    }
+  }
   __m256 acc[6][2];
   for (int r = 0; r < MR; r++)
     for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
 
   for (size_t k = 0; k < kc; k++, b += OCTET_F32_GEMM_NR) {
+    // Past the end of the block this runs into the next panel, which is read next anyway.
+    _mm_prefetch((const char*)(b + OCTET_GEMM_PREFETCH), _MM_HINT_T0);
     __m256 bv[2];
     for (int v = 0; v < NV; v++) bv[v] = _mm256_load_ps(b + 8 * v);
     for (int r = 0; r < MR; r++) {
@@ -77,7 +108,7 @@ static inline __attribute__((always_inline)) OCTET_AVX2 void octet_gemm_tile(
           if (e->bias != NULL) x = _mm256_add_ps(x, _mm256_loadu_ps(e->bias + 8 * v));
           if (e->residual != NULL)
             x = _mm256_add_ps(x, _mm256_loadu_ps(e->residual + (size_t)r * e->ldr + 8 * v));
-          if (e->act != OCTET_F32_ACT_NONE) x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+          if (e->act != OCTET_F32_ACT_NONE) x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
         }
         _mm256_storeu_ps(crow + 8 * v, x);
       }
@@ -127,24 +158,27 @@ static OCTET_AVX2 void octet_gemm_tile_any(size_t kc, const float* a, size_t lda
 }
 
 void OCTET_AVX2 octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const float* a,
-                                             size_t lda, const float* packed_b, float* c,
-                                             size_t ldc, const float* bias, const float* residual,
-                                             size_t ldr, int32_t act) {
+                                             size_t lda, const float* packed_b, size_t j_begin,
+                                             size_t j_end, float* c, size_t ldc, const float* bias,
+                                             const float* residual, size_t ldr, int32_t act) {
   if (k == 0) {
     // Degenerate product: C is just the epilogue applied to zeros.
-    for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
-    octet_f32_bias_residual_act(c, m, n, ldc, bias, residual, ldr, act);
+    for (size_t i = 0; i < m; i++)
+      memset(c + i * ldc + j_begin, 0, (j_end - j_begin) * sizeof(float));
+    octet_f32_bias_residual_act(c + j_begin, m, j_end - j_begin, ldc,
+                                bias != NULL ? bias + j_begin : NULL,
+                                residual != NULL ? residual + j_begin : NULL, ldr, act);
     return;
   }
-  const size_t panels = (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR;
+  const size_t padded_n = (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * OCTET_F32_GEMM_NR;
   for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
     const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
+    const float* block = packed_b + k0 * padded_n;
     for (size_t m0 = 0; m0 < m; m0 += OCTET_GEMM_MC) {
       const size_t mc = m - m0 < OCTET_GEMM_MC ? m - m0 : OCTET_GEMM_MC;
-      for (size_t p = 0; p < panels; p++) {
-        const size_t j0 = p * OCTET_F32_GEMM_NR;
-        const size_t nr = n - j0 < OCTET_F32_GEMM_NR ? n - j0 : OCTET_F32_GEMM_NR;
-        const float* b = packed_b + p * k * OCTET_F32_GEMM_NR + k0 * OCTET_F32_GEMM_NR;
+      for (size_t j0 = j_begin; j0 < j_end; j0 += OCTET_F32_GEMM_NR) {
+        const size_t nr = j_end - j0 < OCTET_F32_GEMM_NR ? j_end - j0 : OCTET_F32_GEMM_NR;
+        const float* b = block + j0 * kc;
         for (size_t i = m0; i < m0 + mc; i += 6) {
           const size_t mr = m0 + mc - i < 6 ? m0 + mc - i : 6;
           const octet_gemm_epilogue e = {

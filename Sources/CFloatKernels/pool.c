@@ -19,7 +19,8 @@ void octet_f32_maxpool_nhwc(const octet_f32_window* w, const float* input, float
           const int32_t ih = ih0 + kh * w->dilation_h;
           for (int32_t kw = kw_begin; kw < kw_end; kw++) {
             const int32_t iw = iw0 + kw * w->dilation_w;
-            const float* restrict src = image + ((size_t)ih * (size_t)w->in_w + (size_t)iw) * c_count;
+            const float* restrict src =
+                image + ((size_t)ih * (size_t)w->in_w + (size_t)iw) * c_count;
             for (size_t c = 0; c < c_count; c++) dst[c] = src[c] > dst[c] ? src[c] : dst[c];
           }
         }

@@ -30,7 +30,8 @@ typedef enum {
 int octet_f32_cpu_has_avx2fma(void);
 
 /// The path to use unless the caller picks one: `OCTET_FLOAT_KERNEL=portable|avx2fma` in the
-/// environment wins (an unsupported request falls back to portable), else the best the CPU supports.
+/// environment wins (an unsupported request falls back to portable), else the best the CPU
+/// supports.
 octet_f32_path octet_f32_default_path(void);
 
 /// Geometry of a 2-D window operator (convolution, pooling) over one NHWC tensor.
@@ -77,15 +78,21 @@ void octet_f32_dwconv_nhwc__avx2fma(const octet_f32_window* w, const float* inpu
 #define OCTET_F32_GEMM_NR 16
 /// Floats needed to hold a K x N matrix B packed for `octet_f32_gemm_6x16__avx2fma`.
 size_t octet_f32_gemm_packed_count(size_t k, size_t n);
-/// Packs B (K x N, row-major with leading dimension ldb) into panels of 16 columns
-/// ([ceil(N/16)][K][16], the last panel zero-padded).
+/// Packs B (K x N, row-major with leading dimension ldb) for `octet_f32_gemm_6x16__avx2fma`:
+/// blocks of 256 rows, each split into panels of 16 columns (the last zero-padded). The buffer must
+/// be 32-byte aligned.
 void octet_f32_gemm_pack_b(size_t k, size_t n, const float* b, size_t ldb, float* packed);
+/// Inverse of `octet_f32_gemm_pack_b`.
+void octet_f32_gemm_unpack_b(size_t k, size_t n, const float* packed, float* b, size_t ldb);
 #if defined(__x86_64__) || defined(__i386__)
-/// C[M][N] (leading dimension ldc) = act(A[M][K] (lda) * B + bias[N] + residual[M][N] (ldr)).
-/// B is packed by `octet_f32_gemm_pack_b`. `bias` and `residual` may be NULL.
+/// Columns `j_begin ..< j_end` of C[M][N] (leading dimension ldc) =
+/// act(A[M][K] (lda) * B + bias[N] + residual[M][N] (ldr)), B packed by `octet_f32_gemm_pack_b`
+/// for the full N. `j_begin` is a multiple of 16 (so threads can split the columns by panels);
+/// `c`, `bias` and `residual` point at column 0; `bias` and `residual` may be NULL.
 void octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const float* a, size_t lda,
-                                  const float* packed_b, float* c, size_t ldc, const float* bias,
-                                  const float* residual, size_t ldr, int32_t act);
+                                  const float* packed_b, size_t j_begin, size_t j_end, float* c,
+                                  size_t ldc, const float* bias, const float* residual, size_t ldr,
+                                  int32_t act);
 #endif
 
 // MARK: - Pooling and element-wise

@@ -5,10 +5,12 @@ import OctetCore
 public func add(_ a: Tensor, _ b: Tensor, activation: Activation) -> Tensor {
   precondition(a.shape == b.shape, "add of shapes \(a.shape) and \(b.shape); they must match")
   let count = a.count
+  guard count > 0 else { return a }
   let scalars = [Float](unsafeUninitializedCapacity: count) { out, initialized in
     a.scalars.withUnsafeBufferPointer { pa in
       b.scalars.withUnsafeBufferPointer { pb in
-        octet_f32_add_act(pa.baseAddress!, pb.baseAddress!, out.baseAddress!, count, activation.kernelCode)
+        octet_f32_add_act(
+          pa.baseAddress!, pb.baseAddress!, out.baseAddress!, count, activation.kernelCode)
       }
     }
     initialized = count
@@ -37,7 +39,8 @@ public func batchNormInference(_ x: Tensor, scale: [Float], shift: [Float]) -> T
   guard count > 0 else { return x }
   let scalars = [Float](unsafeUninitializedCapacity: count) { out, initialized in
     x.scalars.withUnsafeBufferPointer { px in
-      octet_f32_scale_shift(px.baseAddress!, scale, shift, out.baseAddress!, count / channels, channels)
+      octet_f32_scale_shift(
+        px.baseAddress!, scale, shift, out.baseAddress!, count / channels, channels)
     }
     initialized = count
   }

@@ -39,13 +39,20 @@ public enum FloatKernels {
   private static let selectedPath = Atomic<UInt8>(
     octet_f32_default_path() == OCTET_F32_PATH_AVX2FMA ? 1 : 0)
 
-  /// Sets the number of OpenBLAS threads (the portable path's GEMMs). The default is 1: the
-  /// runtime targets batch 1 on one thread, and callers parallelize across requests instead.
+  /// Sets the number of threads each GEMM may use: OpenBLAS's thread count on the portable path,
+  /// and the number of slices the avx2fma GEMM is split into. The default is 1: the runtime
+  /// targets batch 1 on one thread, and callers parallelize across requests instead. Depthwise,
+  /// pooling and element-wise kernels always run on the calling thread.
   public static func setThreads(_ n: Int) {
     precondition(n >= 1, "thread count must be at least 1, got \(n)")
     configureOnce()
     openblas_set_num_threads(Int32(n))
+    threadCount.store(n, ordering: .relaxed)
   }
+
+  /// Threads a GEMM may use (see `setThreads`).
+  public static var threads: Int { threadCount.load(ordering: .relaxed) }
+  private static let threadCount = Atomic<Int>(1)
 
   /// Applies the defaults (one OpenBLAS thread) exactly once, before the first kernel runs.
   static func configureOnce() { _ = configured }

@@ -1,9 +1,11 @@
 import CFloatKernels
 import COpenBLAS
+import Dispatch
 import Synchronization
 
 /// The right-hand matrix B (K x N) of `C = act(A * B + bias + residual)`, held in the layout each
-/// kernel path wants: row-major for OpenBLAS (portable), 16-column panels for the AVX2 GEMM.
+/// kernel path wants: row-major for OpenBLAS (portable), `octet_f32_gemm_pack_b` panels for the
+/// AVX2 GEMM.
 ///
 /// The layout of the path selected at build time is made eagerly; another path's layout is made on
 /// first use (tests and benchmarks switch paths; a deployed plan uses one).
@@ -44,13 +46,8 @@ final class GEMMWeights: @unchecked Sendable {
   }
 
   private static func unpack(_ packed: AlignedFloatBuffer, k: Int, n: Int) -> AlignedFloatBuffer {
-    let nr = Int(OCTET_F32_GEMM_NR)
     let rowMajor = AlignedFloatBuffer(count: k * n)
-    for row in 0..<k {
-      for column in 0..<n {
-        rowMajor.pointer[row * n + column] = packed.pointer[(column / nr * k + row) * nr + column % nr]
-      }
-    }
+    octet_f32_gemm_unpack_b(k, n, packed.pointer, rowMajor.pointer, n)
     return rowMajor
   }
 }
@@ -73,8 +70,44 @@ func gemm(
     octet_f32_bias_residual_act(c, m, b.n, ldc, bias, residual, ldr, activation.kernelCode)
   case .avx2fma:
     #if arch(x86_64) || arch(i386)
-      octet_f32_gemm_6x16__avx2fma(
-        m, b.n, b.k, a, lda, weights.pointer, c, ldc, bias, residual, ldr, activation.kernelCode)
+      let threads = FloatKernels.threads
+      let nr = Int(OCTET_F32_GEMM_NR)
+      let panels = (b.n + nr - 1) / nr
+      if threads == 1 || m * panels < 64 {
+        octet_f32_gemm_6x16__avx2fma(
+          m, b.n, b.k, a, lda, weights.pointer, 0, b.n, c, ldc, bias, residual, ldr,
+          activation.kernelCode)
+      } else {
+        // The slices write disjoint parts of C; the pointers outlive the (synchronous) fork-join.
+        struct Operands: @unchecked Sendable {
+          let a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>
+          let bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?
+        }
+        let o = Operands(a: a, b: weights.pointer, c: c, bias: bias, residual: residual)
+        let (k, n, act) = (b.k, b.n, activation.kernelCode)
+        if m >= 6 * 8 * threads {
+          // Many rows: contiguous row slices (multiples of 6) share all of B.
+          let rowsPerSlice = (m + threads * 6 - 1) / (threads * 6) * 6
+          DispatchQueue.concurrentPerform(iterations: (m + rowsPerSlice - 1) / rowsPerSlice) {
+            slice in
+            let m0 = slice * rowsPerSlice
+            octet_f32_gemm_6x16__avx2fma(
+              min(rowsPerSlice, m - m0), n, k, o.a + m0 * lda, lda, o.b, 0, n, o.c + m0 * ldc, ldc,
+              o.bias, o.residual.map { $0 + m0 * ldr }, ldr, act)
+          }
+        } else {
+          // Few rows: slices of whole 16-column panels, each with its own part of B.
+          let panelsPerSlice = (panels + threads - 1) / threads
+          DispatchQueue.concurrentPerform(
+            iterations: (panels + panelsPerSlice - 1) / panelsPerSlice
+          ) { slice in
+            let j0 = slice * panelsPerSlice * nr
+            octet_f32_gemm_6x16__avx2fma(
+              m, n, k, o.a, lda, o.b, j0, min(j0 + panelsPerSlice * nr, n), o.c, ldc, o.bias,
+              o.residual, ldr, act)
+          }
+        }
+      }
     #else
       preconditionFailure("the avx2fma path exists only on x86")
     #endif

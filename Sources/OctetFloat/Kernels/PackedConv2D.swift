@@ -11,7 +11,8 @@ import Synchronization
 /// are one GEMM on the input viewed as `[N*H*W, inChannels]`; every other convolution builds an
 /// im2col tile (rows = output pixels, K ordered (kh, kw, cin)) in a reused scratch buffer and
 /// multiplies it by weights packed as `[kh*kw*cin, cout]`, one GEMM per group. Bias, residual and
-/// activation are applied in the same pass that writes the output.
+/// activation are applied in registers before the GEMM stores (avx2fma), or in one pass over the
+/// output right after the OpenBLAS GEMM (portable).
 public final class PackedConv2D: @unchecked Sendable {
   public let geometry: Conv2DGeometry
   public let activation: Activation
@@ -54,7 +55,8 @@ public final class PackedConv2D: @unchecked Sendable {
       "weight holds \(weightOIHW.count) floats, expected [\(g.outChannels), \(cinG), \(g.kernelH), \(g.kernelW)]"
     )
     if let bias {
-      precondition(bias.count == g.outChannels, "bias holds \(bias.count) floats, expected \(g.outChannels)")
+      precondition(
+        bias.count == g.outChannels, "bias holds \(bias.count) floats, expected \(g.outChannels)")
     }
     FloatKernels.configureOnce()
     self.geometry = g
@@ -79,7 +81,8 @@ public final class PackedConv2D: @unchecked Sendable {
       for o in 0..<coutG {
         for i in 0..<cinG {
           for tap in 0..<taps {
-            b[(tap * cinG + i) * coutG + o] = weightOIHW[((group * coutG + o) * cinG + i) * taps + tap]
+            b[(tap * cinG + i) * coutG + o] =
+              weightOIHW[((group * coutG + o) * cinG + i) * taps + tap]
           }
         }
       }
@@ -105,11 +108,13 @@ public final class PackedConv2D: @unchecked Sendable {
     precondition(
       input.rank == 4 && input.channels == g.inChannels,
       "conv input has shape \(input.shape), expected [N, H, W, \(g.inChannels)]")
+    precondition(input.height > 0 && input.width > 0, "conv input \(input.shape) is empty")
     let (oh, ow) = g.outputSize(inputHeight: input.height, inputWidth: input.width)
     precondition(oh > 0 && ow > 0, "conv window \(g) does not fit input \(input.shape)")
     let outShape = [input.batch, oh, ow, g.outChannels]
     if let residual {
-      precondition(residual.shape == outShape, "residual has shape \(residual.shape), expected \(outShape)")
+      precondition(
+        residual.shape == outShape, "residual has shape \(residual.shape), expected \(outShape)")
     }
     precondition(FloatKernels.isAvailable(path), "kernel path \(path) is not supported by this CPU")
 
@@ -121,6 +126,7 @@ public final class PackedConv2D: @unchecked Sendable {
       pad_top: Int32(g.padTop), pad_left: Int32(g.padLeft),
       dilation_h: Int32(g.dilationH), dilation_w: Int32(g.dilationW))
     let count = outShape.reduce(1, *)
+    guard count > 0 else { return Tensor(zeros: outShape) }  // batch 0 or no channels
     let scalars = [Float](unsafeUninitializedCapacity: count) { out, initialized in
       input.scalars.withUnsafeBufferPointer { x in
         withResidualPointer(residual) { res in
@@ -147,10 +153,12 @@ public final class PackedConv2D: @unchecked Sendable {
     case .depthwise(let weight):
       switch path {
       case .portable:
-        octet_f32_dwconv_nhwc__portable(&window, x, weight.pointer, biasPointer, residual, out, act.kernelCode)
+        octet_f32_dwconv_nhwc__portable(
+          &window, x, weight.pointer, biasPointer, residual, out, act.kernelCode)
       case .avx2fma:
         #if arch(x86_64) || arch(i386)
-          octet_f32_dwconv_nhwc__avx2fma(&window, x, weight.pointer, biasPointer, residual, out, act.kernelCode)
+          octet_f32_dwconv_nhwc__avx2fma(
+            &window, x, weight.pointer, biasPointer, residual, out, act.kernelCode)
         #else
           preconditionFailure("the avx2fma path exists only on x86")
         #endif
@@ -167,12 +175,14 @@ public final class PackedConv2D: @unchecked Sendable {
     case .im2col(let groups):
       let k = groups[0].k
       let tile = Self.im2colTileRows(m: m, k: k, n: coutG)
-      let buffer = scratch.withLock { $0.take() }.flatMap { $0.count >= tile * k ? $0 : nil }
+      let buffer =
+        scratch.withLock { $0.take() }.flatMap { $0.count >= tile * k ? $0 : nil }
         ?? AlignedFloatBuffer(count: tile * k)
       for m0 in stride(from: 0, to: m, by: tile) {
         let rows = min(tile, m - m0)
         for (group, b) in groups.enumerated() {
-          octet_f32_im2col_nhwc(&window, x, Int32(group * cinG), Int32(cinG), m0, rows, buffer.pointer)
+          octet_f32_im2col_nhwc(
+            &window, x, Int32(group * cinG), Int32(cinG), m0, rows, buffer.pointer)
           let offset = m0 * g.outChannels + group * coutG
           gemm(
             path: path, m: rows, a: buffer.pointer, lda: k, b: b,

@@ -19,7 +19,8 @@ public final class PackedLinear: @unchecked Sendable {
       weight.count == inFeatures * outFeatures,
       "weight holds \(weight.count) floats, expected [\(outFeatures), \(inFeatures)]")
     if let bias {
-      precondition(bias.count == outFeatures, "bias holds \(bias.count) floats, expected \(outFeatures)")
+      precondition(
+        bias.count == outFeatures, "bias holds \(bias.count) floats, expected \(outFeatures)")
     }
     FloatKernels.configureOnce()
     self.inFeatures = inFeatures
@@ -29,7 +30,8 @@ public final class PackedLinear: @unchecked Sendable {
     for o in 0..<outFeatures {
       for i in 0..<inFeatures { transposed[i * outFeatures + o] = weight[o * inFeatures + i] }
     }
-    weights = GEMMWeights(k: inFeatures, n: outFeatures, rowMajor: transposed, eagerPath: FloatKernels.path)
+    weights = GEMMWeights(
+      k: inFeatures, n: outFeatures, rowMajor: transposed, eagerPath: FloatKernels.path)
     self.bias = bias.map(AlignedFloatBuffer.init(copying:))
   }
 
@@ -43,10 +45,12 @@ public final class PackedLinear: @unchecked Sendable {
     let flat = input.rank == 2 || (input.rank == 4 && input.shape[1] == 1 && input.shape[2] == 1)
     precondition(
       flat && input.shape.last == inFeatures,
-      "linear input has shape \(input.shape), expected [N, \(inFeatures)] or [N, 1, 1, \(inFeatures)]")
+      "linear input has shape \(input.shape), expected [N, \(inFeatures)] or [N, 1, 1, \(inFeatures)]"
+    )
     precondition(FloatKernels.isAvailable(path), "kernel path \(path) is not supported by this CPU")
     let n = input.shape[0]
     let count = n * outFeatures
+    guard count > 0 else { return Tensor(zeros: [n, outFeatures]) }
     let scalars = [Float](unsafeUninitializedCapacity: count) { out, initialized in
       input.scalars.withUnsafeBufferPointer { x in
         gemm(

@@ -25,8 +25,11 @@ public func maxPool2D(
     stride_h: Int32(strideH), stride_w: Int32(strideW),
     pad_top: Int32(padTop), pad_left: Int32(padLeft), dilation_h: 1, dilation_w: 1)
   let count = x.batch * oh * ow * x.channels
+  guard count > 0 else { return Tensor(zeros: [x.batch, oh, ow, x.channels]) }
   let scalars = [Float](unsafeUninitializedCapacity: count) { out, initialized in
-    x.scalars.withUnsafeBufferPointer { octet_f32_maxpool_nhwc(&window, $0.baseAddress!, out.baseAddress!) }
+    x.scalars.withUnsafeBufferPointer {
+      octet_f32_maxpool_nhwc(&window, $0.baseAddress!, out.baseAddress!)
+    }
     initialized = count
   }
   return Tensor(shape: [x.batch, oh, ow, x.channels], scalars: scalars)
@@ -37,6 +40,7 @@ public func globalAveragePool(_ x: Tensor) -> Tensor {
   precondition(x.rank == 4, "global average pool input has shape \(x.shape), expected [N, H, W, C]")
   precondition(x.height * x.width > 0, "global average pool of an empty image \(x.shape)")
   let count = x.batch * x.channels
+  guard count > 0 else { return Tensor(zeros: [x.batch, 1, 1, x.channels]) }
   let scalars = [Float](unsafeUninitializedCapacity: count) { out, initialized in
     x.scalars.withUnsafeBufferPointer {
       octet_f32_global_avgpool_nhwc(
