@@ -229,6 +229,8 @@ def main() -> int:
         print("error: the exported ONNX model does not reproduce torch's logits", file=sys.stderr)
         return 1
 
+    # Other work on the machine skews every number; record how busy it was.
+    load_before = os.getloadavg()[0]
     ort_rounds, octet_rounds, octet_error = [], [], None
     for r in range(args.rounds):
         ort_rounds.append(time_ort(sess, x, args.iterations, args.warmup))
@@ -241,6 +243,7 @@ def main() -> int:
                 octet_error = str(e)
                 print(f"error: octet bench failed: {e}", file=sys.stderr)
 
+    load_after = os.getloadavg()[0]
     ort_summary = combine_rounds(ort_rounds)
     result = {
         "method": {
@@ -252,7 +255,8 @@ def main() -> int:
             "order": "ORT then Octet within each round" if args.octet_bin else "ORT only",
             "onnx": "opset 17, torch.onnx.export(dynamo=False), ORT_ENABLE_ALL, sequential, inter_op 1",
         },
-        "machine": {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_avg_1min": [round(load_before, 2), round(load_after, 2)]},
         "onnxruntime": {"version": ort.__version__, "fp32": ort_summary, "rounds": ort_rounds},
         "sanity": sanity,
     }
@@ -271,6 +275,10 @@ def main() -> int:
         result["ratio_octet_over_ort"] = ratio
     if octet_error:
         result["octet_error"] = octet_error
+    # The load average counts this benchmark too; more runnable tasks than CPUs means sharing.
+    if max(load_before, load_after) > (os.cpu_count() or 1) + 0.5:
+        print(f"warning: 1-min load average {load_before:.1f} -> {load_after:.1f} on "
+              f"{os.cpu_count()} CPUs: other processes competed for the cores", file=sys.stderr)
 
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
