@@ -84,9 +84,14 @@ public enum ModelLoader {
       throw ModelError.unknownArchitecture(
         "'\(url.path)': the tensor names match no known architecture (resnet50, efficientnet-lite); first names: \(tensors.names.prefix(3).joined(separator: ", "))")
     }
-    var model = try arch.build(from: tensors, resolution: resolution)
-    model.info.source = url.lastPathComponent
-    return model
+    do {
+      var model = try arch.build(from: tensors, resolution: resolution)
+      model.info.source = url.lastPathComponent
+      return model
+    } catch {
+      // Name the file: the architecture's message names the tensors.
+      throw FileError(path: url.path, reason: error.description)
+    }
   }
 
   /// safetensors files start with an 8-byte little-endian header length and a JSON object.
