@@ -71,17 +71,7 @@ func milliseconds(wall: Bool) -> Double {
   return Timing(samples: samples.sorted())
 }
 
-struct SplitMix64: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-var rng = SplitMix64(state: 42)
+var rng = SeededGenerator(seed: 42)
 @MainActor func randomFloats(_ count: Int, scale: Float = 1) -> [Float] {
   (0..<count).map { _ in Float.random(in: -scale...scale, using: &rng) }
 }

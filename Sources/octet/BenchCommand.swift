@@ -52,11 +52,8 @@ struct BenchCommand: ParsableCommand {
     let executor = try FloatExecutor(model: loaded)
     let size = loaded.info.inputSize
     // A fixed pseudo-random input in the normalized range; the float path's speed does not depend on values.
-    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-    let scalars = (0..<(batch * size * size * 3)).map { _ -> Float in
-      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-      return Float(Int(state >> 40) % 4001 - 2000) / 1000
-    }
+    var generator = SeededGenerator(seed: 1)
+    let scalars = generator.floats(batch * size * size * 3, in: -2...2)
     let input = Tensor(shape: [batch, size, size, 3], scalars: scalars)
     for _ in 0..<warmup { _ = executor.run(input) }
     var times: [Double] = []
