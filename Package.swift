@@ -11,6 +11,9 @@ let package = Package(
     .library(name: "OctetModels", targets: ["OctetModels"]),
     .library(name: "OctetImages", targets: ["OctetImages"]),
     .library(name: "OctetFloat", targets: ["OctetFloat"]),
+    .library(name: "OctetCalibration", targets: ["OctetCalibration"]),
+    .library(name: "OctetQuantizer", targets: ["OctetQuantizer"]),
+    .library(name: "OctetInt8", targets: ["OctetInt8"]),
     .executable(name: "octet", targets: ["octet"]),
   ],
   dependencies: [
@@ -40,7 +43,15 @@ let package = Package(
       name: "OctetFloat",
       dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "COpenBLAS"]
     ),
-    .target(name: "Octet", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
+    .target(
+      name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
+    .target(name: "OctetQuantizer", dependencies: ["OctetCore", "OctetModels", "OctetCalibration"]),
+    .target(name: "OctetInt8", dependencies: ["OctetCore", "OctetModels"]),
+    .target(
+      name: "Octet",
+      dependencies: [
+        "OctetCore", "OctetModels", "OctetImages", "OctetFloat", "OctetCalibration", "OctetQuantizer", "OctetInt8",
+      ]),
     // Per-layer timings of the float kernels (release builds; not a test).
     .executableTarget(
       name: "octet-float-bench",
@@ -61,6 +72,10 @@ let package = Package(
       resources: [.copy("Fixtures")]),
     .testTarget(
       name: "OctetFloatTests", dependencies: ["OctetFloat", "Octet"],
+      resources: [.copy("Goldens")]),
+    .testTarget(name: "OctetCalibrationTests", dependencies: ["OctetCalibration"]),
+    .testTarget(
+      name: "OctetQuantizerTests", dependencies: ["OctetQuantizer", "OctetInt8", "Octet"],
       resources: [.copy("Goldens")]),
     // Runs the built `octet` binary: exit codes, error lines, JSON reports, no partial files.
     .testTarget(name: "OctetCLITests", dependencies: ["octet", "OctetModels"]),
