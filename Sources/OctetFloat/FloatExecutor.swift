@@ -46,7 +46,9 @@ public final class FloatExecutor: @unchecked Sendable {
   let slotCount: Int
   public let inputShape: [Int]  // [S, S, 3]
 
-  public init(model: Model) throws {
+  /// `fuseResidualAdd: false` keeps each residual add a step of its own, so that `observe` sees the
+  /// convolution's output before the add (calibration needs it: the int8 graph quantizes both).
+  public init(model: Model, fuseResidualAdd: Bool = true) throws {
     self.model = model
     try model.graph.validate()
     let size = model.info.inputSize
@@ -118,7 +120,7 @@ public final class FloatExecutor: @unchecked Sendable {
           produced = bn.name
         }
         // … → add(·, earlier value), whose other input already exists
-        if let add = soleConsumer(produced), add.op == .add, add.inputs.count == 2 {
+        if fuseResidualAdd, let add = soleConsumer(produced), add.op == .add, add.inputs.count == 2 {
           let other = add.inputs[0] == produced ? add.inputs[1] : add.inputs[0]
           if let otherSlot = slotOf[other] {
             residual = otherSlot
