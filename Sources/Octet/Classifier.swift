@@ -7,7 +7,20 @@ public struct Prediction: Codable, Sendable, Equatable {
   public var probability: Float
 }
 
-/// Loads models and classifies images with the float runtime.
+/// A model as loaded from disk: float, or quantized to int8.
+public enum LoadedModel: Sendable {
+  case float(Model)
+  case int8(QuantizedModel)
+
+  public var info: ModelInfo {
+    switch self {
+    case let .float(model): model.info
+    case let .int8(model): model.info
+    }
+  }
+}
+
+/// Loads models and classifies images, with the float runtime or the integer reference runtime.
 ///
 /// ```swift
 /// let classifier = try Classifier(contentsOf: URL(fileURLWithPath: "efficientnet-lite0.safetensors"))
@@ -16,31 +29,65 @@ public struct Prediction: Codable, Sendable, Equatable {
 /// }
 /// ```
 public final class Classifier: @unchecked Sendable {
-  public let model: Model
-  public let executor: FloatExecutor
-
-  public init(model: Model) throws {
-    self.model = model
-    self.executor = try FloatExecutor(model: model)
+  public enum Runtime: Sendable {
+    case float(FloatExecutor)
+    case int8(Int8ReferenceExecutor)
   }
 
-  /// Loads an Octet model file, or imports a PyTorch checkpoint / safetensors state_dict on the fly.
+  public let info: ModelInfo
+  public let runtime: Runtime
+
+  public init(model: Model) throws {
+    info = model.info
+    runtime = .float(try FloatExecutor(model: model))
+  }
+
+  public init(quantized model: QuantizedModel) throws {
+    info = model.info
+    runtime = .int8(try Int8ReferenceExecutor(model: model))
+  }
+
+  public convenience init(_ loaded: LoadedModel) throws {
+    switch loaded {
+    case let .float(model): try self.init(model: model)
+    case let .int8(model): try self.init(quantized: model)
+    }
+  }
+
+  /// Loads an Octet model file (float or int8), or imports a PyTorch checkpoint / safetensors
+  /// state_dict on the fly.
   public convenience init(contentsOf url: URL, architecture: Architecture? = nil) throws {
-    try self.init(model: try ModelLoader.load(contentsOf: url, architecture: architecture))
+    try self.init(try ModelLoader.loadAny(contentsOf: url, architecture: architecture))
+  }
+
+  /// "float32" or "int8 (reference)".
+  public var runtimeName: String {
+    switch runtime {
+    case .float: "float32"
+    case .int8: "int8 (integer reference runtime)"
+    }
   }
 
   /// The network input for one image: `[1, S, S, 3]`.
   public func input(for image: RGBImage) -> Tensor {
-    model.info.preprocessing.apply(to: image)
+    info.preprocessing.apply(to: image)
   }
 
   /// Logits `[classes]` for one image.
   public func logits(for image: RGBImage) -> [Float] {
-    executor.run(input(for: image)).scalars
+    logits(forInput: input(for: image))
+  }
+
+  /// Logits (dequantized for int8) for a preprocessed input `[1, S, S, 3]`.
+  public func logits(forInput input: Tensor) -> [Float] {
+    switch runtime {
+    case let .float(executor): executor.run(input).scalars
+    case let .int8(executor): executor.logits(for: input)
+    }
   }
 
   public func classify(imageAt url: URL, top k: Int = 5) throws -> [Prediction] {
-    Self.top(k, of: logits(for: try ImageDecoder.decode(contentsOf: url)), classes: model.info.classes)
+    Self.top(k, of: logits(for: try ImageDecoder.decode(contentsOf: url)), classes: info.classes)
   }
 
   /// The `k` most probable classes of `logits` (softmax probabilities), highest first.
@@ -59,8 +106,30 @@ public final class Classifier: @unchecked Sendable {
   }
 }
 
-/// Turns a path into a float model.
+/// Turns a path into a model.
 public enum ModelLoader {
+  /// A float or int8 Octet model file, or a checkpoint imported on the fly.
+  public static func loadAny(contentsOf url: URL, architecture: Architecture? = nil) throws -> LoadedModel {
+    guard FileManager.default.fileExists(atPath: url.path) else {
+      throw FileError(path: url.path, reason: "no such file")
+    }
+    if try isSafeTensors(url) {
+      let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
+      if metadata["octet.format"] == QuantizedModelFile.format {
+        return .int8(try QuantizedModelFile.decode(tensors: tensors, metadata: metadata, path: url.path))
+      }
+    }
+    return .float(try load(contentsOf: url, architecture: architecture))
+  }
+
+  /// An int8 Octet model file.
+  public static func loadQuantized(contentsOf url: URL) throws -> QuantizedModel {
+    guard case let .int8(model) = try loadAny(contentsOf: url) else {
+      throw FileError(path: url.path, reason: "is a float model or checkpoint, not an int8 model; make one with `octet quantize`")
+    }
+    return model
+  }
+
   /// An Octet model file (safetensors with Octet metadata), a PyTorch checkpoint (zip or legacy), or a
   /// plain safetensors state_dict; checkpoints are imported in memory.
   public static func load(contentsOf url: URL, architecture: Architecture? = nil, resolution: Int? = nil) throws -> Model {

@@ -38,7 +38,7 @@ struct ClassifyCommand: ParsableCommand {
     for path in images {
       let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: path))
       let logits = classifier.logits(for: image)
-      let predictions = Classifier.top(top, of: logits, classes: classifier.model.info.classes)
+      let predictions = Classifier.top(top, of: logits, classes: classifier.info.classes)
       print(path)
       for p in predictions {
         print(String(format: "  %5.2f%%  %4d  %@", p.probability * 100, p.index, p.name))

@@ -41,7 +41,7 @@ struct EvalCommand: ParsableCommand {
     // The folder is checked before the model is loaded: a typo fails at once.
     let allEntries = try LabeledFolder(path: images).entries
     let classifier = try Classifier(contentsOf: URL(fileURLWithPath: model))
-    let classes = classifier.model.info.classes
+    let classes = classifier.info.classes
     if let outside = allEntries.first(where: { $0.label >= classes }) {
       throw FileError(path: outside.url.path, reason: "is labeled \(outside.label), but the model has \(classes) classes")
     }
@@ -93,7 +93,7 @@ struct EvalCommand: ParsableCommand {
     print(
       String(
         format: "%@ on %d images: top-1 %.2f%% (%d), top-5 %.2f%% (%d), %.1f s",
-        classifier.model.info.architecture, n, report.top1 * 100, top1, report.top5 * 100, top5, report.seconds))
+        classifier.info.architecture, n, report.top1 * 100, top1, report.top5 * 100, top5, report.seconds))
     if let json { try writeJSON(report, to: json) }
   }
 }

@@ -1,0 +1,31 @@
+/// Errors of the calibration stage. Every message names the file, image or tensor at fault and says
+/// what to do about it.
+public enum CalibrationError: Error, CustomStringConvertible, Equatable {
+  /// A `--method` string that is not minmax, percentile[:P], entropy or mse.
+  case badMethod(String)
+  /// A folder without a single .jpg/.jpeg/.png (or an empty labels.tsv).
+  case noImages(folder: String)
+  /// More than half of the images could not be decoded: the set is not what it was meant to be.
+  case tooManyUnreadableImages(failed: Int, total: Int, first: String)
+  /// The float model produced NaN or infinity: the ranges would be meaningless.
+  case nonFinite(tensor: String, count: UInt64)
+  /// A range table that cannot be used; `path` is the file (or "<memory>").
+  case badTable(path: String, reason: String)
+  /// A range table that does not cover the tensors of the model it is used with.
+  case tableMismatch(path: String, reason: String)
+
+  public var description: String {
+    switch self {
+    case let .badMethod(text):
+      "unknown calibration method '\(text)': use minmax, percentile[:P] (50 < P <= 100, e.g. percentile:99.99), entropy or mse"
+    case let .noImages(folder):
+      "'\(folder)': no images to calibrate on (expected .jpg, .jpeg or .png files, or a labels.tsv listing them)"
+    case let .tooManyUnreadableImages(failed, total, first):
+      "\(failed) of \(total) images could not be read (first: \(first)); fix or remove them, calibration stops when more than half fail"
+    case let .nonFinite(tensor, count):
+      "tensor '\(tensor)' holds \(count) NaN or infinite values on the calibration images; the float model is broken"
+    case let .badTable(path, reason): "range table '\(path)': \(reason)"
+    case let .tableMismatch(path, reason): "range table '\(path)': \(reason)"
+    }
+  }
+}

@@ -1,0 +1,244 @@
+import OctetCore
+import OctetModels
+
+/// Errors raised while planning an int8 model: they name the node.
+public enum Int8PlanError: Error, CustomStringConvertible, Equatable {
+  case node(String, String)
+  case model(QuantizedModelError)
+
+  public var description: String {
+    switch self {
+    case let .node(name, message): "int8 node '\(name)': \(message)"
+    case let .model(error): error.description
+    }
+  }
+}
+
+/// Runs a `QuantizedModel` with plain scalar integer arithmetic: the oracle the fast kernels are
+/// tested against, and a usable evaluator. Input is the preprocessed float NHWC `[N, S, S, 3]`
+/// (S = `model.info.inputSize`); it is quantized once, and from there to the int32 logits
+/// `[N, classes]` every operation is integer (docs/int8-contract.md). Deterministic: the same
+/// model and input give the same bits on every machine.
+public final class Int8ReferenceExecutor: @unchecked Sendable {
+  public let model: QuantizedModel
+
+  enum Step {
+    case quantizeInput(ActivationQuantization)
+    case conv(Int8ConvPlan, input: Int)
+    case add(Int, Int, zeroPointA: Int32, zeroPointB: Int32, AddMultipliers, outputZeroPoint: Int32, lo: Int32, hi: Int32)
+    case maxPool(kernel: [Int], stride: [Int], padding: [Int], input: Int)
+    case globalAveragePool(input: Int, inputZeroPoint: Int32, RequantMultiplier, outputZeroPoint: Int32)
+    case flatten(input: Int)
+    case linear(Int8LinearPlan, input: Int)
+  }
+
+  struct PlannedStep {
+    var step: Step
+    var name: String
+    /// Per-image shape of the output: [H, W, C] or [C].
+    var shape: [Int]
+    var quantization: ActivationQuantization
+    var release: [Int]
+  }
+
+  let steps: [PlannedStep]
+  /// Per-image shape of the input, [S, S, 3].
+  public let inputShape: [Int]
+  public let classes: Int
+  public let logitScale: Float
+
+  /// Validates the model and plans it for `model.info.inputSize`: every shape is checked here.
+  public init(model: QuantizedModel) throws(Int8PlanError) {
+    self.model = model
+    do { try model.validate() } catch { throw .model(error) }
+    let size = model.info.inputSize
+    inputShape = [size, size, 3]
+    var slotOf: [String: Int] = [:]
+    var planned: [PlannedStep] = []
+    func slot(_ name: String, _ node: String) throws(Int8PlanError) -> Int {
+      guard let s = slotOf[name] else { throw .node(node, "input '\(name)' is not computed before it") }
+      return s
+    }
+    for node in model.nodes {
+      let name = node.name
+      let step: Step
+      let shape: [Int]
+      var inShapes: [[Int]] = []
+      var inSlots: [Int] = []
+      for input in node.inputs {
+        let s = try slot(input, name)
+        inSlots.append(s)
+        inShapes.append(planned[s].shape)
+      }
+      // The quantization a node reads must be the one its producer wrote.
+      if let q = node.inputQuantization {
+        for (i, s) in inSlots.enumerated() where planned[s].quantization != q[i] {
+          throw .node(name, "reads '\(node.inputs[i])' with \(q[i]), but it is written with \(planned[s].quantization)")
+        }
+      }
+      switch node.op {
+      case .quantizeInput:
+        step = .quantizeInput(node.output)
+        shape = inputShape
+      case .conv2d:
+        let s = inShapes[0]
+        guard s.count == 3, s[2] == node.inChannels else {
+          throw .node(name, "expects an input of \(node.inChannels ?? 0) channels, gets per-image shape \(s)")
+        }
+        let plan = Int8ConvPlan(node: node, inHeight: s[0], inWidth: s[1])
+        guard plan.outHeight > 0, plan.outWidth > 0 else { throw .node(name, "input \(s[0])x\(s[1]) is too small for this convolution") }
+        step = .conv(plan, input: inSlots[0])
+        shape = [plan.outHeight, plan.outWidth, plan.outChannels]
+      case .add:
+        guard inShapes[0] == inShapes[1] else { throw .node(name, "adds \(inShapes[0]) to \(inShapes[1])") }
+        let q = node.inputQuantization!
+        step = .add(
+          inSlots[0], inSlots[1], zeroPointA: q[0].zeroPoint, zeroPointB: q[1].zeroPoint, node.addMultipliers!,
+          outputZeroPoint: node.output.zeroPoint, lo: Int32(node.clamp![0]), hi: Int32(node.clamp![1]))
+        shape = inShapes[0]
+      case .maxPool:
+        let s = inShapes[0]
+        guard s.count == 3 else { throw .node(name, "expects an NHWC input, gets per-image shape \(s)") }
+        guard node.output == planned[inSlots[0]].quantization else {
+          throw .node(name, "max pool must keep its input's quantization")
+        }
+        let k = node.kernel!, st = node.stride!, p = node.padding!
+        let oh = (s[0] + p[0] + p[2] - k[0]) / st[0] + 1, ow = (s[1] + p[1] + p[3] - k[1]) / st[1] + 1
+        guard oh > 0, ow > 0 else { throw .node(name, "input \(s[0])x\(s[1]) is too small to pool") }
+        step = .maxPool(kernel: k, stride: st, padding: p, input: inSlots[0])
+        shape = [oh, ow, s[2]]
+      case .globalAveragePool:
+        let s = inShapes[0]
+        guard s.count == 3 else { throw .node(name, "expects an NHWC input, gets per-image shape \(s)") }
+        step = .globalAveragePool(
+          input: inSlots[0], inputZeroPoint: node.inputQuantization![0].zeroPoint, node.requant!,
+          outputZeroPoint: node.output.zeroPoint)
+        shape = [1, 1, s[2]]
+      case .flatten:
+        guard node.output == planned[inSlots[0]].quantization else {
+          throw .node(name, "flatten must keep its input's quantization")
+        }
+        step = .flatten(input: inSlots[0])
+        shape = [inShapes[0].reduce(1, *)]
+      case .linear:
+        let features = inShapes[0].reduce(1, *)
+        guard features == node.inChannels else {
+          throw .node(name, "maps \(node.inChannels ?? 0) features, gets \(features) (\(inShapes[0]))")
+        }
+        step = .linear(Int8LinearPlan(node: node), input: inSlots[0])
+        shape = [node.outChannels!]
+      }
+      slotOf[name] = planned.count
+      planned.append(PlannedStep(step: step, name: name, shape: shape, quantization: node.output, release: []))
+    }
+    let outIndex = slotOf[model.output]!
+    guard outIndex == planned.count - 1 else {
+      throw .node(model.output, "the classifier must be the last node; nodes after it would never be used")
+    }
+    var lastReader: [Int: Int] = [:]
+    for (i, p) in planned.enumerated() { for s in Self.inputs(of: p.step) { lastReader[s] = i } }
+    for (s, i) in lastReader { planned[i].release.append(s) }
+    steps = planned
+    classes = planned[outIndex].shape[0]
+    logitScale = planned[outIndex].quantization.scale
+  }
+
+  static func inputs(of step: Step) -> [Int] {
+    switch step {
+    case .quantizeInput: []
+    case let .conv(_, input), let .maxPool(_, _, _, input), let .globalAveragePool(input, _, _, _),
+      let .flatten(input), let .linear(_, input):
+      [input]
+    case let .add(a, b, _, _, _, _, _, _): [a, b]
+    }
+  }
+
+  /// The names of the uint8 tensors `run(_:observe:)` reports, in order (every node but the classifier).
+  public var observableNames: [String] { steps.dropLast().map(\.name) }
+
+  /// Runs the network on `input` `[N, S, S, 3]` and returns int32 logits `[N, classes]`.
+  /// `observe`, when given, sees every node's uint8 output `[N, …]` with its quantization, under the
+  /// node's name (the float graph's name for the same tensor).
+  public func run(_ input: Tensor, observe: ((String, QuantizedTensor) -> Void)? = nil) -> Int32Logits {
+    precondition(input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
+      "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
+    let batch = input.shape[0]
+    var values = [[UInt8]?](repeating: nil, count: steps.count)
+    var logits = [Int32](repeating: 0, count: batch * classes)
+    for (index, p) in steps.enumerated() {
+      let perImage = p.shape.reduce(1, *)
+      var out = [UInt8](repeating: 0, count: batch * perImage)
+      switch p.step {
+      case let .quantizeInput(q):
+        for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
+      case let .conv(plan, input):
+        let x = values[input]!, inSize = x.count / batch
+        x.withUnsafeBufferPointer { x in
+          out.withUnsafeMutableBufferPointer { out in
+            for n in 0..<batch {
+              plan.run(UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+                UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]))
+            }
+          }
+        }
+      case let .add(a, b, za, zb, multipliers, zOut, lo, hi):
+        values[a]!.withUnsafeBufferPointer { a in
+          values[b]!.withUnsafeBufferPointer { b in
+            out.withUnsafeMutableBufferPointer { out in
+              int8Add(a, b, out, zeroPointA: za, zeroPointB: zb, multipliers: multipliers, outputZeroPoint: zOut, lo: lo, hi: hi)
+            }
+          }
+        }
+      case let .maxPool(kernel, stride, padding, input):
+        let s = steps[input].shape, inSize = s.reduce(1, *)
+        values[input]!.withUnsafeBufferPointer { x in
+          out.withUnsafeMutableBufferPointer { out in
+            for n in 0..<batch {
+              int8MaxPool(
+                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+                UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]),
+                height: s[0], width: s[1], channels: s[2], kernel: kernel, stride: stride, padding: padding,
+                outHeight: p.shape[0], outWidth: p.shape[1])
+            }
+          }
+        }
+      case let .globalAveragePool(input, zIn, requant, zOut):
+        let s = steps[input].shape, inSize = s.reduce(1, *)
+        values[input]!.withUnsafeBufferPointer { x in
+          out.withUnsafeMutableBufferPointer { out in
+            for n in 0..<batch {
+              int8GlobalAveragePool(
+                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+                UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]),
+                pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant, outputZeroPoint: zOut)
+            }
+          }
+        }
+      case let .flatten(input):
+        out = values[input]!
+      case let .linear(plan, input):
+        let x = values[input]!, inSize = x.count / batch
+        x.withUnsafeBufferPointer { x in
+          logits.withUnsafeMutableBufferPointer { logits in
+            for n in 0..<batch {
+              plan.run(UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+                UnsafeMutableBufferPointer(rebasing: logits[(n * classes)..<((n + 1) * classes)]))
+            }
+          }
+        }
+        for s in p.release { values[s] = nil }
+        continue
+      }
+      observe?(p.name, QuantizedTensor(shape: [batch] + p.shape, values: out, quantization: p.quantization))
+      values[index] = out
+      for s in p.release { values[s] = nil }
+    }
+    return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
+  }
+
+  /// Dequantized logits `[classes]` for one image `[1, S, S, 3]` (or all images' logits, row after
+  /// row, for a batch): what `classify`, `eval` and `compare` need.
+  public func logits(for input: Tensor) -> [Float] {
+    run(input).dequantized().scalars
+  }
+}

@@ -1,0 +1,211 @@
+import OctetCore
+import OctetModels
+
+// Scalar integer operators, one image at a time, NHWC. They read like the formulas of
+// docs/int8-contract.md (docs/quantization.md); shapes are checked once by the plan, so the
+// kernels only precondition. Accumulators are Int32 with wrapping adds: the quantizer checks per
+// layer that |bias| + 255 · Σ|w| < 2^31, so the final sum is exact.
+
+/// A convolution's geometry and integer parameters, resolved for one input size.
+struct Int8ConvPlan {
+  var inHeight: Int, inWidth: Int, inChannels: Int
+  var outHeight: Int, outWidth: Int, outChannels: Int
+  var kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
+  var padTop: Int, padLeft: Int
+  var groups: Int
+  /// `[O, kh, kw, I/groups]`; for depthwise convolutions re-laid out as `[kh, kw, C]`.
+  var weights: [Int8]
+  var bias: [Int32]
+  var requant: [RequantMultiplier]
+  var inputZeroPoint: Int32
+  var outputZeroPoint: Int32
+  var clampLo: Int32, clampHi: Int32
+
+  var isDepthwise: Bool { groups == inChannels && groups == outChannels }
+
+  init(node: QuantizedNode, inHeight: Int, inWidth: Int) {
+    let k = node.kernel!, s = node.stride!, p = node.padding!
+    self.inHeight = inHeight
+    self.inWidth = inWidth
+    inChannels = node.inChannels!
+    outChannels = node.outChannels!
+    kernelH = k[0]
+    kernelW = k[1]
+    strideH = s[0]
+    strideW = s[1]
+    padTop = p[0]
+    padLeft = p[1]
+    groups = node.groups ?? 1
+    outHeight = (inHeight + p[0] + p[2] - k[0]) / s[0] + 1
+    outWidth = (inWidth + p[1] + p[3] - k[1]) / s[1] + 1
+    bias = node.bias
+    requant = zip(node.multipliers, node.shifts).map { RequantMultiplier(multiplier: $0, shift: $1) }
+    inputZeroPoint = node.inputQuantization![0].zeroPoint
+    outputZeroPoint = node.output.zeroPoint
+    clampLo = Int32(node.clamp![0])
+    clampHi = Int32(node.clamp![1])
+    weights = node.weights
+    if groups == inChannels && groups == outChannels {
+      // [C, kh, kw, 1] → [kh, kw, C], so the inner loop runs over contiguous channels.
+      let taps = kernelH * kernelW
+      var t = [Int8](repeating: 0, count: weights.count)
+      for c in 0..<outChannels { for i in 0..<taps { t[i * outChannels + c] = weights[c * taps + i] } }
+      weights = t
+    }
+  }
+
+  /// `out[oy, ox, c] = clamp(requant[c](bias[c] + Σ x·w) + z_out, lo, hi)`; taps outside the input
+  /// read `z_in` (the quantized real 0), which the folded bias term −z_in·Σw cancels.
+  func run(_ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>) {
+    precondition(x.count == inHeight * inWidth * inChannels && out.count == outHeight * outWidth * outChannels)
+    if isDepthwise { runDepthwise(x, out) } else { runGrouped(x, out) }
+  }
+
+  private func runGrouped(_ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>) {
+    let icg = inChannels / groups, ocg = outChannels / groups
+    let taps = kernelH * kernelW * icg
+    let zIn = UInt8(inputZeroPoint)
+    var patch = [UInt8](repeating: 0, count: taps)
+    weights.withUnsafeBufferPointer { w in
+      patch.withUnsafeMutableBufferPointer { patch in
+        for oy in 0..<outHeight {
+          for ox in 0..<outWidth {
+            let o = (oy * outWidth + ox) * outChannels
+            for g in 0..<groups {
+              // Gather the receptive field in [kh, kw, I/g] order, the weights' order.
+              var k = 0
+              for ky in 0..<kernelH {
+                let iy = oy * strideH - padTop + ky
+                for kx in 0..<kernelW {
+                  let ix = ox * strideW - padLeft + kx
+                  if iy >= 0, iy < inHeight, ix >= 0, ix < inWidth {
+                    let base = (iy * inWidth + ix) * inChannels + g * icg
+                    for i in 0..<icg { patch[k + i] = x[base + i] }
+                  } else {
+                    for i in 0..<icg { patch[k + i] = zIn }
+                  }
+                  k += icg
+                }
+              }
+              for oc in (g * ocg)..<((g + 1) * ocg) {
+                let row = oc * taps
+                var acc = bias[oc]
+                for i in 0..<taps { acc &+= Int32(patch[i]) &* Int32(w[row + i]) }
+                out[o + oc] = clampToUInt8(requant[oc].apply(acc) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  private func runDepthwise(_ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>) {
+    let c = outChannels
+    var acc = [Int32](repeating: 0, count: c)
+    weights.withUnsafeBufferPointer { w in
+      acc.withUnsafeMutableBufferPointer { acc in
+        for oy in 0..<outHeight {
+          for ox in 0..<outWidth {
+            for ch in 0..<c { acc[ch] = bias[ch] }
+            for ky in 0..<kernelH {
+              let iy = oy * strideH - padTop + ky
+              for kx in 0..<kernelW {
+                let ix = ox * strideW - padLeft + kx
+                let wBase = (ky * kernelW + kx) * c
+                if iy >= 0, iy < inHeight, ix >= 0, ix < inWidth {
+                  let base = (iy * inWidth + ix) * c
+                  for ch in 0..<c { acc[ch] &+= Int32(x[base + ch]) &* Int32(w[wBase + ch]) }
+                } else {
+                  for ch in 0..<c { acc[ch] &+= inputZeroPoint &* Int32(w[wBase + ch]) }
+                }
+              }
+            }
+            let o = (oy * outWidth + ox) * c
+            for ch in 0..<c {
+              out[o + ch] = clampToUInt8(requant[ch].apply(acc[ch]) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// The classifier: `logit[c] = saturate_int32(requant[c](bias[c] + Σ x·w[c]))`, weights `[O, I]`.
+struct Int8LinearPlan {
+  var inFeatures: Int, outFeatures: Int
+  var weights: [Int8]
+  var bias: [Int32]
+  var requant: [RequantMultiplier]
+
+  init(node: QuantizedNode) {
+    inFeatures = node.inChannels!
+    outFeatures = node.outChannels!
+    weights = node.weights
+    bias = node.bias
+    requant = zip(node.multipliers, node.shifts).map { RequantMultiplier(multiplier: $0, shift: $1) }
+  }
+
+  func run(_ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<Int32>) {
+    precondition(x.count == inFeatures && out.count == outFeatures)
+    weights.withUnsafeBufferPointer { w in
+      for o in 0..<outFeatures {
+        var acc = bias[o]
+        let row = o * inFeatures
+        for i in 0..<inFeatures { acc &+= Int32(x[i]) &* Int32(w[row + i]) }
+        out[o] = saturatingInt32(requant[o].apply(acc))
+      }
+    }
+  }
+}
+
+/// `q = clamp(add.apply(q_a − z_a, q_b − z_b) + z_out, lo, hi)` elementwise.
+func int8Add(
+  _ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>,
+  zeroPointA: Int32, zeroPointB: Int32, multipliers: AddMultipliers, outputZeroPoint: Int32, lo: Int32, hi: Int32
+) {
+  precondition(a.count == b.count && a.count == out.count)
+  for i in 0..<out.count {
+    let y = multipliers.apply(Int32(a[i]) - zeroPointA, Int32(b[i]) - zeroPointB)
+    out[i] = clampToUInt8(y + Int64(outputZeroPoint), lo: lo, hi: hi)
+  }
+}
+
+/// Max over each window of uint8 values (same quantization in and out); taps in the padding are
+/// skipped, so padding never wins.
+func int8MaxPool(
+  _ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>, height: Int, width: Int, channels: Int,
+  kernel: [Int], stride: [Int], padding: [Int], outHeight: Int, outWidth: Int
+) {
+  precondition(x.count == height * width * channels && out.count == outHeight * outWidth * channels)
+  for oy in 0..<outHeight {
+    for ox in 0..<outWidth {
+      let o = (oy * outWidth + ox) * channels
+      for c in 0..<channels { out[o + c] = 0 }
+      for ky in 0..<kernel[0] {
+        let iy = oy * stride[0] - padding[0] + ky
+        guard iy >= 0, iy < height else { continue }
+        for kx in 0..<kernel[1] {
+          let ix = ox * stride[1] - padding[1] + kx
+          guard ix >= 0, ix < width else { continue }
+          let base = (iy * width + ix) * channels
+          for c in 0..<channels { out[o + c] = max(out[o + c], x[base + c]) }
+        }
+      }
+    }
+  }
+}
+
+/// `q[c] = clamp(requant(Σ_hw (q − z_in)) + z_out, 0, 255)` with M = s_in / (s_out · H · W).
+func int8GlobalAveragePool(
+  _ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>, pixels: Int, channels: Int,
+  inputZeroPoint: Int32, requant: RequantMultiplier, outputZeroPoint: Int32
+) {
+  precondition(x.count == pixels * channels && out.count == channels)
+  for c in 0..<channels {
+    var sum: Int64 = 0
+    for p in 0..<pixels { sum += Int64(Int32(x[p * channels + c]) - inputZeroPoint) }
+    out[c] = clampToUInt8(requant.apply(sum) + Int64(outputZeroPoint), lo: 0, hi: 255)
+  }
+}

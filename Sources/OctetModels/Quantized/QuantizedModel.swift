@@ -1,0 +1,217 @@
+import OctetCore
+
+/// The operators of an integer graph. Raw values are what quantized model files store.
+public enum QuantizedOperator: String, Codable, Sendable {
+  /// Float input `[N, S, S, 3]` → uint8, round half away from zero, clamp [0, 255].
+  case quantizeInput = "quantize_input"
+  /// Convolution with BatchNorm folded and ReLU/ReLU6 as the output clamp.
+  case conv2d
+  /// Residual add (ReLU after it fused as the clamp).
+  case add
+  /// Max over the window in the input's quantization; padding never wins.
+  case maxPool = "max_pool"
+  /// `[H, W, C]` → `[1, 1, C]`, requantized with M = s_in / (s_out · H · W).
+  case globalAveragePool = "global_average_pool"
+  /// Reshape; the values and their quantization stay.
+  case flatten
+  /// Classifier: uint8 `[features]` → int32 logits at `output.scale` (zero point 0).
+  case linear
+}
+
+/// One node of an integer graph, named by the tensor it produces (after fusion, the float graph's
+/// last fused node: `layer1.0.relu1`, `_blocks.3._bn1.relu6`, `layer1.0.relu3` for an add + ReLU).
+///
+/// Per-channel arrays live in the node and go to the model file as tensors named
+/// `<node>.weight` (I8), `<node>.bias`, `<node>.multiplier`, `<node>.shift` (I32) and
+/// `<node>.weight_scale` (F32); everything else is the JSON description.
+public struct QuantizedNode: Codable, Sendable, Equatable {
+  public var name: String
+  public var op: QuantizedOperator
+  /// Producer node names; the first node, `quantize_input`, has none and is called `input`.
+  public var inputs: [String]
+  /// The float graph nodes this node implements, first to last.
+  public var fused: [String]
+  /// Quantization of the output. For `linear`, the scale of the int32 logits (zero point 0).
+  public var output: ActivationQuantization
+
+  // conv2d / linear
+  public var inChannels: Int?
+  public var outChannels: Int?
+  /// [kh, kw]
+  public var kernel: [Int]?
+  /// [sh, sw]
+  public var stride: [Int]?
+  /// [top, left, bottom, right], resolved for the model's input size.
+  public var padding: [Int]?
+  public var groups: Int?
+  /// Quantization of the input(s), in `inputs` order (conv2d, add, linear, global_average_pool).
+  public var inputQuantization: [ActivationQuantization]?
+  /// Output clamp [lo, hi] in the uint8 domain (conv2d, add): ReLU → lo = z_out, ReLU6 → hi = z_out + round(6 / s_out).
+  public var clamp: [Int]?
+
+  // add: q = clamp(addMultipliers.apply(q_a − z_a, q_b − z_b) + z_out, clamp)
+  public var addMultipliers: AddMultipliers?
+
+  // global_average_pool: q = clamp(requant.apply(Σ (q − z_in)) + z_out, 0, 255), M = s_in / (s_out · H · W)
+  public var requant: RequantMultiplier?
+
+  /// conv2d: `[O, kh, kw, I/groups]` (OHWI); linear: `[O, I]`. Symmetric per output channel, [-127, 127].
+  public var weights: [Int8] = []
+  /// `[O]`, at scale s_in · weightScales[c], with −z_in · Σ w_q[c] folded in.
+  public var bias: [Int32] = []
+  /// `[O]`: requantization multipliers m[c] and shifts n[c], M[c] ≈ m[c] · 2^−n[c].
+  public var multipliers: [Int32] = []
+  public var shifts: [Int32] = []
+  /// `[O]`: s_w[c], real weight = s_w[c] · w_q.
+  public var weightScales: [Float] = []
+
+  enum CodingKeys: String, CodingKey {
+    case name, op, inputs, fused, output, inChannels, outChannels, kernel, stride, padding, groups
+    case inputQuantization, clamp, addMultipliers, requant
+  }
+
+  public init(name: String, op: QuantizedOperator, inputs: [String], fused: [String], output: ActivationQuantization) {
+    self.name = name
+    self.op = op
+    self.inputs = inputs
+    self.fused = fused
+    self.output = output
+  }
+
+  /// Weight values per output channel: kh · kw · I/groups for conv2d, I for linear.
+  public var weightsPerChannel: Int {
+    switch op {
+    case .conv2d: (kernel ?? [1, 1]).reduce(1, *) * (inChannels ?? 0) / max(groups ?? 1, 1)
+    case .linear: inChannels ?? 0
+    default: 0
+    }
+  }
+}
+
+/// An int8 model: an integer graph in execution order, from `quantize_input` (named `input`) to
+/// the `linear` node whose int32 logits are the output, and the float model's description.
+public struct QuantizedModel: Sendable, Equatable {
+  public var info: ModelInfo
+  public var nodes: [QuantizedNode]
+  public var output: String
+
+  public init(info: ModelInfo, nodes: [QuantizedNode], output: String) {
+    self.info = info
+    self.nodes = nodes
+    self.output = output
+  }
+
+  public func node(named name: String) -> QuantizedNode? { nodes.first { $0.name == name } }
+
+  /// Checks what the integer runtime relies on without knowing activation shapes: unique names,
+  /// inputs produced earlier, parameter ranges, and the sizes of every per-channel array.
+  public func validate() throws(QuantizedModelError) {
+    func bad(_ node: QuantizedNode, _ reason: String) -> QuantizedModelError { .invalidNode(node.name, reason) }
+    guard let first = nodes.first, first.op == .quantizeInput, first.name == Graph.inputName else {
+      throw .invalidGraph("the first node must be 'quantize_input' named '\(Graph.inputName)'")
+    }
+    var seen: Set<String> = []
+    for node in nodes {
+      for input in node.inputs where !seen.contains(input) {
+        throw bad(node, "reads '\(input)', which no earlier node produces")
+      }
+      guard seen.insert(node.name).inserted else { throw bad(node, "the name appears twice") }
+      let expectedInputs: Int
+      switch node.op {
+      case .quantizeInput: expectedInputs = 0
+      case .add: expectedInputs = 2
+      default: expectedInputs = 1
+      }
+      guard node.inputs.count == expectedInputs else {
+        throw bad(node, "\(node.op.rawValue) takes \(expectedInputs) input(s), has \(node.inputs.count)")
+      }
+      guard node.output.scale > 0, node.output.scale.isFinite else {
+        throw bad(node, "output scale \(node.output.scale) is not a positive finite number")
+      }
+      if node.op != .linear, !(0...255).contains(node.output.zeroPoint) {
+        throw bad(node, "output zero point \(node.output.zeroPoint) is outside [0, 255]")
+      }
+      if let q = node.inputQuantization {
+        guard q.count == node.inputs.count else { throw bad(node, "has \(q.count) input quantizations for \(node.inputs.count) inputs") }
+        for p in q where !(p.scale > 0 && p.scale.isFinite && (0...255).contains(p.zeroPoint)) {
+          throw bad(node, "input quantization (scale \(p.scale), zero point \(p.zeroPoint)) is invalid")
+        }
+      }
+      if let clamp = node.clamp {
+        guard clamp.count == 2, 0 <= clamp[0], clamp[0] <= clamp[1], clamp[1] <= 255 else {
+          throw bad(node, "clamp \(clamp) is not 0 <= lo <= hi <= 255")
+        }
+      }
+      switch node.op {
+      case .conv2d, .linear:
+        guard let i = node.inChannels, let o = node.outChannels, i > 0, o > 0 else {
+          throw bad(node, "needs positive inChannels and outChannels")
+        }
+        guard node.inputQuantization?.count == 1 else { throw bad(node, "needs its input quantization") }
+        if node.op == .conv2d {
+          let g = node.groups ?? 1
+          guard let k = node.kernel, k.count == 2, k.allSatisfy({ $0 > 0 }),
+            let s = node.stride, s.count == 2, s.allSatisfy({ $0 > 0 }),
+            let p = node.padding, p.count == 4, p.allSatisfy({ $0 >= 0 }),
+            g > 0, i % g == 0, o % g == 0, node.clamp != nil
+          else {
+            throw bad(node, "needs kernel [kh, kw], stride [sh, sw], padding [t, l, b, r], clamp, and groups dividing \(i) and \(o)")
+          }
+        }
+        let perChannel = node.weightsPerChannel
+        for (label, count) in [
+          ("weight", node.weights.count), ("bias", node.bias.count), ("multiplier", node.multipliers.count),
+          ("shift", node.shifts.count), ("weight_scale", node.weightScales.count),
+        ] {
+          let expected = label == "weight" ? o * perChannel : o
+          guard count == expected else { throw .tensor("\(node.name).\(label)", "has \(count) values, expected \(expected)") }
+        }
+        if node.weights.contains(-128) { throw .tensor("\(node.name).weight", "holds -128; weights are in [-127, 127]") }
+        for c in 0..<o {
+          let (m, n) = (node.multipliers[c], node.shifts[c])
+          // RequantMultiplier's ranges (docs/quantization.md §3), checked here so a damaged file is an error.
+          guard (1...62).contains(n), m >= 0, m >= 1 << 30 || n == 62 || m == 0 else {
+            throw .tensor("\(node.name).multiplier", "channel \(c): (m \(m), n \(n)) is out of range (n in 1...62, m in [2^30, 2^31) unless n is 62)")
+          }
+        }
+      case .add:
+        guard node.addMultipliers != nil, node.inputQuantization?.count == 2, node.clamp != nil else {
+          throw bad(node, "needs its add multipliers, two input quantizations and a clamp")
+        }
+      case .globalAveragePool:
+        guard node.requant != nil, node.inputQuantization?.count == 1 else {
+          throw bad(node, "needs its requantization multiplier and its input quantization")
+        }
+      case .maxPool:
+        guard let k = node.kernel, k.count == 2, k.allSatisfy({ $0 > 0 }),
+          let s = node.stride, s.count == 2, s.allSatisfy({ $0 > 0 }),
+          let p = node.padding, p.count == 4, p.allSatisfy({ $0 >= 0 })
+        else { throw bad(node, "needs kernel, stride and padding") }
+      case .quantizeInput, .flatten:
+        break
+      }
+    }
+    guard let out = node(named: output) else { throw .invalidGraph("graph output '\(output)' is not a node") }
+    guard out.op == .linear else { throw .invalidGraph("graph output '\(output)' is \(out.op.rawValue); the integer graph ends in a linear classifier") }
+  }
+}
+
+/// Errors about quantized models and their files; messages name the file, node or tensor.
+public enum QuantizedModelError: Error, CustomStringConvertible, Equatable {
+  case invalidGraph(String)
+  case invalidNode(String, String)
+  case tensor(String, String)
+  case notAQuantizedModel(path: String, reason: String)
+  case unsupportedFormatVersion(path: String, found: String, supported: String)
+
+  public var description: String {
+    switch self {
+    case let .invalidGraph(message): "invalid int8 graph: \(message)"
+    case let .invalidNode(name, reason): "int8 node '\(name)': \(reason)"
+    case let .tensor(name, reason): "int8 tensor '\(name)' \(reason)"
+    case let .notAQuantizedModel(path, reason): "'\(path)' is not an Octet int8 model file: \(reason)"
+    case let .unsupportedFormatVersion(path, found, supported):
+      "'\(path)' has int8 format version \(found); this Octet reads version \(supported). Quantize the model again with `octet quantize`."
+    }
+  }
+}

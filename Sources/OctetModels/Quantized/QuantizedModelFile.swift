@@ -1,0 +1,120 @@
+import Foundation
+import OctetCore
+
+/// Octet int8 model files are safetensors files. Their `__metadata__` holds:
+/// - `octet.format`: "octet-int8";
+/// - `octet.format_version`: `QuantizedModelFile.formatVersion`;
+/// - `octet.model`: `ModelInfo` as JSON;
+/// - `octet.int8_graph`: `{"nodes": [QuantizedNode…], "output": name}` as JSON, with every scale and
+///   zero point.
+/// The tensors are the per-channel arrays of conv2d and linear nodes: `<node>.weight` I8
+/// (conv2d `[O, kh, kw, I/groups]`, linear `[O, I]`), `<node>.bias` I32 `[O]` (zero point folded),
+/// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`.
+public enum QuantizedModelFile {
+  public static let format = "octet-int8"
+  public static let formatVersion = "1"
+
+  struct GraphJSON: Codable {
+    var nodes: [QuantizedNode]
+    var output: String
+  }
+
+  static let tensorSuffixes = ["weight", "bias", "multiplier", "shift", "weight_scale"]
+
+  public static func metadata(for model: QuantizedModel) throws -> [String: String] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return [
+      "octet.format": format,
+      "octet.format_version": formatVersion,
+      "octet.model": String(decoding: try encoder.encode(model.info), as: UTF8.self),
+      "octet.int8_graph": String(decoding: try encoder.encode(GraphJSON(nodes: model.nodes, output: model.output)), as: UTF8.self),
+    ]
+  }
+
+  public static func tensors(for model: QuantizedModel) -> TensorDictionary {
+    var tensors = TensorDictionary()
+    for node in model.nodes where node.op == .conv2d || node.op == .linear {
+      let o = node.outChannels ?? 0
+      let weightShape = node.op == .conv2d
+        ? [o] + (node.kernel ?? [1, 1]) + [(node.inChannels ?? 0) / max(node.groups ?? 1, 1)]
+        : [o, node.inChannels ?? 0]
+      tensors["\(node.name).weight"] = HostTensor(type: .int8, shape: weightShape, bytes: node.weights.map { UInt8(bitPattern: $0) })
+      tensors["\(node.name).bias"] = HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.bias))
+      tensors["\(node.name).multiplier"] = HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.multipliers))
+      tensors["\(node.name).shift"] = HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.shifts))
+      tensors["\(node.name).weight_scale"] = HostTensor(
+        type: .float32, shape: [o], bytes: littleEndianBytes(node.weightScales.map { $0.bitPattern }))
+    }
+    return tensors
+  }
+
+  /// Validates, then writes atomically: a failure leaves the old file, or none.
+  public static func write(_ model: QuantizedModel, to url: URL) throws {
+    try model.validate()
+    try SafeTensors.write(tensors(for: model), metadata: try metadata(for: model), to: url)
+  }
+
+  public static func read(contentsOf url: URL) throws -> QuantizedModel {
+    let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
+    return try decode(tensors: tensors, metadata: metadata, path: url.path)
+  }
+
+  /// Rebuilds and validates a model from a safetensors file's tensors and metadata.
+  public static func decode(tensors: TensorDictionary, metadata: [String: String], path: String) throws -> QuantizedModel {
+    guard let found = metadata["octet.format"] else {
+      throw QuantizedModelError.notAQuantizedModel(path: path, reason: "its safetensors metadata has no 'octet.format'; make one with `octet quantize`")
+    }
+    guard found == format else {
+      throw QuantizedModelError.notAQuantizedModel(path: path, reason: "it holds format '\(found)', not '\(format)'")
+    }
+    guard metadata["octet.format_version"] == formatVersion else {
+      throw QuantizedModelError.unsupportedFormatVersion(path: path, found: metadata["octet.format_version"] ?? "none", supported: formatVersion)
+    }
+    let info: ModelInfo
+    let graph: GraphJSON
+    do {
+      let decoder = JSONDecoder()
+      info = try decoder.decode(ModelInfo.self, from: Data((metadata["octet.model"] ?? "").utf8))
+      graph = try decoder.decode(GraphJSON.self, from: Data((metadata["octet.int8_graph"] ?? "").utf8))
+    } catch {
+      throw QuantizedModelError.notAQuantizedModel(path: path, reason: "its int8 graph description is not valid: \(error)")
+    }
+    var nodes = graph.nodes
+    var used: Set<String> = []
+    for i in nodes.indices where nodes[i].op == .conv2d || nodes[i].op == .linear {
+      let name = nodes[i].name
+      func tensor(_ suffix: String, _ type: ElementType) throws -> HostTensor {
+        let key = "\(name).\(suffix)"
+        guard let t = tensors[key] else { throw QuantizedModelError.tensor(key, "is missing from '\(path)'") }
+        guard t.type == type else { throw QuantizedModelError.tensor(key, "is \(t.type.rawValue), expected \(type.rawValue)") }
+        used.insert(key)
+        return t
+      }
+      nodes[i].weights = try tensor("weight", .int8).bytes.map { Int8(bitPattern: $0) }
+      nodes[i].bias = int32s(try tensor("bias", .int32))
+      nodes[i].multipliers = int32s(try tensor("multiplier", .int32))
+      nodes[i].shifts = int32s(try tensor("shift", .int32))
+      nodes[i].weightScales = try tensor("weight_scale", .float32).floats()
+    }
+    if let extra = tensors.names.first(where: { !used.contains($0) }) {
+      throw QuantizedModelError.tensor(extra, "in '\(path)' belongs to no int8 node")
+    }
+    let model = QuantizedModel(info: info, nodes: nodes, output: graph.output)
+    try model.validate()
+    return model
+  }
+
+  static func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(values.count * MemoryLayout<T>.size)
+    for v in values { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    return bytes
+  }
+
+  static func int32s(_ t: HostTensor) -> [Int32] {
+    t.bytes.withUnsafeBytes { raw in
+      (0..<t.elementCount).map { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+    }
+  }
+}

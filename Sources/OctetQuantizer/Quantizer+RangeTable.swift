@@ -1,0 +1,11 @@
+import OctetCalibration
+import OctetModels
+
+extension Quantizer {
+  /// Quantizes `model` with the calibrated ranges of `ranges` (its `min`/`max` per tensor name).
+  /// A tensor the integer graph needs and the table lacks is an error naming it.
+  public static func quantize(model: Model, ranges: RangeTable) throws -> QuantizationResult {
+    let byName = Dictionary(ranges.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    return try quantize(model: model) { name in byName[name].map { (lo: $0.min, hi: $0.max) } }
+  }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Octet
+import OctetCalibration
+import Synchronization
+
+struct CalibrateCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "calibrate",
+    abstract: "Run the float model over calibration images and write the activation ranges (a range table).",
+    discussion: """
+      Every quantized tensor (the input, every layer output, the convolution output before each \
+      residual add) gets a range [min, max] chosen by --method and widened to include 0. Images that \
+      cannot be decoded are skipped with a warning naming them; calibration stops when more than half \
+      fail. See Calibration/README.md for the recipes and how to build a calibration set.
+      """)
+
+  @Argument(help: "An Octet model file (or a checkpoint, imported on the fly).")
+  var model: String
+
+  @Option(help: "A folder of images: the files of its labels.tsv when it has one, else every .jpg/.jpeg/.png, sorted.")
+  var images: String
+
+  @Option(help: "minmax, percentile[:P] (default P 99.99), entropy or mse.")
+  var method: String = CalibrationMethod.default.description
+
+  @Option(help: "Use N images spread evenly over the folder's list (keeps class coverage when it is sorted by class).")
+  var limit: Int?
+
+  @Option(help: "Images run at once, one per thread (default: all cores).")
+  var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+  @Option(name: .shortAndLong, help: "Write the range table (JSON) to this file.")
+  var output: String
+
+  func validate() throws {
+    do { _ = try CalibrationMethod(parsing: method) } catch { throw ValidationError("--method: \(error)") }
+    if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+    guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    try validateOutputPath(output, option: "--output")
+  }
+
+  func run() throws {
+    let method = try CalibrationMethod(parsing: method)
+    // The folder is listed before the model is loaded: a typo fails at once.
+    let urls = CalibrationImages.spread(try CalibrationImages.list(folder: images), count: limit)
+    let calibrator = try Calibrator(model: try ModelLoader.load(contentsOf: URL(fileURLWithPath: model)), method: method)
+    let bar = Mutex(ProgressBar(total: urls.count, label: "calibrate"))
+    let result = try calibrator.calibrate(
+      images: urls, threads: threads,
+      progress: { p in
+        bar.withLock { $0.update(p.done + p.skipped, detail: p.skipped > 0 ? "\(p.skipped) skipped" : "") }
+      },
+      skipped: { skip in
+        bar.withLock { b in
+          if b.enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+          FileHandle.standardError.write(Data("warning: skipped \(skip.url.path): \(skip.reason)\n".utf8))
+        }
+      })
+    bar.withLock { $0.finish() }
+    for name in result.constantTensors {
+      let entry = result.table[name]!
+      warn("tensor '\(name)' is constant (\(entry.observedMin)) over all images; its range is [\(entry.min), \(entry.max)]")
+    }
+    try result.table.write(to: URL(fileURLWithPath: output))
+    let skipped = result.skipped.isEmpty ? "" : ", \(result.skipped.count) skipped (unreadable)"
+    print(
+      String(
+        format: "%@: %d images%@, %@, %.1f s, peak memory %@; %d tensor ranges written to %@",
+        calibrator.model.info.architecture, result.imagesUsed, skipped, method.description, result.seconds,
+        peakMemory(), result.table.tensors.count, output))
+  }
+
+  private func warn(_ message: String) {
+    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+  }
+
+  /// VmHWM of /proc/self/status: the resident set's high-water mark.
+  private func peakMemory() -> String {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+      let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
+    else { return "unknown" }
+    return String(format: "%.0f MB", kb / 1024)
+  }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Octet
+import OctetInt8
+import OctetQuantizer
+import Testing
+
+/// Quantizes a real checkpoint with min/max ranges observed on 4 validation images (float executor,
+/// residual adds unfused, as calibration runs it) and runs 2 other images through the int8
+/// reference runtime. Returns (float logits, int8 logits, seconds per int8 image) per image.
+func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: [Float], seconds: Double)] {
+  let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
+  let labels = try String(contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
+  let files = labels.split(separator: "\n").prefix(6).map { String($0.split(separator: "\t")[0]) }
+  let inputs = try files.map {
+    model.info.preprocessing.apply(to: try ImageDecoder.decode(contentsOf: TestData.valImages.appendingPathComponent($0)))
+  }
+  var ranges: [String: (lo: Float, hi: Float)] = [:]
+  func observe(_ name: String, _ values: [Float]) {
+    var (lo, hi) = ranges[name] ?? (.infinity, -.infinity)
+    for v in values {
+      lo = min(lo, v)
+      hi = max(hi, v)
+    }
+    ranges[name] = (lo, hi)
+  }
+  let calibration = try FloatExecutor(model: model, fuseResidualAdd: false)
+  for x in inputs.prefix(4) {
+    observe("input", x.scalars)
+    _ = calibration.run(x) { name, t in observe(name, t.scalars) }
+  }
+  let result = try Quantizer.quantize(model: model) { ranges[$0] }
+  #expect(result.report.leftInFloat.isEmpty)
+  for w in result.report.warnings { print("\(checkpoint) warning: \(w)") }
+  let int8 = try Int8ReferenceExecutor(model: result.model)
+  let float = try FloatExecutor(model: model)
+  return inputs.suffix(2).map { x in
+    let start = Date()
+    let q = int8.logits(for: x)
+    return (float.run(x).scalars, q, Date().timeIntervalSince(start))
+  }
+}
+
+@Suite struct RealModelTests {
+  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
+  func efficientNetLite0Int8AgreesWithFloat() throws {
+    for (i, r) in try quantizeAndCompare("efficientnet-lite0-57934424.pth").enumerated() {
+      let c = cosine(r.float, r.int8)
+      let sameTop1 = Classifier.topIndices(1, of: r.float) == Classifier.topIndices(1, of: r.int8)
+      print("efficientnet-lite0 image \(i): cosine \(c), same top-1 \(sameTop1), int8 \(String(format: "%.3f", r.seconds)) s")
+      #expect(sameTop1 || c > 0.99, "image \(i): int8 top-1 differs from float and cosine is \(c)")
+    }
+  }
+
+  /// Release timing and agreement for both models: `OCTET_INT8_TIMING=1 swift test -c release --filter RealModelTests`.
+  @Test(.enabled(if: ProcessInfo.processInfo.environment["OCTET_INT8_TIMING"] != nil
+    && TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
+  func resNet50Int8AgreesWithFloat() throws {
+    for (i, r) in try quantizeAndCompare("resnet50-random-bnstats.pth").enumerated() {
+      let c = cosine(r.float, r.int8)
+      let sameTop1 = Classifier.topIndices(1, of: r.float) == Classifier.topIndices(1, of: r.int8)
+      print("resnet50 image \(i): cosine \(c), same top-1 \(sameTop1), int8 \(String(format: "%.3f", r.seconds)) s")
+      #expect(sameTop1 || c > 0.99, "image \(i): int8 top-1 differs from float and cosine is \(c)")
+    }
+  }
+}

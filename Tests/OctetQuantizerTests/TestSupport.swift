@@ -1,0 +1,78 @@
+import Foundation
+import OctetCore
+import OctetModels
+import Testing
+
+/// The small network of Scripts/int8_reference.py: float weights, ranges, input, and the uint8
+/// tensors and int32 logits the NumPy re-implementation of the contract computed.
+struct SmallNetGolden: Decodable {
+  struct Values: Decodable {
+    var shape: [Int]
+    var data: [Float]
+  }
+  var seed: UInt64
+  var inputSize: Int
+  var graph: Graph
+  var weights: [String: Values]
+  var ranges: [String: [Float]]
+  var input: Values
+  var expected: [String: [Int]]
+  var logits: [Int32]
+  var logitScale: Float
+
+  enum CodingKeys: String, CodingKey {
+    case seed, graph, weights, ranges, input, expected, logits
+    case inputSize = "input_size"
+    case logitScale = "logit_scale"
+  }
+
+  static func load() throws -> SmallNetGolden {
+    let url = try #require(Bundle.module.url(forResource: "small_net", withExtension: "json", subdirectory: "Goldens"))
+    return try JSONDecoder().decode(SmallNetGolden.self, from: Data(contentsOf: url))
+  }
+
+  var model: Model {
+    let info = ModelInfo(architecture: "small-net", inputSize: inputSize, classes: 10, preprocessing: .imagenet, source: "small_net.json")
+    var dict = TensorDictionary()
+    for name in weights.keys.sorted() { dict[name] = HostTensor(shape: weights[name]!.shape, float32: weights[name]!.data) }
+    return Model(info: info, graph: graph, weights: dict)
+  }
+
+  func range(_ name: String) -> (lo: Float, hi: Float)? {
+    ranges[name].map { (lo: $0[0], hi: $0[1]) }
+  }
+
+  var inputTensor: Tensor { Tensor(shape: input.shape, scalars: input.data) }
+}
+
+/// A seed per test run, printed with every failure so the case can be replayed.
+func testSeed(_ fallback: UInt64) -> UInt64 {
+  if let text = ProcessInfo.processInfo.environment["OCTET_TEST_SEED"], let seed = UInt64(text) { return seed }
+  return fallback
+}
+
+/// Paths of the shared data (../shared beside the repository) and .cache/ (Scripts/setup.sh).
+enum TestData {
+  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+  static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
+  static let data = shared.appendingPathComponent("data")
+
+  static func model(_ name: String) -> URL? {
+    [shared.appendingPathComponent("models/\(name)"), root.appendingPathComponent(".cache/models/\(name)")]
+      .first { FileManager.default.fileExists(atPath: $0.path) }
+  }
+
+  static var valImages: URL { data.appendingPathComponent("imagenet-val-1300") }
+  static var hasImages: Bool { FileManager.default.fileExists(atPath: valImages.path) }
+}
+
+func cosine(_ a: [Float], _ b: [Float]) -> Double {
+  var dot = 0.0, na = 0.0, nb = 0.0
+  for (x, y) in zip(a, b) {
+    dot += Double(x) * Double(y)
+    na += Double(x) * Double(x)
+    nb += Double(y) * Double(y)
+  }
+  return dot / (na.squareRoot() * nb.squareRoot())
+}
