@@ -69,17 +69,31 @@ public struct HistogramObserver: Sendable, Equatable {
     let scale = Float(exp2(Double(-exponent)))
     let base = offset, last = binCount - 1
     var zeros: UInt64 = 0
+    // floor(y) as truncation corrected by one: x86-64's baseline has no floor instruction, and the
+    // libm call cost more than the rest of the loop. |y| < 2^41, so Int(y) cannot trap, and
+    // Float(t) is exact wherever y is not already an integer.
+    @inline(__always) func bin(_ v: Float) -> Int {
+      let y = v * scale
+      let t = Int(y)
+      // The clamp only guards memory: Float underflow can move a tiny negative value one bin up.
+      return Swift.min(Swift.max((Float(t) > y ? t &- 1 : t) &- base, 0), last)
+    }
+    // 1 for ±0, else 0, without a branch (a `v == 0` branch mispredicts on ReLU outputs): with
+    // x = bits << 1, ~x and x − 1 both have the top bit set only when x == 0.
+    @inline(__always) func isZero(_ v: Float) -> UInt64 {
+      let x = v.bitPattern << 1
+      return UInt64((~x & (x &- 1)) >> 31)
+    }
     counts.withUnsafeMutableBufferPointer { bins in
       if minMax.nonFiniteCount == 0 {
         for v in values {
-          // The clamp only guards memory: Float underflow can move a tiny negative value one bin up.
-          bins[Swift.min(Swift.max(Int((v * scale).rounded(.down)) &- base, 0), last)] &+= 1
-          zeros &+= v == 0 ? 1 : 0
+          bins[bin(v)] &+= 1
+          zeros &+= isZero(v)
         }
       } else {
         for v in values where v.magnitude <= .greatestFiniteMagnitude {
-          bins[Swift.min(Swift.max(Int((v * scale).rounded(.down)) &- base, 0), last)] &+= 1
-          zeros &+= v == 0 ? 1 : 0
+          bins[bin(v)] &+= 1
+          zeros &+= isZero(v)
         }
       }
     }

@@ -13,15 +13,25 @@ public struct MinMaxObserver: Sendable, Equatable {
   public init() {}
 
   public mutating func observe(_ values: UnsafeBufferPointer<Float>) {
-    var mn = min, mx = max, bad: UInt64 = 0
+    // Branch-free, so that it vectorizes: NaN never wins a comparison, and NaN/±inf (exponent bits
+    // all ones) are only counted here; if there are any, a second pass leaves them out.
+    var mn = min, mx = max, special: UInt32 = 0
     for v in values {
-      // NaN fails every comparison and ±inf fails this one: both are counted, neither updates the range.
-      guard v.magnitude <= .greatestFiniteMagnitude else {
-        bad &+= 1
-        continue
+      mn = v < mn ? v : mn
+      mx = v > mx ? v : mx
+      special |= (v.bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+    }
+    var bad: UInt64 = 0
+    if special != 0 {
+      (mn, mx) = (min, max)
+      for v in values {
+        guard v.magnitude <= .greatestFiniteMagnitude else {
+          bad &+= 1
+          continue
+        }
+        mn = Swift.min(mn, v)
+        mx = Swift.max(mx, v)
       }
-      mn = Swift.min(mn, v)
-      mx = Swift.max(mx, v)
     }
     min = mn
     max = mx

@@ -191,7 +191,7 @@ public struct RangeTable: Sendable, Equatable {
       return out + "\""
     }
     // Float's description is the shortest text that reads back to the same Float.
-    func number(_ v: Float) -> String { v == 0 ? "0" : "\(v)" }
+    func number(_ v: Float) -> String { v == 0 ? "0.0" : "\(v)" }
     var source = ""
     if let s = model.source { source = ", \"source\": \(string(s))" }
     var lines = [

@@ -26,7 +26,7 @@ import Testing
     #expect(back == Self.table)
     let text = try String(contentsOf: url, encoding: .utf8)
     // One tensor a line, keys in a fixed order: diffable.
-    #expect(text.contains("\n    {\"name\": \"layer1.0.relu1\", \"min\": 0, \"max\": 5.9999, \"observed_min\": 0, \"observed_max\": 6.0},\n"))
+    #expect(text.contains("\n    {\"name\": \"layer1.0.relu1\", \"min\": 0.0, \"max\": 5.9999, \"observed_min\": 0.0, \"observed_max\": 6.0},\n"))
     #expect(text.hasPrefix("{\n  \"format\": \"octet-ranges\",\n  \"version\": 1,\n"))
     let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
     #expect(json?["images"] as? Int == 500)
