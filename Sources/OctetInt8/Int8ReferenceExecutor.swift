@@ -8,8 +8,8 @@ public enum Int8PlanError: Error, CustomStringConvertible, Equatable {
 
   public var description: String {
     switch self {
-    case let .node(name, message): "int8 node '\(name)': \(message)"
-    case let .model(error): error.description
+    case .node(let name, let message): "int8 node '\(name)': \(message)"
+    case .model(let error): error.description
     }
   }
 }
@@ -25,7 +25,9 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   enum Step {
     case quantizeInput(ActivationQuantization)
     case conv(Int8ConvPlan, input: Int)
-    case add(Int, Int, zeroPointA: Int32, zeroPointB: Int32, AddMultipliers, outputZeroPoint: Int32, lo: Int32, hi: Int32)
+    case add(
+      Int, Int, zeroPointA: Int32, zeroPointB: Int32, AddMultipliers, outputZeroPoint: Int32, lo: Int32,
+      hi: Int32)
     case maxPool(kernel: [Int], stride: [Int], padding: [Int], input: Int)
     case globalAveragePool(input: Int, inputZeroPoint: Int32, RequantMultiplier, outputZeroPoint: Int32)
     case flatten(input: Int)
@@ -73,7 +75,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       // The quantization a node reads must be the one its producer wrote.
       if let q = node.inputQuantization {
         for (i, s) in inSlots.enumerated() where planned[s].quantization != q[i] {
-          throw .node(name, "reads '\(node.inputs[i])' with \(q[i]), but it is written with \(planned[s].quantization)")
+          throw .node(
+            name, "reads '\(node.inputs[i])' with \(q[i]), but it is written with \(planned[s].quantization)")
         }
       }
       switch node.op {
@@ -86,14 +89,17 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
           throw .node(name, "expects an input of \(node.inChannels ?? 0) channels, gets per-image shape \(s)")
         }
         let plan = Int8ConvPlan(node: node, inHeight: s[0], inWidth: s[1])
-        guard plan.outHeight > 0, plan.outWidth > 0 else { throw .node(name, "input \(s[0])x\(s[1]) is too small for this convolution") }
+        guard plan.outHeight > 0, plan.outWidth > 0 else {
+          throw .node(name, "input \(s[0])x\(s[1]) is too small for this convolution")
+        }
         step = .conv(plan, input: inSlots[0])
         shape = [plan.outHeight, plan.outWidth, plan.outChannels]
       case .add:
         guard inShapes[0] == inShapes[1] else { throw .node(name, "adds \(inShapes[0]) to \(inShapes[1])") }
         let q = node.inputQuantization!
         step = .add(
-          inSlots[0], inSlots[1], zeroPointA: q[0].zeroPoint, zeroPointB: q[1].zeroPoint, node.addMultipliers!,
+          inSlots[0], inSlots[1], zeroPointA: q[0].zeroPoint, zeroPointB: q[1].zeroPoint,
+          node.addMultipliers!,
           outputZeroPoint: node.output.zeroPoint, lo: Int32(node.clamp![0]), hi: Int32(node.clamp![1]))
         shape = inShapes[0]
       case .maxPool:
@@ -102,8 +108,11 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         guard node.output == planned[inSlots[0]].quantization else {
           throw .node(name, "max pool must keep its input's quantization")
         }
-        let k = node.kernel!, st = node.stride!, p = node.padding!
-        let oh = (s[0] + p[0] + p[2] - k[0]) / st[0] + 1, ow = (s[1] + p[1] + p[3] - k[1]) / st[1] + 1
+        let k = node.kernel!
+        let st = node.stride!
+        let p = node.padding!
+        let oh = (s[0] + p[0] + p[2] - k[0]) / st[0] + 1
+        let ow = (s[1] + p[1] + p[3] - k[1]) / st[1] + 1
         guard oh > 0, ow > 0 else { throw .node(name, "input \(s[0])x\(s[1]) is too small to pool") }
         step = .maxPool(kernel: k, stride: st, padding: p, input: inSlots[0])
         shape = [oh, ow, s[2]]
@@ -129,7 +138,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         shape = [node.outChannels!]
       }
       slotOf[name] = planned.count
-      planned.append(PlannedStep(step: step, name: name, shape: shape, quantization: node.output, release: []))
+      planned.append(
+        PlannedStep(step: step, name: name, shape: shape, quantization: node.output, release: []))
     }
     let outIndex = slotOf[model.output]!
     guard outIndex == planned.count - 1 else {
@@ -146,10 +156,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   static func inputs(of step: Step) -> [Int] {
     switch step {
     case .quantizeInput: []
-    case let .conv(_, input), let .maxPool(_, _, _, input), let .globalAveragePool(input, _, _, _),
-      let .flatten(input), let .linear(_, input):
+    case .conv(_, let input), .maxPool(_, _, _, let input), .globalAveragePool(let input, _, _, _),
+      .flatten(let input), .linear(_, let input):
       [input]
-    case let .add(a, b, _, _, _, _, _, _): [a, b]
+    case .add(let a, let b, _, _, _, _, _, _): [a, b]
     }
   }
 
@@ -160,7 +170,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   /// `observe`, when given, sees every node's uint8 output `[N, …]` with its quantization, under the
   /// node's name (the float graph's name for the same tensor).
   public func run(_ input: Tensor, observe: ((String, QuantizedTensor) -> Void)? = nil) -> Int32Logits {
-    precondition(input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
+    precondition(
+      input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
       "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
     let batch = input.shape[0]
     var values = [[UInt8]?](repeating: nil, count: steps.count)
@@ -169,28 +180,33 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       let perImage = p.shape.reduce(1, *)
       var out = [UInt8](repeating: 0, count: batch * perImage)
       switch p.step {
-      case let .quantizeInput(q):
+      case .quantizeInput(let q):
         for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
-      case let .conv(plan, input):
-        let x = values[input]!, inSize = x.count / batch
+      case .conv(let plan, let input):
+        let x = values[input]!
+        let inSize = x.count / batch
         x.withUnsafeBufferPointer { x in
           out.withUnsafeMutableBufferPointer { out in
             for n in 0..<batch {
-              plan.run(UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+              plan.run(
+                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
                 UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]))
             }
           }
         }
-      case let .add(a, b, za, zb, multipliers, zOut, lo, hi):
+      case .add(let a, let b, let za, let zb, let multipliers, let zOut, let lo, let hi):
         values[a]!.withUnsafeBufferPointer { a in
           values[b]!.withUnsafeBufferPointer { b in
             out.withUnsafeMutableBufferPointer { out in
-              int8Add(a, b, out, zeroPointA: za, zeroPointB: zb, multipliers: multipliers, outputZeroPoint: zOut, lo: lo, hi: hi)
+              int8Add(
+                a, b, out, zeroPointA: za, zeroPointB: zb, multipliers: multipliers, outputZeroPoint: zOut,
+                lo: lo, hi: hi)
             }
           }
         }
-      case let .maxPool(kernel, stride, padding, input):
-        let s = steps[input].shape, inSize = s.reduce(1, *)
+      case .maxPool(let kernel, let stride, let padding, let input):
+        let s = steps[input].shape
+        let inSize = s.reduce(1, *)
         values[input]!.withUnsafeBufferPointer { x in
           out.withUnsafeMutableBufferPointer { out in
             for n in 0..<batch {
@@ -202,26 +218,30 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
             }
           }
         }
-      case let .globalAveragePool(input, zIn, requant, zOut):
-        let s = steps[input].shape, inSize = s.reduce(1, *)
+      case .globalAveragePool(let input, let zIn, let requant, let zOut):
+        let s = steps[input].shape
+        let inSize = s.reduce(1, *)
         values[input]!.withUnsafeBufferPointer { x in
           out.withUnsafeMutableBufferPointer { out in
             for n in 0..<batch {
               int8GlobalAveragePool(
                 UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
                 UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]),
-                pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant, outputZeroPoint: zOut)
+                pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant,
+                outputZeroPoint: zOut)
             }
           }
         }
-      case let .flatten(input):
+      case .flatten(let input):
         out = values[input]!
-      case let .linear(plan, input):
-        let x = values[input]!, inSize = x.count / batch
+      case .linear(let plan, let input):
+        let x = values[input]!
+        let inSize = x.count / batch
         x.withUnsafeBufferPointer { x in
           logits.withUnsafeMutableBufferPointer { logits in
             for n in 0..<batch {
-              plan.run(UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+              plan.run(
+                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
                 UnsafeMutableBufferPointer(rebasing: logits[(n * classes)..<((n + 1) * classes)]))
             }
           }

@@ -24,7 +24,9 @@ struct Int8ConvPlan {
   var isDepthwise: Bool { groups == inChannels && groups == outChannels }
 
   init(node: QuantizedNode, inHeight: Int, inWidth: Int) {
-    let k = node.kernel!, s = node.stride!, p = node.padding!
+    let k = node.kernel!
+    let s = node.stride!
+    let p = node.padding!
     self.inHeight = inHeight
     self.inWidth = inWidth
     inChannels = node.inChannels!
@@ -57,20 +59,35 @@ struct Int8ConvPlan {
   /// `out[oy, ox, c] = clamp(requant[c](bias[c] + Σ x·w) + z_out, lo, hi)`; taps outside the input
   /// read `z_in` (the quantized real 0), which the folded bias term −z_in·Σw cancels.
   func run(_ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>) {
-    precondition(x.count == inHeight * inWidth * inChannels && out.count == outHeight * outWidth * outChannels)
+    precondition(
+      x.count == inHeight * inWidth * inChannels && out.count == outHeight * outWidth * outChannels)
     if isDepthwise { runDepthwise(x, out) } else { runGrouped(x, out) }
   }
 
   private func runGrouped(_ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>) {
-    let icg = inChannels / groups, ocg = outChannels / groups
+    let icg = inChannels / groups
+    let ocg = outChannels / groups
     let taps = kernelH * kernelW * icg
     let zIn = UInt8(inputZeroPoint)
+    // A 1x1, stride-1, unpadded, ungrouped convolution reads its patch straight from the input.
+    let direct =
+      kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 && groups == 1 && outHeight == inHeight
+      && outWidth == inWidth
     var patch = [UInt8](repeating: 0, count: taps)
     weights.withUnsafeBufferPointer { w in
       patch.withUnsafeMutableBufferPointer { patch in
         for oy in 0..<outHeight {
           for ox in 0..<outWidth {
             let o = (oy * outWidth + ox) * outChannels
+            if direct {
+              let p = x.baseAddress! + (oy * inWidth + ox) * inChannels
+              for oc in 0..<outChannels {
+                let acc = bias[oc] &+ dotUInt8Int8(p, w.baseAddress! + oc * taps, taps)
+                out[o + oc] = clampToUInt8(
+                  requant[oc].apply(acc) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+              }
+              continue
+            }
             for g in 0..<groups {
               // Gather the receptive field in [kh, kw, I/g] order, the weights' order.
               var k = 0
@@ -88,10 +105,9 @@ struct Int8ConvPlan {
                 }
               }
               for oc in (g * ocg)..<((g + 1) * ocg) {
-                let row = oc * taps
-                var acc = bias[oc]
-                for i in 0..<taps { acc &+= Int32(patch[i]) &* Int32(w[row + i]) }
-                out[o + oc] = clampToUInt8(requant[oc].apply(acc) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+                let acc = bias[oc] &+ dotUInt8Int8(patch.baseAddress!, w.baseAddress! + oc * taps, taps)
+                out[o + oc] = clampToUInt8(
+                  requant[oc].apply(acc) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
               }
             }
           }
@@ -123,13 +139,22 @@ struct Int8ConvPlan {
             }
             let o = (oy * outWidth + ox) * c
             for ch in 0..<c {
-              out[o + ch] = clampToUInt8(requant[ch].apply(acc[ch]) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+              out[o + ch] = clampToUInt8(
+                requant[ch].apply(acc[ch]) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
             }
           }
         }
       }
     }
   }
+}
+
+/// Σ x[i] · w[i] over `count` taps, wrapping int32 (the quantizer bounds the true sum).
+@inline(__always)
+func dotUInt8Int8(_ x: UnsafePointer<UInt8>, _ w: UnsafePointer<Int8>, _ count: Int) -> Int32 {
+  var acc: Int32 = 0
+  for i in 0..<count { acc &+= Int32(x[i]) &* Int32(w[i]) }
+  return acc
 }
 
 /// The classifier: `logit[c] = saturate_int32(requant[c](bias[c] + Σ x·w[c]))`, weights `[O, I]`.
@@ -151,9 +176,7 @@ struct Int8LinearPlan {
     precondition(x.count == inFeatures && out.count == outFeatures)
     weights.withUnsafeBufferPointer { w in
       for o in 0..<outFeatures {
-        var acc = bias[o]
-        let row = o * inFeatures
-        for i in 0..<inFeatures { acc &+= Int32(x[i]) &* Int32(w[row + i]) }
+        let acc = bias[o] &+ dotUInt8Int8(x.baseAddress!, w.baseAddress! + o * inFeatures, inFeatures)
         out[o] = saturatingInt32(requant[o].apply(acc))
       }
     }
@@ -163,7 +186,8 @@ struct Int8LinearPlan {
 /// `q = clamp(add.apply(q_a − z_a, q_b − z_b) + z_out, lo, hi)` elementwise.
 func int8Add(
   _ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>,
-  zeroPointA: Int32, zeroPointB: Int32, multipliers: AddMultipliers, outputZeroPoint: Int32, lo: Int32, hi: Int32
+  zeroPointA: Int32, zeroPointB: Int32, multipliers: AddMultipliers, outputZeroPoint: Int32, lo: Int32,
+  hi: Int32
 ) {
   precondition(a.count == b.count && a.count == out.count)
   for i in 0..<out.count {
@@ -175,7 +199,8 @@ func int8Add(
 /// Max over each window of uint8 values (same quantization in and out); taps in the padding are
 /// skipped, so padding never wins.
 func int8MaxPool(
-  _ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>, height: Int, width: Int, channels: Int,
+  _ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>, height: Int, width: Int,
+  channels: Int,
   kernel: [Int], stride: [Int], padding: [Int], outHeight: Int, outWidth: Int
 ) {
   precondition(x.count == height * width * channels && out.count == outHeight * outWidth * channels)

@@ -45,13 +45,13 @@ public enum QuantizerError: Error, CustomStringConvertible, Equatable {
 
   public var description: String {
     switch self {
-    case let .missingRange(tensor):
+    case .missingRange(let tensor):
       "the range table has no range for tensor '\(tensor)'; calibrate this model with `octet calibrate` (the table must come from the same model)"
-    case let .invalidRange(tensor, lo, hi):
+    case .invalidRange(let tensor, let lo, let hi):
       "the range of tensor '\(tensor)' is [\(lo), \(hi)]; a range must be finite with lo <= hi"
-    case let .unsupported(node, reason):
+    case .unsupported(let node, let reason):
       "node '\(node)' cannot be quantized: \(reason)"
-    case let .layer(name, message): "layer '\(name)': \(message)"
+    case .layer(let name, let message): "layer '\(name)': \(message)"
     }
   }
 }

@@ -24,7 +24,9 @@ public enum Quantizer {
   /// Quantizes `model` with the activation ranges of `range(name)` (lo, hi), which must hold the
   /// graph input ("input") and the output of every integer node except max pool and flatten,
   /// which keep their input's quantization.
-  public static func quantize(model: Model, range: @escaping (String) -> (lo: Float, hi: Float)?) throws -> QuantizationResult {
+  public static func quantize(model: Model, range: @escaping (String) -> (lo: Float, hi: Float)?) throws
+    -> QuantizationResult
+  {
     var builder = try Builder(model: model, range: range)
     try builder.run()
     let qmodel = QuantizedModel(info: model.info, nodes: builder.nodes, output: builder.output)
@@ -40,7 +42,8 @@ public enum Quantizer {
   /// BatchNorm (and the conv bias) folded into an OIHW convolution, in Double:
   /// `w'[o, …] = w[o, …] · f[o]`, `b'[o] = (b[o] − μ[o]) · f[o] + β[o]`, `f = γ / √(σ² + ε)`.
   public static func foldBatchNorm(
-    weights: [Float], bias: [Float]?, gamma: [Float], beta: [Float], mean: [Float], variance: [Float], epsilon: Float
+    weights: [Float], bias: [Float]?, gamma: [Float], beta: [Float], mean: [Float], variance: [Float],
+    epsilon: Float
   ) -> (weights: [Double], bias: [Double]) {
     let o = gamma.count
     let perChannel = weights.count / o
@@ -87,7 +90,8 @@ public enum Quantizer {
       var maxAbs = 0.0
       for i in 0..<perChannel { maxAbs = max(maxAbs, abs(w[row + i])) }
       guard maxAbs.isFinite, Float(maxAbs).isFinite else {
-        throw QuantizerError.layer(node, "output channel \(c) has a weight of magnitude \(maxAbs) after BatchNorm folding")
+        throw QuantizerError.layer(
+          node, "output channel \(c) has a weight of magnitude \(maxAbs) after BatchNorm folding")
       }
       if maxAbs == 0 { zeroChannels.append(c) }
       let s = symmetricWeightScale(maxAbs: Float(maxAbs))
@@ -114,31 +118,46 @@ public enum Quantizer {
       bias[c] = folded
     }
     func list(_ channels: [Int]) -> String {
-      channels.count <= 8 ? "\(channels)" : "\(channels.prefix(8).map(String.init).joined(separator: ", ")), … (\(channels.count) in all)"
+      channels.count <= 8
+        ? "\(channels)"
+        : "\(channels.prefix(8).map(String.init).joined(separator: ", ")), … (\(channels.count) in all)"
     }
     if !zeroChannels.isEmpty {
-      warnings.append(.init(node: node, message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)"))
+      warnings.append(
+        .init(
+          node: node,
+          message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)"))
     }
     // A saturated bias is always clamped for headroom too: one warning for both.
     let onlySaturated = saturated.filter { !overflowRisk.contains($0) }
     if !onlySaturated.isEmpty {
-      warnings.append(.init(node: node, message: "bias saturated to int32 in output channel(s) \(list(onlySaturated))"))
+      warnings.append(
+        .init(node: node, message: "bias saturated to int32 in output channel(s) \(list(onlySaturated))"))
     }
     if !overflowRisk.isEmpty {
-      warnings.append(.init(node: node, message: "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(list(overflowRisk))"))
+      warnings.append(
+        .init(
+          node: node,
+          message:
+            "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(list(overflowRisk))"
+        ))
     }
     return (q, scales, bias)
   }
 
   /// A requantization multiplier with the node named in its error, and a warning when it is below
   /// what 31 bits at shift 62 represent at full precision.
-  static func multiplier(_ real: Double, node: String, what: String, warnings: inout [QuantizationWarning]) throws -> RequantMultiplier {
+  static func multiplier(_ real: Double, node: String, what: String, warnings: inout [QuantizationWarning])
+    throws -> RequantMultiplier
+  {
     let m: RequantMultiplier
     do { m = try RequantMultiplier(real: real) } catch {
       throw QuantizerError.layer(node, "\(what): \(error)")
     }
     if m.shift == 62 && m.multiplier < 1 << 30 {
-      warnings.append(.init(node: node, message: "\(what) \(real) is below 2^-32: clamped to m = \(m.multiplier) at shift 62"))
+      warnings.append(
+        .init(
+          node: node, message: "\(what) \(real) is below 2^-32: clamped to m = \(m.multiplier) at shift 62"))
     }
     return m
   }
@@ -164,7 +183,9 @@ struct Builder {
     self.model = model
     self.range = range
     try model.graph.validate()
-    for node in model.graph.nodes { for input in node.inputs { consumers[input, default: []].append(node.name) } }
+    for node in model.graph.nodes {
+      for input in node.inputs { consumers[input, default: []].append(node.name) }
+    }
     nodeByName = Dictionary(uniqueKeysWithValues: model.graph.nodes.map { ($0.name, $0) })
   }
 
@@ -176,24 +197,35 @@ struct Builder {
   /// The calibrated quantization of tensor `name`. docs/int8-contract.md "Activations".
   mutating func calibrated(_ name: String) throws -> ActivationQuantization {
     guard let r = range(name) else { throw QuantizerError.missingRange(tensor: name) }
-    guard r.lo.isFinite, r.hi.isFinite, r.lo <= r.hi else { throw QuantizerError.invalidRange(tensor: name, lo: r.lo, hi: r.hi) }
+    guard r.lo.isFinite, r.hi.isFinite, r.lo <= r.hi else {
+      throw QuantizerError.invalidRange(tensor: name, lo: r.lo, hi: r.hi)
+    }
     if min(r.lo, 0) == max(r.hi, 0) {
-      warnings.append(.init(node: name, message: "calibrated range is [0, 0]: scale 1, zero point 0 (the tensor was always zero)"))
+      warnings.append(
+        .init(
+          node: name,
+          message: "calibrated range is [0, 0]: scale 1, zero point 0 (the tensor was always zero)"))
     }
     return ActivationQuantization(range: r.lo, hi: r.hi)
   }
 
   func floats(_ name: String?, _ layer: String, count: Int? = nil) throws -> [Float] {
-    guard let name, let t = model.weights[name] else { throw QuantizerError.layer(layer, "tensor '\(name ?? "?")' is missing") }
+    guard let name, let t = model.weights[name] else {
+      throw QuantizerError.layer(layer, "tensor '\(name ?? "?")' is missing")
+    }
     if let count, t.elementCount != count {
       throw QuantizerError.layer(layer, "tensor '\(name)' has \(t.elementCount) values, expected \(count)")
     }
     let v = t.floats()
-    guard v.allSatisfy(\.isFinite) else { throw QuantizerError.layer(layer, "tensor '\(name)' holds NaN or infinite values") }
+    guard v.allSatisfy(\.isFinite) else {
+      throw QuantizerError.layer(layer, "tensor '\(name)' holds NaN or infinite values")
+    }
     return v
   }
 
-  func source(_ name: String, _ layer: String) throws -> (tensor: String, q: ActivationQuantization, shape: [Int]) {
+  func source(_ name: String, _ layer: String) throws -> (
+    tensor: String, q: ActivationQuantization, shape: [Int]
+  ) {
     guard let t = tensorOf[name], let q = quantization[t], let s = shape[t] else {
       throw QuantizerError.layer(layer, "input '\(name)' is not computed before it")
     }
@@ -211,7 +243,9 @@ struct Builder {
     let size = model.info.inputSize
     let inputQ = try calibrated(Graph.inputName)
     tensorOf[Graph.inputName] = Graph.inputName
-    emit(QuantizedNode(name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [], output: inputQ), shape: [size, size, 3])
+    emit(
+      QuantizedNode(name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [], output: inputQ),
+      shape: [size, size, 3])
 
     var consumed: Set<String> = []
     var unsupported: [String] = []
@@ -246,30 +280,41 @@ struct Builder {
         try add(node, activation: activation, fused: fused)
       case .maxPool:
         let (t, q, s) = try source(node.inputs[0], name)
-        guard s.count == 3 else { throw QuantizerError.layer(name, "expects an NHWC input, gets per-image shape \(s)") }
-        let k = node.kernel ?? [1, 1], st = node.stride ?? k
+        guard s.count == 3 else {
+          throw QuantizerError.layer(name, "expects an NHWC input, gets per-image shape \(s)")
+        }
+        let k = node.kernel ?? [1, 1]
+        let st = node.stride ?? k
         let pads = node.resolvedPadding(height: s[0], width: s[1])
         var n = QuantizedNode(name: name, op: .maxPool, inputs: [t], fused: [name], output: q)
         n.kernel = k
         n.stride = st
         n.padding = pads
         n.inputQuantization = [q]
-        let oh = (s[0] + pads[0] + pads[2] - k[0]) / st[0] + 1, ow = (s[1] + pads[1] + pads[3] - k[1]) / st[1] + 1
-        guard oh > 0, ow > 0 else { throw QuantizerError.layer(name, "input \(s[0])x\(s[1]) is too small to pool") }
+        let oh = (s[0] + pads[0] + pads[2] - k[0]) / st[0] + 1
+        let ow = (s[1] + pads[1] + pads[3] - k[1]) / st[1] + 1
+        guard oh > 0, ow > 0 else {
+          throw QuantizerError.layer(name, "input \(s[0])x\(s[1]) is too small to pool")
+        }
         emit(n, shape: [oh, ow, s[2]])
       case .globalAveragePool:
         let (t, q, s) = try source(node.inputs[0], name)
-        guard s.count == 3 else { throw QuantizerError.layer(name, "expects an NHWC input, gets per-image shape \(s)") }
+        guard s.count == 3 else {
+          throw QuantizerError.layer(name, "expects an NHWC input, gets per-image shape \(s)")
+        }
         let out = try calibrated(name)
         var n = QuantizedNode(name: name, op: .globalAveragePool, inputs: [t], fused: [name], output: out)
         n.inputQuantization = [q]
         // M = s_in / (s_out · H · W): the mean's 1/(H·W) rides in the multiplier. docs/int8-contract.md "Global average pool".
         n.requant = try Quantizer.multiplier(
-          Double(q.scale) / (Double(out.scale) * Double(s[0] * s[1])), node: name, what: "average-pool multiplier", warnings: &warnings)
+          Double(q.scale) / (Double(out.scale) * Double(s[0] * s[1])), node: name,
+          what: "average-pool multiplier", warnings: &warnings)
         emit(n, shape: [1, 1, s[2]])
       case .flatten:
         let (t, q, s) = try source(node.inputs[0], name)
-        emit(QuantizedNode(name: name, op: .flatten, inputs: [t], fused: [name], output: q), shape: [s.reduce(1, *)])
+        emit(
+          QuantizedNode(name: name, op: .flatten, inputs: [t], fused: [name], output: q),
+          shape: [s.reduce(1, *)])
       case .linear:
         try linear(node)
       case .batchNorm, .relu, .relu6:
@@ -280,12 +325,16 @@ struct Builder {
     if !unsupported.isEmpty {
       throw QuantizerError.unsupported(
         node: unsupported[0],
-        reason: "the integer runtime fuses batch_norm and relu/relu6 into the convolution or add before them; "
+        reason:
+          "the integer runtime fuses batch_norm and relu/relu6 into the convolution or add before them; "
           + "\(unsupported.count) node(s) cannot be: \(unsupported.joined(separator: "; "))")
     }
-    guard let out = tensorOf[model.graph.output] else { throw QuantizerError.layer(model.graph.output, "the graph output is never computed") }
+    guard let out = tensorOf[model.graph.output] else {
+      throw QuantizerError.layer(model.graph.output, "the graph output is never computed")
+    }
     guard nodes.last?.name == out, nodes.last?.op == .linear else {
-      throw QuantizerError.unsupported(node: model.graph.output, reason: "the integer graph must end in the linear classifier")
+      throw QuantizerError.unsupported(
+        node: model.graph.output, reason: "the integer graph must end in the linear classifier")
     }
     output = out
   }
@@ -293,23 +342,30 @@ struct Builder {
   mutating func conv(_ node: Node, bn: Node?, activation: OperatorKind?, fused: [String]) throws {
     let name = fused.last!
     let (t, inQ, s) = try source(node.inputs[0], node.name)
-    guard s.count == 3 else { throw QuantizerError.layer(node.name, "expects an NHWC input, gets per-image shape \(s)") }
+    guard s.count == 3 else {
+      throw QuantizerError.layer(node.name, "expects an NHWC input, gets per-image shape \(s)")
+    }
     guard let wt = model.weights[node.weight ?? ""], wt.shape.count == 4 else {
       throw QuantizerError.layer(node.name, "weight '\(node.weight ?? "?")' is missing or not OIHW")
     }
     let groups = node.groups ?? 1
     let (o, ig, kh, kw) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3])
     guard ig * groups == s[2], o % groups == 0, (node.kernel ?? [kh, kw]) == [kh, kw] else {
-      throw QuantizerError.layer(node.name, "weight shape \(wt.shape) with \(groups) groups does not fit an input of \(s[2]) channels")
+      throw QuantizerError.layer(
+        node.name, "weight shape \(wt.shape) with \(groups) groups does not fit an input of \(s[2]) channels")
     }
-    guard (node.dilation ?? [1, 1]) == [1, 1] else { throw QuantizerError.unsupported(node: node.name, reason: "dilated convolutions are not supported") }
+    guard (node.dilation ?? [1, 1]) == [1, 1] else {
+      throw QuantizerError.unsupported(node: node.name, reason: "dilated convolutions are not supported")
+    }
     let w = try floats(node.weight, node.name)
     let b = node.bias != nil ? try floats(node.bias, node.name, count: o) : nil
     let folded: (weights: [Double], bias: [Double])
     if let bn {
       folded = Quantizer.foldBatchNorm(
-        weights: w, bias: b, gamma: try floats(bn.weight, bn.name, count: o), beta: try floats(bn.bias, bn.name, count: o),
-        mean: try floats(bn.runningMean, bn.name, count: o), variance: try floats(bn.runningVariance, bn.name, count: o),
+        weights: w, bias: b, gamma: try floats(bn.weight, bn.name, count: o),
+        beta: try floats(bn.bias, bn.name, count: o),
+        mean: try floats(bn.runningMean, bn.name, count: o),
+        variance: try floats(bn.runningVariance, bn.name, count: o),
         epsilon: bn.epsilon ?? 1e-5)
     } else {
       folded = (w.map(Double.init), (b ?? [Float](repeating: 0, count: o)).map(Double.init))
@@ -322,22 +378,29 @@ struct Builder {
     var ohwi = [Int8](repeating: 0, count: wq.count)
     for oc in 0..<o {
       for i in 0..<ig {
-        for y in 0..<kh { for x in 0..<kw { ohwi[((oc * kh + y) * kw + x) * ig + i] = wq[((oc * ig + i) * kh + y) * kw + x] } }
+        for y in 0..<kh {
+          for x in 0..<kw { ohwi[((oc * kh + y) * kw + x) * ig + i] = wq[((oc * ig + i) * kh + y) * kw + x] }
+        }
       }
     }
-    var multipliers = [Int32](repeating: 0, count: o), shifts = multipliers
+    var multipliers = [Int32](repeating: 0, count: o)
+    var shifts = multipliers
     var clampedChannels = 0
     for c in 0..<o {
       let m: RequantMultiplier
       do {
-        m = try RequantMultiplier(inputScale: Double(inQ.scale), weightScale: Double(scales[c]), outputScale: Double(outQ.scale))
+        m = try RequantMultiplier(
+          inputScale: Double(inQ.scale), weightScale: Double(scales[c]), outputScale: Double(outQ.scale))
       } catch { throw QuantizerError.layer(name, "output channel \(c): \(error)") }
       if m.shift == 62 && m.multiplier < 1 << 30 { clampedChannels += 1 }
       multipliers[c] = m.multiplier
       shifts[c] = m.shift
     }
     if clampedChannels > 0 {
-      warnings.append(.init(node: name, message: "\(clampedChannels) output channel multiplier(s) below 2^-32, clamped at shift 62"))
+      warnings.append(
+        .init(
+          node: name,
+          message: "\(clampedChannels) output channel multiplier(s) below 2^-32, clamped at shift 62"))
     }
     let bounds: (lo: Int32, hi: Int32)
     switch activation {
@@ -347,8 +410,11 @@ struct Builder {
     }
     let pads = node.resolvedPadding(height: s[0], width: s[1])
     let stride = node.stride ?? [1, 1]
-    let oh = (s[0] + pads[0] + pads[2] - kh) / stride[0] + 1, ow = (s[1] + pads[1] + pads[3] - kw) / stride[1] + 1
-    guard oh > 0, ow > 0 else { throw QuantizerError.layer(node.name, "input \(s[0])x\(s[1]) is too small for this convolution") }
+    let oh = (s[0] + pads[0] + pads[2] - kh) / stride[0] + 1
+    let ow = (s[1] + pads[1] + pads[3] - kw) / stride[1] + 1
+    guard oh > 0, ow > 0 else {
+      throw QuantizerError.layer(node.name, "input \(s[0])x\(s[1]) is too small for this convolution")
+    }
 
     var n = QuantizedNode(name: name, op: .conv2d, inputs: [t], fused: fused, output: outQ)
     n.inChannels = s[2]
@@ -370,7 +436,8 @@ struct Builder {
   mutating func add(_ node: Node, activation: OperatorKind?, fused: [String]) throws {
     let name = fused.last!
     guard node.inputs.count == 2 else { throw QuantizerError.layer(node.name, "add takes two inputs") }
-    let a = try source(node.inputs[0], node.name), b = try source(node.inputs[1], node.name)
+    let a = try source(node.inputs[0], node.name)
+    let b = try source(node.inputs[1], node.name)
     guard a.shape == b.shape else { throw QuantizerError.layer(node.name, "adds \(a.shape) to \(b.shape)") }
     let outQ = try calibrated(name)
     var n = QuantizedNode(name: name, op: .add, inputs: [a.tensor, b.tensor], fused: fused, output: outQ)
@@ -400,23 +467,29 @@ struct Builder {
     }
     let o = wt.shape[0]
     let w = try floats(node.weight, name).map(Double.init)
-    let b = node.bias != nil ? try floats(node.bias, name, count: o).map(Double.init) : [Double](repeating: 0, count: o)
+    let b =
+      node.bias != nil
+      ? try floats(node.bias, name, count: o).map(Double.init) : [Double](repeating: 0, count: o)
     let (wq, scales, bias) = try Quantizer.quantizeChannels(
       weights: w, bias: b, outChannels: o, input: inQ, node: name, warnings: &warnings)
     let maxScale = scales.max() ?? 1
-    var multipliers = [Int32](repeating: 0, count: o), shifts = multipliers
+    var multipliers = [Int32](repeating: 0, count: o)
+    var shifts = multipliers
     for c in 0..<o {
       let m = try Quantizer.multiplier(
-        Double(scales[c]) / Double(maxScale), node: name, what: "logit multiplier of class \(c)", warnings: &warnings)
+        Double(scales[c]) / Double(maxScale), node: name, what: "logit multiplier of class \(c)",
+        warnings: &warnings)
       multipliers[c] = m.multiplier
       shifts[c] = m.shift
     }
     let logitScale = inQ.scale * maxScale
     guard logitScale.isFinite, logitScale > 0 else {
-      throw QuantizerError.layer(name, "logit scale \(inQ.scale) · \(maxScale) is not a positive finite number")
+      throw QuantizerError.layer(
+        name, "logit scale \(inQ.scale) · \(maxScale) is not a positive finite number")
     }
     var n = QuantizedNode(
-      name: name, op: .linear, inputs: [t], fused: [name], output: ActivationQuantization(scale: logitScale, zeroPoint: 0))
+      name: name, op: .linear, inputs: [t], fused: [name],
+      output: ActivationQuantization(scale: logitScale, zeroPoint: 0))
     n.inChannels = features
     n.outChannels = o
     n.inputQuantization = [inQ]

@@ -27,7 +27,8 @@ struct QuantizeCommand: ParsableCommand {
   func validate() throws {
     try validateOutputPath(output, option: "-o")
     guard FileManager.default.fileExists(atPath: ranges) else {
-      throw ValidationError("--ranges '\(ranges)' does not exist; make one with `octet calibrate MODEL -o RANGES`")
+      throw ValidationError(
+        "--ranges '\(ranges)' does not exist; make one with `octet calibrate MODEL -o RANGES`")
     }
   }
 
@@ -41,9 +42,14 @@ struct QuantizeCommand: ParsableCommand {
     try QuantizedModelFile.write(result.model, to: URL(fileURLWithPath: output))
 
     let report = result.report
-    let byOp = report.nodesByOperator.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-    print("\(floatModel.info.architecture): \(report.quantizedNodes) int8 nodes (\(byOp)) for \(report.floatNodesCovered) float nodes")
-    print(report.leftInFloat.isEmpty ? "left in float: none" : "left in float: \(report.leftInFloat.joined(separator: ", "))")
+    let byOp = report.nodesByOperator.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(
+      separator: ", ")
+    print(
+      "\(floatModel.info.architecture): \(report.quantizedNodes) int8 nodes (\(byOp)) for \(report.floatNodesCovered) float nodes"
+    )
+    print(
+      report.leftInFloat.isEmpty
+        ? "left in float: none" : "left in float: \(report.leftInFloat.joined(separator: ", "))")
     if report.warnings.isEmpty {
       print("warnings: none")
     } else {

@@ -1,14 +1,16 @@
 import Foundation
 import OctetCore
-@testable import OctetInt8
 import OctetModels
 import Testing
+
+@testable import OctetInt8
 
 /// `floor(v + 1/2)` of a Double model, allowing ±1 only where v sits within rounding noise of a tie
 /// (the Double product acc · m can lose low bits; the integer one cannot).
 func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> String) {
   let expected = (v + 0.5).rounded(.down)
-  let nearTie = abs((v + 0.5) - expected) < 1e-9 * max(1, abs(v)) || abs((v + 0.5) - expected - 1) < 1e-9 * max(1, abs(v))
+  let nearTie =
+    abs((v + 0.5) - expected) < 1e-9 * max(1, abs(v)) || abs((v + 0.5) - expected - 1) < 1e-9 * max(1, abs(v))
   if nearTie {
     #expect(abs(Double(got) - expected) <= 1, "\(context()): \(got) vs Double \(v)")
   } else {
@@ -36,14 +38,20 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
   func convolutionMatchesTheDoubleModel(_ c: ConvCase) throws {
     let seed = testSeed(0xC0417)
     var rng = SeededGenerator(seed: seed)
-    let icg = c.cin / c.groups, ocg = c.cout / c.groups
+    let icg = c.cin / c.groups
+    let ocg = c.cout / c.groups
     let taps = c.k[0] * c.k[1] * icg
-    let zIn = Int32.random(in: 0...255, using: &rng), zOut = Int32.random(in: 0...255, using: &rng)
+    let zIn = Int32.random(in: 0...255, using: &rng)
+    let zOut = Int32.random(in: 0...255, using: &rng)
     let x = (0..<(c.h * c.w * c.cin)).map { _ in UInt8.random(in: 0...255, using: &rng) }
     let w = (0..<(c.cout * taps)).map { _ in Int8.random(in: -127...127, using: &rng) }  // [O, kh, kw, I/g]
     let rawBias = (0..<c.cout).map { _ in Int32.random(in: -50_000...50_000, using: &rng) }
-    let requant = try (0..<c.cout).map { _ in try RequantMultiplier(real: Double.random(in: 1e-5...2e-3, using: &rng)) }
-    var node = QuantizedNode(name: "conv", op: .conv2d, inputs: ["input"], fused: ["conv"], output: ActivationQuantization(scale: 1, zeroPoint: zOut))
+    let requant = try (0..<c.cout).map { _ in
+      try RequantMultiplier(real: Double.random(in: 1e-5...2e-3, using: &rng))
+    }
+    var node = QuantizedNode(
+      name: "conv", op: .conv2d, inputs: ["input"], fused: ["conv"],
+      output: ActivationQuantization(scale: 1, zeroPoint: zOut))
     node.inChannels = c.cin
     node.outChannels = c.cout
     node.kernel = c.k
@@ -54,7 +62,9 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
     node.clamp = [10, 240]
     node.weights = w
     // Zero point folded into the bias: b' = b − z_in · Σw.
-    node.bias = (0..<c.cout).map { o in rawBias[o] - zIn * (0..<taps).reduce(Int32(0)) { $0 + Int32(w[o * taps + $1]) } }
+    node.bias = (0..<c.cout).map { o in
+      rawBias[o] - zIn * (0..<taps).reduce(Int32(0)) { $0 + Int32(w[o * taps + $1]) }
+    }
     node.multipliers = requant.map(\.multiplier)
     node.shifts = requant.map(\.shift)
     let plan = Int8ConvPlan(node: node, inHeight: c.h, inWidth: c.w)
@@ -69,7 +79,8 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
           var acc = Double(rawBias[o])
           for ky in 0..<c.k[0] {
             for kx in 0..<c.k[1] {
-              let iy = oy * c.stride - c.pad[0] + ky, ix = ox * c.stride - c.pad[1] + kx
+              let iy = oy * c.stride - c.pad[0] + ky
+              let ix = ox * c.stride - c.pad[1] + kx
               guard iy >= 0, iy < c.h, ix >= 0, ix < c.w else { continue }
               for i in 0..<icg {
                 let xv = Double(Int32(x[(iy * c.w + ix) * c.cin + g * icg + i]) - zIn)
@@ -80,7 +91,8 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
           let v = acc * requant[o].realValue
           let expected = min(max((v + 0.5).rounded(.down) + Double(zOut), 10), 240)
           let got = Double(out[(oy * plan.outWidth + ox) * c.cout + o])
-          #expect(abs(got - expected) <= (abs(v + 0.5 - (v + 0.5).rounded()) < 1e-9 ? 1 : 0),
+          #expect(
+            abs(got - expected) <= (abs(v + 0.5 - (v + 0.5).rounded()) < 1e-9 ? 1 : 0),
             "seed \(seed) \(c) at (\(oy), \(ox), \(o)): \(got) vs Double \(expected)")
         }
       }
@@ -91,16 +103,21 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
     let seed = testSeed(0xADD)
     var rng = SeededGenerator(seed: seed)
     for trial in 0..<20 {
-      let sa = Double.random(in: 0.01...0.1, using: &rng), sb = Double.random(in: 0.01...0.1, using: &rng)
+      let sa = Double.random(in: 0.01...0.1, using: &rng)
+      let sb = Double.random(in: 0.01...0.1, using: &rng)
       let so = Double.random(in: 0.02...0.2, using: &rng)
       let m = try AddMultipliers(realA: sa / so, realB: sb / so)
-      let za = Int32.random(in: 0...255, using: &rng), zb = Int32.random(in: 0...255, using: &rng), zo = Int32.random(in: 0...255, using: &rng)
-      let a = (0..<64).map { _ in UInt8.random(in: 0...255, using: &rng) }, b = (0..<64).map { _ in UInt8.random(in: 0...255, using: &rng) }
+      let za = Int32.random(in: 0...255, using: &rng)
+      let zb = Int32.random(in: 0...255, using: &rng)
+      let zo = Int32.random(in: 0...255, using: &rng)
+      let a = (0..<64).map { _ in UInt8.random(in: 0...255, using: &rng) }
+      let b = (0..<64).map { _ in UInt8.random(in: 0...255, using: &rng) }
       var out = [UInt8](repeating: 0, count: 64)
       a.withUnsafeBufferPointer { a in
         b.withUnsafeBufferPointer { b in
           out.withUnsafeMutableBufferPointer {
-            int8Add(a, b, $0, zeroPointA: za, zeroPointB: zb, multipliers: m, outputZeroPoint: zo, lo: zo, hi: 255)
+            int8Add(
+              a, b, $0, zeroPointA: za, zeroPointB: zb, multipliers: m, outputZeroPoint: zo, lo: zo, hi: 255)
           }
         }
       }
@@ -117,18 +134,23 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
     var rng = SeededGenerator(seed: seed)
     let (h, w, c) = (7, 6, 3)
     let x = (0..<(h * w * c)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-    let oh = (h + 2 - 3) / 2 + 1, ow = (w + 2 - 3) / 2 + 1
+    let oh = (h + 2 - 3) / 2 + 1
+    let ow = (w + 2 - 3) / 2 + 1
     var out = [UInt8](repeating: 0, count: oh * ow * c)
     x.withUnsafeBufferPointer { x in
       out.withUnsafeMutableBufferPointer {
-        int8MaxPool(x, $0, height: h, width: w, channels: c, kernel: [3, 3], stride: [2, 2], padding: [1, 1, 1, 1], outHeight: oh, outWidth: ow)
+        int8MaxPool(
+          x, $0, height: h, width: w, channels: c, kernel: [3, 3], stride: [2, 2], padding: [1, 1, 1, 1],
+          outHeight: oh, outWidth: ow)
       }
     }
     for oy in 0..<oh {
       for ox in 0..<ow {
         for ch in 0..<c {
           var m = -1
-          for y in max(oy * 2 - 1, 0)..<min(oy * 2 + 2, h) { for xx in max(ox * 2 - 1, 0)..<min(ox * 2 + 2, w) { m = max(m, Int(x[(y * w + xx) * c + ch])) } }
+          for y in max(oy * 2 - 1, 0)..<min(oy * 2 + 2, h) {
+            for xx in max(ox * 2 - 1, 0)..<min(ox * 2 + 2, w) { m = max(m, Int(x[(y * w + xx) * c + ch])) }
+          }
           #expect(Int(out[(oy * ow + ox) * c + ch]) == m, "seed \(seed) at (\(oy), \(ox), \(ch))")
         }
       }
@@ -140,18 +162,22 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
     var rng = SeededGenerator(seed: seed)
     let (pixels, c) = (49, 13)
     let x = (0..<(pixels * c)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-    let zIn = Int32.random(in: 0...255, using: &rng), zOut = Int32.random(in: 0...255, using: &rng)
+    let zIn = Int32.random(in: 0...255, using: &rng)
+    let zOut = Int32.random(in: 0...255, using: &rng)
     let requant = try RequantMultiplier(real: Double.random(in: 0.5...2, using: &rng) / Double(pixels))
     var out = [UInt8](repeating: 0, count: c)
     x.withUnsafeBufferPointer { x in
       out.withUnsafeMutableBufferPointer {
-        int8GlobalAveragePool(x, $0, pixels: pixels, channels: c, inputZeroPoint: zIn, requant: requant, outputZeroPoint: zOut)
+        int8GlobalAveragePool(
+          x, $0, pixels: pixels, channels: c, inputZeroPoint: zIn, requant: requant, outputZeroPoint: zOut)
       }
     }
     for ch in 0..<c {
       let sum = (0..<pixels).reduce(0.0) { $0 + Double(Int32(x[$1 * c + ch]) - zIn) }
       let v = sum * requant.realValue
-      #expect(Double(out[ch]) == min(max((v + 0.5).rounded(.down) + Double(zOut), 0), 255), "seed \(seed) channel \(ch)")
+      #expect(
+        Double(out[ch]) == min(max((v + 0.5).rounded(.down) + Double(zOut), 0), 255),
+        "seed \(seed) channel \(ch)")
     }
 
     // Linear: weights [O, I], int32 logits, no clamp.
@@ -159,7 +185,9 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
     let w = (0..<(inF * outF)).map { _ in Int8.random(in: -127...127, using: &rng) }
     let bias = (0..<outF).map { _ in Int32.random(in: -100_000...100_000, using: &rng) }
     let ms = try (0..<outF).map { _ in try RequantMultiplier(real: Double.random(in: 0.01...1, using: &rng)) }
-    var node = QuantizedNode(name: "fc", op: .linear, inputs: ["x"], fused: ["fc"], output: ActivationQuantization(scale: 1, zeroPoint: 0))
+    var node = QuantizedNode(
+      name: "fc", op: .linear, inputs: ["x"], fused: ["fc"],
+      output: ActivationQuantization(scale: 1, zeroPoint: 0))
     node.inChannels = inF
     node.outChannels = outF
     node.weights = w
@@ -167,7 +195,9 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
     node.multipliers = ms.map(\.multiplier)
     node.shifts = ms.map(\.shift)
     var logits = [Int32](repeating: 0, count: outF)
-    out.withUnsafeBufferPointer { x in logits.withUnsafeMutableBufferPointer { Int8LinearPlan(node: node).run(x, $0) } }
+    out.withUnsafeBufferPointer { x in
+      logits.withUnsafeMutableBufferPointer { Int8LinearPlan(node: node).run(x, $0) }
+    }
     for o in 0..<outF {
       let acc = (0..<inF).reduce(Double(bias[o])) { $0 + Double(out[$1]) * Double(w[o * inF + $1]) }
       expectRounded(Int64(logits[o]), acc * ms[o].realValue, "seed \(seed) logit \(o)")

@@ -9,10 +9,12 @@ import Testing
 /// reference runtime. Returns (float logits, int8 logits, seconds per int8 image) per image.
 func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: [Float], seconds: Double)] {
   let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
-  let labels = try String(contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
+  let labels = try String(
+    contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
   let files = labels.split(separator: "\n").prefix(6).map { String($0.split(separator: "\t")[0]) }
   let inputs = try files.map {
-    model.info.preprocessing.apply(to: try ImageDecoder.decode(contentsOf: TestData.valImages.appendingPathComponent($0)))
+    model.info.preprocessing.apply(
+      to: try ImageDecoder.decode(contentsOf: TestData.valImages.appendingPathComponent($0)))
   }
   var ranges: [String: (lo: Float, hi: Float)] = [:]
   func observe(_ name: String, _ values: [Float]) {
@@ -46,19 +48,25 @@ func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: 
     for (i, r) in try quantizeAndCompare("efficientnet-lite0-57934424.pth").enumerated() {
       let c = cosine(r.float, r.int8)
       let sameTop1 = Classifier.topIndices(1, of: r.float) == Classifier.topIndices(1, of: r.int8)
-      print("efficientnet-lite0 image \(i): cosine \(c), same top-1 \(sameTop1), int8 \(String(format: "%.3f", r.seconds)) s")
+      print(
+        "efficientnet-lite0 image \(i): cosine \(c), same top-1 \(sameTop1), int8 \(String(format: "%.3f", r.seconds)) s"
+      )
       #expect(sameTop1 || c > 0.99, "image \(i): int8 top-1 differs from float and cosine is \(c)")
     }
   }
 
   /// Release timing and agreement for both models: `OCTET_INT8_TIMING=1 swift test -c release --filter RealModelTests`.
-  @Test(.enabled(if: ProcessInfo.processInfo.environment["OCTET_INT8_TIMING"] != nil
-    && TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
+  @Test(
+    .enabled(
+      if: ProcessInfo.processInfo.environment["OCTET_INT8_TIMING"] != nil
+        && TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
   func resNet50Int8AgreesWithFloat() throws {
     for (i, r) in try quantizeAndCompare("resnet50-random-bnstats.pth").enumerated() {
       let c = cosine(r.float, r.int8)
       let sameTop1 = Classifier.topIndices(1, of: r.float) == Classifier.topIndices(1, of: r.int8)
-      print("resnet50 image \(i): cosine \(c), same top-1 \(sameTop1), int8 \(String(format: "%.3f", r.seconds)) s")
+      print(
+        "resnet50 image \(i): cosine \(c), same top-1 \(sameTop1), int8 \(String(format: "%.3f", r.seconds)) s"
+      )
       #expect(sameTop1 || c > 0.99, "image \(i): int8 top-1 differs from float and cosine is \(c)")
     }
   }

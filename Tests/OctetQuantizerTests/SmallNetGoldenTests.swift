@@ -12,7 +12,11 @@ import Testing
     let result = try Quantizer.quantize(model: golden.model, range: golden.range)
     #expect(result.report.leftInFloat.isEmpty)
     // stem, dw, pw, short convs; the add; pool; avgpool; flatten; fc; and the input.
-    #expect(result.report.nodesByOperator == ["quantize_input": 1, "conv2d": 4, "add": 1, "max_pool": 1, "global_average_pool": 1, "flatten": 1, "linear": 1])
+    #expect(
+      result.report.nodesByOperator == [
+        "quantize_input": 1, "conv2d": 4, "add": 1, "max_pool": 1, "global_average_pool": 1, "flatten": 1,
+        "linear": 1,
+      ])
     // pw.conv's output channel 3 is all zero in the script.
     #expect(result.report.warnings.contains { $0.node == "pw.bn" && $0.message.contains("all-zero") })
 
@@ -27,7 +31,10 @@ import Testing
       let got = tensor.values.map(Int.init)
       let mismatches = zip(got, expected).enumerated().filter { $0.element.0 != $0.element.1 }
       #expect(got.count == expected.count, "\(name): \(got.count) values, golden has \(expected.count)")
-      #expect(mismatches.isEmpty, "\(name): \(mismatches.count) values differ, first at \(mismatches.first.map { "index \($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "") (golden seed \(golden.seed))")
+      #expect(
+        mismatches.isEmpty,
+        "\(name): \(mismatches.count) values differ, first at \(mismatches.first.map { "index \($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "") (golden seed \(golden.seed))"
+      )
     }
     #expect(seen == Set(golden.expected.keys))
     #expect(logits.values == golden.logits, "int32 logits differ from NumPy (golden seed \(golden.seed))")

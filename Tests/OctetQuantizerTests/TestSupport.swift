@@ -27,14 +27,19 @@ struct SmallNetGolden: Decodable {
   }
 
   static func load() throws -> SmallNetGolden {
-    let url = try #require(Bundle.module.url(forResource: "small_net", withExtension: "json", subdirectory: "Goldens"))
+    let url = try #require(
+      Bundle.module.url(forResource: "small_net", withExtension: "json", subdirectory: "Goldens"))
     return try JSONDecoder().decode(SmallNetGolden.self, from: Data(contentsOf: url))
   }
 
   var model: Model {
-    let info = ModelInfo(architecture: "small-net", inputSize: inputSize, classes: 10, preprocessing: .imagenet, source: "small_net.json")
+    let info = ModelInfo(
+      architecture: "small-net", inputSize: inputSize, classes: 10, preprocessing: .imagenet,
+      source: "small_net.json")
     var dict = TensorDictionary()
-    for name in weights.keys.sorted() { dict[name] = HostTensor(shape: weights[name]!.shape, float32: weights[name]!.data) }
+    for name in weights.keys.sorted() {
+      dict[name] = HostTensor(shape: weights[name]!.shape, float32: weights[name]!.data)
+    }
     return Model(info: info, graph: graph, weights: dict)
   }
 
@@ -47,7 +52,9 @@ struct SmallNetGolden: Decodable {
 
 /// A seed per test run, printed with every failure so the case can be replayed.
 func testSeed(_ fallback: UInt64) -> UInt64 {
-  if let text = ProcessInfo.processInfo.environment["OCTET_TEST_SEED"], let seed = UInt64(text) { return seed }
+  if let text = ProcessInfo.processInfo.environment["OCTET_TEST_SEED"], let seed = UInt64(text) {
+    return seed
+  }
   return fallback
 }
 
@@ -68,7 +75,9 @@ enum TestData {
 }
 
 func cosine(_ a: [Float], _ b: [Float]) -> Double {
-  var dot = 0.0, na = 0.0, nb = 0.0
+  var dot = 0.0
+  var na = 0.0
+  var nb = 0.0
   for (x, y) in zip(a, b) {
     dot += Double(x) * Double(y)
     na += Double(x) * Double(x)

@@ -70,7 +70,9 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
     case inputQuantization, clamp, addMultipliers, requant
   }
 
-  public init(name: String, op: QuantizedOperator, inputs: [String], fused: [String], output: ActivationQuantization) {
+  public init(
+    name: String, op: QuantizedOperator, inputs: [String], fused: [String], output: ActivationQuantization
+  ) {
     self.name = name
     self.op = op
     self.inputs = inputs
@@ -106,7 +108,9 @@ public struct QuantizedModel: Sendable, Equatable {
   /// Checks what the integer runtime relies on without knowing activation shapes: unique names,
   /// inputs produced earlier, parameter ranges, and the sizes of every per-channel array.
   public func validate() throws(QuantizedModelError) {
-    func bad(_ node: QuantizedNode, _ reason: String) -> QuantizedModelError { .invalidNode(node.name, reason) }
+    func bad(_ node: QuantizedNode, _ reason: String) -> QuantizedModelError {
+      .invalidNode(node.name, reason)
+    }
     guard let first = nodes.first, first.op == .quantizeInput, first.name == Graph.inputName else {
       throw .invalidGraph("the first node must be 'quantize_input' named '\(Graph.inputName)'")
     }
@@ -132,7 +136,9 @@ public struct QuantizedModel: Sendable, Equatable {
         throw bad(node, "output zero point \(node.output.zeroPoint) is outside [0, 255]")
       }
       if let q = node.inputQuantization {
-        guard q.count == node.inputs.count else { throw bad(node, "has \(q.count) input quantizations for \(node.inputs.count) inputs") }
+        guard q.count == node.inputs.count else {
+          throw bad(node, "has \(q.count) input quantizations for \(node.inputs.count) inputs")
+        }
         for p in q where !(p.scale > 0 && p.scale.isFinite && (0...255).contains(p.zeroPoint)) {
           throw bad(node, "input quantization (scale \(p.scale), zero point \(p.zeroPoint)) is invalid")
         }
@@ -155,7 +161,10 @@ public struct QuantizedModel: Sendable, Equatable {
             let p = node.padding, p.count == 4, p.allSatisfy({ $0 >= 0 }),
             g > 0, i % g == 0, o % g == 0, node.clamp != nil
           else {
-            throw bad(node, "needs kernel [kh, kw], stride [sh, sw], padding [t, l, b, r], clamp, and groups dividing \(i) and \(o)")
+            throw bad(
+              node,
+              "needs kernel [kh, kw], stride [sh, sw], padding [t, l, b, r], clamp, and groups dividing \(i) and \(o)"
+            )
           }
         }
         let perChannel = node.weightsPerChannel
@@ -164,14 +173,21 @@ public struct QuantizedModel: Sendable, Equatable {
           ("shift", node.shifts.count), ("weight_scale", node.weightScales.count),
         ] {
           let expected = label == "weight" ? o * perChannel : o
-          guard count == expected else { throw .tensor("\(node.name).\(label)", "has \(count) values, expected \(expected)") }
+          guard count == expected else {
+            throw .tensor("\(node.name).\(label)", "has \(count) values, expected \(expected)")
+          }
         }
-        if node.weights.contains(-128) { throw .tensor("\(node.name).weight", "holds -128; weights are in [-127, 127]") }
+        if node.weights.contains(-128) {
+          throw .tensor("\(node.name).weight", "holds -128; weights are in [-127, 127]")
+        }
         for c in 0..<o {
           let (m, n) = (node.multipliers[c], node.shifts[c])
           // RequantMultiplier's ranges (docs/quantization.md §3), checked here so a damaged file is an error.
           guard (1...62).contains(n), m >= 0, m >= 1 << 30 || n == 62 || m == 0 else {
-            throw .tensor("\(node.name).multiplier", "channel \(c): (m \(m), n \(n)) is out of range (n in 1...62, m in [2^30, 2^31) unless n is 62)")
+            throw .tensor(
+              "\(node.name).multiplier",
+              "channel \(c): (m \(m), n \(n)) is out of range (n in 1...62, m in [2^30, 2^31) unless n is 62)"
+            )
           }
         }
       case .add:
@@ -192,7 +208,10 @@ public struct QuantizedModel: Sendable, Equatable {
       }
     }
     guard let out = node(named: output) else { throw .invalidGraph("graph output '\(output)' is not a node") }
-    guard out.op == .linear else { throw .invalidGraph("graph output '\(output)' is \(out.op.rawValue); the integer graph ends in a linear classifier") }
+    guard out.op == .linear else {
+      throw .invalidGraph(
+        "graph output '\(output)' is \(out.op.rawValue); the integer graph ends in a linear classifier")
+    }
   }
 }
 
@@ -206,11 +225,11 @@ public enum QuantizedModelError: Error, CustomStringConvertible, Equatable {
 
   public var description: String {
     switch self {
-    case let .invalidGraph(message): "invalid int8 graph: \(message)"
-    case let .invalidNode(name, reason): "int8 node '\(name)': \(reason)"
-    case let .tensor(name, reason): "int8 tensor '\(name)' \(reason)"
-    case let .notAQuantizedModel(path, reason): "'\(path)' is not an Octet int8 model file: \(reason)"
-    case let .unsupportedFormatVersion(path, found, supported):
+    case .invalidGraph(let message): "invalid int8 graph: \(message)"
+    case .invalidNode(let name, let reason): "int8 node '\(name)': \(reason)"
+    case .tensor(let name, let reason): "int8 tensor '\(name)' \(reason)"
+    case .notAQuantizedModel(let path, let reason): "'\(path)' is not an Octet int8 model file: \(reason)"
+    case .unsupportedFormatVersion(let path, let found, let supported):
       "'\(path)' has int8 format version \(found); this Octet reads version \(supported). Quantize the model again with `octet quantize`."
     }
   }

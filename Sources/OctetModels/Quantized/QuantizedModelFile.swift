@@ -28,7 +28,8 @@ public enum QuantizedModelFile {
       "octet.format": format,
       "octet.format_version": formatVersion,
       "octet.model": String(decoding: try encoder.encode(model.info), as: UTF8.self),
-      "octet.int8_graph": String(decoding: try encoder.encode(GraphJSON(nodes: model.nodes, output: model.output)), as: UTF8.self),
+      "octet.int8_graph": String(
+        decoding: try encoder.encode(GraphJSON(nodes: model.nodes, output: model.output)), as: UTF8.self),
     ]
   }
 
@@ -36,13 +37,17 @@ public enum QuantizedModelFile {
     var tensors = TensorDictionary()
     for node in model.nodes where node.op == .conv2d || node.op == .linear {
       let o = node.outChannels ?? 0
-      let weightShape = node.op == .conv2d
+      let weightShape =
+        node.op == .conv2d
         ? [o] + (node.kernel ?? [1, 1]) + [(node.inChannels ?? 0) / max(node.groups ?? 1, 1)]
         : [o, node.inChannels ?? 0]
-      tensors["\(node.name).weight"] = HostTensor(type: .int8, shape: weightShape, bytes: node.weights.map { UInt8(bitPattern: $0) })
+      tensors["\(node.name).weight"] = HostTensor(
+        type: .int8, shape: weightShape, bytes: node.weights.map { UInt8(bitPattern: $0) })
       tensors["\(node.name).bias"] = HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.bias))
-      tensors["\(node.name).multiplier"] = HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.multipliers))
-      tensors["\(node.name).shift"] = HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.shifts))
+      tensors["\(node.name).multiplier"] = HostTensor(
+        type: .int32, shape: [o], bytes: littleEndianBytes(node.multipliers))
+      tensors["\(node.name).shift"] = HostTensor(
+        type: .int32, shape: [o], bytes: littleEndianBytes(node.shifts))
       tensors["\(node.name).weight_scale"] = HostTensor(
         type: .float32, shape: [o], bytes: littleEndianBytes(node.weightScales.map { $0.bitPattern }))
     }
@@ -61,15 +66,20 @@ public enum QuantizedModelFile {
   }
 
   /// Rebuilds and validates a model from a safetensors file's tensors and metadata.
-  public static func decode(tensors: TensorDictionary, metadata: [String: String], path: String) throws -> QuantizedModel {
+  public static func decode(tensors: TensorDictionary, metadata: [String: String], path: String) throws
+    -> QuantizedModel
+  {
     guard let found = metadata["octet.format"] else {
-      throw QuantizedModelError.notAQuantizedModel(path: path, reason: "its safetensors metadata has no 'octet.format'; make one with `octet quantize`")
+      throw QuantizedModelError.notAQuantizedModel(
+        path: path, reason: "its safetensors metadata has no 'octet.format'; make one with `octet quantize`")
     }
     guard found == format else {
-      throw QuantizedModelError.notAQuantizedModel(path: path, reason: "it holds format '\(found)', not '\(format)'")
+      throw QuantizedModelError.notAQuantizedModel(
+        path: path, reason: "it holds format '\(found)', not '\(format)'")
     }
     guard metadata["octet.format_version"] == formatVersion else {
-      throw QuantizedModelError.unsupportedFormatVersion(path: path, found: metadata["octet.format_version"] ?? "none", supported: formatVersion)
+      throw QuantizedModelError.unsupportedFormatVersion(
+        path: path, found: metadata["octet.format_version"] ?? "none", supported: formatVersion)
     }
     let info: ModelInfo
     let graph: GraphJSON
@@ -78,7 +88,8 @@ public enum QuantizedModelFile {
       info = try decoder.decode(ModelInfo.self, from: Data((metadata["octet.model"] ?? "").utf8))
       graph = try decoder.decode(GraphJSON.self, from: Data((metadata["octet.int8_graph"] ?? "").utf8))
     } catch {
-      throw QuantizedModelError.notAQuantizedModel(path: path, reason: "its int8 graph description is not valid: \(error)")
+      throw QuantizedModelError.notAQuantizedModel(
+        path: path, reason: "its int8 graph description is not valid: \(error)")
     }
     var nodes = graph.nodes
     var used: Set<String> = []
@@ -87,7 +98,9 @@ public enum QuantizedModelFile {
       func tensor(_ suffix: String, _ type: ElementType) throws -> HostTensor {
         let key = "\(name).\(suffix)"
         guard let t = tensors[key] else { throw QuantizedModelError.tensor(key, "is missing from '\(path)'") }
-        guard t.type == type else { throw QuantizedModelError.tensor(key, "is \(t.type.rawValue), expected \(type.rawValue)") }
+        guard t.type == type else {
+          throw QuantizedModelError.tensor(key, "is \(t.type.rawValue), expected \(type.rawValue)")
+        }
         used.insert(key)
         return t
       }
@@ -114,7 +127,9 @@ public enum QuantizedModelFile {
 
   static func int32s(_ t: HostTensor) -> [Int32] {
     t.bytes.withUnsafeBytes { raw in
-      (0..<t.elementCount).map { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+      (0..<t.elementCount).map {
+        Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))
+      }
     }
   }
 }
