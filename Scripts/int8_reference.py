@@ -129,6 +129,13 @@ def quantize_channels(w, b, s_in, z_in):
         s = F32(max_abs / F32(127))
         if not s > 0:
             s = F32(1)
+        # docs/quantization.md §5: raise the scale so |bias| fits in 2^30 (dead channels).
+        floor = abs(np.float64(b[c])) / (np.float64(s_in) * 2.0**30)
+        if np.float64(s) < floor:
+            f = F32(floor)
+            if np.float64(f) < floor:
+                f = np.nextafter(f, F32(np.inf))
+            s = f
         q = np.clip(round_half_away(flat[c] / np.float64(s)), -127, 127).astype(np.int64)
         wq[c] = q
         bq = saturate32(int(round_half_away(b[c] / (np.float64(s_in) * np.float64(s)))))

@@ -13,7 +13,8 @@ import OctetModels
 /// - BatchNorm and the conv bias are folded in Double: f = γ / √(σ² + ε), w' = w · f,
 ///   b' = (b − μ) · f + β (ε widened from Float).
 /// - Activation parameters: `ActivationQuantization(range:hi:)` on the Float range (Float math).
-/// - Weight scale per output channel: `symmetricWeightScale(maxAbs: Float(max |w'|))` (Float);
+/// - Weight scale per output channel: `symmetricWeightScale(maxAbs: Float(max |w'|))` (Float), raised
+///   to |b'| / (s_in · 2^30) (rounded up to a Float) when that is larger, so the bias fits;
 ///   w_q = clamp(round(w' / s_w), −127, 127) in Double, rounding half away from zero.
 /// - Bias: round(b' / (s_in · s_w)) in Double, saturated to Int32; then −z_in · Σ w_q folded in,
 ///   saturated again.
@@ -85,6 +86,7 @@ public enum Quantizer {
     var zeroChannels: [Int] = []
     var saturated: [Int] = []
     var overflowRisk: [Int] = []
+    var raised: [Int] = []
     for c in 0..<o {
       let row = c * perChannel
       var maxAbs = 0.0
@@ -94,7 +96,17 @@ public enum Quantizer {
           node, "output channel \(c) has a weight of magnitude \(maxAbs) after BatchNorm folding")
       }
       if maxAbs == 0 { zeroChannels.append(c) }
-      let s = symmetricWeightScale(maxAbs: Float(maxAbs))
+      var s = symmetricWeightScale(maxAbs: Float(maxAbs))
+      // docs/quantization.md §5: |b_q| must stay within 2^30 so that the accumulator cannot wrap.
+      // A dead channel (weights ~0 after folding, a large BatchNorm shift) gets a coarser weight
+      // scale instead of a saturated bias: its weights barely matter, its bias does.
+      let scaleFloor = abs(b[c]) / (Double(input.scale) * 1_073_741_824.0)
+      if Double(s) < scaleFloor {
+        var raisedScale = Float(scaleFloor)
+        if Double(raisedScale) < scaleFloor { raisedScale = raisedScale.nextUp }
+        s = raisedScale
+        raised.append(c)
+      }
       scales[c] = s
       var sum: Int64 = 0
       var sumAbs: Int64 = 0
@@ -127,6 +139,12 @@ public enum Quantizer {
         .init(
           node: node,
           message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)"))
+    }
+    if !raised.isEmpty {
+      warnings.append(
+        .init(
+          node: node,
+          message: "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))"))
     }
     // A saturated bias is always clamped for headroom too: one warning for both.
     let onlySaturated = saturated.filter { !overflowRisk.contains($0) }
