@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent NumPy reference of Octet's int8 scheme (docs/int8-contract.md), for a bit-exact golden.
+"""Independent NumPy reference of Octet's int8 scheme (docs/quantization.md), for a bit-exact golden.
 
 It builds a small network with seeded random float weights, fixes calibration ranges, quantizes it
 following the contract text (not the Swift code), runs it with integer arithmetic and writes

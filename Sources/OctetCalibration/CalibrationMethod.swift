@@ -6,7 +6,7 @@
 /// - `mse`: the range that minimizes the expected squared error of the 8-bit quantizer, clipping
 ///   included (see `HistogramObserver.mseRange()`).
 ///
-/// Every range is widened to include 0 before it is written (docs/int8-contract.md: activations).
+/// Every range is widened to include 0 before it is written (docs/quantization.md §1).
 public enum CalibrationMethod: Sendable, Equatable, Hashable, CustomStringConvertible {
   case minmax
   case percentile(Double)

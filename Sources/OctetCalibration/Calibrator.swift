@@ -31,7 +31,7 @@ public struct CalibrationResult: Sendable {
 /// Runs the float model over calibration images and records a range for every quantized tensor.
 ///
 /// The quantized tensors are the network input ("input") and every step output of the float executor
-/// planned with `fuseResidualAdd: false` (docs/int8-contract.md: a tensor is named by the node that
+/// planned with `fuseResidualAdd: false` (docs/quantization.md: a tensor is named by the node that
 /// produces it after fusion; the convolution output before a residual add is quantized too). The
 /// last one, the classifier's logits, is int32 in the quantized model: its range is recorded for
 /// information.
@@ -190,7 +190,7 @@ public final class Calibrator: Sendable {
         chosen = o.range(for: method)
       }
       guard let chosen else { return }
-      // Widened to include 0, as the quantizer would (docs/int8-contract.md: activations), so the
+      // Widened to include 0, as the quantizer would (docs/quantization.md §1), so the
       // file says exactly what is used.
       let lo = Swift.min(Float(chosen.lo), 0), hi = Swift.max(Float(chosen.hi), 0)
       let entry = RangeTable.Entry(

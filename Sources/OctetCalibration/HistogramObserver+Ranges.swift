@@ -1,7 +1,7 @@
 import Foundation
 
 /// The range choosers: each turns a histogram into a clipping range [lo, hi] inside the observed
-/// [min, max]. The caller widens it to include 0 (docs/int8-contract.md, activations).
+/// [min, max]. The caller widens it to include 0 (docs/quantization.md §1).
 extension HistogramObserver {
   /// Bins the entropy and MSE searches work on: TensorRT's 2048 over the used range.
   public static let searchBinCount = 2048

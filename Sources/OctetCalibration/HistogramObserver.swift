@@ -15,7 +15,7 @@ import Foundation
 ///
 /// The data fills between half and all of the bins (at least 4096 of the default 8192 over
 /// [min, max]). Exact zeros (ReLU outputs are half zeros) are also counted apart, because the
-/// quantizer represents 0 exactly (docs/int8-contract.md: the zero point is the quantized real 0).
+/// quantizer represents 0 exactly (docs/quantization.md §1: the zero point is the quantized real 0).
 public struct HistogramObserver: Sendable, Equatable {
   public static let defaultBinCount = 8192
   /// Bin widths never go below 2^-100 (a tensor of zeros).

@@ -1,7 +1,7 @@
 import Foundation
 import OctetCore
 
-/// The calibrated activation ranges of a model: what the quantizer reads (docs/int8-contract.md:
+/// The calibrated activation ranges of a model: what the quantizer reads (docs/quantization.md:
 /// s = (max − min)/255, z = round(−min/s)).
 ///
 /// On disk it is JSON, one tensor per line so that a hand edit or a re-calibration diffs line by line:

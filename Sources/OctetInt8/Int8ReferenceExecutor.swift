@@ -17,7 +17,7 @@ public enum Int8PlanError: Error, CustomStringConvertible, Equatable {
 /// Runs a `QuantizedModel` with plain scalar integer arithmetic: the oracle the fast kernels are
 /// tested against, and a usable evaluator. Input is the preprocessed float NHWC `[N, S, S, 3]`
 /// (S = `model.info.inputSize`); it is quantized once, and from there to the int32 logits
-/// `[N, classes]` every operation is integer (docs/int8-contract.md). Deterministic: the same
+/// `[N, classes]` every operation is integer (docs/quantization.md). Deterministic: the same
 /// model and input give the same bits on every machine.
 public final class Int8ReferenceExecutor: @unchecked Sendable {
   public let model: QuantizedModel

@@ -2,7 +2,7 @@ import OctetCore
 import OctetModels
 
 // Scalar integer operators, one image at a time, NHWC. They read like the formulas of
-// docs/int8-contract.md (docs/quantization.md); shapes are checked once by the plan, so the
+// docs/quantization.md; shapes are checked once by the plan, so the
 // kernels only precondition. Accumulators are Int32 with wrapping adds: the quantizer checks per
 // layer that |bias| + 255 · Σ|w| < 2^31, so the final sum is exact.
 

@@ -2,7 +2,7 @@ import OctetCore
 import OctetModels
 
 /// Post-training int8 quantization of a float `Model` with calibrated activation ranges, following
-/// docs/int8-contract.md (docs/quantization.md).
+/// docs/quantization.md.
 ///
 /// Fusion is the float executor's with `fuseResidualAdd: false`, so the integer graph's tensors
 /// are the ones calibration observed, under the same names: conv (+ batch_norm) (+ relu/relu6) is
@@ -74,7 +74,7 @@ public enum Quantizer {
   }
 
   /// Per-output-channel int8 weights, scales and zero-point-folded int32 biases for weights laid out
-  /// `[O, perChannel]`, reading an input quantized with `input`. docs/int8-contract.md "Weights", "Bias".
+  /// `[O, perChannel]`, reading an input quantized with `input`. docs/quantization.md §2, §5.
   static func quantizeChannels(
     weights w: [Double], bias b: [Double], outChannels o: Int, input: ActivationQuantization, node: String,
     warnings: inout [QuantizationWarning]
@@ -119,7 +119,7 @@ public enum Quantizer {
       let (bq, s1) = saturatingInt32(roundToInt64(b[c] / (Double(input.scale) * Double(s))))
       var (folded, s2) = saturatingInt32(Int64(bq) - Int64(input.zeroPoint) * sum)
       if s1 || s2 { saturated.append(c) }
-      // |acc| <= |b| + 255 · Σ|w_q| must stay below 2^31 (docs/int8-contract.md "Accumulator").
+      // |acc| <= |b| + 255 · Σ|w_q| must stay below 2^31 (docs/quantization.md §14).
       // A bias that saturated (a near-zero channel with a large BatchNorm shift: s_w is tiny) is
       // clamped further, to leave the products room, so the int32 sum can never wrap.
       let headroom = max(Int64(Int32.max) - 255 * sumAbs, 0)
@@ -212,7 +212,7 @@ struct Builder {
     return nodeByName[c[0]]
   }
 
-  /// The calibrated quantization of tensor `name`. docs/int8-contract.md "Activations".
+  /// The calibrated quantization of tensor `name`. docs/quantization.md §1.
   mutating func calibrated(_ name: String) throws -> ActivationQuantization {
     guard let r = range(name) else { throw QuantizerError.missingRange(tensor: name) }
     guard r.lo.isFinite, r.hi.isFinite, r.lo <= r.hi else {
@@ -323,7 +323,7 @@ struct Builder {
         let out = try calibrated(name)
         var n = QuantizedNode(name: name, op: .globalAveragePool, inputs: [t], fused: [name], output: out)
         n.inputQuantization = [q]
-        // M = s_in / (s_out · H · W): the mean's 1/(H·W) rides in the multiplier. docs/int8-contract.md "Global average pool".
+        // M = s_in / (s_out · H · W): the mean's 1/(H·W) rides in the multiplier. docs/quantization.md §10.
         n.requant = try Quantizer.multiplier(
           Double(q.scale) / (Double(out.scale) * Double(s[0] * s[1])), node: name,
           what: "average-pool multiplier", warnings: &warnings)
@@ -475,7 +475,7 @@ struct Builder {
   }
 
   /// The classifier keeps int32 logits at s_in · max s_w: channel c is requantized by
-  /// s_w[c] / max s_w ≤ 1, with no clamp. docs/int8-contract.md "Classifier".
+  /// s_w[c] / max s_w ≤ 1, with no clamp. docs/quantization.md §11.
   mutating func linear(_ node: Node) throws {
     let name = node.name
     let (t, inQ, s) = try source(node.inputs[0], name)

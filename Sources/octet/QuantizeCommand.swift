@@ -11,7 +11,7 @@ struct QuantizeCommand: ParsableCommand {
     abstract: "Quantize a float model to int8 with a range table from `octet calibrate`.",
     discussion: """
       BatchNorm is folded, weights become per-channel int8, biases int32, activations per-tensor \
-      uint8 with the calibrated ranges (docs/int8-contract.md). Prints the nodes quantized, anything \
+      uint8 with the calibrated ranges (docs/quantization.md). Prints the nodes quantized, anything \
       left in float, and warnings; the int8 model file is written atomically.
       """)
 
