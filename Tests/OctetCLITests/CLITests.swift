@@ -155,3 +155,54 @@ struct CLIEndToEndTests {
     #expect((0...1).contains(top1) && top1 <= top5 && top5 <= 1)
   }
 }
+
+@Suite(.enabled(if: Paths.lite0 != nil && Paths.hasValImages, "needs EfficientNet-Lite0 and ../shared/data"))
+struct CLIInt8PipelineTests {
+  /// calibrate → quantize → compare / eval / classify on the int8 model, through the binary.
+  @Test func calibrateQuantizeCompare() throws {
+    let dir = try Paths.temporaryDirectory()
+    let model = dir.appendingPathComponent("lite0.safetensors")
+    #expect(try OctetProcess.run(["import", Paths.lite0!.path, "-o", model.path]).status == 0)
+    let calibration = Paths.shared.appendingPathComponent("data/imagenet-train-calibration-500")
+    let ranges = dir.appendingPathComponent("ranges.json")
+    let calibrated = try OctetProcess.run(
+      ["calibrate", model.path, "--images", calibration.path, "--limit", "4", "--method", "minmax", "-o", ranges.path])
+    #expect(calibrated.status == 0, "\(calibrated.stderr)")
+    let table = try JSONSerialization.jsonObject(with: Data(contentsOf: ranges)) as! [String: Any]
+    #expect(table["format"] as? String == "octet-ranges")
+    #expect((table["tensors"] as! [[String: Any]]).contains { $0["name"] as? String == "input" })
+
+    let int8 = dir.appendingPathComponent("lite0-int8.safetensors")
+    let quantized = try OctetProcess.run(["quantize", model.path, "--ranges", ranges.path, "-o", int8.path])
+    #expect(quantized.status == 0, "\(quantized.stderr)")
+    #expect(quantized.stdout.contains("left in float: none"))
+
+    let report = dir.appendingPathComponent("compare.json")
+    let compared = try OctetProcess.run(
+      ["compare", model.path, int8.path, "--images", Paths.valImages.path, "--limit", "3", "--json", report.path])
+    #expect(compared.status == 0, "\(compared.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as! [String: Any]
+    #expect(json["count"] as? Int == 3)
+    for key in ["float", "int8"] {
+      let accuracy = try #require(json[key] as? [String: Any])
+      #expect(accuracy["top1"] is Double && accuracy["top5"] is Double)
+    }
+    #expect(json["top1_agreement"] is Double)
+    #expect((json["not_quantized"] as? [String])?.isEmpty == true)
+    let layers = try #require(json["layers"] as? [[String: Any]])
+    #expect(layers.count >= 50)
+    let sqnr = layers.compactMap { $0["sqnr_db"] as? Double }
+    #expect(sqnr == sqnr.sorted(), "layers are listed worst first")
+
+    // The int8 model runs through classify and eval as well.
+    let image = Paths.valImages.appendingPathComponent("ILSVRC2012_val_00000347.JPEG").path
+    let classified = try OctetProcess.run(["classify", int8.path, image, "--top", "1"])
+    #expect(classified.status == 0, "\(classified.stderr)")
+    let evaluated = try OctetProcess.run(["eval", int8.path, "--images", Paths.valImages.path, "--limit", "2"])
+    #expect(evaluated.status == 0, "\(evaluated.stderr)")
+
+    // A float model where an int8 one is expected is a clear error.
+    let wrong = try OctetProcess.run(["compare", model.path, model.path, "--images", Paths.valImages.path, "--limit", "1"])
+    expectCleanFailure(wrong, mentions: ["not an int8 model"])
+  }
+}
