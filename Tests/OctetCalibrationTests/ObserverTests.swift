@@ -150,6 +150,6 @@ import Testing
     for bad in ["percentile:", "percentile:101", "percentile:abc", "percentile:40", "kld", ""] {
       #expect(throws: CalibrationError.badMethod(bad)) { try CalibrationMethod(parsing: bad) }
     }
-    #expect(CalibrationMethod.default == .percentile(99.99))
+    #expect(CalibrationMethod.default == .mse)
   }
 }
