@@ -133,46 +133,31 @@ public final class DriftComparison: @unchecked Sendable {
     _ entries: [LabeledFolder.Entry], threads: Int, progress: @Sendable (Int, Double) -> Void = { _, _ in }
   ) throws -> DriftReport {
     struct Totals {
-      var next = 0
       var done = 0
       var floatTop1 = 0, floatTop5 = 0, int8Top1 = 0, int8Top5 = 0, agree = 0
       var layers: [String: LayerAccumulator] = [:]
       var unmatched = Set<String>()
-      var failure: Error?
     }
     let totals = Mutex(Totals())
-    DispatchQueue.concurrentPerform(iterations: max(1, min(threads, entries.count))) { _ in
-      while true {
-        let index: Int? = totals.withLock { t in
-          guard t.failure == nil, t.next < entries.count else { return nil }
-          defer { t.next += 1 }
-          return t.next
-        }
-        guard let index else { return }
-        let entry = entries[index]
-        do {
-          let result = compare(image: try ImageDecoder.decode(contentsOf: entry.url))
-          let f5 = Classifier.topIndices(5, of: result.floatLogits)
-          let q5 = Classifier.topIndices(5, of: result.int8Logits)
-          let (done, agreement) = totals.withLock { t in
-            t.floatTop1 += f5.first == entry.label ? 1 : 0
-            t.floatTop5 += f5.contains(entry.label) ? 1 : 0
-            t.int8Top1 += q5.first == entry.label ? 1 : 0
-            t.int8Top5 += q5.contains(entry.label) ? 1 : 0
-            t.agree += f5.first == q5.first ? 1 : 0
-            for (name, layer) in result.layers { t.layers[name, default: LayerAccumulator()].merge(layer) }
-            t.unmatched.formUnion(result.unmatched)
-            t.done += 1
-            return (t.done, Double(t.agree) / Double(t.done))
-          }
-          progress(done, agreement)
-        } catch {
-          totals.withLock { t in t.failure = t.failure ?? error }
-        }
+    try forEachInParallel(entries.count, threads: threads) { index in
+      let entry = entries[index]
+      let result = compare(image: try ImageDecoder.decode(contentsOf: entry.url))
+      let f5 = Classifier.topIndices(5, of: result.floatLogits)
+      let q5 = Classifier.topIndices(5, of: result.int8Logits)
+      let (done, agreement) = totals.withLock { t in
+        t.floatTop1 += f5.first == entry.label ? 1 : 0
+        t.floatTop5 += f5.contains(entry.label) ? 1 : 0
+        t.int8Top1 += q5.first == entry.label ? 1 : 0
+        t.int8Top5 += q5.contains(entry.label) ? 1 : 0
+        t.agree += f5.first == q5.first ? 1 : 0
+        for (name, layer) in result.layers { t.layers[name, default: LayerAccumulator()].merge(layer) }
+        t.unmatched.formUnion(result.unmatched)
+        t.done += 1
+        return (t.done, Double(t.agree) / Double(t.done))
       }
+      progress(done, agreement)
     }
     let t = totals.withLock { $0 }
-    if let failure = t.failure { throw failure }
     let n = Double(entries.count)
     let order = int8.model.nodes.map(\.name)
     let layers = order.compactMap { name in

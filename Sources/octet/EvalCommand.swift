@@ -48,43 +48,30 @@ struct EvalCommand: ParsableCommand {
     let entries = Array(allEntries.prefix(limit ?? allEntries.count))
     // Workers take images in order; the executor is safe to share (each call has its own scratch).
     struct State {
-      var next = 0
       var done = 0
       var top1 = 0
       var top5 = 0
-      var failure: Error?
       var progress: ProgressBar
     }
     let state = Mutex(State(progress: ProgressBar(total: entries.count, label: "eval")))
     let start = Date()
-    DispatchQueue.concurrentPerform(iterations: min(threads, entries.count)) { _ in
-      while true {
-        let index: Int? = state.withLock { s in
-          guard s.failure == nil, s.next < entries.count else { return nil }
-          defer { s.next += 1 }
-          return s.next
-        }
-        guard let index else { return }
+    do {
+      try forEachInParallel(entries.count, threads: threads) { index in
         let entry = entries[index]
-        do {
-          let image = try ImageDecoder.decode(contentsOf: entry.url)
-          let ranked = Classifier.topIndices(5, of: classifier.logits(for: image))
-          state.withLock { s in
-            if ranked.first == entry.label { s.top1 += 1 }
-            if ranked.contains(entry.label) { s.top5 += 1 }
-            s.done += 1
-            s.progress.update(s.done, detail: String(format: "top-1 %.2f%%", 100 * Double(s.top1) / Double(s.done)))
-          }
-        } catch {
-          state.withLock { s in s.failure = s.failure ?? error }
+        let image = try ImageDecoder.decode(contentsOf: entry.url)
+        let ranked = Classifier.topIndices(5, of: classifier.logits(for: image))
+        state.withLock { s in
+          if ranked.first == entry.label { s.top1 += 1 }
+          if ranked.contains(entry.label) { s.top5 += 1 }
+          s.done += 1
+          s.progress.update(s.done, detail: String(format: "top-1 %.2f%%", 100 * Double(s.top1) / Double(s.done)))
         }
       }
+    } catch {
+      state.withLock { $0.progress.finish() }
+      throw error
     }
-    let (top1, top5, failure, progress) = state.withLock { ($0.top1, $0.top5, $0.failure, $0.progress) }
-    if let failure {
-      progress.finish()
-      throw failure
-    }
+    let (top1, top5, progress) = state.withLock { ($0.top1, $0.top5, $0.progress) }
     progress.finish()
     let n = entries.count
     let report = Report(
