@@ -183,17 +183,7 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       case .quantizeInput(let q):
         for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
       case .conv(let plan, let input):
-        let x = values[input]!
-        let inSize = x.count / batch
-        x.withUnsafeBufferPointer { x in
-          out.withUnsafeMutableBufferPointer { out in
-            for n in 0..<batch {
-              plan.run(
-                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
-                UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]))
-            }
-          }
-        }
+        forEachImage(values[input]!, &out, batch: batch) { x, out in plan.run(x, out) }
       case .add(let a, let b, let za, let zb, let multipliers, let zOut, let lo, let hi):
         values[a]!.withUnsafeBufferPointer { a in
           values[b]!.withUnsafeBufferPointer { b in
@@ -206,46 +196,22 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         }
       case .maxPool(let kernel, let stride, let padding, let input):
         let s = steps[input].shape
-        let inSize = s.reduce(1, *)
-        values[input]!.withUnsafeBufferPointer { x in
-          out.withUnsafeMutableBufferPointer { out in
-            for n in 0..<batch {
-              int8MaxPool(
-                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
-                UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]),
-                height: s[0], width: s[1], channels: s[2], kernel: kernel, stride: stride, padding: padding,
-                outHeight: p.shape[0], outWidth: p.shape[1])
-            }
-          }
+        forEachImage(values[input]!, &out, batch: batch) { x, out in
+          int8MaxPool(
+            x, out, height: s[0], width: s[1], channels: s[2], kernel: kernel, stride: stride, padding: padding,
+            outHeight: p.shape[0], outWidth: p.shape[1])
         }
       case .globalAveragePool(let input, let zIn, let requant, let zOut):
         let s = steps[input].shape
-        let inSize = s.reduce(1, *)
-        values[input]!.withUnsafeBufferPointer { x in
-          out.withUnsafeMutableBufferPointer { out in
-            for n in 0..<batch {
-              int8GlobalAveragePool(
-                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
-                UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]),
-                pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant,
-                outputZeroPoint: zOut)
-            }
-          }
+        forEachImage(values[input]!, &out, batch: batch) { x, out in
+          int8GlobalAveragePool(
+            x, out, pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant,
+            outputZeroPoint: zOut)
         }
       case .flatten(let input):
         out = values[input]!
       case .linear(let plan, let input):
-        let x = values[input]!
-        let inSize = x.count / batch
-        x.withUnsafeBufferPointer { x in
-          logits.withUnsafeMutableBufferPointer { logits in
-            for n in 0..<batch {
-              plan.run(
-                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
-                UnsafeMutableBufferPointer(rebasing: logits[(n * classes)..<((n + 1) * classes)]))
-            }
-          }
-        }
+        forEachImage(values[input]!, &logits, batch: batch) { x, logits in plan.run(x, logits) }
         for s in p.release { values[s] = nil }
         continue
       }
@@ -260,5 +226,24 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   /// row, for a batch): what `classify`, `eval` and `compare` need.
   public func logits(for input: Tensor) -> [Float] {
     run(input).dequantized().scalars
+  }
+}
+
+/// Calls `body` once per image of a batch with that image's slice of `input` and of `output` (both
+/// split evenly into `batch` images).
+private func forEachImage<In, Out>(
+  _ input: [In], _ output: inout [Out], batch: Int,
+  _ body: (UnsafeBufferPointer<In>, UnsafeMutableBufferPointer<Out>) -> Void
+) {
+  let inSize = input.count / batch
+  let outSize = output.count / batch
+  input.withUnsafeBufferPointer { x in
+    output.withUnsafeMutableBufferPointer { out in
+      for n in 0..<batch {
+        body(
+          UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+          UnsafeMutableBufferPointer(rebasing: out[(n * outSize)..<((n + 1) * outSize)]))
+      }
+    }
   }
 }
