@@ -63,21 +63,23 @@ let package = Package(
       dependencies: ["Octet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
 
+    // Paths of ../shared and .cache/ and small helpers that several test targets use.
+    .target(name: "OctetTestSupport", path: "Tests/OctetTestSupport"),
     .testTarget(name: "OctetCoreTests", dependencies: ["OctetCore"]),
     .testTarget(
-      name: "OctetModelsTests", dependencies: ["OctetModels"],
+      name: "OctetModelsTests", dependencies: ["OctetTestSupport", "OctetModels"],
       resources: [.copy("Fixtures")]),
     .testTarget(
-      name: "OctetImagesTests", dependencies: ["OctetImages"],
+      name: "OctetImagesTests", dependencies: ["OctetTestSupport", "OctetImages"],
       resources: [.copy("Fixtures")]),
     .testTarget(
-      name: "OctetFloatTests", dependencies: ["OctetFloat", "Octet"],
+      name: "OctetFloatTests", dependencies: ["OctetTestSupport", "OctetFloat", "Octet"],
       resources: [.copy("Goldens")]),
-    .testTarget(name: "OctetCalibrationTests", dependencies: ["OctetCalibration"]),
+    .testTarget(name: "OctetCalibrationTests", dependencies: ["OctetTestSupport", "OctetCalibration"]),
     .testTarget(
-      name: "OctetQuantizerTests", dependencies: ["OctetQuantizer", "OctetInt8", "Octet"],
+      name: "OctetQuantizerTests", dependencies: ["OctetTestSupport", "OctetQuantizer", "OctetInt8", "Octet"],
       resources: [.copy("Goldens")]),
     // Runs the built `octet` binary: exit codes, error lines, JSON reports, no partial files.
-    .testTarget(name: "OctetCLITests", dependencies: ["octet", "OctetModels"]),
+    .testTarget(name: "OctetCLITests", dependencies: ["OctetTestSupport", "octet", "OctetModels"]),
   ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import OctetCore
 import OctetModels
+import OctetTestSupport
 import Testing
 
 /// Runs the `octet` binary that `swift build` put beside the test bundle.
@@ -42,17 +43,11 @@ struct OctetProcess {
 }
 
 enum Paths {
-  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-  static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
-  static let fixtures = root.appendingPathComponent("Tests/OctetModelsTests/Fixtures")
-  static let valImages = shared.appendingPathComponent("data/imagenet-val-1300")
-  static func model(_ name: String) -> URL? {
-    [shared.appendingPathComponent("models/\(name)"), root.appendingPathComponent(".cache/models/\(name)")]
-      .first { FileManager.default.fileExists(atPath: $0.path) }
-  }
-  static var lite0: URL? { model("efficientnet-lite0-57934424.pth") }
-  static var hasValImages: Bool { FileManager.default.fileExists(atPath: valImages.path) }
+  static let shared = TestData.shared
+  static let fixtures = TestData.root.appendingPathComponent("Tests/OctetModelsTests/Fixtures")
+  static let valImages = TestData.valImages
+  static var lite0: URL? { TestData.model("efficientnet-lite0-57934424.pth") }
+  static var hasValImages: Bool { TestData.hasImages }
 
   static func temporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-cli-\(UUID().uuidString)")

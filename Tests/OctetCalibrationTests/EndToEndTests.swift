@@ -1,6 +1,7 @@
 import Foundation
 import OctetCore
 import OctetModels
+import OctetTestSupport
 import Testing
 
 @testable import OctetCalibration

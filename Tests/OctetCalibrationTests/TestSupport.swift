@@ -1,15 +1,14 @@
 import Foundation
 import OctetCore
+import OctetTestSupport
 
-/// Paths of the shared data: ../shared beside the repository (see Tests/OctetFloatTests/GoldenTests.swift).
-enum TestData {
-  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-  static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
-  static let calibrationImages = shared.appendingPathComponent("data/imagenet-train-calibration-500")
-  static let lite0 = shared.appendingPathComponent("models/efficientnet-lite0-57934424.pth")
+extension TestData {
+  /// EfficientNet-Lite0's weights (../shared/models or .cache/models).
+  static var lite0: URL {
+    model("efficientnet-lite0-57934424.pth") ?? shared.appendingPathComponent("models/efficientnet-lite0-57934424.pth")
+  }
   static var hasLite0: Bool {
-    FileManager.default.fileExists(atPath: lite0.path) && FileManager.default.fileExists(atPath: calibrationImages.path)
+    model("efficientnet-lite0-57934424.pth") != nil && FileManager.default.fileExists(atPath: calibrationImages.path)
   }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import OctetTestSupport
 import Testing
 
 @testable import Octet

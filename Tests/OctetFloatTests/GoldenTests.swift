@@ -1,22 +1,7 @@
 import Foundation
 import Octet
+import OctetTestSupport
 import Testing
-
-/// Paths of the data the tests use: ../shared beside the repository, and .cache/ (Scripts/setup.sh).
-enum TestData {
-  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-  static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
-  static let data = shared.appendingPathComponent("data")
-
-  /// A weight file from ../shared/models, or from .cache/models where Scripts/setup.sh put it.
-  static func model(_ name: String) -> URL? {
-    [shared.appendingPathComponent("models/\(name)"), root.appendingPathComponent(".cache/models/\(name)")]
-      .first { FileManager.default.fileExists(atPath: $0.path) }
-  }
-
-  static var hasImages: Bool { FileManager.default.fileExists(atPath: data.appendingPathComponent("imagenet-val-1300").path) }
-}
 
 /// Logits from an independent script (Scripts/reference_numpy.py, Scripts/reference_torch_resnet50.py).
 struct GoldenFile: Decodable {
@@ -33,16 +18,6 @@ struct GoldenFile: Decodable {
     let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Goldens"))
     return try JSONDecoder().decode(GoldenFile.self, from: Data(contentsOf: url))
   }
-}
-
-func cosine(_ a: [Float], _ b: [Float]) -> Double {
-  var dot = 0.0, na = 0.0, nb = 0.0
-  for (x, y) in zip(a, b) {
-    dot += Double(x) * Double(y)
-    na += Double(x) * Double(x)
-    nb += Double(y) * Double(y)
-  }
-  return dot / (na.squareRoot() * nb.squareRoot())
 }
 
 /// Runs a checkpoint end to end (decode → preprocess → float network) on the golden images and

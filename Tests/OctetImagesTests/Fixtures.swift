@@ -1,4 +1,5 @@
 import Foundation
+import OctetTestSupport
 import OctetImages
 
 /// The goldens written by Scripts/make_image_goldens.py (Pillow is the oracle).
@@ -21,12 +22,7 @@ enum Fixtures {
   }
 
   /// `../shared/data` next to the package root, present on the project machines only.
-  static let sharedData: URL = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent()  // OctetImagesTests
-    .deletingLastPathComponent()  // Tests
-    .deletingLastPathComponent()  // package root
-    .deletingLastPathComponent()
-    .appendingPathComponent("shared/data")
+  static let sharedData: URL = TestData.data
 
   static var hasSharedData: Bool {
     FileManager.default.fileExists(

@@ -1,5 +1,6 @@
 import Foundation
 import OctetCore
+import OctetTestSupport
 import Testing
 
 @testable import OctetModels
@@ -7,9 +8,7 @@ import Testing
 /// The real weight files in ../shared/models (see its README), checked against values torch
 /// printed for them (Scripts/make_checkpoint_fixtures.py -> Fixtures/expected.json).
 @Suite struct CheckpointRealFileTests {
-  static let modelsDirectory = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent("shared/models")
+  static let modelsDirectory = TestData.shared.appendingPathComponent("models")
 
   static let efficientNet = modelsDirectory.appendingPathComponent(
     "efficientnet-lite0-57934424.pth")

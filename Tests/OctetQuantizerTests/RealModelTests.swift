@@ -2,6 +2,7 @@ import Foundation
 import Octet
 import OctetInt8
 import OctetQuantizer
+import OctetTestSupport
 import Testing
 
 /// Quantizes a real checkpoint with min/max ranges observed on 4 validation images (float executor,

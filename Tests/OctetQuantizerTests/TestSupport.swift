@@ -58,30 +58,3 @@ func testSeed(_ fallback: UInt64) -> UInt64 {
   return fallback
 }
 
-/// Paths of the shared data (../shared beside the repository) and .cache/ (Scripts/setup.sh).
-enum TestData {
-  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-  static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
-  static let data = shared.appendingPathComponent("data")
-
-  static func model(_ name: String) -> URL? {
-    [shared.appendingPathComponent("models/\(name)"), root.appendingPathComponent(".cache/models/\(name)")]
-      .first { FileManager.default.fileExists(atPath: $0.path) }
-  }
-
-  static var valImages: URL { data.appendingPathComponent("imagenet-val-1300") }
-  static var hasImages: Bool { FileManager.default.fileExists(atPath: valImages.path) }
-}
-
-func cosine(_ a: [Float], _ b: [Float]) -> Double {
-  var dot = 0.0
-  var na = 0.0
-  var nb = 0.0
-  for (x, y) in zip(a, b) {
-    dot += Double(x) * Double(y)
-    na += Double(x) * Double(x)
-    nb += Double(y) * Double(y)
-  }
-  return dot / (na.squareRoot() * nb.squareRoot())
-}
