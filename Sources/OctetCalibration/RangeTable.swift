@@ -175,38 +175,23 @@ public struct RangeTable: Sendable, Equatable {
 
   /// The JSON text: pretty, one tensor per line, keys in a fixed order.
   public func encoded() -> String {
-    func string(_ s: String) -> String {
-      var out = "\""
-      for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        default:
-          if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-        }
-      }
-      return out + "\""
-    }
     // Float's description is the shortest text that reads back to the same Float.
     func number(_ v: Float) -> String { v == 0 ? "0.0" : "\(v)" }
     var source = ""
-    if let s = model.source { source = ", \"source\": \(string(s))" }
+    if let s = model.source { source = ", \"source\": \(jsonStringLiteral(s))" }
     var lines = [
       "{",
-      "  \"format\": \(string(Self.format)),",
+      "  \"format\": \(jsonStringLiteral(Self.format)),",
       "  \"version\": \(Self.version),",
-      "  \"model\": {\"architecture\": \(string(model.architecture))\(source)},",
-      "  \"method\": \(string(method)),",
+      "  \"model\": {\"architecture\": \(jsonStringLiteral(model.architecture))\(source)},",
+      "  \"method\": \(jsonStringLiteral(method)),",
       "  \"images\": \(images),",
       "  \"tensors\": [",
     ]
     for (i, t) in tensors.enumerated() {
-      var line = "    {\"name\": \(string(t.name)), \"min\": \(number(t.min)), \"max\": \(number(t.max)), "
+      var line = "    {\"name\": \(jsonStringLiteral(t.name)), \"min\": \(number(t.min)), \"max\": \(number(t.max)), "
       line += "\"observed_min\": \(number(t.observedMin)), \"observed_max\": \(number(t.observedMax))"
-      if let note = t.note { line += ", \"note\": \(string(note))" }
+      if let note = t.note { line += ", \"note\": \(jsonStringLiteral(note))" }
       line += i == tensors.count - 1 ? "}" : "},"
       lines.append(line)
     }

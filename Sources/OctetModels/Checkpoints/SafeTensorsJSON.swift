@@ -1,3 +1,4 @@
+import OctetCore
 /// The JSON a safetensors header needs, parsed strictly (RFC 8259) and exactly: integers stay
 /// text until they are converted with overflow checks, object keys keep their order, and a
 /// duplicate key is an error (two readers must not disagree about which one counts).
@@ -261,20 +262,6 @@ enum SafeTensorsJSON: Equatable {
   }
 
   private static func writeString(_ s: String, into out: inout String) {
-    out += "\""
-    for scalar in s.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case _ where scalar.value < 0x20:
-        let hex = String(scalar.value, radix: 16)
-        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-      default: out.unicodeScalars.append(scalar)
-      }
-    }
-    out += "\""
+    out += jsonStringLiteral(s)
   }
 }
