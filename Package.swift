@@ -31,6 +31,13 @@ let package = Package(
       cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
     ),
 
+    // Integer GEMM/conv microkernels: scalar, AVX2, AVX-512 VNNI and AMX, chosen at run time.
+    .target(
+      name: "CInt8Kernels",
+      path: "Sources/CInt8Kernels",
+      cSettings: [.unsafeFlags(["-O3"])]
+    ),
+
     .target(name: "OctetCore"),
     .target(
       name: "OctetModels",
@@ -46,7 +53,7 @@ let package = Package(
     .target(
       name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
     .target(name: "OctetQuantizer", dependencies: ["OctetCore", "OctetModels", "OctetCalibration"]),
-    .target(name: "OctetInt8", dependencies: ["OctetCore", "OctetModels"]),
+    .target(name: "OctetInt8", dependencies: ["OctetCore", "OctetModels", "CInt8Kernels"]),
     .target(
       name: "Octet",
       dependencies: [
@@ -79,6 +86,8 @@ let package = Package(
     .testTarget(
       name: "OctetQuantizerTests", dependencies: ["OctetTestSupport", "OctetQuantizer", "OctetInt8", "Octet"],
       resources: [.copy("Goldens")]),
+    .testTarget(
+      name: "OctetInt8Tests", dependencies: ["OctetTestSupport", "OctetInt8", "Octet"]),
     // Runs the built `octet` binary: exit codes, error lines, JSON reports, no partial files.
     .testTarget(name: "OctetCLITests", dependencies: ["OctetTestSupport", "octet", "OctetModels"]),
   ]

@@ -31,7 +31,7 @@ public enum LoadedModel: Sendable {
 public final class Classifier: @unchecked Sendable {
   public enum Runtime: Sendable {
     case float(FloatExecutor)
-    case int8(Int8ReferenceExecutor)
+    case int8(any Int8Runner)
   }
 
   public let info: ModelInfo
@@ -42,29 +42,34 @@ public final class Classifier: @unchecked Sendable {
     runtime = .float(try FloatExecutor(model: model))
   }
 
-  public init(quantized model: QuantizedModel) throws {
+  /// An int8 model on `backend`'s kernels (`auto`: the fastest this CPU supports), `threads`
+  /// threads per image.
+  public init(quantized model: QuantizedModel, backend: Int8Backend = .auto, threads: Int = 1) throws {
     info = model.info
-    runtime = .int8(try Int8ReferenceExecutor(model: model))
+    runtime = .int8(try Int8Runtime.make(model: model, backend: backend, threads: threads))
   }
 
-  public convenience init(_ loaded: LoadedModel) throws {
+  public convenience init(_ loaded: LoadedModel, backend: Int8Backend = .auto, threads: Int = 1) throws {
     switch loaded {
     case let .float(model): try self.init(model: model)
-    case let .int8(model): try self.init(quantized: model)
+    case let .int8(model): try self.init(quantized: model, backend: backend, threads: threads)
     }
   }
 
   /// Loads an Octet model file (float or int8), or imports a PyTorch checkpoint / safetensors
-  /// state_dict on the fly.
-  public convenience init(contentsOf url: URL, architecture: Architecture? = nil) throws {
-    try self.init(try ModelLoader.loadAny(contentsOf: url, architecture: architecture))
+  /// state_dict on the fly. `backend` and `threads` apply to int8 models.
+  public convenience init(
+    contentsOf url: URL, architecture: Architecture? = nil, backend: Int8Backend = .auto, threads: Int = 1
+  ) throws {
+    try self.init(
+      try ModelLoader.loadAny(contentsOf: url, architecture: architecture), backend: backend, threads: threads)
   }
 
-  /// "float32" or "int8 (reference)".
+  /// "float32" or "int8 (<backend>)".
   public var runtimeName: String {
     switch runtime {
     case .float: "float32"
-    case .int8: "int8 (integer reference runtime)"
+    case .int8(let runner): "int8 (\(runner.backendName))"
     }
   }
 

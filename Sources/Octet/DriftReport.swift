@@ -74,12 +74,12 @@ struct LayerAccumulator {
 /// Runs a float model and its int8 counterpart side by side.
 public final class DriftComparison: @unchecked Sendable {
   public let float: FloatExecutor
-  public let int8: Int8ReferenceExecutor
+  public let int8: any Int8Runner
   public let info: ModelInfo
   /// Float graph nodes that no int8 node implements.
   public let notQuantized: [String]
 
-  public init(float model: Model, int8 quantized: QuantizedModel) throws {
+  public init(float model: Model, int8 quantized: QuantizedModel, backend: Int8Backend = .auto) throws {
     guard model.info.inputSize == quantized.info.inputSize, model.info.classes == quantized.info.classes,
       model.info.preprocessing == quantized.info.preprocessing
     else {
@@ -89,7 +89,7 @@ public final class DriftComparison: @unchecked Sendable {
     }
     // Residual adds stay unfused so the float side has every tensor the int8 graph quantizes.
     float = try FloatExecutor(model: model, fuseResidualAdd: false)
-    int8 = try Int8ReferenceExecutor(model: quantized)
+    int8 = try Int8Runtime.make(model: quantized, backend: backend, observable: true)
     info = model.info
     let covered = Set(quantized.nodes.flatMap { [$0.name] + $0.fused })
     notQuantized = model.graph.nodes.map(\.name).filter { !covered.contains($0) }

@@ -222,11 +222,6 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
   }
 
-  /// Dequantized logits `[classes]` for one image `[1, S, S, 3]` (or all images' logits, row after
-  /// row, for a batch): what `classify`, `eval` and `compare` need.
-  public func logits(for input: Tensor) -> [Float] {
-    run(input).dequantized().scalars
-  }
 }
 
 /// Calls `body` once per image of a batch with that image's slice of `input` and of `output` (both

@@ -5,9 +5,14 @@ import Octet
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
-    abstract: "Time the network alone on a preprocessed input (build with -c release).")
+    abstract: "Time the network alone on a preprocessed input (build with -c release).",
+    discussion: """
+      Float models run on the float kernels; int8 models on --backend's integer kernels. With --layers \
+      (int8), each step is also timed on its own (median over the timed runs) and reported with its GEMM \
+      shape M x N x K and the multiply-adds per second it reached.
+      """)
 
-  @Argument(help: "An Octet model file (or a checkpoint, imported on the fly).")
+  @Argument(help: "An Octet model file, float or int8 (or a checkpoint, imported on the fly).")
   var model: String
 
   @Option(help: "Images per run.")
@@ -22,6 +27,11 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Untimed runs first.")
   var warmup: Int = 5
 
+  @OptionGroup var backendOption: BackendOption
+
+  @Flag(help: "Int8: also time every layer (printed slowest first; all in the JSON).")
+  var layers = false
+
   @Option(help: "Write the timings as JSON to this file.")
   var json: String?
 
@@ -32,10 +42,21 @@ struct BenchCommand: ParsableCommand {
     try validateOutputPath(json, option: "--json")
   }
 
+  struct LayerReport: Encodable {
+    var name: String
+    var kind: String
+    var m: Int, n: Int, k: Int
+    var median_ms: Double
+    var gmacs_per_s: Double
+    var share: Double
+    var nodes: [String]
+  }
+
   struct Report: Encodable {
     var model: String
     var architecture: String
-    var runtime = "float32"
+    var runtime: String
+    var backend: String
     var batch: Int
     var threads: Int
     var iterations: Int
@@ -44,35 +65,90 @@ struct BenchCommand: ParsableCommand {
     var p90_ms: Double
     var min_ms: Double
     var images_per_s: Double
+    var gmacs_per_image: Double?
+    var layers: [LayerReport]?
   }
 
   func run() throws {
     FloatKernels.setThreads(threads)
-    let loaded = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
-    let executor = try FloatExecutor(model: loaded)
+    let loaded = try ModelLoader.loadAny(contentsOf: URL(fileURLWithPath: model))
     let size = loaded.info.inputSize
-    // A fixed pseudo-random input in the normalized range; the float path's speed does not depend on values.
+    // A fixed pseudo-random input in the normalized range; the speed does not depend on values.
     var generator = SeededGenerator(seed: 1)
-    let scalars = generator.floats(batch * size * size * 3, in: -2...2)
-    let input = Tensor(shape: [batch, size, size, 3], scalars: scalars)
-    for _ in 0..<warmup { _ = executor.run(input) }
+    let input = Tensor(
+      shape: [batch, size, size, 3], scalars: generator.floats(batch * size * size * 3, in: -2...2))
+    let runOnce: () -> Void
+    var runtime = "float32"
+    var backend = "float"
+    var fast: Int8FastExecutor?
+    switch loaded {
+    case .float(let m):
+      let executor = try FloatExecutor(model: m)
+      runOnce = { _ = executor.run(input) }
+    case .int8(let m):
+      runtime = "int8"
+      let runner = try Int8Runtime.make(model: m, backend: backendOption.backend, threads: threads)
+      backend = runner.backendName
+      fast = runner as? Int8FastExecutor
+      runOnce = { _ = runner.run(input, observe: nil) }
+    }
+    for _ in 0..<warmup { runOnce() }
     var times: [Double] = []
     for _ in 0..<iterations {
       let t0 = DispatchTime.now().uptimeNanoseconds
-      _ = executor.run(input)
+      runOnce()
       times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
     }
-    times.sort()
-    func quantile(_ q: Double) -> Double { times[min(times.count - 1, Int(q * Double(times.count - 1) + 0.5))] }
-    let median = quantile(0.5)
-    let report = Report(
-      model: model, architecture: loaded.info.architecture, batch: batch, threads: threads, iterations: iterations,
-      median_ms: median, p10_ms: quantile(0.1), p90_ms: quantile(0.9), min_ms: times[0],
-      images_per_s: Double(batch) / (median / 1000))
+    let median = quantile(times, 0.5)
+    var report = Report(
+      model: model, architecture: loaded.info.architecture, runtime: runtime, backend: backend, batch: batch,
+      threads: threads, iterations: iterations, median_ms: median, p10_ms: quantile(times, 0.1),
+      p90_ms: quantile(times, 0.9), min_ms: times.min()!, images_per_s: Double(batch) / (median / 1000))
+    if let fast {
+      report.gmacs_per_image = Double(fast.layers.map(\.macs).reduce(0, +)) / 1e9
+      if layers { report.layers = layerTimes(fast, input: input) }
+    }
     print(
       String(
-        format: "%@ float32 batch %d, %d thread(s): median %.2f ms (p10 %.2f, p90 %.2f), %.1f images/s",
-        report.architecture, batch, threads, median, report.p10_ms, report.p90_ms, report.images_per_s))
+        format: "%@ %@ (%@) batch %d, %d thread(s): median %.2f ms (p10 %.2f, p90 %.2f), %.1f images/s",
+        report.architecture, runtime, backend, batch, threads, median, report.p10_ms, report.p90_ms,
+        report.images_per_s))
+    if let rows = report.layers {
+      print("  slowest layers: median ms, share, M x N x K, GMAC/s")
+      for l in rows.sorted(by: { $0.median_ms > $1.median_ms }).prefix(20) {
+        print(
+          String(
+            format: "  %8.3f  %5.1f%%  %5d x %4d x %4d  %7.1f  %@ (%@)", l.median_ms, l.share * 100, l.m, l.n, l.k,
+            l.gmacs_per_s, l.name, l.kind))
+      }
+    } else if layers && fast == nil {
+      print("  (--layers times the int8 fast kernels only)")
+    }
     if let json { try writeJSON(report, to: json) }
   }
+
+  /// Per-step medians over `iterations` runs, each run timing every step.
+  func layerTimes(_ executor: Int8FastExecutor, input: Tensor) -> [LayerReport] {
+    let count = executor.layers.count
+    var samples = [[Double]](repeating: [], count: count)
+    var step = [Double](repeating: 0, count: count)
+    for _ in 0..<iterations {
+      step.withUnsafeMutableBufferPointer { _ = executor.run(input, observe: nil, timings: $0.baseAddress!) }
+      for i in 0..<count { samples[i].append(step[i]) }
+    }
+    let medians = samples.map { quantile($0, 0.5) * 1000 }
+    let total = medians.reduce(0, +)
+    return zip(executor.layers, medians).map { layer, ms in
+      LayerReport(
+        name: layer.name, kind: layer.kind, m: layer.m * batch, n: layer.n, k: layer.k, median_ms: ms,
+        gmacs_per_s: ms > 0 ? Double(layer.macs * batch) / (ms / 1000) / 1e9 : 0, share: total > 0 ? ms / total : 0,
+        nodes: layer.nodes)
+    }
+  }
+}
+
+/// The q-quantile of `values` (nearest rank).
+private func quantile(_ values: [Double], _ q: Double) -> Double {
+  let sorted = values.sorted()
+  return sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))]
 }

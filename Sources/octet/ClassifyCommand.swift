@@ -18,9 +18,14 @@ struct ClassifyCommand: ParsableCommand {
   @Option(help: "Also write the results, with all logits, as JSON to this file.")
   var json: String?
 
+  @OptionGroup var backendOption: BackendOption
+
+  @Option(help: "Threads per image for int8 models.")
+  var threads: Int = 1
+
   func validate() throws {
     guard !images.isEmpty else { throw ValidationError("give at least one image") }
-    guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+    guard top >= 1, threads >= 1 else { throw ValidationError("--top and --threads must be at least 1") }
     try validateOutputPath(json, option: "--json")
   }
 
@@ -33,7 +38,8 @@ struct ClassifyCommand: ParsableCommand {
   struct Report: Encodable { var results: [Result] }
 
   func run() throws {
-    let classifier = try Classifier(contentsOf: URL(fileURLWithPath: model))
+    let classifier = try Classifier(
+      contentsOf: URL(fileURLWithPath: model), backend: backendOption.backend, threads: threads)
     var results: [Result] = []
     for path in images {
       let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: path))

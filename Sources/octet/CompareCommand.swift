@@ -10,7 +10,8 @@ struct CompareCommand: ParsableCommand {
     discussion: """
       Reports top-1/top-5 of both models against the labels, their top-1 agreement, and for every \
       quantized tensor the SQNR (dB) and cosine of the dequantized int8 activation against the float one, \
-      worst layers first. The int8 model runs on the integer reference runtime.
+      worst layers first. The int8 model runs on --backend's kernels with every node's output kept \
+      (residual adds unfused); all backends give the same bits.
       """)
 
   @Argument(help: "The float model (an Octet model file or a checkpoint).")
@@ -34,6 +35,8 @@ struct CompareCommand: ParsableCommand {
   @Option(help: "Write the report as JSON to this file.")
   var json: String?
 
+  @OptionGroup var backendOption: BackendOption
+
   func validate() throws {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1, worst >= 0 else { throw ValidationError("--threads must be at least 1, --worst at least 0") }
@@ -45,7 +48,7 @@ struct CompareCommand: ParsableCommand {
     let entries = Array(allEntries.prefix(limit ?? allEntries.count))
     let float = try ModelLoader.load(contentsOf: URL(fileURLWithPath: floatModel))
     let quantized = try ModelLoader.loadQuantized(contentsOf: URL(fileURLWithPath: quantizedModel))
-    let comparison = try DriftComparison(float: float, int8: quantized)
+    let comparison = try DriftComparison(float: float, int8: quantized, backend: backendOption.backend)
     let bar = Mutex(ProgressBar(total: entries.count, label: "compare"))
     let start = Date()
     let report = try comparison.run(entries, threads: threads) { done, agreement in

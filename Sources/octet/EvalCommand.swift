@@ -23,6 +23,8 @@ struct EvalCommand: ParsableCommand {
   @Option(help: "Images evaluated at once, one per thread (default: all cores).")
   var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+  @OptionGroup var backendOption: BackendOption
+
   func validate() throws {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -31,6 +33,7 @@ struct EvalCommand: ParsableCommand {
 
   struct Report: Encodable {
     var model: String
+    var runtime: String
     var count: Int
     var top1: Double
     var top5: Double
@@ -40,7 +43,7 @@ struct EvalCommand: ParsableCommand {
   func run() throws {
     // The folder is checked before the model is loaded: a typo fails at once.
     let allEntries = try LabeledFolder(path: images).entries
-    let classifier = try Classifier(contentsOf: URL(fileURLWithPath: model))
+    let classifier = try Classifier(contentsOf: URL(fileURLWithPath: model), backend: backendOption.backend)
     let classes = classifier.info.classes
     if let outside = allEntries.first(where: { $0.label >= classes }) {
       throw FileError(path: outside.url.path, reason: "is labeled \(outside.label), but the model has \(classes) classes")
@@ -75,12 +78,12 @@ struct EvalCommand: ParsableCommand {
     progress.finish()
     let n = entries.count
     let report = Report(
-      model: model, count: n, top1: Double(top1) / Double(n), top5: Double(top5) / Double(n),
+      model: model, runtime: classifier.runtimeName, count: n, top1: Double(top1) / Double(n), top5: Double(top5) / Double(n),
       seconds: Date().timeIntervalSince(start))
     print(
       String(
-        format: "%@ on %d images: top-1 %.2f%% (%d), top-5 %.2f%% (%d), %.1f s",
-        classifier.info.architecture, n, report.top1 * 100, top1, report.top5 * 100, top5, report.seconds))
+        format: "%@ %@ on %d images: top-1 %.2f%% (%d), top-5 %.2f%% (%d), %.1f s",
+        classifier.info.architecture, classifier.runtimeName, n, report.top1 * 100, top1, report.top5 * 100, top5, report.seconds))
     if let json { try writeJSON(report, to: json) }
   }
 }

@@ -29,3 +29,14 @@ func validateOutputPath(_ path: String?, option: String) throws {
 }
 
 extension Architecture: ExpressibleByArgument {}
+
+extension Int8Backend: ExpressibleByArgument {}
+
+/// `--backend`, shared by the commands that run int8 models.
+struct BackendOption: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Integer kernels for int8 models: \(Int8Backend.allCases.map(\.rawValue).joined(separator: "|")). auto: $\(Int8Backend.environmentVariable) if set, else the fastest this CPU supports. All give the same bits."
+    ))
+  var backend: Int8Backend = .auto
+}

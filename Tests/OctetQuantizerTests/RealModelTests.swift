@@ -38,7 +38,7 @@ func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: 
   let float = try FloatExecutor(model: model)
   return inputs.suffix(2).map { x in
     let start = Date()
-    let q = int8.logits(for: x)
+    let q = int8.run(x).dequantized().scalars
     return (float.run(x).scalars, q, Date().timeIntervalSince(start))
   }
 }

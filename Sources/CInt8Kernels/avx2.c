@@ -1,0 +1,257 @@
+// AVX2 kernels. The products are formed by vpmaddwd on int16-widened operands: u8 activations
+// zero-extended, s8 weights sign-extended, each pair summed exactly into int32. vpmaddubsw would do
+// twice the work per instruction but saturates its int16 pair sums (2 * 255 * 127 > 32767), which
+// would break bit-exactness with the reference; see docs/quantization.md §2.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdlib.h>
+#include "common.h"
+
+#define AVX2 __attribute__((target("avx2")))
+
+// Per-column requantization constants for 8 columns, split into even and odd 32-bit lanes, each
+// widened to 64 bits: y = ((acc * m + 2^(n-1) + 2^62) >>> n) - 2^(62-n) is §3's
+// floor(acc * m / 2^n + 1/2) computed with a logical shift (AVX2 has no 64-bit arithmetic shift):
+// the biased sum is never negative, since |acc * m| < 2^62.
+typedef struct {
+  __m256i mult, mult_odd, sh_e, sh_o, rnd_e, rnd_o, off_e, off_o;
+} cols8;
+
+AVX2 static inline cols8 load_cols8(const octet_i8_epilogue* ep, size_t c) {
+  cols8 p;
+  const __m256i one = _mm256_set1_epi64x(1), bias62 = _mm256_set1_epi64x((int64_t)1 << 62);
+  const __m256i s62 = _mm256_set1_epi64x(62);
+  p.mult = _mm256_loadu_si256((const __m256i*)(ep->multiplier + c));
+  p.mult_odd = _mm256_srli_epi64(p.mult, 32);
+  const __m256i sh = _mm256_loadu_si256((const __m256i*)(ep->shift + c));
+  p.sh_e = _mm256_and_si256(sh, _mm256_set1_epi64x(0xffffffff));
+  p.sh_o = _mm256_srli_epi64(sh, 32);
+  p.rnd_e = _mm256_add_epi64(_mm256_sllv_epi64(one, _mm256_sub_epi64(p.sh_e, one)), bias62);
+  p.rnd_o = _mm256_add_epi64(_mm256_sllv_epi64(one, _mm256_sub_epi64(p.sh_o, one)), bias62);
+  p.off_e = _mm256_sllv_epi64(one, _mm256_sub_epi64(s62, p.sh_e));
+  p.off_o = _mm256_sllv_epi64(one, _mm256_sub_epi64(s62, p.sh_o));
+  return p;
+}
+
+AVX2 static inline __m256i clamp_epi64(__m256i y, __m256i lo, __m256i hi) {
+  y = _mm256_blendv_epi8(y, hi, _mm256_cmpgt_epi64(y, hi));
+  return _mm256_blendv_epi8(y, lo, _mm256_cmpgt_epi64(lo, y));
+}
+
+/// Even lanes' low halves and odd lanes' low halves back into one vector of 8 int32.
+AVX2 static inline __m256i merge_halves(__m256i even, __m256i odd) {
+  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+/// 8 accumulators -> clamp(requant(acc), lo, hi) with lo/hi already relative to the zero point.
+AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, __m256i lo, __m256i hi) {
+  __m256i ye = _mm256_mul_epi32(acc, p->mult);
+  __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
+  ye = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(ye, p->rnd_e), p->sh_e), p->off_e);
+  yo = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(yo, p->rnd_o), p->sh_o), p->off_o);
+  return merge_halves(clamp_epi64(ye, lo, hi), clamp_epi64(yo, lo, hi));
+}
+
+// Per-tensor constants of the epilogue.
+typedef struct {
+  __m256i lo, hi, zout;  // requant clamp relative to the zero point (64-bit), zero point (32-bit)
+  int residual;
+  __m256i conv_zp, res_zp, ma, mb, add_rnd, add_off, add_lo, add_hi, add_zp;
+  __m128i add_sh;
+} ep_consts;
+
+AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
+  ep_consts k;
+  if (ep->int32_output) {
+    k.lo = _mm256_set1_epi64x(INT32_MIN);
+    k.hi = _mm256_set1_epi64x(INT32_MAX);
+    k.zout = _mm256_setzero_si256();
+  } else {
+    k.lo = _mm256_set1_epi64x((int64_t)ep->lo - ep->out_zero_point);
+    k.hi = _mm256_set1_epi64x((int64_t)ep->hi - ep->out_zero_point);
+    k.zout = _mm256_set1_epi32(ep->out_zero_point);
+  }
+  k.residual = ep->residual != NULL;
+  if (k.residual) {
+    const int32_t n = ep->add_shift;
+    k.res_zp = _mm256_set1_epi32(ep->residual_zero_point);
+    k.ma = _mm256_set1_epi64x(ep->add_mult_conv);
+    k.mb = _mm256_set1_epi64x(ep->add_mult_residual);
+    k.add_rnd = _mm256_set1_epi64x(((int64_t)1 << (n - 1)) + ((int64_t)1 << 62));
+    k.add_off = _mm256_set1_epi64x((int64_t)1 << (62 - n));
+    k.add_sh = _mm_cvtsi32_si128(n);
+    k.add_lo = _mm256_set1_epi64x((int64_t)ep->add_lo - ep->add_zero_point);
+    k.add_hi = _mm256_set1_epi64x((int64_t)ep->add_hi - ep->add_zero_point);
+    k.add_zp = _mm256_set1_epi32(ep->add_zero_point);
+  }
+  return k;
+}
+
+/// §8 on 8 lanes: da = conv code - conv zero point (already centred), r = residual codes.
+AVX2 static inline __m256i residual8(__m256i da, __m256i r, const ep_consts* k) {
+  const __m256i db = _mm256_sub_epi32(r, k->res_zp);
+  __m256i xe = _mm256_add_epi64(_mm256_mul_epi32(da, k->ma), _mm256_mul_epi32(db, k->mb));
+  __m256i xo = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(da, 32), k->ma),
+                                _mm256_mul_epi32(_mm256_srli_epi64(db, 32), k->mb));
+  xe = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(xe, k->add_rnd), k->add_sh), k->add_off);
+  xo = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(xo, k->add_rnd), k->add_sh), k->add_off);
+  const __m256i y = merge_halves(clamp_epi64(xe, k->add_lo, k->add_hi), clamp_epi64(xo, k->add_lo, k->add_hi));
+  return _mm256_add_epi32(y, k->add_zp);
+}
+
+AVX2 static inline void store_u8x8(uint8_t* dst, __m256i v) {
+  const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  _mm_storel_epi64((__m128i*)dst, _mm_packus_epi16(w, w));
+}
+
+/// One output vector of 8 columns: acc (bias included) -> uint8 or int32 at dst.
+AVX2 static inline void finish8(__m256i acc, const cols8* p, const ep_consts* k, int int32_output,
+                                const uint8_t* res, void* dst) {
+  const __m256i y = requant8(acc, p, k->lo, k->hi);
+  if (int32_output) {
+    _mm256_storeu_si256((__m256i*)dst, y);
+    return;
+  }
+  __m256i q;
+  if (k->residual)
+    q = residual8(y, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)res)), k);
+  else
+    q = _mm256_add_epi32(y, k->zout);
+  store_u8x8(dst, q);
+}
+
+AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
+                                  size_t cols, const octet_i8_epilogue* ep, void* out, size_t ldc) {
+  const ep_consts k = load_consts(ep);
+  const size_t esize = ep->int32_output ? 4 : 1;
+  size_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    const cols8 p = load_cols8(ep, n0 + j);
+    for (size_t r = 0; r < rows; r++) {
+      const size_t row = row0 + r;
+      const uint8_t* res = k.residual ? ep->residual + row * ep->ld_residual + n0 + j : NULL;
+      finish8(_mm256_loadu_si256((const __m256i*)(acc + r * ld_acc + j)), &p, &k, ep->int32_output, res,
+              (uint8_t*)out + (row * ldc + n0 + j) * esize);
+    }
+  }
+  if (j < cols)
+    octet_i8_epilogue__scalar(acc + j, ld_acc, row0, rows, n0 + j, cols - j, ep, out, ldc);
+}
+
+/// 6 rows x 16 columns over the whole K: acc[r][j] = bias[j] + sum_k a[r][k] * b[k][j].
+AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, const int16_t* b,
+                                    size_t kq, const int32_t* bias, int32_t acc[6][16]) {
+  const int16_t* a0 = a;
+  const int16_t* a1 = rows > 1 ? a + lda : a0;
+  const int16_t* a2 = rows > 2 ? a + 2 * lda : a0;
+  const int16_t* a3 = rows > 3 ? a + 3 * lda : a0;
+  const int16_t* a4 = rows > 4 ? a + 4 * lda : a0;
+  const int16_t* a5 = rows > 5 ? a + 5 * lda : a0;
+  const __m256i bias0 = _mm256_loadu_si256((const __m256i*)bias);
+  const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(bias + 8));
+  __m256i c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
+  __m256i c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
+  for (size_t q = 0; q < kq; q++) {
+    const __m256i b0 = _mm256_load_si256((const __m256i*)(b + q * 32));
+    const __m256i b1 = _mm256_load_si256((const __m256i*)(b + q * 32 + 16));
+    __m256i x;
+#define OCTET_ROW(ROW, C0, C1)                                   \
+  x = _mm256_set1_epi32(octet_load_i32(ROW + 2 * q));            \
+  C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(x, b0));           \
+  C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(x, b1));
+    OCTET_ROW(a0, c00, c01)
+    OCTET_ROW(a1, c10, c11)
+    OCTET_ROW(a2, c20, c21)
+    OCTET_ROW(a3, c30, c31)
+    OCTET_ROW(a4, c40, c41)
+    OCTET_ROW(a5, c50, c51)
+#undef OCTET_ROW
+  }
+  _mm256_storeu_si256((__m256i*)acc[0], c00); _mm256_storeu_si256((__m256i*)(acc[0] + 8), c01);
+  _mm256_storeu_si256((__m256i*)acc[1], c10); _mm256_storeu_si256((__m256i*)(acc[1] + 8), c11);
+  _mm256_storeu_si256((__m256i*)acc[2], c20); _mm256_storeu_si256((__m256i*)(acc[2] + 8), c21);
+  _mm256_storeu_si256((__m256i*)acc[3], c30); _mm256_storeu_si256((__m256i*)(acc[3] + 8), c31);
+  _mm256_storeu_si256((__m256i*)acc[4], c40); _mm256_storeu_si256((__m256i*)(acc[4] + 8), c41);
+  _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
+}
+
+AVX2 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
+                              size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
+                              size_t ldc) {
+  (void)n;
+  // Rows per block so that the block's A (kp int16 per row) stays in L2 while every panel of B
+  // streams past it (GotoBLAS order).
+  size_t mc = (160 * 1024) / (kp * 2) / 6 * 6;
+  if (mc < 6) mc = 6;
+  int32_t acc[6][16];
+  int32_t bias[16];
+  for (size_t mb = m0; mb < m1; mb += mc) {
+    const size_t me = mb + mc < m1 ? mb + mc : m1;
+    for (size_t p0 = n0; p0 < n1; p0 += OCTET_I8_NR) {
+      const size_t cols = n1 - p0 < OCTET_I8_NR ? n1 - p0 : OCTET_I8_NR;
+      const int32_t* bp = ep->bias + p0;
+      if (cols < OCTET_I8_NR) {
+        for (size_t j = 0; j < OCTET_I8_NR; j++) bias[j] = j < cols ? ep->bias[p0 + j] : 0;
+        bp = bias;
+      }
+      const int16_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR;
+      for (size_t m = mb; m < me; m += 6) {
+        const size_t rows = me - m < 6 ? me - m : 6;
+        kernel_6x16(a + m * kp, kp, rows, panel, kp / 2, bp, acc);
+        octet_i8_epilogue__avx2(&acc[0][0], 16, m, rows, p0, cols, ep, out, ldc);
+      }
+    }
+  }
+}
+
+AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
+                                const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
+                                int32_t oy1, uint8_t* out) {
+  const size_t c = (size_t)w->channels, pw = (size_t)padded_w;
+  const size_t taps = (size_t)(w->kernel_h * w->kernel_w);
+  const ep_consts k = load_consts(ep);
+  const size_t vec = c / 16 * 16;
+  for (int32_t oy = oy0; oy < oy1; oy++) {
+    for (size_t c0 = 0; c0 < vec; c0 += 16) {
+      const cols8 p0 = load_cols8(ep, c0), p1 = load_cols8(ep, c0 + 8);
+      const __m256i bias0 = _mm256_loadu_si256((const __m256i*)(ep->bias + c0));
+      const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(ep->bias + c0 + 8));
+      for (int32_t ox = 0; ox < w->out_w; ox++) {
+        __m256i acc0 = bias0, acc1 = bias1;
+        const uint8_t* base = padded + ((size_t)(oy * w->stride_h) * pw + (size_t)(ox * w->stride_w)) * c + c0;
+        for (int32_t ky = 0; ky < w->kernel_h; ky++)
+          for (int32_t kx = 0; kx < w->kernel_w; kx++) {
+            const size_t tap = (size_t)(ky * w->kernel_w + kx);
+            const __m256i x = _mm256_cvtepu8_epi16(
+                _mm_loadu_si128((const __m128i*)(base + ((size_t)ky * pw + (size_t)kx) * c)));
+            const __m256i wv = _mm256_loadu_si256((const __m256i*)(weights + tap * c + c0));
+            // |x * w| <= 255 * 127 < 2^15: the int16 product is exact.
+            const __m256i prod = _mm256_mullo_epi16(x, wv);
+            acc0 = _mm256_add_epi32(acc0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
+            acc1 = _mm256_add_epi32(acc1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(prod, 1)));
+          }
+        (void)taps;
+        const size_t pixel = (size_t)oy * (size_t)w->out_w + (size_t)ox;
+        const uint8_t* res = k.residual ? ep->residual + pixel * ep->ld_residual + c0 : NULL;
+        uint8_t* dst = out + pixel * c + c0;
+        finish8(acc0, &p0, &k, 0, res, dst);
+        finish8(acc1, &p1, &k, 0, res ? res + 8 : NULL, dst + 8);
+      }
+    }
+    // Channels past the last multiple of 16, one at a time.
+    for (size_t ch = vec; ch < c; ch++)
+      for (int32_t ox = 0; ox < w->out_w; ox++) {
+        uint32_t acc = (uint32_t)ep->bias[ch];
+        for (int32_t ky = 0; ky < w->kernel_h; ky++)
+          for (int32_t kx = 0; kx < w->kernel_w; kx++) {
+            const size_t iy = (size_t)(oy * w->stride_h + ky), ix = (size_t)(ox * w->stride_w + kx);
+            acc += (uint32_t)((int32_t)padded[(iy * pw + ix) * c + ch] *
+                              (int32_t)weights[(size_t)(ky * w->kernel_w + kx) * c + ch]);
+          }
+        const size_t pixel = (size_t)oy * (size_t)w->out_w + (size_t)ox;
+        const uint8_t r = ep->residual ? ep->residual[pixel * ep->ld_residual + ch] : 0;
+        out[pixel * c + ch] = (uint8_t)octet_epilogue_value((int32_t)acc, ch, ep, r);
+      }
+  }
+}
+#endif

@@ -1,0 +1,156 @@
+// Integer kernels for Octet's fast int8 runtime (OctetInt8's Int8FastExecutor).
+//
+// Arithmetic: docs/quantization.md. Every kernel here computes exactly what the Swift integer
+// reference (Int8ReferenceExecutor) computes, bit for bit; the tests hold each ISA to that.
+//
+// Four instruction sets, picked at run time (never assumed at compile time):
+//   scalar      plain C, any CPU;
+//   avx2        vpmaddwd on int16-widened operands (exact: see docs/quantization.md §2, AVX2);
+//   avx512vnni  vpdpbusd, u8 x s8 -> s32 in one instruction;
+//   amx         AMX-INT8 tdpbusd on 16x64 tiles (needs Linux's arch_prctl permission).
+// Kernels named `__avx2`, `__avx512vnni`, `__amx` may only be called when
+// `octet_i8_cpu_supports` says so.
+//
+// Data layouts (K = kh*kw*cin, the OHWI weight order; N = output channels):
+//   "u8 rows"      A is row-major uint8 [rows][lda], K padded with zeros to Kp = round_up(K, kalign)
+//                  (scalar and avx512vnni: kalign 4; amx: 64). B is packed in panels of 16 columns:
+//                  int8 [N/16][Kp/4][16][4] (the VNNI layout; amx reads 16 k-groups of it as one tile).
+//   "i16 rows"     (avx2) A is int16 [rows][Kp] (the uint8 codes widened, Kp = round_up(K, 2)), B is
+//                  int16 [N/16][Kp/2][16][2]. Columns past N are zero.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  OCTET_I8_SCALAR = 0,
+  OCTET_I8_AVX2 = 1,
+  OCTET_I8_AVX512VNNI = 2,
+  OCTET_I8_AMX = 3,
+} octet_i8_isa;
+
+/// 1 if the CPU and the OS support `isa` (CPUID, XGETBV; for AMX also the Linux permission to use
+/// tile data, requested once with arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)), else 0.
+int octet_i8_cpu_supports(octet_i8_isa isa);
+
+/// Columns per packed B panel, all ISAs.
+#define OCTET_I8_NR 16
+
+/// K alignment of the packed operands: 4 (scalar, avx512vnni), 2 (avx2), 64 (amx).
+size_t octet_i8_k_align(octet_i8_isa isa);
+/// Bytes of B (K x N) packed for `isa`.
+size_t octet_i8_packed_b_size(octet_i8_isa isa, size_t k, size_t n);
+/// Packs weights `w` [N][K] (row-major, OHWI flattened) for `isa`; `packed` must hold
+/// `octet_i8_packed_b_size` bytes.
+void octet_i8_pack_b(octet_i8_isa isa, const int8_t* w, size_t k, size_t n, void* packed);
+
+/// Geometry of a convolution over one NHWC uint8 image, and the im2col matrix it implies:
+/// row r = oy * out_w + ox, columns in (ky, kx, c) order; taps in the padding read `zero_point`.
+typedef struct {
+  int32_t in_h, in_w, channels;
+  int32_t out_h, out_w;
+  int32_t kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
+  int32_t zero_point;
+} octet_i8_window;
+
+/// Bytes of A for `rows` rows packed for `isa` (rows rounded up to whole panels).
+size_t octet_i8_packed_a_size(octet_i8_isa isa, size_t rows, size_t k);
+/// Packs im2col rows `row0 ..< row0 + rows` of `input` (one image) into `packed`, which points at
+/// the packed position of `row0`. Rows are Kp elements apart (uint8, or int16 for avx2).
+void octet_i8_pack_a(octet_i8_isa isa, const octet_i8_window* w, const uint8_t* input, size_t row0,
+                     size_t rows, void* packed);
+
+/// What happens to each int32 accumulator (bias already included) of column c:
+///   y = clamp(((acc * multiplier[c] + 2^(shift[c]-1)) >> shift[c]) + out_zero_point, lo, hi)
+/// (docs/quantization.md §3), written as uint8. With `residual`, y is then the conv side of a
+/// residual add (§8) with the uint8 tensor `residual` (same layout as the output):
+///   y = clamp(round_shift((y - out_zero_point) * add_mult_conv
+///                         + (r - residual_zero_point) * add_mult_residual, add_shift)
+///             + add_zero_point, add_lo, add_hi)
+/// With `int32_output`, y = saturate_int32((acc * m + 2^(n-1)) >> n) is written as int32 (§11).
+typedef struct {
+  const int32_t* bias;  ///< [N]: b_q - z_in * sum(w) (§5)
+  const int32_t* multiplier;  ///< [N]
+  const int32_t* shift;  ///< [N], 1...62
+  int32_t out_zero_point, lo, hi;
+  int32_t int32_output;
+  const uint8_t* residual;  ///< NULL: no fused add
+  size_t ld_residual;
+  int32_t residual_zero_point;
+  int32_t add_mult_conv, add_mult_residual, add_shift;
+  int32_t add_zero_point, add_lo, add_hi;
+} octet_i8_epilogue;
+
+/// C = epilogue(A * B) for rows `m0 ..< m1` and columns `n0 ..< n1` (n0 a multiple of 16; 32 for
+/// avx512vnni and amx) of an M x N result. `a` is A's row 0 (u8 rows `lda` bytes apart; avx2: int16
+/// rows `kp` apart), `b` the packed B for all N, `kp` the padded K.
+/// Output: uint8 `out[row * ldc + col]`, or int32 when `ep->int32_output`.
+void octet_i8_gemm__scalar(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+                           size_t m0, size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep,
+                           void* out, size_t ldc);
+#if defined(__x86_64__)
+void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
+                         size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
+                         size_t ldc);
+void octet_i8_gemm__avx512vnni(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+                               size_t m0, size_t m1, size_t n0, size_t n1,
+                               const octet_i8_epilogue* ep, void* out, size_t ldc);
+void octet_i8_gemm__amx(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+                        size_t m0, size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep,
+                        void* out, size_t ldc);
+#endif
+
+/// The epilogue alone: accumulators acc[r * ld_acc + j] (bias included) of rows row0 + r
+/// (r < rows) and columns n0 + j (j < cols) -> out[(row0 + r) * ldc + n0 + j]. `out` and the
+/// residual in `ep` point at row 0, column 0.
+void octet_i8_epilogue__scalar(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
+                               size_t cols, const octet_i8_epilogue* ep, void* out, size_t ldc);
+#if defined(__x86_64__)
+void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
+                             size_t cols, const octet_i8_epilogue* ep, void* out, size_t ldc);
+#endif
+
+// MARK: - Depthwise convolution (channel multiplier 1)
+
+/// Depthwise convolution of one image. `padded` is the input copied into a
+/// (in_h + pad_top + pad_bottom) x (in_w + pad_left + pad_right) x C buffer whose border holds the
+/// input zero point (make it with `octet_i8_pad_image`); `padded_w` is its width.
+/// Weights are tap-major [kh * kw][C]: int8 for scalar, int16 for avx2. Output rows
+/// `oy0 ..< oy1` of [out_h][out_w][C]; the epilogue is applied per channel (bias included).
+void octet_i8_dwconv__scalar(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
+                             const int8_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
+                             int32_t oy1, uint8_t* out);
+#if defined(__x86_64__)
+void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
+                           const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
+                           int32_t oy1, uint8_t* out);
+#endif
+
+/// Copies an [in_h][in_w][C] image into the middle of a padded buffer
+/// [in_h + top + bottom][in_w + left + right][C] whose border is `zero_point`.
+void octet_i8_pad_image(const uint8_t* input, int32_t in_h, int32_t in_w, int32_t channels,
+                        int32_t top, int32_t left, int32_t bottom, int32_t right, uint8_t zero_point,
+                        uint8_t* padded);
+
+// MARK: - Pooling and element-wise (portable C; the compiler vectorizes them)
+
+/// Max pool of one image; padded taps are skipped (docs/quantization.md §9).
+void octet_i8_maxpool(const octet_i8_window* w, const uint8_t* input, uint8_t* out);
+
+/// Global average pool of one image [pixels][C] -> [C] (§10):
+/// out[c] = clamp(((sum_p (x - z_in)) * m + 2^(n-1)) >> n) + z_out, 0, 255).
+void octet_i8_global_avgpool(const uint8_t* input, size_t pixels, size_t channels,
+                             int32_t in_zero_point, int32_t multiplier, int32_t shift,
+                             int32_t out_zero_point, uint8_t* out);
+
+/// Residual add (§8): out[i] = clamp(round_shift((a-za)*ma + (b-zb)*mb, n) + zo, lo, hi).
+void octet_i8_add(const uint8_t* a, const uint8_t* b, size_t count, int32_t za, int32_t zb,
+                  int32_t ma, int32_t mb, int32_t shift, int32_t zo, int32_t lo, int32_t hi,
+                  uint8_t* out);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,650 @@
+import CInt8Kernels
+import Dispatch
+import Foundation
+import OctetCore
+import OctetModels
+
+/// Runs a `QuantizedModel` on the C integer kernels (CInt8Kernels) of one backend: convolutions as
+/// GEMMs over NHWC uint8 (1x1 convolutions read their input directly where the layout allows,
+/// others through im2col packing), depthwise convolutions with their own kernel, weights packed once
+/// here, and requantization, bias, ReLU/ReLU6 and the residual add fused into the GEMM epilogue.
+/// Pooling and the classifier run on the same integer path; nothing in it is float.
+///
+/// Every backend gives exactly the bits of `Int8ReferenceExecutor` (docs/quantization.md); the
+/// tests hold each one to that on every layer shape of ResNet50 and EfficientNet-Lite0.
+/// Safe to share between threads: each `run` takes its own workspace.
+public final class Int8FastExecutor: @unchecked Sendable {
+  public let model: QuantizedModel
+  /// The concrete backend (never `reference` or `auto`).
+  public let backend: Int8Backend
+  /// Threads each `run` uses (1 for callers that parallelize across images themselves).
+  public let threads: Int
+  public let inputShape: [Int]
+  public let classes: Int
+  public let logitScale: Float
+  /// Whether residual adds were fused into the convolution before them (off when every node's
+  /// output must be observable).
+  public let fusesResidualAdds: Bool
+
+  let isa: octet_i8_isa
+  let steps: [FastStep]
+  /// Bytes per image of each activation buffer.
+  let bufferSizes: [Int]
+  /// Bytes per image of im2col / padding scratch.
+  let scratchSize: Int
+  private let pool = WorkspacePool()
+
+  /// What one step of the plan is, for `octet bench` and the per-layer report.
+  public struct Layer: Sendable, Codable {
+    public var name: String
+    /// conv (GEMM), depthwise, linear, add, max_pool, global_average_pool, quantize_input, flatten.
+    public var kind: String
+    /// GEMM shape per image: M rows (output pixels), N columns (output channels), K (taps).
+    public var m: Int, n: Int, k: Int
+    /// Multiply-adds per image.
+    public var macs: Int
+    /// Nodes of the integer graph this step computes (a conv with a fused residual add names both).
+    public var nodes: [String]
+  }
+  public let layers: [Layer]
+
+  public convenience init(model: QuantizedModel, backend: Int8Backend = .auto, threads: Int = 1) throws {
+    try self.init(model: model, backend: backend, threads: threads, fuseResidualAdds: true)
+  }
+
+  public init(model: QuantizedModel, backend: Int8Backend, threads: Int, fuseResidualAdds: Bool) throws {
+    precondition(threads >= 1, "threads must be at least 1")
+    let resolved = try backend.resolved()
+    guard let isa = resolved.isa else {
+      throw Int8BackendError.unknown(resolved.rawValue, source: "Int8FastExecutor (use Int8ReferenceExecutor)")
+    }
+    let reference = try Int8ReferenceExecutor(model: model)
+    self.model = model
+    self.backend = resolved
+    self.isa = isa
+    self.threads = threads
+    self.fusesResidualAdds = fuseResidualAdds
+    inputShape = reference.inputShape
+    classes = reference.classes
+    logitScale = reference.logitScale
+    let plan = FastPlanner(reference: reference, isa: isa, fuse: fuseResidualAdds)
+    steps = plan.steps
+    bufferSizes = plan.bufferSizes
+    scratchSize = plan.scratchSize
+    layers = plan.layers
+  }
+
+  /// Runs the network on `input` `[N, S, S, 3]` and returns int32 logits `[N, classes]`.
+  /// `observe` sees every materialized node output (all of them unless residual adds are fused).
+  /// `timings`, when given, receives each step's wall time in seconds (same order as `layers`).
+  public func run(
+    _ input: Tensor, observe: ((String, QuantizedTensor) -> Void)? = nil, timings: UnsafeMutablePointer<Double>?
+  ) -> Int32Logits {
+    precondition(
+      input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
+      "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
+    let batch = input.shape[0]
+    let workspace = pool.take(batch: batch, bufferSizes: bufferSizes, scratchSize: scratchSize, threads: threads)
+    defer { pool.give(workspace) }
+    var logits = [Int32](repeating: 0, count: batch * classes)
+    logits.withUnsafeMutableBufferPointer { logits in
+      for (index, step) in steps.enumerated() {
+        let t0 = timings == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+        execute(step, input: input, batch: batch, workspace: workspace, logits: logits.baseAddress!)
+        if let timings { timings[index] = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        if let observe, let (name, shape, q, buffer) = step.observable {
+          let count = batch * shape.reduce(1, *)
+          let values = [UInt8](UnsafeBufferPointer(start: workspace.buffers[buffer], count: count))
+          observe(name, QuantizedTensor(shape: [batch] + shape, values: values, quantization: q))
+        }
+      }
+    }
+    return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
+  }
+
+  // MARK: - Execution
+
+  private func parallel(_ tasks: Int, _ body: (Int) -> Void) {
+    if tasks <= 1 {
+      if tasks == 1 { body(0) }
+      return
+    }
+    // The tasks write disjoint parts of buffers this run owns; concurrentPerform returns only
+    // when all are done, so nothing escapes.
+    withoutActuallyEscaping(body) { body in
+      nonisolated(unsafe) let body = body
+      DispatchQueue.concurrentPerform(iterations: tasks) { body($0) }
+    }
+  }
+
+  private func execute(
+    _ step: FastStep, input: Tensor, batch: Int, workspace: Workspace, logits: UnsafeMutablePointer<Int32>
+  ) {
+    switch step.op {
+    case .quantizeInput(let q, let out):
+      let o = workspace.buffers[out]
+      input.scalars.withUnsafeBufferPointer { x in
+        for i in 0..<x.count { o[i] = q.quantize(x[i]) }
+      }
+    case .conv(let conv):
+      runConv(conv, batch: batch, workspace: workspace, logits: logits)
+    case .depthwise(let conv):
+      runDepthwise(conv, batch: batch, workspace: workspace)
+    case .groupedReference(let plan, let input, let out, let inSize, let outSize):
+      for n in 0..<batch {
+        plan.run(
+          UnsafeBufferPointer(start: workspace.buffers[input] + n * inSize, count: inSize),
+          UnsafeMutableBufferPointer(start: workspace.buffers[out] + n * outSize, count: outSize))
+      }
+    case .add(let a, let b, let count, let p, let out):
+      octet_i8_add(
+        workspace.buffers[a], workspace.buffers[b], batch * count, p.za, p.zb, p.ma, p.mb, p.shift, p.zo, p.lo, p.hi,
+        workspace.buffers[out])
+    case .maxPool(var window, let input, let out, let inSize, let outSize):
+      for n in 0..<batch {
+        octet_i8_maxpool(&window, workspace.buffers[input] + n * inSize, workspace.buffers[out] + n * outSize)
+      }
+    case .globalAveragePool(let input, let pixels, let channels, let zIn, let requant, let zOut, let out):
+      for n in 0..<batch {
+        octet_i8_global_avgpool(
+          workspace.buffers[input] + n * pixels * channels, pixels, channels, zIn, requant.multiplier, requant.shift,
+          zOut, workspace.buffers[out] + n * channels)
+      }
+    case .alias:
+      break
+    }
+  }
+
+  private func gemm(
+    _ conv: ConvStep, a: UnsafeRawPointer, lda: Int, m0: Int, m1: Int, n0: Int, n1: Int,
+    epilogue: UnsafePointer<octet_i8_epilogue>, out: UnsafeMutableRawPointer
+  ) {
+    let b = conv.packedWeights.pointer
+    switch isa {
+    case OCTET_I8_AVX2:
+      octet_i8_gemm__avx2(
+        a.assumingMemoryBound(to: Int16.self), b.assumingMemoryBound(to: Int16.self), conv.kp, conv.n, m0, m1, n0, n1,
+        epilogue, out, conv.n)
+    case OCTET_I8_AVX512VNNI:
+      octet_i8_gemm__avx512vnni(
+        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
+        n1, epilogue, out, conv.n)
+    case OCTET_I8_AMX:
+      octet_i8_gemm__amx(
+        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
+        n1, epilogue, out, conv.n)
+    default:
+      octet_i8_gemm__scalar(
+        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
+        n1, epilogue, out, conv.n)
+    }
+  }
+
+  private func runConv(_ conv: ConvStep, batch: Int, workspace: Workspace, logits: UnsafeMutablePointer<Int32>) {
+    let m = conv.m
+    let elementSize = isa == OCTET_I8_AVX2 ? 2 : 1
+    let aRowBytes = conv.kp * elementSize
+    let input = workspace.buffers[conv.input]
+    let outElement = conv.int32Output ? 4 : 1
+    let outBase: UnsafeMutableRawPointer =
+      conv.int32Output ? UnsafeMutableRawPointer(logits) : UnsafeMutableRawPointer(workspace.buffers[conv.output])
+    let residual = conv.residual.map { workspace.buffers[$0.buffer] }
+    let scratch = workspace.scratch
+    var window = conv.window
+
+    // Epilogue for image n (the residual pointer moves with the image).
+    func epilogue(_ n: Int) -> octet_i8_epilogue {
+      var e = conv.epilogue
+      if let residual { e.residual = UnsafePointer(residual + n * m * conv.n) }
+      return e
+    }
+    // A for image n: the input itself (1x1 direct) or its packed rows in the scratch.
+    func aBase(_ n: Int) -> (UnsafeRawPointer, Int) {
+      if conv.direct { return (UnsafeRawPointer(input + n * conv.inSize), conv.k) }
+      return (UnsafeRawPointer(scratch + n * m * aRowBytes), conv.kp)
+    }
+    func pack(_ n: Int, _ r0: Int, _ r1: Int) {
+      guard !conv.direct, r1 > r0 else { return }
+      octet_i8_pack_a(isa, &window, input + n * conv.inSize, r0, r1 - r0, scratch + (n * m + r0) * aRowBytes)
+    }
+    let rows = batch * m
+    let rowGrain = isa == OCTET_I8_AMX ? 32 : (isa == OCTET_I8_AVX2 ? 6 : 8)
+    let columnGrain = isa == OCTET_I8_AVX2 || isa == OCTET_I8_SCALAR ? 16 : 32
+    let columnBlocks = (conv.n + columnGrain - 1) / columnGrain
+    if threads == 1 || rows >= rowGrain * 4 * threads || columnBlocks < threads {
+      // Split the rows (all images counted together): each task packs and multiplies its own rows.
+      let tasks = min(threads, max(1, rows / rowGrain))
+      let perTask = (rows + tasks - 1) / tasks
+      let chunk = (perTask + rowGrain - 1) / rowGrain * rowGrain
+      parallel(tasks) { t in
+        var r = t * chunk
+        let end = min(rows, r + chunk)
+        while r < end {
+          let n = r / m
+          let r0 = r - n * m
+          let r1 = min(m, r0 + (end - r))
+          pack(n, r0, r1)
+          var e = epilogue(n)
+          let (a, lda) = aBase(n)
+          gemm(
+            conv, a: a, lda: lda, m0: r0, m1: r1, n0: 0, n1: conv.n, epilogue: &e,
+            out: outBase + n * m * conv.n * outElement)
+          r += r1 - r0
+        }
+      }
+    } else {
+      // Few rows: pack them once, then split the columns.
+      for n in 0..<batch { pack(n, 0, m) }
+      let tasks = min(threads, columnBlocks)
+      let perTask = (columnBlocks + tasks - 1) / tasks
+      parallel(tasks) { t in
+        let n0 = t * perTask * columnGrain
+        let n1 = min(conv.n, n0 + perTask * columnGrain)
+        guard n0 < n1 else { return }
+        for n in 0..<batch {
+          var e = epilogue(n)
+          let (a, lda) = aBase(n)
+          gemm(
+            conv, a: a, lda: lda, m0: 0, m1: m, n0: n0, n1: n1, epilogue: &e,
+            out: outBase + n * m * conv.n * outElement)
+        }
+      }
+    }
+  }
+
+  private func runDepthwise(_ conv: ConvStep, batch: Int, workspace: Workspace) {
+    let input = workspace.buffers[conv.input]
+    let output = workspace.buffers[conv.output]
+    let residual = conv.residual.map { workspace.buffers[$0.buffer] }
+    let w = conv.window
+    let p = conv.padding
+    let paddedW = Int(w.in_w) + p.left + p.right
+    let paddedSize = (Int(w.in_h) + p.top + p.bottom) * paddedW * Int(w.channels)
+    let scratch = workspace.scratch
+    parallel(min(threads, batch)) { t in
+      var n = t
+      while n < batch {
+        octet_i8_pad_image(
+          input + n * conv.inSize, w.in_h, w.in_w, w.channels, Int32(p.top), Int32(p.left), Int32(p.bottom),
+          Int32(p.right), UInt8(w.zero_point), scratch + n * paddedSize)
+        n += threads
+      }
+    }
+    let outH = Int(w.out_h)
+    let chunks = threads == 1 ? 1 : min(outH, threads * 2)
+    let rowsPerChunk = (outH + chunks - 1) / chunks
+    let tasks = batch * chunks
+    let imageOut = conv.m * conv.n
+    parallel(min(threads, tasks)) { t in
+      var task = t
+      while task < tasks {
+        let n = task / chunks
+        let oy0 = (task % chunks) * rowsPerChunk
+        let oy1 = min(outH, oy0 + rowsPerChunk)
+        if oy0 < oy1 {
+          var e = conv.epilogue
+          if let residual { e.residual = UnsafePointer(residual + n * imageOut) }
+          var window = w
+          let padded = scratch + n * paddedSize
+          if isa == OCTET_I8_SCALAR {
+            octet_i8_dwconv__scalar(
+              &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int8.self), &e,
+              Int32(oy0), Int32(oy1), output + n * imageOut)
+          } else {
+            octet_i8_dwconv__avx2(
+              &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int16.self), &e,
+              Int32(oy0), Int32(oy1), output + n * imageOut)
+          }
+        }
+        task += min(threads, tasks)
+      }
+    }
+  }
+}
+
+// MARK: - Plan
+
+/// Bytes aligned to 64, zero-filled, freed with the object.
+final class AlignedBytes: @unchecked Sendable {
+  let pointer: UnsafeMutableRawPointer
+  let count: Int
+  init(count: Int) {
+    self.count = count
+    pointer = .allocate(byteCount: max(count, 64), alignment: 64)
+    pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 64))
+  }
+  deinit { pointer.deallocate() }
+}
+
+/// Per-channel epilogue arrays that the C structs point into; they live as long as the plan.
+final class ChannelParameters: @unchecked Sendable {
+  let bias: AlignedBytes, multiplier: AlignedBytes, shift: AlignedBytes
+  init(bias: [Int32], multiplier: [Int32], shift: [Int32]) {
+    // Padded to a multiple of 32 channels (shift 1 keeps the padding's arithmetic defined).
+    let padded = (bias.count + 31) / 32 * 32
+    self.bias = AlignedBytes(count: padded * 4)
+    self.multiplier = AlignedBytes(count: padded * 4)
+    self.shift = AlignedBytes(count: padded * 4)
+    let s = self.shift.pointer.assumingMemoryBound(to: Int32.self)
+    for i in 0..<padded { s[i] = i < shift.count ? shift[i] : 1 }
+    let b = self.bias.pointer.assumingMemoryBound(to: Int32.self)
+    let m = self.multiplier.pointer.assumingMemoryBound(to: Int32.self)
+    for i in 0..<bias.count {
+      b[i] = bias[i]
+      m[i] = multiplier[i]
+    }
+  }
+}
+
+struct FusedResidual {
+  var buffer: Int
+}
+
+struct ConvStep {
+  var window: octet_i8_window
+  var padding: (top: Int, left: Int, bottom: Int, right: Int)
+  /// Rows per image (output pixels), K, padded K, N.
+  var m: Int, k: Int, kp: Int, n: Int
+  var inSize: Int
+  var direct: Bool
+  var int32Output: Bool
+  var packedWeights: AlignedBytes
+  var parameters: ChannelParameters
+  var epilogue: octet_i8_epilogue
+  var residual: FusedResidual?
+  var input: Int, output: Int
+}
+
+struct AddParameters {
+  var za: Int32, zb: Int32, ma: Int32, mb: Int32, shift: Int32, zo: Int32, lo: Int32, hi: Int32
+}
+
+struct FastStep {
+  enum Op {
+    case quantizeInput(ActivationQuantization, out: Int)
+    case conv(ConvStep)
+    case depthwise(ConvStep)
+    case groupedReference(Int8ConvPlan, input: Int, out: Int, inSize: Int, outSize: Int)
+    case add(Int, Int, count: Int, AddParameters, out: Int)
+    case maxPool(octet_i8_window, input: Int, out: Int, inSize: Int, outSize: Int)
+    case globalAveragePool(
+      input: Int, pixels: Int, channels: Int, zIn: Int32, RequantMultiplier, zOut: Int32, out: Int)
+    case alias
+  }
+  var op: Op
+  /// Name, per-image shape, quantization and buffer of the node output this step materializes.
+  var observable: (String, [Int], ActivationQuantization, Int)?
+}
+
+/// Turns the reference plan into fast steps: packs weights, fuses residual adds, assigns buffers.
+struct FastPlanner {
+  var steps: [FastStep] = []
+  var bufferSizes: [Int] = []
+  var scratchSize = 0
+  var layers: [Int8FastExecutor.Layer] = []
+
+  init(reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool) {
+    let planned = reference.steps
+    // Readers of each step's output.
+    var readers = [[Int]](repeating: [], count: planned.count)
+    for (i, p) in planned.enumerated() {
+      for s in Int8ReferenceExecutor.inputs(of: p.step) { readers[s].append(i) }
+    }
+    // Residual adds fused into the later of their two producers, when that producer is a
+    // convolution read by nothing else.
+    var fusedInto: [Int: Int] = [:]  // add index -> conv index
+    var fusedAdd: [Int: Int] = [:]  // conv index -> add index
+    if fuse {
+      for (j, p) in planned.enumerated() {
+        guard case .add(let a, let b, _, _, _, _, _, _) = p.step else { continue }
+        let later = max(a, b)
+        guard case .conv(let plan, _) = planned[later].step, plan.groups == 1 || plan.isDepthwise,
+          readers[later] == [j]
+        else { continue }
+        fusedInto[j] = later
+        fusedAdd[later] = j
+      }
+    }
+    // Buffers: each materialized output gets one; flatten shares its input's.
+    var bufferOf: [Int: Int] = [:]
+    func newBuffer(_ bytes: Int) -> Int {
+      bufferSizes.append(bytes)
+      return bufferSizes.count - 1
+    }
+    for (i, p) in planned.enumerated() {
+      let size = p.shape.reduce(1, *)
+      switch p.step {
+      case .flatten(let input): bufferOf[i] = bufferOf[input]
+      case .linear: break
+      case .add where fusedInto[i] != nil: bufferOf[i] = newBuffer(size)
+      default: if fusedAdd[i] == nil { bufferOf[i] = newBuffer(size) }
+      }
+    }
+    for (i, p) in planned.enumerated() {
+      if fusedInto[i] != nil { continue }
+      let name = p.name
+      let shape = p.shape
+      var observable: (String, [Int], ActivationQuantization, Int)? =
+        bufferOf[i].map { (name, shape, p.quantization, $0) }
+      switch p.step {
+      case .quantizeInput(let q):
+        steps.append(FastStep(op: .quantizeInput(q, out: bufferOf[i]!), observable: observable))
+        layers.append(.init(name: name, kind: "quantize_input", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
+      case .conv(let plan, let input):
+        let inShape = planned[input].shape
+        var nodes = [name]
+        var out = bufferOf[i] ?? -1
+        var residual: (Int, AddParameters)?
+        if let j = fusedAdd[i], case .add(let a, let b, let za, let zb, let mult, let zo, let lo, let hi) =
+          planned[j].step
+        {
+          let convIsA = a == i
+          let other = convIsA ? b : a
+          residual = (
+            bufferOf[other]!,
+            AddParameters(
+              za: convIsA ? za : zb, zb: convIsA ? zb : za, ma: convIsA ? mult.a : mult.b,
+              mb: convIsA ? mult.b : mult.a, shift: mult.shift, zo: zo, lo: lo, hi: hi)
+          )
+          out = bufferOf[j]!
+          nodes.append(planned[j].name)
+          observable = (planned[j].name, planned[j].shape, planned[j].quantization, out)
+        }
+        let step = Self.convStep(plan, inShape: inShape, input: bufferOf[input]!, output: out, residual: residual, isa: isa)
+        if let step {
+          if plan.isDepthwise {
+            let paddedBytes =
+              (Int(step.window.in_h) + step.padding.top + step.padding.bottom)
+              * (Int(step.window.in_w) + step.padding.left + step.padding.right) * Int(step.window.channels)
+            scratchSize = max(scratchSize, paddedBytes)
+            steps.append(FastStep(op: .depthwise(step), observable: observable))
+            layers.append(
+              .init(name: name, kind: "depthwise", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k, nodes: nodes))
+          } else {
+            if !step.direct { scratchSize = max(scratchSize, step.m * step.kp * (isa == OCTET_I8_AVX2 ? 2 : 1)) }
+            steps.append(FastStep(op: .conv(step), observable: observable))
+            layers.append(
+              .init(name: name, kind: "conv", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k, nodes: nodes))
+          }
+        } else {
+          // Grouped (not depthwise) convolutions: the reference kernel, per image. Neither model has one.
+          steps.append(
+            FastStep(
+              op: .groupedReference(
+                plan, input: bufferOf[input]!, out: out, inSize: inShape.reduce(1, *), outSize: shape.reduce(1, *)),
+              observable: observable))
+          layers.append(.init(name: name, kind: "grouped_conv_reference", m: 0, n: 0, k: 0, macs: 0, nodes: nodes))
+        }
+      case .add(let a, let b, let za, let zb, let mult, let zo, let lo, let hi):
+        let p = AddParameters(za: za, zb: zb, ma: mult.a, mb: mult.b, shift: mult.shift, zo: zo, lo: lo, hi: hi)
+        steps.append(
+          FastStep(
+            op: .add(bufferOf[a]!, bufferOf[b]!, count: shape.reduce(1, *), p, out: bufferOf[i]!), observable: observable))
+        layers.append(.init(name: name, kind: "add", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
+      case .maxPool(let kernel, let stride, let padding, let input):
+        let s = planned[input].shape
+        let window = octet_i8_window(
+          in_h: Int32(s[0]), in_w: Int32(s[1]), channels: Int32(s[2]), out_h: Int32(shape[0]), out_w: Int32(shape[1]),
+          kernel_h: Int32(kernel[0]), kernel_w: Int32(kernel[1]), stride_h: Int32(stride[0]),
+          stride_w: Int32(stride[1]), pad_top: Int32(padding[0]), pad_left: Int32(padding[1]), zero_point: 0)
+        steps.append(
+          FastStep(
+            op: .maxPool(
+              window, input: bufferOf[input]!, out: bufferOf[i]!, inSize: s.reduce(1, *), outSize: shape.reduce(1, *)),
+            observable: observable))
+        layers.append(.init(name: name, kind: "max_pool", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
+      case .globalAveragePool(let input, let zIn, let requant, let zOut):
+        let s = planned[input].shape
+        steps.append(
+          FastStep(
+            op: .globalAveragePool(
+              input: bufferOf[input]!, pixels: s[0] * s[1], channels: s[2], zIn: zIn, requant, zOut: zOut,
+              out: bufferOf[i]!),
+            observable: observable))
+        layers.append(.init(name: name, kind: "global_average_pool", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
+      case .flatten:
+        steps.append(FastStep(op: .alias, observable: observable))
+        layers.append(.init(name: name, kind: "flatten", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
+      case .linear(let plan, let input):
+        let features = plan.inFeatures
+        let window = octet_i8_window(
+          in_h: 1, in_w: 1, channels: Int32(features), out_h: 1, out_w: 1, kernel_h: 1, kernel_w: 1, stride_h: 1,
+          stride_w: 1, pad_top: 0, pad_left: 0, zero_point: 0)
+        let step = Self.gemmStep(
+          weights: plan.weights, bias: plan.bias, requant: plan.requant, window: window,
+          padding: (0, 0, 0, 0), n: plan.outFeatures, input: bufferOf[input]!, output: -1, isa: isa,
+          clamp: (0, 0, 0), int32Output: true, residual: nil)
+        if !step.direct { scratchSize = max(scratchSize, step.kp * (isa == OCTET_I8_AVX2 ? 2 : 1)) }
+        steps.append(FastStep(op: .conv(step), observable: nil))
+        layers.append(
+          .init(name: name, kind: "linear", m: 1, n: step.n, k: step.k, macs: step.n * step.k, nodes: [name]))
+      }
+    }
+  }
+
+  static func convStep(
+    _ plan: Int8ConvPlan, inShape: [Int], input: Int, output: Int, residual: (Int, AddParameters)?, isa: octet_i8_isa
+  ) -> ConvStep? {
+    let bottom = (plan.outHeight - 1) * plan.strideH + plan.kernelH - plan.inHeight - plan.padTop
+    let right = (plan.outWidth - 1) * plan.strideW + plan.kernelW - plan.inWidth - plan.padLeft
+    let window = octet_i8_window(
+      in_h: Int32(plan.inHeight), in_w: Int32(plan.inWidth), channels: Int32(plan.inChannels),
+      out_h: Int32(plan.outHeight), out_w: Int32(plan.outWidth), kernel_h: Int32(plan.kernelH),
+      kernel_w: Int32(plan.kernelW), stride_h: Int32(plan.strideH), stride_w: Int32(plan.strideW),
+      pad_top: Int32(plan.padTop), pad_left: Int32(plan.padLeft), zero_point: plan.inputZeroPoint)
+    let padding = (plan.padTop, plan.padLeft, max(0, bottom), max(0, right))
+    let clamp = (plan.outputZeroPoint, plan.clampLo, plan.clampHi)
+    if plan.isDepthwise {
+      var step = gemmStep(
+        weights: [], bias: plan.bias, requant: plan.requant, window: window, padding: padding, n: plan.outChannels,
+        input: input, output: output, isa: isa, clamp: clamp, int32Output: false, residual: residual)
+      // Depthwise weights stay tap-major [kh * kw][C] (the reference plan's layout): int8 for the
+      // scalar kernel, widened to int16 for the AVX2 one (which the VNNI and AMX backends use too).
+      let taps = plan.kernelH * plan.kernelW
+      step.k = taps
+      step.kp = taps
+      if isa == OCTET_I8_SCALAR {
+        let bytes = AlignedBytes(count: plan.weights.count)
+        for (i, w) in plan.weights.enumerated() { bytes.pointer.storeBytes(of: w, toByteOffset: i, as: Int8.self) }
+        step.packedWeights = bytes
+      } else {
+        let bytes = AlignedBytes(count: plan.weights.count * 2)
+        let p = bytes.pointer.assumingMemoryBound(to: Int16.self)
+        for (i, w) in plan.weights.enumerated() { p[i] = Int16(w) }
+        step.packedWeights = bytes
+      }
+      return step
+    }
+    guard plan.groups == 1 else { return nil }
+    return gemmStep(
+      weights: plan.weights, bias: plan.bias, requant: plan.requant, window: window, padding: padding,
+      n: plan.outChannels, input: input, output: output, isa: isa, clamp: clamp, int32Output: false,
+      residual: residual)
+  }
+
+  static func gemmStep(
+    weights: [Int8], bias: [Int32], requant: [RequantMultiplier], window: octet_i8_window,
+    padding: (Int, Int, Int, Int), n: Int, input: Int, output: Int, isa: octet_i8_isa,
+    clamp: (Int32, Int32, Int32), int32Output: Bool, residual: (Int, AddParameters)?
+  ) -> ConvStep {
+    let k = Int(window.kernel_h * window.kernel_w * window.channels)
+    let align = octet_i8_k_align(isa)
+    let kp = (k + align - 1) / align * align
+    let packed = AlignedBytes(count: weights.isEmpty ? 0 : octet_i8_packed_b_size(isa, k, n))
+    if !weights.isEmpty {
+      weights.withUnsafeBufferPointer { octet_i8_pack_b(isa, $0.baseAddress, k, n, packed.pointer) }
+    }
+    let parameters = ChannelParameters(
+      bias: bias, multiplier: requant.map(\.multiplier), shift: requant.map(\.shift))
+    let pointwise =
+      window.kernel_h == 1 && window.kernel_w == 1 && window.stride_h == 1 && window.stride_w == 1
+      && window.pad_top == 0 && window.pad_left == 0 && window.out_h == window.in_h && window.out_w == window.in_w
+    var epilogue = octet_i8_epilogue()
+    epilogue.bias = UnsafePointer(parameters.bias.pointer.assumingMemoryBound(to: Int32.self))
+    epilogue.multiplier = UnsafePointer(parameters.multiplier.pointer.assumingMemoryBound(to: Int32.self))
+    epilogue.shift = UnsafePointer(parameters.shift.pointer.assumingMemoryBound(to: Int32.self))
+    epilogue.out_zero_point = clamp.0
+    epilogue.lo = clamp.1
+    epilogue.hi = clamp.2
+    epilogue.int32_output = int32Output ? 1 : 0
+    epilogue.ld_residual = n
+    if let (_, p) = residual {
+      epilogue.residual_zero_point = p.zb
+      epilogue.add_mult_conv = p.ma
+      epilogue.add_mult_residual = p.mb
+      epilogue.add_shift = p.shift
+      epilogue.add_zero_point = p.zo
+      epilogue.add_lo = p.lo
+      epilogue.add_hi = p.hi
+      precondition(p.za == clamp.0, "a fused add reads the convolution's own zero point")
+    }
+    return ConvStep(
+      window: window, padding: padding, m: Int(window.out_h * window.out_w), k: k, kp: kp, n: n,
+      inSize: Int(window.in_h * window.in_w * window.channels),
+      direct: pointwise && isa != OCTET_I8_AVX2 && k % align == 0, int32Output: int32Output, packedWeights: packed,
+      parameters: parameters, epilogue: epilogue, residual: residual.map { FusedResidual(buffer: $0.0) },
+      input: input, output: output)
+  }
+}
+
+// MARK: - Workspaces
+
+final class Workspace: @unchecked Sendable {
+  let batch: Int
+  var buffers: [UnsafeMutablePointer<UInt8>]
+  let scratch: UnsafeMutablePointer<UInt8>
+  private let storage: [AlignedBytes]
+
+  init(batch: Int, bufferSizes: [Int], scratchSize: Int) {
+    self.batch = batch
+    var storage = bufferSizes.map { AlignedBytes(count: $0 * batch + 64) }
+    storage.append(AlignedBytes(count: scratchSize * batch + 64))
+    self.storage = storage
+    buffers = storage.dropLast().map { $0.pointer.assumingMemoryBound(to: UInt8.self) }
+    scratch = storage.last!.pointer.assumingMemoryBound(to: UInt8.self)
+  }
+}
+
+/// Reuses workspaces between runs (allocation and page faults cost milliseconds per run otherwise);
+/// concurrent runs each get their own.
+final class WorkspacePool: @unchecked Sendable {
+  private let lock = NSLock()
+  private var free: [Workspace] = []
+
+  func take(batch: Int, bufferSizes: [Int], scratchSize: Int, threads: Int) -> Workspace {
+    lock.lock()
+    if let i = free.firstIndex(where: { $0.batch == batch }) {
+      let w = free.remove(at: i)
+      lock.unlock()
+      return w
+    }
+    lock.unlock()
+    return Workspace(batch: batch, bufferSizes: bufferSizes, scratchSize: scratchSize)
+  }
+
+  func give(_ workspace: Workspace) {
+    lock.lock()
+    if free.count < 8 { free.append(workspace) }
+    lock.unlock()
+  }
+}

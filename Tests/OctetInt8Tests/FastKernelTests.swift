@@ -1,0 +1,224 @@
+import Foundation
+import OctetCore
+import OctetModels
+import Testing
+
+@testable import OctetInt8
+
+/// One convolution layer under test, inside a small valid int8 graph:
+/// input [S, S, 3] -> 1x1 conv to `cin` channels -> the layer (and, with `residual`, a side conv of
+/// the same geometry and a residual add of the two) -> global average pool -> linear (10 classes).
+struct LayerCase: CustomStringConvertible, Sendable {
+  var size: Int, cin: Int, cout: Int, kernel: Int, stride: Int, pad: [Int], groups: Int
+  var residual: Residual = .none
+  enum Residual: Sendable { case none, layerFirst, layerSecond }
+  var description: String {
+    "\(size)x\(size)x\(cin)->\(cout) k\(kernel) s\(stride) pad\(pad) g\(groups) residual \(residual)"
+  }
+}
+
+/// Builds the graph of a `LayerCase` with seeded random weights, biases, multipliers and zero points.
+/// A few channels get multipliers >= 0.5 (shift < 32) and one gets 0, so both requantization paths
+/// and the degenerate one are exercised.
+func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
+  var rng = SeededGenerator(seed: seed)
+  func q(_ z: Int32? = nil) -> ActivationQuantization {
+    ActivationQuantization(scale: Float.random(in: 0.01...0.1, using: &rng), zeroPoint: z ?? Int32.random(in: 0...255, using: &rng))
+  }
+  func conv(
+    _ name: String, input: String, inQ: ActivationQuantization, cin: Int, cout: Int, k: Int, stride: Int, pad: [Int],
+    groups: Int, relu: Bool
+  ) throws -> QuantizedNode {
+    let out = q(relu ? 0 : nil)
+    var node = QuantizedNode(name: name, op: .conv2d, inputs: [input], fused: [name], output: out)
+    node.inChannels = cin
+    node.outChannels = cout
+    node.kernel = [k, k]
+    node.stride = [stride, stride]
+    node.padding = pad
+    node.groups = groups
+    node.inputQuantization = [inQ]
+    let lo = relu ? out.zeroPoint : Int32.random(in: 0...20, using: &rng)
+    node.clamp = [Int(lo), Int.random(in: 235...255, using: &rng)]
+    let perChannel = k * k * cin / groups
+    node.weights = (0..<(cout * perChannel)).map { _ in Int8.random(in: -127...127, using: &rng) }
+    node.bias = (0..<cout).map { _ in Int32.random(in: -200_000...200_000, using: &rng) }
+    let typical = 60.0 / (Double(perChannel).squareRoot() * 127 * 74)
+    let requant = try (0..<cout).map { c -> RequantMultiplier in
+      if c == 1 { return try RequantMultiplier(real: 0) }
+      if c % 7 == 3 { return try RequantMultiplier(real: Double.random(in: 0.5...3, using: &rng)) }
+      return try RequantMultiplier(real: typical * Double.random(in: 0.3...3, using: &rng))
+    }
+    node.multipliers = requant.map(\.multiplier)
+    node.shifts = requant.map(\.shift)
+    node.weightScales = [Float](repeating: 0.01, count: cout)
+    return node
+  }
+  let input = QuantizedNode(name: "input", op: .quantizeInput, inputs: [], fused: [], output: q())
+  let pre = try conv(
+    "pre", input: "input", inQ: input.output, cin: 3, cout: c.cin, k: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1,
+    relu: false)
+  var nodes = [input, pre]
+  let layer = try conv(
+    "layer", input: "pre", inQ: pre.output, cin: c.cin, cout: c.cout, k: c.kernel, stride: c.stride, pad: c.pad,
+    groups: c.groups, relu: Bool.random(using: &rng))
+  var last = layer
+  if c.residual == .none {
+    nodes.append(layer)
+  } else {
+    let side = try conv(
+      "side", input: "pre", inQ: pre.output, cin: c.cin, cout: c.cout, k: c.kernel, stride: c.stride, pad: c.pad,
+      groups: 1, relu: false)
+    // The add is fused into whichever of its inputs is computed last.
+    nodes += c.residual == .layerFirst ? [layer, side] : [side, layer]
+    let out = q(0)
+    var add = QuantizedNode(
+      name: "add", op: .add, inputs: c.residual == .layerFirst ? ["layer", "side"] : ["side", "layer"], fused: ["add"],
+      output: out)
+    add.inputQuantization = add.inputs.map { $0 == "layer" ? layer.output : side.output }
+    let (a, b) = (add.inputQuantization![0], add.inputQuantization![1])
+    add.addMultipliers = try AddMultipliers(
+      realA: Double(a.scale / out.scale) * Double.random(in: 0.3...1, using: &rng),
+      realB: Double(b.scale / out.scale) * Double.random(in: 0.3...1, using: &rng))
+    add.clamp = [Int(out.zeroPoint), 255]
+    nodes.append(add)
+    last = add
+  }
+  let pooledQ = q()
+  var pool = QuantizedNode(name: "pool", op: .globalAveragePool, inputs: [last.name], fused: ["pool"], output: pooledQ)
+  pool.inputQuantization = [last.output]
+  pool.requant = try RequantMultiplier(real: Double.random(in: 0.001...0.05, using: &rng))
+  let flatten = QuantizedNode(name: "flatten", op: .flatten, inputs: ["pool"], fused: ["flatten"], output: pooledQ)
+  var fc = QuantizedNode(
+    name: "fc", op: .linear, inputs: ["flatten"], fused: ["fc"], output: ActivationQuantization(scale: 0.001, zeroPoint: 0))
+  fc.inChannels = c.cout
+  fc.outChannels = 10
+  fc.inputQuantization = [pooledQ]
+  fc.weights = (0..<(10 * c.cout)).map { _ in Int8.random(in: -127...127, using: &rng) }
+  fc.bias = (0..<10).map { _ in Int32.random(in: -100_000...100_000, using: &rng) }
+  let fcRequant = try (0..<10).map { _ in try RequantMultiplier(real: Double.random(in: 0.1...1, using: &rng)) }
+  fc.multipliers = fcRequant.map(\.multiplier)
+  fc.shifts = fcRequant.map(\.shift)
+  fc.weightScales = [Float](repeating: 0.01, count: 10)
+  nodes += [pool, flatten, fc]
+  let info = ModelInfo(architecture: "layer-test", inputSize: c.size, classes: 10, preprocessing: .imagenet)
+  let model = QuantizedModel(info: info, nodes: nodes, output: "fc")
+  try model.validate()
+  return model
+}
+
+/// Every layer shape of ResNet50 and EfficientNet-Lite0 (K, N, kernel, stride, padding; spatial size
+/// reduced where that does not change the kernel's path), plus awkward ones: K not a multiple of
+/// 4/64, N and M tails, stride 2, asymmetric padding, fused residual adds in both input orders.
+let layerCases: [LayerCase] = {
+  var cases: [LayerCase] = []
+  // ResNet50: stem 7x7/2 on 3 channels (K = 147).
+  cases.append(LayerCase(size: 32, cin: 3, cout: 64, kernel: 7, stride: 2, pad: [3, 3, 3, 3], groups: 1))
+  // Bottleneck 1x1 and 3x3 convolutions of each stage, and the stride-2 ones.
+  for (c, w) in [(64, 56), (128, 28), (256, 14), (512, 7)] {
+    let s = min(w, 9)
+    cases.append(LayerCase(size: s, cin: c * 4 == 256 ? 64 : c * 2, cout: c, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
+    cases.append(LayerCase(size: s, cin: c, cout: c, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 1))
+    cases.append(
+      LayerCase(size: s, cin: c, cout: c * 4, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond))
+    cases.append(
+      LayerCase(size: s, cin: c * 2, cout: c * 4, kernel: 1, stride: 2, pad: [0, 0, 0, 0], groups: 1, residual: .layerFirst))
+    cases.append(LayerCase(size: s, cin: c, cout: c, kernel: 3, stride: 2, pad: [1, 1, 1, 1], groups: 1))
+  }
+  // EfficientNet-Lite0: stem 3x3/2 (K = 27), depthwise 3x3 and 5x5 at stride 1 and 2 (TF-same
+  // padding), expand/project 1x1 with K = 16, 24, 40, 80, 112, 192, 1152 and a residual project.
+  cases.append(LayerCase(size: 17, cin: 3, cout: 32, kernel: 3, stride: 2, pad: [0, 0, 1, 1], groups: 1))
+  for (c, k, s) in [(32, 3, 1), (96, 3, 2), (144, 5, 2), (240, 3, 1), (480, 5, 1), (672, 5, 2), (1152, 3, 1)] {
+    let p = k / 2
+    cases.append(
+      LayerCase(size: 9, cin: c, cout: c, kernel: k, stride: s, pad: s == 2 ? [p - 1, p - 1, p, p] : [p, p, p, p], groups: c))
+  }
+  for (cin, cout) in [(16, 96), (24, 144), (40, 240), (80, 480), (112, 672), (192, 1152), (1152, 320), (320, 1280)] {
+    cases.append(LayerCase(size: 5, cin: cin, cout: cout, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
+  }
+  cases.append(LayerCase(size: 7, cin: 144, cout: 24, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond))
+  // Awkward shapes: K = 17, 5, 130 (not multiples of 4 or 64), N = 1, 7, 33, 250 (tails),
+  // M = 1, 2, 13 (row tails), odd sizes, asymmetric padding, depthwise with 17 and 40 channels.
+  cases.append(LayerCase(size: 4, cin: 17, cout: 7, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
+  cases.append(LayerCase(size: 1, cin: 5, cout: 33, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
+  cases.append(LayerCase(size: 2, cin: 130, cout: 1, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
+  cases.append(LayerCase(size: 13, cin: 5, cout: 250, kernel: 3, stride: 2, pad: [1, 2, 0, 1], groups: 1))
+  cases.append(LayerCase(size: 11, cin: 9, cout: 40, kernel: 5, stride: 3, pad: [2, 2, 2, 2], groups: 1, residual: .layerFirst))
+  cases.append(LayerCase(size: 6, cin: 17, cout: 17, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 17))
+  cases.append(LayerCase(size: 8, cin: 40, cout: 40, kernel: 5, stride: 2, pad: [1, 1, 2, 2], groups: 40, residual: .layerSecond))
+  cases.append(LayerCase(size: 5, cin: 4, cout: 6, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 2))  // grouped
+  return cases
+}()
+
+/// Runs `model` on the reference and on `backend` (fused and unfused), on a batch of 2 images and
+/// with 1 and 3 threads, and requires identical bits on every node output and on the logits.
+func expectBitExact(_ model: QuantizedModel, backend: Int8Backend, seed: UInt64, context: String) throws {
+  let size = model.info.inputSize
+  var rng = SeededGenerator(seed: seed ^ 0x5EED)
+  let input = Tensor(shape: [2, size, size, 3], scalars: rng.floats(2 * size * size * 3, in: -3...3))
+  let reference = try Int8ReferenceExecutor(model: model)
+  var expected: [String: QuantizedTensor] = [:]
+  let logits = reference.run(input) { name, t in expected[name] = t }
+  // The case must exercise the arithmetic, not only the clamps.
+  let layerValues = Set(expected["layer"]?.values ?? [])
+  #expect(layerValues.count >= 8, "\(context): the layer's output has only \(layerValues.count) distinct values")
+  for threads in [1, 3] {
+    let unfused = try Int8FastExecutor(model: model, backend: backend, threads: threads, fuseResidualAdds: false)
+    var seen = 0
+    let got = unfused.run(input) { name, t in
+      seen += 1
+      #expect(expected[name] == t, "\(context): node '\(name)' differs (\(backend), \(threads) threads)")
+    }
+    #expect(seen == expected.count, "\(context): \(seen) of \(expected.count) node outputs observed")
+    #expect(got == logits, "\(context): logits differ (\(backend), unfused, \(threads) threads)")
+    let fused = try Int8FastExecutor(model: model, backend: backend, threads: threads)
+    #expect(fused.run(input, observe: nil) == logits, "\(context): logits differ (\(backend), fused, \(threads) threads)")
+  }
+}
+
+func checkAllLayerCases(_ backend: Int8Backend) throws {
+  for (i, c) in layerCases.enumerated() {
+    let seed = UInt64(0xFA57_0000 + i)
+    let model = try makeLayerModel(c, seed: seed)
+    try expectBitExact(model, backend: backend, seed: seed, context: "case \(i) \(c) seed \(seed)")
+  }
+}
+
+/// One test per backend. A backend this CPU cannot run is reported as skipped (not passed); on a
+/// machine with AVX-512 VNNI and AMX all four run.
+@Suite struct FastKernelBitExactTests {
+  @Test func scalarEqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.scalar) }
+
+  @Test(.enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"))
+  func avx2EqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.avx2) }
+
+  @Test(.enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func avx512vnniEqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.avx512vnni) }
+
+  @Test(.enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
+  func amxEqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.amx) }
+
+  @Test func residualAddsAreFusedIntoTheLaterConvolution() throws {
+    let model = try makeLayerModel(layerCases.first { $0.residual == .layerFirst }!, seed: 1)
+    let fused = try Int8FastExecutor(model: model, backend: .scalar, threads: 1)
+    #expect(fused.layers.contains { $0.nodes == ["side", "add"] })
+    #expect(!fused.layers.contains { $0.kind == "add" })
+    let unfused = try Int8FastExecutor(model: model, backend: .scalar, threads: 1, fuseResidualAdds: false)
+    #expect(unfused.layers.contains { $0.kind == "add" })
+  }
+}
+
+@Suite struct BackendSelectionTests {
+  @Test func autoObeysTheEnvironmentAndRefusesWhatTheCPULacks() throws {
+    #expect(try Int8Backend.auto.resolved(environment: ["OCTET_INT8_BACKEND": "scalar"]) == .scalar)
+    #expect(try Int8Backend.auto.resolved(environment: ["OCTET_INT8_BACKEND": "reference"]) == .reference)
+    #expect(try Int8Backend.auto.resolved(environment: [:]) == Int8Backend.best)
+    #expect(throws: Int8BackendError.unknown("avx9", source: "OCTET_INT8_BACKEND")) {
+      try Int8Backend.auto.resolved(environment: ["OCTET_INT8_BACKEND": "avx9"])
+    }
+    for backend in [Int8Backend.avx2, .avx512vnni, .amx] where !backend.isSupported {
+      #expect(throws: Int8BackendError.unsupported(backend)) { try backend.resolved(environment: [:]) }
+    }
+    #expect(Int8Backend.scalar.isSupported)
+  }
+}
