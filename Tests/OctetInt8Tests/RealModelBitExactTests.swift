@@ -1,0 +1,68 @@
+import Foundation
+import Octet
+import OctetInt8
+import OctetQuantizer
+import OctetTestSupport
+import Testing
+
+/// Quantizes a real checkpoint (min/max ranges of 2 validation images at full size) and holds every
+/// backend this CPU has to the reference, bit for bit, on every node output of the real network.
+/// The network runs at `size` (a centre crop of a real preprocessed image): every layer keeps its
+/// K and N, only M shrinks, which keeps the scalar reference affordable in debug builds.
+/// `OCTET_FULL_SIZE=1` runs at the model's own size instead.
+func realModelBitExact(_ checkpoint: String, size: Int) throws {
+  let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
+  let labels = try String(contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
+  let files = labels.split(separator: "\n").prefix(3).map { String($0.split(separator: "\t")[0]) }
+  let inputs = try files.map {
+    model.info.preprocessing.apply(to: try ImageDecoder.decode(contentsOf: TestData.valImages.appendingPathComponent($0)))
+  }
+  var ranges: [String: (lo: Float, hi: Float)] = [:]
+  func observe(_ name: String, _ values: [Float]) {
+    var (lo, hi) = ranges[name] ?? (.infinity, -.infinity)
+    for v in values {
+      lo = min(lo, v)
+      hi = max(hi, v)
+    }
+    ranges[name] = (lo, hi)
+  }
+  let calibration = try FloatExecutor(model: model, fuseResidualAdd: false)
+  for x in inputs.prefix(2) {
+    observe("input", x.scalars)
+    _ = calibration.run(x) { name, t in observe(name, t.scalars) }
+  }
+  var quantized = try Quantizer.quantize(model: model) { ranges[$0] }.model
+  let full = model.info.inputSize
+  let s = ProcessInfo.processInfo.environment["OCTET_FULL_SIZE"] == "1" ? full : size
+  quantized.info.inputSize = s
+  // Centre crop of the third image, [1, s, s, 3].
+  let x = inputs[2]
+  let offset = (full - s) / 2
+  var crop: [Float] = []
+  crop.reserveCapacity(s * s * 3)
+  for y in 0..<s {
+    let row = ((y + offset) * full + offset) * 3
+    crop += x.scalars[row..<(row + s * 3)]
+  }
+  let input = Tensor(shape: [1, s, s, 3], scalars: crop)
+  let reference = try Int8ReferenceExecutor(model: quantized)
+  var expected: [String: QuantizedTensor] = [:]
+  let logits = reference.run(input) { name, t in expected[name] = t }
+  for backend in [Int8Backend.scalar, .avx2, .avx512vnni, .amx] where backend.isSupported {
+    let unfused = try Int8FastExecutor(model: quantized, backend: backend, threads: 2, fuseResidualAdds: false)
+    var differing: [String] = []
+    let got = unfused.run(input) { name, t in if expected[name] != t { differing.append(name) } }
+    #expect(differing.isEmpty, "\(checkpoint) on \(backend): nodes differ: \(differing)")
+    #expect(got == logits, "\(checkpoint) on \(backend): logits differ (unfused)")
+    let fused = try Int8FastExecutor(model: quantized, backend: backend, threads: 2)
+    #expect(fused.run(input, observe: nil) == logits, "\(checkpoint) on \(backend): logits differ (fused)")
+  }
+}
+
+@Suite struct RealModelBitExactTests {
+  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
+  func efficientNetLite0() throws { try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96) }
+
+  @Test(.enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
+  func resNet50() throws { try realModelBitExact("resnet50-random-bnstats.pth", size: 64) }
+}
