@@ -9,27 +9,39 @@
 
 #define AVX2 __attribute__((target("avx2")))
 
-// Per-column requantization constants for 8 columns, split into even and odd 32-bit lanes, each
-// widened to 64 bits: y = ((acc * m + 2^(n-1) + 2^62) >>> n) - 2^(62-n) is §3's
-// floor(acc * m / 2^n + 1/2) computed with a logical shift (AVX2 has no 64-bit arithmetic shift):
-// the biased sum is never negative, since |acc * m| < 2^62.
+// Per-column requantization constants for 8 columns. §3 is y = floor((acc * m + 2^(n-1)) / 2^n)
+// with a 64-bit product; AVX2 multiplies even and odd 32-bit lanes separately into 64-bit lanes.
+//
+// Fast form (every n >= 32, i.e. M < 1/2, which is every ResNet50 and EfficientNet-Lite0 conv):
+// floor(x / 2^n) = floor(floor(x / 2^32) / 2^(n-32)), and floor(x / 2^32) of a 64-bit lane is its
+// high half. So y = (high half of acc * m + 2^(n-1)) >>arith (n - 32), in 32 bits (|y| < 2^30).
+// General form (any n): y = ((acc * m + 2^(n-1) + 2^62) >>logical n) - 2^(62-n), exact because
+// |acc * m| < 2^62 keeps the biased sum non-negative (AVX2 has no 64-bit arithmetic shift), then
+// clamped in 64 bits before narrowing.
 typedef struct {
-  __m256i mult, mult_odd, sh_e, sh_o, rnd_e, rnd_o, off_e, off_o;
+  __m256i mult, mult_odd, rnd_e, rnd_o, post;  // fast form
+  __m256i sh_e, sh_o, off_e, off_o;  // general form (rnd_* then include 2^62)
 } cols8;
 
-AVX2 static inline cols8 load_cols8(const octet_i8_epilogue* ep, size_t c) {
+AVX2 static inline cols8 load_cols8(const octet_i8_epilogue* ep, size_t c, int fast) {
   cols8 p;
-  const __m256i one = _mm256_set1_epi64x(1), bias62 = _mm256_set1_epi64x((int64_t)1 << 62);
-  const __m256i s62 = _mm256_set1_epi64x(62);
+  const __m256i one = _mm256_set1_epi64x(1);
   p.mult = _mm256_loadu_si256((const __m256i*)(ep->multiplier + c));
   p.mult_odd = _mm256_srli_epi64(p.mult, 32);
   const __m256i sh = _mm256_loadu_si256((const __m256i*)(ep->shift + c));
   p.sh_e = _mm256_and_si256(sh, _mm256_set1_epi64x(0xffffffff));
   p.sh_o = _mm256_srli_epi64(sh, 32);
-  p.rnd_e = _mm256_add_epi64(_mm256_sllv_epi64(one, _mm256_sub_epi64(p.sh_e, one)), bias62);
-  p.rnd_o = _mm256_add_epi64(_mm256_sllv_epi64(one, _mm256_sub_epi64(p.sh_o, one)), bias62);
-  p.off_e = _mm256_sllv_epi64(one, _mm256_sub_epi64(s62, p.sh_e));
-  p.off_o = _mm256_sllv_epi64(one, _mm256_sub_epi64(s62, p.sh_o));
+  p.rnd_e = _mm256_sllv_epi64(one, _mm256_sub_epi64(p.sh_e, one));
+  p.rnd_o = _mm256_sllv_epi64(one, _mm256_sub_epi64(p.sh_o, one));
+  if (fast) {
+    p.post = _mm256_sub_epi32(sh, _mm256_set1_epi32(32));
+  } else {
+    const __m256i bias62 = _mm256_set1_epi64x((int64_t)1 << 62), s62 = _mm256_set1_epi64x(62);
+    p.rnd_e = _mm256_add_epi64(p.rnd_e, bias62);
+    p.rnd_o = _mm256_add_epi64(p.rnd_o, bias62);
+    p.off_e = _mm256_sllv_epi64(one, _mm256_sub_epi64(s62, p.sh_e));
+    p.off_o = _mm256_sllv_epi64(one, _mm256_sub_epi64(s62, p.sh_o));
+  }
   return p;
 }
 
@@ -38,65 +50,97 @@ AVX2 static inline __m256i clamp_epi64(__m256i y, __m256i lo, __m256i hi) {
   return _mm256_blendv_epi8(y, lo, _mm256_cmpgt_epi64(lo, y));
 }
 
-/// Even lanes' low halves and odd lanes' low halves back into one vector of 8 int32.
-AVX2 static inline __m256i merge_halves(__m256i even, __m256i odd) {
-  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-}
-
-/// 8 accumulators -> clamp(requant(acc), lo, hi) with lo/hi already relative to the zero point.
-AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, __m256i lo, __m256i hi) {
-  __m256i ye = _mm256_mul_epi32(acc, p->mult);
-  __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
-  ye = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(ye, p->rnd_e), p->sh_e), p->off_e);
-  yo = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(yo, p->rnd_o), p->sh_o), p->off_o);
-  return merge_halves(clamp_epi64(ye, lo, hi), clamp_epi64(yo, lo, hi));
+/// The high halves of the even lanes of `even` and of the odd lanes of `odd`, as 8 int32.
+AVX2 static inline __m256i high_halves(__m256i even, __m256i odd) {
+  return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
 }
 
 // Per-tensor constants of the epilogue.
 typedef struct {
-  __m256i lo, hi, zout;  // requant clamp relative to the zero point (64-bit), zero point (32-bit)
-  int residual;
-  __m256i conv_zp, res_zp, ma, mb, add_rnd, add_off, add_lo, add_hi, add_zp;
-  __m128i add_sh;
+  int fast, residual, add_fast;
+  __m256i lo64, hi64;  // general form: clamp relative to the zero point, 64-bit
+  __m256i lo, hi, zout;  // 32-bit
+  __m256i res_zp, ma, mb, add_rnd, add_off, add_lo, add_hi, add_zp, add_lo64, add_hi64;
+  __m128i add_pre, add_post, add_sh;
 } ep_consts;
 
 AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
   ep_consts k;
+  k.fast = ep->shifts_at_least_32 && !ep->int32_output;
   if (ep->int32_output) {
-    k.lo = _mm256_set1_epi64x(INT32_MIN);
-    k.hi = _mm256_set1_epi64x(INT32_MAX);
+    k.lo64 = _mm256_set1_epi64x(INT32_MIN);
+    k.hi64 = _mm256_set1_epi64x(INT32_MAX);
     k.zout = _mm256_setzero_si256();
   } else {
-    k.lo = _mm256_set1_epi64x((int64_t)ep->lo - ep->out_zero_point);
-    k.hi = _mm256_set1_epi64x((int64_t)ep->hi - ep->out_zero_point);
+    k.lo64 = _mm256_set1_epi64x((int64_t)ep->lo - ep->out_zero_point);
+    k.hi64 = _mm256_set1_epi64x((int64_t)ep->hi - ep->out_zero_point);
     k.zout = _mm256_set1_epi32(ep->out_zero_point);
   }
+  k.lo = _mm256_set1_epi32(ep->lo);
+  k.hi = _mm256_set1_epi32(ep->hi);
   k.residual = ep->residual != NULL;
+  k.add_fast = 0;
   if (k.residual) {
+    // §8, x = da * a + db * b, y = floor(x / 2^n + 1/2). With |da|, |db| <= 255, pre-shifting them by
+    // pre = max(0, 32 - n) keeps them below 2^31 when n >= 9, and makes the total shift 32 + post:
+    // then y is the high half of x * 2^pre + 2^(n+pre-1), shifted right by post, as above.
     const int32_t n = ep->add_shift;
+    k.add_fast = n >= 9;
+    const int32_t pre = n < 32 ? 32 - n : 0, post = n > 32 ? n - 32 : 0;
+    k.add_pre = _mm_cvtsi32_si128(pre);
+    k.add_post = _mm_cvtsi32_si128(post);
+    k.add_sh = _mm_cvtsi32_si128(n);
     k.res_zp = _mm256_set1_epi32(ep->residual_zero_point);
     k.ma = _mm256_set1_epi64x(ep->add_mult_conv);
     k.mb = _mm256_set1_epi64x(ep->add_mult_residual);
-    k.add_rnd = _mm256_set1_epi64x(((int64_t)1 << (n - 1)) + ((int64_t)1 << 62));
+    k.add_rnd = k.add_fast ? _mm256_set1_epi64x((int64_t)1 << (n + pre - 1))
+                           : _mm256_set1_epi64x(((int64_t)1 << (n - 1)) + ((int64_t)1 << 62));
     k.add_off = _mm256_set1_epi64x((int64_t)1 << (62 - n));
-    k.add_sh = _mm_cvtsi32_si128(n);
-    k.add_lo = _mm256_set1_epi64x((int64_t)ep->add_lo - ep->add_zero_point);
-    k.add_hi = _mm256_set1_epi64x((int64_t)ep->add_hi - ep->add_zero_point);
+    k.add_lo = _mm256_set1_epi32(ep->add_lo);
+    k.add_hi = _mm256_set1_epi32(ep->add_hi);
+    k.add_lo64 = _mm256_set1_epi64x((int64_t)ep->add_lo - ep->add_zero_point);
+    k.add_hi64 = _mm256_set1_epi64x((int64_t)ep->add_hi - ep->add_zero_point);
     k.add_zp = _mm256_set1_epi32(ep->add_zero_point);
   }
   return k;
 }
 
-/// §8 on 8 lanes: da = conv code - conv zero point (already centred), r = residual codes.
-AVX2 static inline __m256i residual8(__m256i da, __m256i r, const ep_consts* k) {
-  const __m256i db = _mm256_sub_epi32(r, k->res_zp);
+/// 8 accumulators -> the clamped code q (or, for int32 output, the saturated logit).
+AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, const ep_consts* k) {
+  __m256i ye = _mm256_mul_epi32(acc, p->mult);
+  __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
+  if (k->fast) {
+    const __m256i y = _mm256_srav_epi32(
+        high_halves(_mm256_add_epi64(ye, p->rnd_e), _mm256_add_epi64(yo, p->rnd_o)), p->post);
+    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, k->zout), k->lo), k->hi);
+  }
+  ye = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(ye, p->rnd_e), p->sh_e), p->off_e);
+  yo = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(yo, p->rnd_o), p->sh_o), p->off_o);
+  ye = clamp_epi64(ye, k->lo64, k->hi64);
+  yo = clamp_epi64(yo, k->lo64, k->hi64);
+  return _mm256_add_epi32(_mm256_blend_epi32(ye, _mm256_slli_epi64(yo, 32), 0xAA), k->zout);
+}
+
+/// §8 on 8 lanes: q = the convolution's codes, r = the residual's codes.
+AVX2 static inline __m256i residual8(__m256i q, __m256i r, const ep_consts* k) {
+  __m256i da = _mm256_sub_epi32(q, k->zout);
+  __m256i db = _mm256_sub_epi32(r, k->res_zp);
+  if (k->add_fast) {
+    da = _mm256_sll_epi32(da, k->add_pre);
+    db = _mm256_sll_epi32(db, k->add_pre);
+  }
   __m256i xe = _mm256_add_epi64(_mm256_mul_epi32(da, k->ma), _mm256_mul_epi32(db, k->mb));
   __m256i xo = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(da, 32), k->ma),
                                 _mm256_mul_epi32(_mm256_srli_epi64(db, 32), k->mb));
-  xe = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(xe, k->add_rnd), k->add_sh), k->add_off);
-  xo = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(xo, k->add_rnd), k->add_sh), k->add_off);
-  const __m256i y = merge_halves(clamp_epi64(xe, k->add_lo, k->add_hi), clamp_epi64(xo, k->add_lo, k->add_hi));
-  return _mm256_add_epi32(y, k->add_zp);
+  xe = _mm256_add_epi64(xe, k->add_rnd);
+  xo = _mm256_add_epi64(xo, k->add_rnd);
+  if (k->add_fast) {
+    const __m256i y = _mm256_sra_epi32(high_halves(xe, xo), k->add_post);
+    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, k->add_zp), k->add_lo), k->add_hi);
+  }
+  xe = clamp_epi64(_mm256_sub_epi64(_mm256_srl_epi64(xe, k->add_sh), k->add_off), k->add_lo64, k->add_hi64);
+  xo = clamp_epi64(_mm256_sub_epi64(_mm256_srl_epi64(xo, k->add_sh), k->add_off), k->add_lo64, k->add_hi64);
+  return _mm256_add_epi32(_mm256_blend_epi32(xe, _mm256_slli_epi64(xo, 32), 0xAA), k->add_zp);
 }
 
 AVX2 static inline void store_u8x8(uint8_t* dst, __m256i v) {
@@ -107,17 +151,15 @@ AVX2 static inline void store_u8x8(uint8_t* dst, __m256i v) {
 /// One output vector of 8 columns: acc (bias included) -> uint8 or int32 at dst.
 AVX2 static inline void finish8(__m256i acc, const cols8* p, const ep_consts* k, int int32_output,
                                 const uint8_t* res, void* dst) {
-  const __m256i y = requant8(acc, p, k->lo, k->hi);
+  const __m256i q = requant8(acc, p, k);
   if (int32_output) {
-    _mm256_storeu_si256((__m256i*)dst, y);
+    _mm256_storeu_si256((__m256i*)dst, q);
     return;
   }
-  __m256i q;
   if (k->residual)
-    q = residual8(y, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)res)), k);
+    store_u8x8(dst, residual8(q, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)res)), k));
   else
-    q = _mm256_add_epi32(y, k->zout);
-  store_u8x8(dst, q);
+    store_u8x8(dst, q);
 }
 
 AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
@@ -126,7 +168,7 @@ AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0
   const size_t esize = ep->int32_output ? 4 : 1;
   size_t j = 0;
   for (; j + 8 <= cols; j += 8) {
-    const cols8 p = load_cols8(ep, n0 + j);
+    const cols8 p = load_cols8(ep, n0 + j, k.fast);
     for (size_t r = 0; r < rows; r++) {
       const size_t row = row0 + r;
       const uint8_t* res = k.residual ? ep->residual + row * ep->ld_residual + n0 + j : NULL;
@@ -213,7 +255,7 @@ AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded,
   const size_t vec = c / 16 * 16;
   for (int32_t oy = oy0; oy < oy1; oy++) {
     for (size_t c0 = 0; c0 < vec; c0 += 16) {
-      const cols8 p0 = load_cols8(ep, c0), p1 = load_cols8(ep, c0 + 8);
+      const cols8 p0 = load_cols8(ep, c0, k.fast), p1 = load_cols8(ep, c0 + 8, k.fast);
       const __m256i bias0 = _mm256_loadu_si256((const __m256i*)(ep->bias + c0));
       const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(ep->bias + c0 + 8));
       for (int32_t ox = 0; ox < w->out_w; ox++) {

@@ -587,6 +587,7 @@ struct FastPlanner {
     epilogue.lo = clamp.1
     epilogue.hi = clamp.2
     epilogue.int32_output = int32Output ? 1 : 0
+    epilogue.shifts_at_least_32 = requant.allSatisfy { $0.shift >= 32 } ? 1 : 0
     epilogue.ld_residual = n
     if let (_, p) = residual {
       epilogue.residual_zero_point = p.zb

@@ -77,6 +77,7 @@ typedef struct {
   const int32_t* shift;  ///< [N], 1...62
   int32_t out_zero_point, lo, hi;
   int32_t int32_output;
+  int32_t shifts_at_least_32;  ///< 1 if every shift[c] >= 32 (lets SIMD epilogues stay in 32 bits)
   const uint8_t* residual;  ///< NULL: no fused add
   size_t ld_residual;
   int32_t residual_zero_point;
