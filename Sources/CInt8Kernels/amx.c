@@ -3,12 +3,24 @@
 // computes 32 rows x 32 columns in four accumulator tiles (tmm0-3), with A in tmm4-5 and B in
 // tmm6-7. K is padded to 64 (octet_i8_k_align). The process must have asked Linux for tile data
 // (octet_i8_cpu_supports(OCTET_I8_AMX) does), or the first tile instruction faults.
-#if defined(__x86_64__)
+#if defined(OCTET_EMULATE_ISA)
+#include "emulate_x86.h"
+#elif defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__x86_64__) || defined(OCTET_EMULATE_ISA)
 #include <stdlib.h>
 #include "common.h"
 
+#if defined(OCTET_EMULATE_ISA)
+#define AMX
+#define OCTET_GEMM octet_i8_gemm__amx_emulated
+#define OCTET_EPILOGUE octet_i8_epilogue__scalar
+#else
 #define AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx2")))
+#define OCTET_GEMM octet_i8_gemm__amx
+#define OCTET_EPILOGUE octet_i8_epilogue__avx2
+#endif
 
 typedef struct __attribute__((packed)) {
   uint8_t palette_id;
@@ -18,7 +30,7 @@ typedef struct __attribute__((packed)) {
   uint8_t rows[16];
 } octet_tile_config;
 
-AMX void octet_i8_gemm__amx(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+AMX void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
                             size_t m0, size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep,
                             void* out, size_t ldc) {
   (void)n;
@@ -80,7 +92,7 @@ AMX void octet_i8_gemm__amx(const uint8_t* a, size_t lda, const int8_t* b, size_
         for (size_t r = 0; r < rows; r++)
           for (size_t j = 0; j < cols; j++)
             acc[r][j] = (int32_t)((uint32_t)acc[r][j] + (uint32_t)ep->bias[p0 + j]);
-        octet_i8_epilogue__avx2(&acc[0][0], 32, m, rows, p0, cols, ep, out, ldc);
+        OCTET_EPILOGUE(&acc[0][0], 32, m, rows, p0, cols, ep, out, ldc);
       }
     }
   }

@@ -1,11 +1,23 @@
 // AVX-512 VNNI kernel: vpdpbusd multiplies 4 u8 activations by 4 s8 weights and adds the four
 // products to an int32 lane in one instruction, with no intermediate saturation. The epilogue is
 // the AVX2 one (every AVX-512 CPU has AVX2).
-#if defined(__x86_64__)
+#if defined(OCTET_EMULATE_ISA)
+#include "emulate_x86.h"
+#elif defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__x86_64__) || defined(OCTET_EMULATE_ISA)
 #include "common.h"
 
+#if defined(OCTET_EMULATE_ISA)
+#define VNNI
+#define OCTET_GEMM octet_i8_gemm__avx512vnni_emulated
+#define OCTET_EPILOGUE octet_i8_epilogue__scalar
+#else
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2")))
+#define OCTET_GEMM octet_i8_gemm__avx512vnni
+#define OCTET_EPILOGUE octet_i8_epilogue__avx2
+#endif
 
 // 8 rows x (16 * NP) columns over the whole K; rows past `rows` repeat row 0 and are discarded.
 #define OCTET_VNNI_KERNEL(NAME, NP)                                                               \
@@ -33,7 +45,7 @@
 OCTET_VNNI_KERNEL(kernel_8x32, 2)
 OCTET_VNNI_KERNEL(kernel_8x16, 1)
 
-VNNI void octet_i8_gemm__avx512vnni(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
+VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
                                     size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
                                     const octet_i8_epilogue* ep, void* out, size_t ldc) {
   (void)n;
@@ -53,7 +65,7 @@ VNNI void octet_i8_gemm__avx512vnni(const uint8_t* a, size_t lda, const int8_t* 
           kernel_8x32(a + m * lda, lda, rows, panel, kp, kp / 4, bias, acc);
         else
           kernel_8x16(a + m * lda, lda, rows, panel, kp, kp / 4, bias, acc);
-        octet_i8_epilogue__avx2(&acc[0][0], 32, m, rows, p0, cols, ep, out, ldc);
+        OCTET_EPILOGUE(&acc[0][0], 32, m, rows, p0, cols, ep, out, ldc);
       }
     }
   }

@@ -27,6 +27,9 @@ public final class Int8FastExecutor: @unchecked Sendable {
   public let fusesResidualAdds: Bool
 
   let isa: octet_i8_isa
+  let emulatedISA: Bool
+  /// Depthwise convolutions on the scalar kernel (int8 weights) rather than the AVX2 one (int16).
+  let scalarDepthwise: Bool
   let steps: [FastStep]
   /// Bytes per image of each activation buffer.
   let bufferSizes: [Int]
@@ -52,9 +55,18 @@ public final class Int8FastExecutor: @unchecked Sendable {
     try self.init(model: model, backend: backend, threads: threads, fuseResidualAdds: true)
   }
 
-  public init(model: QuantizedModel, backend: Int8Backend, threads: Int, fuseResidualAdds: Bool) throws {
+  public convenience init(model: QuantizedModel, backend: Int8Backend, threads: Int, fuseResidualAdds: Bool) throws {
+    try self.init(
+      model: model, backend: backend, threads: threads, fuseResidualAdds: fuseResidualAdds, emulatedISA: false)
+  }
+
+  /// `emulatedISA` (tests only) runs the avx512vnni and amx GEMMs compiled against scalar stand-ins
+  /// of their intrinsics, so those kernels' loops and layouts are checked on any CPU.
+  init(
+    model: QuantizedModel, backend: Int8Backend, threads: Int, fuseResidualAdds: Bool, emulatedISA: Bool
+  ) throws {
     precondition(threads >= 1, "threads must be at least 1")
-    let resolved = try backend.resolved()
+    let resolved = emulatedISA ? backend : try backend.resolved()
     guard let isa = resolved.isa else {
       throw Int8BackendError.unknown(resolved.rawValue, source: "Int8FastExecutor (use Int8ReferenceExecutor)")
     }
@@ -64,10 +76,12 @@ public final class Int8FastExecutor: @unchecked Sendable {
     self.isa = isa
     self.threads = threads
     self.fusesResidualAdds = fuseResidualAdds
+    self.emulatedISA = emulatedISA
     inputShape = reference.inputShape
     classes = reference.classes
     logitScale = reference.logitScale
-    let plan = FastPlanner(reference: reference, isa: isa, fuse: fuseResidualAdds)
+    scalarDepthwise = isa == OCTET_I8_SCALAR || (emulatedISA && !Int8Backend.avx2.isSupported)
+    let plan = FastPlanner(reference: reference, isa: isa, fuse: fuseResidualAdds, scalarDepthwise: scalarDepthwise)
     steps = plan.steps
     bufferSizes = plan.bufferSizes
     scratchSize = plan.scratchSize
@@ -165,6 +179,14 @@ public final class Int8FastExecutor: @unchecked Sendable {
       octet_i8_gemm__avx2(
         a.assumingMemoryBound(to: Int16.self), b.assumingMemoryBound(to: Int16.self), conv.kp, conv.n, m0, m1, n0, n1,
         epilogue, out, conv.n)
+    case OCTET_I8_AVX512VNNI where emulatedISA:
+      octet_i8_gemm__avx512vnni_emulated(
+        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
+        n1, epilogue, out, conv.n)
+    case OCTET_I8_AMX where emulatedISA:
+      octet_i8_gemm__amx_emulated(
+        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
+        n1, epilogue, out, conv.n)
     case OCTET_I8_AVX512VNNI:
       octet_i8_gemm__avx512vnni(
         a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
@@ -286,7 +308,7 @@ public final class Int8FastExecutor: @unchecked Sendable {
           if let residual { e.residual = UnsafePointer(residual + n * imageOut) }
           var window = w
           let padded = scratch + n * paddedSize
-          if isa == OCTET_I8_SCALAR {
+          if scalarDepthwise {
             octet_i8_dwconv__scalar(
               &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int8.self), &e,
               Int32(oy0), Int32(oy1), output + n * imageOut)
@@ -383,7 +405,7 @@ struct FastPlanner {
   var scratchSize = 0
   var layers: [Int8FastExecutor.Layer] = []
 
-  init(reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool) {
+  init(reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool, scalarDepthwise: Bool) {
     let planned = reference.steps
     // Readers of each step's output.
     var readers = [[Int]](repeating: [], count: planned.count)
@@ -450,7 +472,9 @@ struct FastPlanner {
           nodes.append(planned[j].name)
           observable = (planned[j].name, planned[j].shape, planned[j].quantization, out)
         }
-        let step = Self.convStep(plan, inShape: inShape, input: bufferOf[input]!, output: out, residual: residual, isa: isa)
+        let step = Self.convStep(
+          plan, inShape: inShape, input: bufferOf[input]!, output: out, residual: residual, isa: isa,
+          scalarDepthwise: scalarDepthwise)
         if let step {
           if plan.isDepthwise {
             let paddedBytes =
@@ -523,7 +547,8 @@ struct FastPlanner {
   }
 
   static func convStep(
-    _ plan: Int8ConvPlan, inShape: [Int], input: Int, output: Int, residual: (Int, AddParameters)?, isa: octet_i8_isa
+    _ plan: Int8ConvPlan, inShape: [Int], input: Int, output: Int, residual: (Int, AddParameters)?, isa: octet_i8_isa,
+    scalarDepthwise: Bool
   ) -> ConvStep? {
     let bottom = (plan.outHeight - 1) * plan.strideH + plan.kernelH - plan.inHeight - plan.padTop
     let right = (plan.outWidth - 1) * plan.strideW + plan.kernelW - plan.inWidth - plan.padLeft
@@ -543,7 +568,7 @@ struct FastPlanner {
       let taps = plan.kernelH * plan.kernelW
       step.k = taps
       step.kp = taps
-      if isa == OCTET_I8_SCALAR {
+      if scalarDepthwise {
         let bytes = AlignedBytes(count: plan.weights.count)
         for (i, w) in plan.weights.enumerated() { bytes.pointer.storeBytes(of: w, toByteOffset: i, as: Int8.self) }
         step.packedWeights = bytes

@@ -156,7 +156,9 @@ let layerCases: [LayerCase] = {
 
 /// Runs `model` on the reference and on `backend` (fused and unfused), on a batch of 2 images and
 /// with 1 and 3 threads, and requires identical bits on every node output and on the logits.
-func expectBitExact(_ model: QuantizedModel, backend: Int8Backend, seed: UInt64, context: String) throws {
+func expectBitExact(
+  _ model: QuantizedModel, backend: Int8Backend, seed: UInt64, context: String, emulated: Bool = false
+) throws {
   let size = model.info.inputSize
   var rng = SeededGenerator(seed: seed ^ 0x5EED)
   let input = Tensor(shape: [2, size, size, 3], scalars: rng.floats(2 * size * size * 3, in: -3...3))
@@ -170,7 +172,8 @@ func expectBitExact(_ model: QuantizedModel, backend: Int8Backend, seed: UInt64,
     distinct >= min(8, layerOutput.count / 4),
     "\(context): the layer's \(layerOutput.count) outputs have only \(distinct) distinct values")
   for threads in [1, 3] {
-    let unfused = try Int8FastExecutor(model: model, backend: backend, threads: threads, fuseResidualAdds: false)
+    let unfused = try Int8FastExecutor(
+      model: model, backend: backend, threads: threads, fuseResidualAdds: false, emulatedISA: emulated)
     var seen = 0
     let got = unfused.run(input) { name, t in
       seen += 1
@@ -178,16 +181,18 @@ func expectBitExact(_ model: QuantizedModel, backend: Int8Backend, seed: UInt64,
     }
     #expect(seen == expected.count, "\(context): \(seen) of \(expected.count) node outputs observed")
     #expect(got == logits, "\(context): logits differ (\(backend), unfused, \(threads) threads)")
-    let fused = try Int8FastExecutor(model: model, backend: backend, threads: threads)
+    let fused = try Int8FastExecutor(
+      model: model, backend: backend, threads: threads, fuseResidualAdds: true, emulatedISA: emulated)
     #expect(fused.run(input, observe: nil) == logits, "\(context): logits differ (\(backend), fused, \(threads) threads)")
   }
 }
 
-func checkAllLayerCases(_ backend: Int8Backend) throws {
+func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false) throws {
   for (i, c) in layerCases.enumerated() {
     let seed = UInt64(0xFA57_0000 + i)
     let model = try makeLayerModel(c, seed: seed)
-    try expectBitExact(model, backend: backend, seed: seed, context: "case \(i) \(c) seed \(seed)")
+    try expectBitExact(
+      model, backend: backend, seed: seed, context: "case \(i) \(c) seed \(seed)", emulated: emulated)
   }
 }
 
@@ -204,6 +209,14 @@ func checkAllLayerCases(_ backend: Int8Backend) throws {
 
   @Test(.enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
   func amxEqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.amx) }
+
+  /// The avx512vnni and amx kernels' own C code (loops, packed offsets, tiles, tails), compiled
+  /// against scalar stand-ins of their intrinsics: runs on every machine.
+  @Test func avx512vnniKernelCodeEqualsReferenceUnderEmulation() throws {
+    try checkAllLayerCases(.avx512vnni, emulated: true)
+  }
+
+  @Test func amxKernelCodeEqualsReferenceUnderEmulation() throws { try checkAllLayerCases(.amx, emulated: true) }
 
   @Test func residualAddsAreFusedIntoTheLaterConvolution() throws {
     let model = try makeLayerModel(layerCases.first { $0.residual == .layerFirst }!, seed: 1)

@@ -103,6 +103,14 @@ void octet_i8_gemm__amx(const uint8_t* a, size_t lda, const int8_t* b, size_t kp
                         size_t m0, size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep,
                         void* out, size_t ldc);
 #endif
+/// The avx512vnni and amx kernels compiled against scalar stand-ins of their intrinsics
+/// (emulate_x86.h) with the scalar epilogue: same loops, layouts and tails, on any CPU. For tests.
+void octet_i8_gemm__avx512vnni_emulated(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
+                                        size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
+                                        const octet_i8_epilogue* ep, void* out, size_t ldc);
+void octet_i8_gemm__amx_emulated(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+                                 size_t m0, size_t m1, size_t n0, size_t n1,
+                                 const octet_i8_epilogue* ep, void* out, size_t ldc);
 
 /// The epilogue alone: accumulators acc[r * ld_acc + j] (bias included) of rows row0 + r
 /// (r < rows) and columns n0 + j (j < cols) -> out[(row0 + r) * ldc + n0 + j]. `out` and the
