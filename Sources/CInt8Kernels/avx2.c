@@ -297,3 +297,75 @@ AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded,
   }
 }
 #endif
+
+#if defined(__x86_64__)
+// The "pairs" kernel: vpmaddubsw (u8 x s8, adjacent pairs summed into int16, saturating), then
+// vpmaddwd by 1 to sum the two pairs of each 4-byte group into int32. It does twice the
+// multiply-adds per multiplier-port instruction of the vpmaddwd kernel, and is exact only when
+// no pair sum can leave int16: 255 * (|w0| + |w1|) <= 32767, guaranteed by |w0| + |w1| <= 128
+// for every adjacent pair of a weight row (`octet_i8_weights_fit_pairs`; weights quantized to
+// [-64, 64] always qualify). A and B use the u8-row / VNNI layouts with K padded to 4.
+AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t rows, const int8_t* b,
+                                          size_t kg, const int32_t* bias, int32_t acc[6][16]) {
+  const uint8_t* a0 = a;
+  const uint8_t* a1 = rows > 1 ? a + lda : a0;
+  const uint8_t* a2 = rows > 2 ? a + 2 * lda : a0;
+  const uint8_t* a3 = rows > 3 ? a + 3 * lda : a0;
+  const uint8_t* a4 = rows > 4 ? a + 4 * lda : a0;
+  const uint8_t* a5 = rows > 5 ? a + 5 * lda : a0;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i bias0 = _mm256_loadu_si256((const __m256i*)bias);
+  const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(bias + 8));
+  __m256i c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
+  __m256i c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
+  for (size_t g = 0; g < kg; g++) {
+    const __m256i b0 = _mm256_load_si256((const __m256i*)(b + g * 64));
+    const __m256i b1 = _mm256_load_si256((const __m256i*)(b + g * 64 + 32));
+    __m256i x;
+#define OCTET_ROW(ROW, C0, C1)                                                                \
+  x = _mm256_set1_epi32(octet_load_i32(ROW + 4 * g));                                         \
+  C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));            \
+  C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+    OCTET_ROW(a0, c00, c01)
+    OCTET_ROW(a1, c10, c11)
+    OCTET_ROW(a2, c20, c21)
+    OCTET_ROW(a3, c30, c31)
+    OCTET_ROW(a4, c40, c41)
+    OCTET_ROW(a5, c50, c51)
+#undef OCTET_ROW
+  }
+  _mm256_storeu_si256((__m256i*)acc[0], c00); _mm256_storeu_si256((__m256i*)(acc[0] + 8), c01);
+  _mm256_storeu_si256((__m256i*)acc[1], c10); _mm256_storeu_si256((__m256i*)(acc[1] + 8), c11);
+  _mm256_storeu_si256((__m256i*)acc[2], c20); _mm256_storeu_si256((__m256i*)(acc[2] + 8), c21);
+  _mm256_storeu_si256((__m256i*)acc[3], c30); _mm256_storeu_si256((__m256i*)(acc[3] + 8), c31);
+  _mm256_storeu_si256((__m256i*)acc[4], c40); _mm256_storeu_si256((__m256i*)(acc[4] + 8), c41);
+  _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
+}
+
+AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+                                    size_t m0, size_t m1, size_t n0, size_t n1,
+                                    const octet_i8_epilogue* ep, void* out, size_t ldc) {
+  (void)n;
+  size_t mc = (160 * 1024) / kp / 6 * 6;
+  if (mc < 6) mc = 6;
+  int32_t acc[6][16];
+  int32_t bias[16];
+  for (size_t mb = m0; mb < m1; mb += mc) {
+    const size_t me = mb + mc < m1 ? mb + mc : m1;
+    for (size_t p0 = n0; p0 < n1; p0 += OCTET_I8_NR) {
+      const size_t cols = n1 - p0 < OCTET_I8_NR ? n1 - p0 : OCTET_I8_NR;
+      const int32_t* bp = ep->bias + p0;
+      if (cols < OCTET_I8_NR) {
+        for (size_t j = 0; j < OCTET_I8_NR; j++) bias[j] = j < cols ? ep->bias[p0 + j] : 0;
+        bp = bias;
+      }
+      const int8_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR;
+      for (size_t m = mb; m < me; m += 6) {
+        const size_t rows = me - m < 6 ? me - m : 6;
+        kernel_pairs_6x16(a + m * lda, lda, rows, panel, kp / 4, bp, acc);
+        octet_i8_epilogue__avx2(&acc[0][0], 16, m, rows, p0, cols, ep, out, ldc);
+      }
+    }
+  }
+}
+#endif

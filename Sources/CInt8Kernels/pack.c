@@ -56,15 +56,29 @@ size_t octet_i8_packed_a_size(octet_i8_isa isa, size_t rows, size_t k) {
     const int32_t oy = (int32_t)(row / (size_t)w->out_w), ox = (int32_t)(row % (size_t)w->out_w); \
     const int32_t c = w->channels;                                                           \
     const T zp = (T)w->zero_point;                                                           \
+    const int32_t ix0 = ox * w->stride_w - w->pad_left;                                      \
+    const int32_t run = w->kernel_w * c;                                                     \
     size_t k = 0;                                                                            \
     for (int32_t ky = 0; ky < w->kernel_h; ky++) {                                           \
       const int32_t iy = oy * w->stride_h - w->pad_top + ky;                                 \
-      for (int32_t kx = 0; kx < w->kernel_w; kx++, k += (size_t)c) {                         \
-        const int32_t ix = ox * w->stride_w - w->pad_left + kx;                              \
-        T* d = dst + k;                                                                      \
-        if (iy >= 0 && iy < w->in_h && ix >= 0 && ix < w->in_w) {                            \
-          const uint8_t* s = input + ((size_t)iy * (size_t)w->in_w + (size_t)ix) * (size_t)c; \
-          for (int32_t i = 0; i < c; i++) d[i] = (T)s[i];                                    \
+      T* d = dst + k;                                                                        \
+      k += (size_t)run;                                                                      \
+      if (iy < 0 || iy >= w->in_h) {                                                         \
+        for (int32_t i = 0; i < run; i++) d[i] = zp;                                         \
+        continue;                                                                            \
+      }                                                                                      \
+      const uint8_t* s = input + (size_t)iy * (size_t)w->in_w * (size_t)c;                   \
+      if (ix0 >= 0 && ix0 + w->kernel_w <= w->in_w) {                                        \
+        /* The whole kernel row lies inside: kw pixels are contiguous in NHWC. */            \
+        s += (size_t)ix0 * (size_t)c;                                                        \
+        for (int32_t i = 0; i < run; i++) d[i] = (T)s[i];                                    \
+        continue;                                                                            \
+      }                                                                                      \
+      for (int32_t kx = 0; kx < w->kernel_w; kx++, d += c) {                                 \
+        const int32_t ix = ix0 + kx;                                                         \
+        if (ix >= 0 && ix < w->in_w) {                                                       \
+          const uint8_t* p = s + (size_t)ix * (size_t)c;                                     \
+          for (int32_t i = 0; i < c; i++) d[i] = (T)p[i];                                    \
         } else {                                                                             \
           for (int32_t i = 0; i < c; i++) d[i] = zp;                                         \
         }                                                                                    \

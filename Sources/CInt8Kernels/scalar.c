@@ -1,5 +1,6 @@
 // Portable scalar kernels: the fast runtime's fallback, and (through the packed layouts they share
 // with AVX-512 VNNI and AMX) the proof on any machine that those layouts are right.
+#include <stdlib.h>
 #include "common.h"
 
 void octet_i8_epilogue__scalar(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
@@ -102,4 +103,13 @@ void octet_i8_add(const uint8_t* a, const uint8_t* b, size_t count, int32_t za, 
     const int64_t x = ((int64_t)a[i] - za) * (int64_t)ma + ((int64_t)b[i] - zb) * (int64_t)mb;
     out[i] = (uint8_t)octet_clamp64(octet_round_shift(x, shift) + zo, lo, hi);
   }
+}
+
+int octet_i8_weights_fit_pairs(const int8_t* w, size_t k, size_t n) {
+  for (size_t c = 0; c < n; c++)
+    for (size_t j = 0; j < k; j += 2) {
+      const int a = abs(w[c * k + j]), b = j + 1 < k ? abs(w[c * k + j + 1]) : 0;
+      if (a + b > 128) return 0;
+    }
+  return 1;
 }

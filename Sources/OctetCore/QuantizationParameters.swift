@@ -81,8 +81,8 @@ public struct ActivationQuantization: Codable, Sendable, Equatable, Hashable {
 /// The symmetric int8 weight scale of one output channel: `maxAbs / 127`, or 1 for an all-zero
 /// channel (its weights all quantize to 0; so does a channel so small that `maxAbs / 127`
 /// underflows to 0). `maxAbs` must be finite and >= 0. docs/quantization.md §2 Number formats.
-public func symmetricWeightScale(maxAbs: Float) -> Float {
+public func symmetricWeightScale(maxAbs: Float, levels: Float = 127) -> Float {
   precondition(maxAbs.isFinite && maxAbs >= 0, "max |w| \(maxAbs) must be finite and >= 0")
-  let s = maxAbs / 127
+  let s = maxAbs / levels
   return s > 0 ? s : 1
 }

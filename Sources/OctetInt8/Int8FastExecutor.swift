@@ -48,6 +48,8 @@ public final class Int8FastExecutor: @unchecked Sendable {
     public var macs: Int
     /// Nodes of the integer graph this step computes (a conv with a fused residual add names both).
     public var nodes: [String]
+    /// The GEMM kernel of a conv or linear step (e.g. "avx2 (vpmaddubsw)"); empty otherwise.
+    public var kernel: String = ""
   }
   public let layers: [Layer]
 
@@ -174,37 +176,32 @@ public final class Int8FastExecutor: @unchecked Sendable {
     epilogue: UnsafePointer<octet_i8_epilogue>, out: UnsafeMutableRawPointer
   ) {
     let b = conv.packedWeights.pointer
-    switch isa {
-    case OCTET_I8_AVX2:
+    let a8 = a.assumingMemoryBound(to: UInt8.self)
+    let b8 = b.assumingMemoryBound(to: Int8.self)
+    switch conv.kernel {
+    case .avx2Int16:
       octet_i8_gemm__avx2(
         a.assumingMemoryBound(to: Int16.self), b.assumingMemoryBound(to: Int16.self), conv.kp, conv.n, m0, m1, n0, n1,
         epilogue, out, conv.n)
-    case OCTET_I8_AVX512VNNI where emulatedISA:
-      octet_i8_gemm__avx512vnni_emulated(
-        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
-        n1, epilogue, out, conv.n)
-    case OCTET_I8_AMX where emulatedISA:
-      octet_i8_gemm__amx_emulated(
-        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
-        n1, epilogue, out, conv.n)
-    case OCTET_I8_AVX512VNNI:
-      octet_i8_gemm__avx512vnni(
-        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
-        n1, epilogue, out, conv.n)
-    case OCTET_I8_AMX:
-      octet_i8_gemm__amx(
-        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
-        n1, epilogue, out, conv.n)
-    default:
-      octet_i8_gemm__scalar(
-        a.assumingMemoryBound(to: UInt8.self), lda, b.assumingMemoryBound(to: Int8.self), conv.kp, conv.n, m0, m1, n0,
-        n1, epilogue, out, conv.n)
+    case .avx2Pairs:
+      octet_i8_gemm__avx2_pairs(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+    case .avx512vnni where emulatedISA:
+      octet_i8_gemm__avx512vnni_emulated(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+    case .amx where emulatedISA:
+      octet_i8_gemm__amx_emulated(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+    case .avx512vnni:
+      octet_i8_gemm__avx512vnni(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+    case .amx:
+      octet_i8_gemm__amx(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+    case .scalar:
+      octet_i8_gemm__scalar(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
     }
   }
 
   private func runConv(_ conv: ConvStep, batch: Int, workspace: Workspace, logits: UnsafeMutablePointer<Int32>) {
     let m = conv.m
-    let elementSize = isa == OCTET_I8_AVX2 ? 2 : 1
+    let kernel = conv.kernel
+    let elementSize = kernel.aElementSize
     let aRowBytes = conv.kp * elementSize
     let input = workspace.buffers[conv.input]
     let outElement = conv.int32Output ? 4 : 1
@@ -227,11 +224,12 @@ public final class Int8FastExecutor: @unchecked Sendable {
     }
     func pack(_ n: Int, _ r0: Int, _ r1: Int) {
       guard !conv.direct, r1 > r0 else { return }
-      octet_i8_pack_a(isa, &window, input + n * conv.inSize, r0, r1 - r0, scratch + (n * m + r0) * aRowBytes)
+      octet_i8_pack_a(
+        kernel.layout, &window, input + n * conv.inSize, r0, r1 - r0, scratch + (n * m + r0) * aRowBytes)
     }
     let rows = batch * m
-    let rowGrain = isa == OCTET_I8_AMX ? 32 : (isa == OCTET_I8_AVX2 ? 6 : 8)
-    let columnGrain = isa == OCTET_I8_AVX2 || isa == OCTET_I8_SCALAR ? 16 : 32
+    let rowGrain = kernel.rowGrain
+    let columnGrain = kernel.columnGrain
     let columnBlocks = (conv.n + columnGrain - 1) / columnGrain
     if threads == 1 || rows >= rowGrain * 4 * threads || columnBlocks < threads {
       // Split the rows (all images counted together): each task packs and multiplies its own rows.
@@ -358,6 +356,42 @@ final class ChannelParameters: @unchecked Sendable {
   }
 }
 
+/// The GEMM kernel of one layer, and the packed layout it reads.
+enum GemmKernel: String, Sendable {
+  case scalar, avx2Int16 = "avx2 (vpmaddwd)", avx2Pairs = "avx2 (vpmaddubsw)", avx512vnni, amx
+
+  init(_ isa: octet_i8_isa) {
+    switch isa {
+    case OCTET_I8_AVX2: self = .avx2Int16
+    case OCTET_I8_AVX512VNNI: self = .avx512vnni
+    case OCTET_I8_AMX: self = .amx
+    default: self = .scalar
+    }
+  }
+
+  /// The ISA whose packing (CInt8Kernels.h layouts) this kernel reads: the pairs kernel reads
+  /// the u8-row / VNNI layout of the scalar kernel.
+  var layout: octet_i8_isa {
+    switch self {
+    case .scalar, .avx2Pairs: OCTET_I8_SCALAR
+    case .avx2Int16: OCTET_I8_AVX2
+    case .avx512vnni: OCTET_I8_AVX512VNNI
+    case .amx: OCTET_I8_AMX
+    }
+  }
+  var aElementSize: Int { self == .avx2Int16 ? 2 : 1 }
+  /// Row and column granularity of the kernel's tiles (for splitting work between threads).
+  var rowGrain: Int {
+    switch self {
+    case .amx: 32
+    case .avx512vnni: 8
+    case .scalar: 8
+    case .avx2Int16, .avx2Pairs: 6
+    }
+  }
+  var columnGrain: Int { self == .avx512vnni || self == .amx ? 32 : 16 }
+}
+
 struct FusedResidual {
   var buffer: Int
 }
@@ -369,6 +403,7 @@ struct ConvStep {
   var m: Int, k: Int, kp: Int, n: Int
   var inSize: Int
   var direct: Bool
+  var kernel: GemmKernel
   var int32Output: Bool
   var packedWeights: AlignedBytes
   var parameters: ChannelParameters
@@ -485,10 +520,12 @@ struct FastPlanner {
             layers.append(
               .init(name: name, kind: "depthwise", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k, nodes: nodes))
           } else {
-            if !step.direct { scratchSize = max(scratchSize, step.m * step.kp * (isa == OCTET_I8_AVX2 ? 2 : 1)) }
+            if !step.direct { scratchSize = max(scratchSize, step.m * step.kp * step.kernel.aElementSize) }
             steps.append(FastStep(op: .conv(step), observable: observable))
             layers.append(
-              .init(name: name, kind: "conv", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k, nodes: nodes))
+              .init(
+                name: name, kind: "conv", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k, nodes: nodes,
+                kernel: step.kernel.rawValue))
           }
         } else {
           // Grouped (not depthwise) convolutions: the reference kernel, per image. Neither model has one.
@@ -538,10 +575,12 @@ struct FastPlanner {
           weights: plan.weights, bias: plan.bias, requant: plan.requant, window: window,
           padding: (0, 0, 0, 0), n: plan.outFeatures, input: bufferOf[input]!, output: -1, isa: isa,
           clamp: (0, 0, 0), int32Output: true, residual: nil)
-        if !step.direct { scratchSize = max(scratchSize, step.kp * (isa == OCTET_I8_AVX2 ? 2 : 1)) }
+        if !step.direct { scratchSize = max(scratchSize, step.kp * step.kernel.aElementSize) }
         steps.append(FastStep(op: .conv(step), observable: nil))
         layers.append(
-          .init(name: name, kind: "linear", m: 1, n: step.n, k: step.k, macs: step.n * step.k, nodes: [name]))
+          .init(
+            name: name, kind: "linear", m: 1, n: step.n, k: step.k, macs: step.n * step.k, nodes: [name],
+            kernel: step.kernel.rawValue))
       }
     }
   }
@@ -593,11 +632,19 @@ struct FastPlanner {
     clamp: (Int32, Int32, Int32), int32Output: Bool, residual: (Int, AddParameters)?
   ) -> ConvStep {
     let k = Int(window.kernel_h * window.kernel_w * window.channels)
-    let align = octet_i8_k_align(isa)
+    var kernel = GemmKernel(isa)
+    // AVX2: vpmaddubsw when no weight pair can saturate it (docs/quantization.md §2), else vpmaddwd.
+    if kernel == .avx2Int16, !weights.isEmpty,
+      weights.withUnsafeBufferPointer({ octet_i8_weights_fit_pairs($0.baseAddress, k, n) }) != 0
+    {
+      kernel = .avx2Pairs
+    }
+    let layout = kernel.layout
+    let align = octet_i8_k_align(layout)
     let kp = (k + align - 1) / align * align
-    let packed = AlignedBytes(count: weights.isEmpty ? 0 : octet_i8_packed_b_size(isa, k, n))
+    let packed = AlignedBytes(count: weights.isEmpty ? 0 : octet_i8_packed_b_size(layout, k, n))
     if !weights.isEmpty {
-      weights.withUnsafeBufferPointer { octet_i8_pack_b(isa, $0.baseAddress, k, n, packed.pointer) }
+      weights.withUnsafeBufferPointer { octet_i8_pack_b(layout, $0.baseAddress, k, n, packed.pointer) }
     }
     let parameters = ChannelParameters(
       bias: bias, multiplier: requant.map(\.multiplier), shift: requant.map(\.shift))
@@ -627,7 +674,8 @@ struct FastPlanner {
     return ConvStep(
       window: window, padding: padding, m: Int(window.out_h * window.out_w), k: k, kp: kp, n: n,
       inSize: Int(window.in_h * window.in_w * window.channels),
-      direct: pointwise && isa != OCTET_I8_AVX2 && k % align == 0, int32Output: int32Output, packedWeights: packed,
+      direct: pointwise && kernel.aElementSize == 1 && k % align == 0, kernel: kernel, int32Output: int32Output,
+      packedWeights: packed,
       parameters: parameters, epilogue: epilogue, residual: residual.map { FusedResidual(buffer: $0.0) },
       input: input, output: output)
   }

@@ -4,8 +4,10 @@ import OctetModels
 extension Quantizer {
   /// Quantizes `model` with the calibrated ranges of `ranges` (its `min`/`max` per tensor name).
   /// A tensor the integer graph needs and the table lacks is an error naming it.
-  public static func quantize(model: Model, ranges: RangeTable) throws -> QuantizationResult {
+  public static func quantize(model: Model, ranges: RangeTable, weightBits: WeightBits = .eight) throws
+    -> QuantizationResult
+  {
     let byName = Dictionary(ranges.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-    return try quantize(model: model) { name in byName[name].map { (lo: $0.min, hi: $0.max) } }
+    return try quantize(model: model, weightBits: weightBits) { name in byName[name].map { (lo: $0.min, hi: $0.max) } }
   }
 }

@@ -24,11 +24,13 @@ import OctetModels
 public enum Quantizer {
   /// Quantizes `model` with the activation ranges of `range(name)` (lo, hi), which must hold the
   /// graph input ("input") and the output of every integer node except max pool and flatten,
-  /// which keep their input's quantization.
-  public static func quantize(model: Model, range: @escaping (String) -> (lo: Float, hi: Float)?) throws
-    -> QuantizationResult
-  {
+  /// which keep their input's quantization. `weightBits` 7 quantizes weights to [-63, 63]
+  /// (docs/quantization.md §2: exact for AVX2's vpmaddubsw, at some accuracy cost).
+  public static func quantize(
+    model: Model, weightBits: WeightBits = .eight, range: @escaping (String) -> (lo: Float, hi: Float)?
+  ) throws -> QuantizationResult {
     var builder = try Builder(model: model, range: range)
+    builder.weightMax = weightBits.maxMagnitude
     try builder.run()
     let qmodel = QuantizedModel(info: model.info, nodes: builder.nodes, output: builder.output)
     try qmodel.validate()
@@ -77,7 +79,7 @@ public enum Quantizer {
   /// `[O, perChannel]`, reading an input quantized with `input`. docs/quantization.md §2, §5.
   static func quantizeChannels(
     weights w: [Double], bias b: [Double], outChannels o: Int, input: ActivationQuantization, node: String,
-    warnings: inout [QuantizationWarning]
+    weightMax: Int64 = 127, warnings: inout [QuantizationWarning]
   ) throws -> (weights: [Int8], scales: [Float], bias: [Int32]) {
     let perChannel = w.count / o
     var q = [Int8](repeating: 0, count: w.count)
@@ -96,7 +98,7 @@ public enum Quantizer {
           node, "output channel \(c) has a weight of magnitude \(maxAbs) after BatchNorm folding")
       }
       if maxAbs == 0 { zeroChannels.append(c) }
-      var s = symmetricWeightScale(maxAbs: Float(maxAbs))
+      var s = symmetricWeightScale(maxAbs: Float(maxAbs), levels: Float(weightMax))
       // docs/quantization.md §5: |b_q| must stay within 2^30 so that the accumulator cannot wrap.
       // A dead channel (weights ~0 after folding, a large BatchNorm shift) gets a coarser weight
       // scale instead of a saturated bias: its weights barely matter, its bias does.
@@ -111,7 +113,7 @@ public enum Quantizer {
       var sum: Int64 = 0
       var sumAbs: Int64 = 0
       for i in 0..<perChannel {
-        let v = min(max(roundToInt64(w[row + i] / Double(s)), -127), 127)
+        let v = min(max(roundToInt64(w[row + i] / Double(s)), -weightMax), weightMax)
         q[row + i] = Int8(v)
         sum += v
         sumAbs += abs(v)
@@ -184,6 +186,8 @@ public enum Quantizer {
 /// Walks the float graph once, in order, fusing and quantizing as the float executor plans it.
 struct Builder {
   let model: Model
+  /// 127 (8-bit weights) or 63 (7-bit).
+  var weightMax: Int64 = 127
   let range: (String) -> (lo: Float, hi: Float)?
   var nodes: [QuantizedNode] = []
   var warnings: [QuantizationWarning] = []
@@ -390,7 +394,8 @@ struct Builder {
     }
     let outQ = try calibrated(name)
     let (wq, scales, bias) = try Quantizer.quantizeChannels(
-      weights: folded.weights, bias: folded.bias, outChannels: o, input: inQ, node: name, warnings: &warnings)
+      weights: folded.weights, bias: folded.bias, outChannels: o, input: inQ, node: name, weightMax: weightMax,
+      warnings: &warnings)
 
     // OIHW → [O, kh, kw, I/g], the order the runtime gathers a receptive field in.
     var ohwi = [Int8](repeating: 0, count: wq.count)
@@ -489,7 +494,7 @@ struct Builder {
       node.bias != nil
       ? try floats(node.bias, name, count: o).map(Double.init) : [Double](repeating: 0, count: o)
     let (wq, scales, bias) = try Quantizer.quantizeChannels(
-      weights: w, bias: b, outChannels: o, input: inQ, node: name, warnings: &warnings)
+      weights: w, bias: b, outChannels: o, input: inQ, node: name, weightMax: weightMax, warnings: &warnings)
     let maxScale = scales.max() ?? 1
     var multipliers = [Int32](repeating: 0, count: o)
     var shifts = multipliers
@@ -518,4 +523,14 @@ struct Builder {
     n.weightScales = scales
     emit(n, shape: [o])
   }
+}
+
+/// The weight range: 8-bit [-127, 127] (the default), or 7-bit [-63, 63], whose adjacent pairs can
+/// never saturate AVX2's vpmaddubsw (255 * 126 < 2^15), so CPUs without VNNI run them on the
+/// faster kernel (docs/quantization.md §2).
+public enum WeightBits: Int, Sendable, CaseIterable {
+  case seven = 7
+  case eight = 8
+
+  public var maxMagnitude: Int64 { self == .eight ? 127 : 63 }
 }

@@ -50,6 +50,7 @@ struct BenchCommand: ParsableCommand {
     var gmacs_per_s: Double
     var share: Double
     var nodes: [String]
+    var kernel: String
   }
 
   struct Report: Encodable {
@@ -118,8 +119,8 @@ struct BenchCommand: ParsableCommand {
       for l in rows.sorted(by: { $0.median_ms > $1.median_ms }).prefix(20) {
         print(
           String(
-            format: "  %8.3f  %5.1f%%  %5d x %4d x %4d  %7.1f  %@ (%@)", l.median_ms, l.share * 100, l.m, l.n, l.k,
-            l.gmacs_per_s, l.name, l.kind))
+            format: "  %8.3f  %5.1f%%  %5d x %4d x %4d  %7.1f  %@ (%@%@)", l.median_ms, l.share * 100, l.m, l.n, l.k,
+            l.gmacs_per_s, l.name, l.kind, l.kernel.isEmpty ? "" : ", " + l.kernel))
       }
     } else if layers && fast == nil {
       print("  (--layers times the int8 fast kernels only)")
@@ -142,7 +143,7 @@ struct BenchCommand: ParsableCommand {
       LayerReport(
         name: layer.name, kind: layer.kind, m: layer.m * batch, n: layer.n, k: layer.k, median_ms: ms,
         gmacs_per_s: ms > 0 ? Double(layer.macs * batch) / (ms / 1000) / 1e9 : 0, share: total > 0 ? ms / total : 0,
-        nodes: layer.nodes)
+        nodes: layer.nodes, kernel: layer.kernel)
     }
   }
 }

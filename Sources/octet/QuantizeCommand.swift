@@ -24,7 +24,15 @@ struct QuantizeCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: "The int8 model file to write (safetensors).")
   var output: String
 
+  @Option(
+    help: """
+      Weight bits: 8 ([-127, 127], the default) or 7 ([-63, 63]). 7-bit weights run on AVX2's faster \
+      vpmaddubsw kernel (about twice the multiply-adds per cycle on CPUs without VNNI), at some accuracy cost.
+      """)
+  var weightBits: Int = 8
+
   func validate() throws {
+    guard WeightBits(rawValue: weightBits) != nil else { throw ValidationError("--weight-bits must be 7 or 8") }
     try validateOutputPath(output, option: "-o")
     guard FileManager.default.fileExists(atPath: ranges) else {
       throw ValidationError(
@@ -36,7 +44,7 @@ struct QuantizeCommand: ParsableCommand {
     let start = Date()
     let floatModel = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
     let table = try RangeTable.read(contentsOf: URL(fileURLWithPath: ranges))
-    let result = try Quantizer.quantize(model: floatModel, ranges: table)
+    let result = try Quantizer.quantize(model: floatModel, ranges: table, weightBits: WeightBits(rawValue: weightBits)!)
     // Planning checks every shape before anything is written.
     _ = try Int8ReferenceExecutor(model: result.model)
     try QuantizedModelFile.write(result.model, to: URL(fileURLWithPath: output))

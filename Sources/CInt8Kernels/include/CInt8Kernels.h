@@ -47,6 +47,10 @@ size_t octet_i8_packed_b_size(octet_i8_isa isa, size_t k, size_t n);
 /// `octet_i8_packed_b_size` bytes.
 void octet_i8_pack_b(octet_i8_isa isa, const int8_t* w, size_t k, size_t n, void* packed);
 
+/// 1 if every adjacent pair of every weight row `w` [N][K] has |w[2j]| + |w[2j+1]| <= 128, so that
+/// vpmaddubsw's int16 pair sums cannot saturate (255 * 128 = 32640 <= 32767).
+int octet_i8_weights_fit_pairs(const int8_t* w, size_t k, size_t n);
+
 /// Geometry of a convolution over one NHWC uint8 image, and the im2col matrix it implies:
 /// row r = oy * out_w + ox, columns in (ky, kx, c) order; taps in the padding read `zero_point`.
 typedef struct {
@@ -96,6 +100,11 @@ void octet_i8_gemm__scalar(const uint8_t* a, size_t lda, const int8_t* b, size_t
 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
                          size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
                          size_t ldc);
+/// AVX2 on the u8-row / VNNI layouts with vpmaddubsw: exact only for weights where every adjacent
+/// pair (w[c][2j], w[c][2j+1]) has |w0| + |w1| <= 128 (octet_i8_weights_fit_pairs).
+void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+                               size_t m0, size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep,
+                               void* out, size_t ldc);
 void octet_i8_gemm__avx512vnni(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
                                size_t m0, size_t m1, size_t n0, size_t n1,
                                const octet_i8_epilogue* ep, void* out, size_t ldc);
