@@ -143,7 +143,7 @@ public enum ModelLoader {
     }
     if try isSafeTensors(url) {
       let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
-      if metadata["octet.format"] != nil { return try ModelFile.read(contentsOf: url) }
+      if metadata["octet.format"] != nil { return try ModelFile.decode(tensors: tensors, metadata: metadata, path: url.path) }
       return try importWeights(tensors, from: url, architecture: architecture, resolution: resolution)
     }
     let tensors = try PyTorchCheckpoint.load(contentsOf: url)

@@ -9,6 +9,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
   case tensors([TensorError])
   case notAModelFile(path: String, reason: String)
   case unsupportedFormatVersion(path: String, found: String, supported: String)
+  /// A model file whose tensors do not match their checksums; `remedy` says how to make it again.
+  case damaged(path: String, reason: String, remedy: String)
 
   public var description: String {
     switch self {
@@ -22,7 +24,9 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         : "\(errors.count) tensors do not fit the architecture:\n  " + errors.map(\.description).joined(separator: "\n  ")
     case let .notAModelFile(path, reason): "'\(path)' is not an Octet model file: \(reason)"
     case let .unsupportedFormatVersion(path, found, supported):
-      "'\(path)' has model format version \(found); this Octet reads version \(supported). Upgrade Octet or re-import the checkpoint."
+      "'\(path)' has model format version \(found); this Octet reads versions \(supported). Upgrade Octet, or re-import the checkpoint with this one (`octet import`)."
+    case let .damaged(path, reason, remedy):
+      "'\(path)' is damaged: \(reason); \(remedy)"
     }
   }
 }

@@ -5,10 +5,16 @@ import OctetCore
 /// - `octet.format`: "octet-float" for a float model;
 /// - `octet.format_version`: `ModelFile.formatVersion`;
 /// - `octet.model`: `ModelInfo` as JSON;
-/// - `octet.graph`: `Graph` as JSON.
+/// - `octet.graph`: `Graph` as JSON;
+/// - `octet.tensor_crc32`: a CRC-32 of every tensor (`TensorChecksums`), verified on load.
 /// The tensors are the float32 weights under their checkpoint names.
+///
+/// Versions: "2" added `octet.tensor_crc32`. Version "1" files (no checksums, otherwise the same) are
+/// still read, unverified; any other version is refused with a message to upgrade or re-import.
 public enum ModelFile {
-  public static let formatVersion = "1"
+  public static let formatVersion = "2"
+  /// The versions `read` accepts.
+  public static let readableVersions = ["1", "2"]
   public static let floatFormat = "octet-float"
 
   static let encoder: JSONEncoder = {
@@ -23,6 +29,7 @@ public enum ModelFile {
       "octet.format_version": formatVersion,
       "octet.model": String(decoding: try encoder.encode(model.info), as: UTF8.self),
       "octet.graph": String(decoding: try encoder.encode(model.graph), as: UTF8.self),
+      TensorChecksums.metadataKey: try TensorChecksums.metadataValue(for: model.weights),
     ]
   }
 
@@ -33,16 +40,27 @@ public enum ModelFile {
 
   /// Reads a float model file and checks its graph against its tensors.
   public static func read(contentsOf url: URL) throws -> Model {
-    let path = url.path
     let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
+    return try decode(tensors: tensors, metadata: metadata, path: url.path)
+  }
+
+  /// Rebuilds a float model from a safetensors file's tensors and metadata: checks the format version,
+  /// the tensor checksums (version 2), the graph, and that every weight is finite float32.
+  public static func decode(tensors: TensorDictionary, metadata: [String: String], path: String) throws -> Model {
     guard let format = metadata["octet.format"] else {
       throw ModelError.notAModelFile(path: path, reason: "its safetensors metadata has no 'octet.format'; import a checkpoint with `octet import` first")
     }
     guard format == floatFormat else {
       throw ModelError.notAModelFile(path: path, reason: "it holds format '\(format)', not a float model")
     }
-    guard metadata["octet.format_version"] == formatVersion else {
-      throw ModelError.unsupportedFormatVersion(path: path, found: metadata["octet.format_version"] ?? "none", supported: formatVersion)
+    let version = metadata["octet.format_version"] ?? "none"
+    guard readableVersions.contains(version) else {
+      throw ModelError.unsupportedFormatVersion(
+        path: path, found: version, supported: readableVersions.joined(separator: " and "))
+    }
+    if version != "1" {
+      try TensorChecksums.verify(
+        tensors, metadata: metadata, path: path, remedy: "re-import the checkpoint (`octet import`)")
     }
     let decoder = JSONDecoder()
     let info: ModelInfo
@@ -60,8 +78,30 @@ public enum ModelFile {
       if t.type != .float32 {
         throw ModelError.notAModelFile(path: path, reason: "tensor '\(name)' is \(t.type.rawValue), expected F32")
       }
+      // A NaN weight would make every output NaN without a word; a checksum only proves the file is
+      // as written, not that what was written is sound.
+      if !isFinite(t) {
+        throw ModelError.damaged(
+          path: path, reason: "tensor '\(name)' holds NaN or infinite values",
+          remedy: "re-import the checkpoint (`octet import`)")
+      }
     }
-    if !missing.isEmpty { throw ModelError.tensors(missing) }
+    if !missing.isEmpty {
+      throw ModelError.notAModelFile(path: path, reason: ModelError.tensors(missing).description)
+    }
     return Model(info: info, graph: graph, weights: tensors)
+  }
+
+  /// Whether every float32 of `t` is finite: its exponent bits are not all ones.
+  static func isFinite(_ t: HostTensor) -> Bool {
+    t.bytes.withUnsafeBytes { raw in
+      for i in 0..<raw.count / 4
+      where UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) & 0x7F80_0000
+        == 0x7F80_0000
+      {
+        return false
+      }
+      return true
+    }
   }
 }

@@ -6,7 +6,11 @@ import Synchronization
 struct EvalCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "eval",
-    abstract: "Top-1 and top-5 accuracy over a folder of images with a labels.tsv (file TAB class index).")
+    abstract: "Top-1 and top-5 accuracy over a folder of images with a labels.tsv (file TAB class index).",
+    discussion: """
+      An image that cannot be decoded is skipped with a warning naming it, left out of the accuracy, \
+      and listed in the report (`unreadable` in the JSON); --strict makes the first one fatal.
+      """)
 
   @Argument(help: "An Octet model file (or a checkpoint, imported on the fly).")
   var model: String
@@ -25,12 +29,21 @@ struct EvalCommand: ParsableCommand {
 
   @OptionGroup var backendOption: BackendOption
 
+  @Flag(help: "Stop at the first image that cannot be decoded instead of skipping it.")
+  var strict = false
+
   func validate() throws {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     try validateOutputPath(json, option: "--json")
   }
 
+  struct Unreadable: Encodable {
+    var image: String
+    var reason: String
+  }
+
+  /// `count` is the images evaluated; `unreadable` the ones skipped, in labels.tsv order.
   struct Report: Encodable {
     var model: String
     var runtime: String
@@ -38,6 +51,7 @@ struct EvalCommand: ParsableCommand {
     var top1: Double
     var top5: Double
     var seconds: Double
+    var unreadable: [Unreadable]
   }
 
   func run() throws {
@@ -54,14 +68,27 @@ struct EvalCommand: ParsableCommand {
       var done = 0
       var top1 = 0
       var top5 = 0
+      var unreadable: [(index: Int, Unreadable)] = []
       var progress: ProgressBar
     }
     let state = Mutex(State(progress: ProgressBar(total: entries.count, label: "eval")))
     let start = Date()
+    let strict = strict
     do {
       try forEachInParallel(entries.count, threads: threads) { index in
         let entry = entries[index]
-        let image = try ImageDecoder.decode(contentsOf: entry.url)
+        let image: RGBImage
+        do {
+          image = try ImageDecoder.decode(contentsOf: entry.url)
+        } catch let error as ImageError where !strict {
+          state.withLock { s in
+            s.unreadable.append((index, Unreadable(image: entry.url.path, reason: error.description)))
+            s.done += 1
+            if s.progress.enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            FileHandle.standardError.write(Data("warning: skipped \(entry.url.path): \(error)\n".utf8))
+          }
+          return
+        }
         let ranked = Classifier.topIndices(5, of: classifier.logits(for: image))
         state.withLock { s in
           if ranked.first == entry.label { s.top1 += 1 }
@@ -74,16 +101,27 @@ struct EvalCommand: ParsableCommand {
       state.withLock { $0.progress.finish() }
       throw error
     }
-    let (top1, top5, progress) = state.withLock { ($0.top1, $0.top5, $0.progress) }
+    let (top1, top5, progress, skipped) = state.withLock { ($0.top1, $0.top5, $0.progress, $0.unreadable) }
     progress.finish()
-    let n = entries.count
+    let unreadable = skipped.sorted { $0.index < $1.index }.map(\.1)
+    let n = entries.count - unreadable.count
+    guard n > 0 else {
+      throw FileError(path: images, reason: "none of its \(entries.count) images could be decoded (see the warnings above)")
+    }
     let report = Report(
-      model: model, runtime: classifier.runtimeName, count: n, top1: Double(top1) / Double(n), top5: Double(top5) / Double(n),
-      seconds: Date().timeIntervalSince(start))
+      model: model, runtime: classifier.runtimeName, count: n, top1: Double(top1) / Double(n),
+      top5: Double(top5) / Double(n), seconds: Date().timeIntervalSince(start), unreadable: unreadable)
     print(
       String(
         format: "%@ %@ on %d images: top-1 %.2f%% (%d), top-5 %.2f%% (%d), %.1f s",
-        classifier.info.architecture, classifier.runtimeName, n, report.top1 * 100, top1, report.top5 * 100, top5, report.seconds))
+        classifier.info.architecture, classifier.runtimeName, n, report.top1 * 100, top1, report.top5 * 100, top5,
+        report.seconds))
+    if !unreadable.isEmpty {
+      let names = unreadable.prefix(10).map { URL(fileURLWithPath: $0.image).lastPathComponent }
+      print(
+        "\(unreadable.count) of \(entries.count) images could not be decoded and were skipped: "
+          + names.joined(separator: ", ") + (unreadable.count > 10 ? ", …" : ""))
+    }
     if let json { try writeJSON(report, to: json) }
   }
 }

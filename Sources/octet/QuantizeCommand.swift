@@ -44,7 +44,21 @@ struct QuantizeCommand: ParsableCommand {
     let start = Date()
     let floatModel = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
     let table = try RangeTable.read(contentsOf: URL(fileURLWithPath: ranges))
-    let result = try Quantizer.quantize(model: floatModel, ranges: table, weightBits: WeightBits(rawValue: weightBits)!)
+    // A table from another model is caught here, by name, before a tensor of it is found missing.
+    guard table.model.architecture == floatModel.info.architecture else {
+      throw FileError(
+        path: ranges,
+        reason: "holds the ranges of \(table.model.architecture), but '\(model)' is \(floatModel.info.architecture); "
+          + "calibrate this model with `octet calibrate`")
+    }
+    let result: QuantizationResult
+    do {
+      result = try Quantizer.quantize(
+        model: floatModel, ranges: table, weightBits: WeightBits(rawValue: weightBits)!)
+    } catch let error as QuantizerError {
+      guard case .missingRange = error else { throw error }
+      throw FileError(path: ranges, reason: error.description)
+    }
     // Planning checks every shape before anything is written.
     _ = try Int8ReferenceExecutor(model: result.model)
     try QuantizedModelFile.write(result.model, to: URL(fileURLWithPath: output))

@@ -56,8 +56,14 @@ public enum EfficientNetLite {
 
   static func structure(_ weights: TensorDictionary) throws(ModelError) -> Structure {
     let stem = try shape(weights, "_conv_stem.weight", rank: 4)
+    // Counted from the highest block index of any tensor, so that a block missing a tensor is named
+    // below rather than cutting the network short.
     var blockCount = 0
-    while weights.contains("_blocks.\(blockCount)._depthwise_conv.weight") { blockCount += 1 }
+    for name in weights.names where name.hasPrefix("_blocks.") {
+      if let index = Int(name.dropFirst("_blocks.".count).prefix(while: \.isNumber)) {
+        blockCount = max(blockCount, index + 1)
+      }
+    }
     guard blockCount > 0 else { throw .tensor(.missing(name: "_blocks.0._depthwise_conv.weight")) }
 
     var blocks: [Block] = []

@@ -40,36 +40,20 @@ public enum SafeTensors {
     try encode(tensors, metadata: metadata, file: "<safetensors bytes>")
   }
 
-  /// Writes `tensors` to `url` atomically: into a temporary file in the same directory, which then
-  /// replaces `url`. On failure `url` is untouched and no temporary file remains.
+  /// Writes `tensors` to `url` atomically (`AtomicFile`): a failure or a kill leaves the old file or
+  /// none, never a truncated one.
   public static func write(
     _ tensors: TensorDictionary, metadata: [String: String] = [:], to url: URL
   ) throws {
     let header = try header(tensors, metadata: metadata, file: url.path)
-    let directory = url.deletingLastPathComponent()
-    let temporary = directory.appendingPathComponent(
-      ".\(url.lastPathComponent).\(UUID().uuidString).tmp")
     do {
-      guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary.path])
-      }
-      let handle = try FileHandle(forWritingTo: temporary)
-      do {
+      try AtomicFile.write(to: url) { sink in
         // Tensor by tensor: no second copy of the whole model in memory.
-        try handle.write(contentsOf: header)
-        for name in tensors.names { try handle.write(contentsOf: tensors[name]!.bytes) }
-        try handle.synchronize()
-        try handle.close()
-      } catch {
-        try? handle.close()
-        throw error
+        try sink.write(header)
+        for name in tensors.names { try sink.write(tensors[name]!.bytes) }
       }
-      guard rename(temporary.path, url.path) == 0 else {
-        throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-      }
-    } catch {
-      try? FileManager.default.removeItem(at: temporary)
-      throw CheckpointError.writeFailed(file: url.path, reason: "\(error)")
+    } catch let error as FileError {
+      throw CheckpointError.writeFailed(file: url.path, reason: error.reason)
     }
   }
 

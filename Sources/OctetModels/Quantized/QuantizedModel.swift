@@ -230,7 +230,7 @@ public enum QuantizedModelError: Error, CustomStringConvertible, Equatable {
     case .tensor(let name, let reason): "int8 tensor '\(name)' \(reason)"
     case .notAQuantizedModel(let path, let reason): "'\(path)' is not an Octet int8 model file: \(reason)"
     case .unsupportedFormatVersion(let path, let found, let supported):
-      "'\(path)' has int8 format version \(found); this Octet reads version \(supported). Quantize the model again with `octet quantize`."
+      "'\(path)' has int8 format version \(found); this Octet reads versions \(supported). Upgrade Octet, or quantize the float model again with this one (`octet quantize`)."
     }
   }
 }

@@ -6,13 +6,19 @@ import OctetCore
 /// - `octet.format_version`: `QuantizedModelFile.formatVersion`;
 /// - `octet.model`: `ModelInfo` as JSON;
 /// - `octet.int8_graph`: `{"nodes": [QuantizedNode…], "output": name}` as JSON, with every scale and
-///   zero point.
+///   zero point;
+/// - `octet.tensor_crc32`: a CRC-32 of every tensor (`TensorChecksums`), verified on load.
 /// The tensors are the per-channel arrays of conv2d and linear nodes: `<node>.weight` I8
 /// (conv2d `[O, kh, kw, I/groups]`, linear `[O, I]`), `<node>.bias` I32 `[O]` (zero point folded),
 /// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`.
+///
+/// Versions: "2" added `octet.tensor_crc32`. Version "1" files (no checksums, otherwise the same) are
+/// still read, unverified; any other version is refused with a message to upgrade or quantize again.
 public enum QuantizedModelFile {
   public static let format = "octet-int8"
-  public static let formatVersion = "1"
+  public static let formatVersion = "2"
+  /// The versions `decode` accepts.
+  public static let readableVersions = ["1", "2"]
 
   struct GraphJSON: Codable {
     var nodes: [QuantizedNode]
@@ -22,9 +28,14 @@ public enum QuantizedModelFile {
   static let tensorSuffixes = ["weight", "bias", "multiplier", "shift", "weight_scale"]
 
   public static func metadata(for model: QuantizedModel) throws -> [String: String] {
+    try metadata(for: model, tensors: tensors(for: model))
+  }
+
+  static func metadata(for model: QuantizedModel, tensors: TensorDictionary) throws -> [String: String] {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return [
+      TensorChecksums.metadataKey: try TensorChecksums.metadataValue(for: tensors),
       "octet.format": format,
       "octet.format_version": formatVersion,
       "octet.model": String(decoding: try encoder.encode(model.info), as: UTF8.self),
@@ -57,7 +68,8 @@ public enum QuantizedModelFile {
   /// Validates, then writes atomically: a failure leaves the old file, or none.
   public static func write(_ model: QuantizedModel, to url: URL) throws {
     try model.validate()
-    try SafeTensors.write(tensors(for: model), metadata: try metadata(for: model), to: url)
+    let tensors = tensors(for: model)
+    try SafeTensors.write(tensors, metadata: try metadata(for: model, tensors: tensors), to: url)
   }
 
   public static func read(contentsOf url: URL) throws -> QuantizedModel {
@@ -77,9 +89,14 @@ public enum QuantizedModelFile {
       throw QuantizedModelError.notAQuantizedModel(
         path: path, reason: "it holds format '\(found)', not '\(format)'")
     }
-    guard metadata["octet.format_version"] == formatVersion else {
+    let version = metadata["octet.format_version"] ?? "none"
+    guard readableVersions.contains(version) else {
       throw QuantizedModelError.unsupportedFormatVersion(
-        path: path, found: metadata["octet.format_version"] ?? "none", supported: formatVersion)
+        path: path, found: version, supported: readableVersions.joined(separator: " and "))
+    }
+    if version != "1" {
+      try TensorChecksums.verify(
+        tensors, metadata: metadata, path: path, remedy: "quantize the float model again (`octet quantize`)")
     }
     let info: ModelInfo
     let graph: GraphJSON
