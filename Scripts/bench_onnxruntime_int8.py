@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""Octet int8 vs ONNX Runtime int8 ResNet50 latency, side by side in one run.
+
+Method (kept in the --json output so a number never travels without it):
+  * ResNet50 is built as a torch.nn.Module with torchvision's names, loaded strictly from the
+    checkpoint and exported to ONNX fp32 (opset 17, batch 1, 1x3x224x224), exactly as in
+    bench_onnxruntime_float.py; the export must reproduce torch's logits (cosine > 0.9999).
+  * ONNX Runtime quantizes it with its own tools, as its documentation recommends:
+    quant_pre_process (symbolic shape inference, ORT basic optimizations, ONNX shape inference),
+    then quantize_static with QuantFormat.QDQ, per_channel=True, activations QUInt8, weights
+    QInt8 (U8S8), calibration MinMax (or Entropy/Percentile), reduce_range=False. Calibration
+    data: the first C images of the calibration folder's labels.tsv, with torchvision's
+    preprocessing (reference_numpy.preprocess: RGB, shorter side 256 PIL bilinear, center crop
+    224, /255, ImageNet mean/std), NCHW float32.
+  * The QDQ model is loaded once with ORT_ENABLE_ALL and optimized_model_filepath; counting the
+    op types of the optimized graph shows whether ORT fused the Q/DQ pairs into integer kernels
+    (QLinearConv, QLinearAdd, QGemm, ...) or left float Convs between them.
+  * Timing as in the float script: one InferenceSession per model, intra_op_num_threads=T,
+    inter_op_num_threads=1, ORT_ENABLE_ALL, sequential; each round runs W warm-ups and N timed
+    session.run calls on a seeded N(0,1) input. Rounds alternate ORT int8, `octet bench` int8
+    [, ORT fp32, `octet bench` float], so slow drift biases no side. A side's median/p10/p90 is
+    the median over rounds of its per-round value.
+
+Usage:
+    python3 Scripts/bench_onnxruntime_int8.py --threads 1 --iterations 50 --warmup 10 \\
+        [--octet-bin .build/release/octet --octet-int8-model r50-int8.safetensors [--octet-backend auto]] \\
+        [--with-float [--octet-float-model r50.safetensors]] [--check-accuracy 50] \\
+        [--ort-calibration minmax|entropy|percentile] [--calibration-count 100] [--json out/bench_int8.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quant_pre_process, quantize_static)
+
+import reference_numpy as ref
+from _bench_common import (ONNX_OPSET, check_ort_matches_torch, combine_rounds, cosine, export_onnx,
+                           load_resnet50, machine_info, make_session, print_table, run_octet_bench,
+                           seeded_input, time_ort, warn_if_loaded, write_json_atomic)
+
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                       "percentile": CalibrationMethod.Percentile}
+QUANT_CONFIG = {"quant_format": "QDQ", "per_channel": True, "activation_type": "QUInt8",
+                "weight_type": "QInt8", "reduce_range": False, "extra_options": {}}
+
+# Op types in ORT's optimized graph. A QDQ model runs in integer arithmetic only where ORT's
+# QDQ transformers replaced DequantizeLinear -> op -> QuantizeLinear by one of these.
+INT8_CONV_OPS = {"QLinearConv", "ConvInteger"}
+INT8_OTHER_OPS = {"QLinearAdd", "QLinearMul", "QLinearMatMul", "MatMulInteger", "QGemm", "QLinearGlobalAveragePool",
+                  "QLinearAveragePool", "QLinearConcat", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
+# NCHWc float convolutions keep the op type "Conv" (domain com.microsoft.nchwc).
+FLOAT_CONV_OPS = {"Conv", "FusedConv"}
+FLOAT_OTHER_OPS = {"Gemm", "FusedGemm", "MatMul", "FusedMatMul", "Add", "Sum", "GlobalAveragePool", "AveragePool"}
+
+
+def sha256_text(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def nchw_input(path: str) -> np.ndarray:
+    hwc, _ = ref.preprocess(path, ref.IMAGENET_MEAN, ref.IMAGENET_STD)
+    return np.ascontiguousarray(hwc.transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+class ImageReader(CalibrationDataReader):
+    """Feeds one preprocessed image at a time, so 100 images never sit in memory at once."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = iter(paths)
+
+    def get_next(self):
+        path = next(self.paths, None)
+        return None if path is None else {"input": nchw_input(path)}
+
+
+def first_images(folder: str, count: int) -> list[tuple[str, int]]:
+    items = ref.read_labels(folder)
+    if len(items) < count:
+        raise SystemExit(f"error: {folder}/labels.tsv lists {len(items)} images, {count} were asked for")
+    return [(os.path.join(folder, name), label) for name, label in items[:count]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached models. Every file name carries a hash of what made it, so changing the checkpoint,
+# the calibration set or a library version makes a new file instead of reusing a stale one.
+
+
+def fp32_onnx(model, model_pth: str, onnx_dir: str) -> str:
+    key = sha256_text({"checkpoint_sha256": ref.sha256_of(model_pth), "torch": torch.__version__,
+                       "opset": ONNX_OPSET})[:12]
+    path = os.path.join(onnx_dir, f"resnet50_fp32_opset{ONNX_OPSET}_{key}.onnx")
+    if not os.path.exists(path):
+        print(f"exporting {path}", flush=True)
+        export_onnx(model, path)
+    return path
+
+
+def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str) -> tuple[str, dict]:
+    key_inputs = {
+        "fp32_onnx_sha256": ref.sha256_of(fp32_path), "onnxruntime": ort.__version__, "onnx": onnx.__version__,
+        "quantization": QUANT_CONFIG, "calibration_method": method,
+        "calibration_images": [os.path.relpath(p, os.path.dirname(os.path.dirname(p))) for p in calibration],
+        "preprocessing": ref.preprocessing_spec(ref.IMAGENET_MEAN, ref.IMAGENET_STD),
+    }
+    key = sha256_text(key_inputs)[:12]
+    stem = os.path.join(onnx_dir, f"resnet50_int8_qdq_u8s8_{method}_{key}")
+    path = stem + ".onnx"
+    if os.path.exists(path):
+        return path, key_inputs
+    # quant_pre_process and quantize_static write their outputs directly; writing to a
+    # .partial name and renaming keeps a killed run from leaving a truncated model in the cache.
+    pre = stem + ".preprocessed.partial.onnx"
+    part = stem + ".partial.onnx"
+    print(f"ORT quant_pre_process -> quantize_static ({method}, {len(calibration)} images) -> {path}", flush=True)
+    quant_pre_process(fp32_path, pre)
+    quantize_static(pre, part, ImageReader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                    reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CALIBRATION_METHODS[method], extra_options={})
+    os.remove(pre)
+    os.replace(part, path)
+    with open(stem + ".json", "w") as f:  # what the hash in the name stands for
+        json.dump(key_inputs, f, indent=1)
+    return path, key_inputs
+
+
+# ---------------------------------------------------------------------------------------------
+# Does ORT run it in int8?
+
+
+def op_counts(path: str) -> dict:
+    graph = onnx.load(path, load_external_data=False).graph
+    return dict(sorted(Counter(n.op_type for n in graph.node).items()))
+
+
+def classify_ops(counts: dict) -> dict:
+    def total(ops):
+        return sum(n for op, n in counts.items() if op in ops)
+
+    return {"int8_conv": total(INT8_CONV_OPS), "float_conv": total(FLOAT_CONV_OPS),
+            "int8_other": total(INT8_OTHER_OPS), "float_other": total(FLOAT_OTHER_OPS),
+            "QuantizeLinear": counts.get("QuantizeLinear", 0), "DequantizeLinear": counts.get("DequantizeLinear", 0),
+            "nodes": sum(counts.values())}
+
+
+def inspect_int8(int8_path: str) -> tuple[dict, list[str]]:
+    optimized = int8_path[: -len(".onnx")] + ".ort_optimized.onnx"
+    make_session(int8_path, 1, optimized_model_path=optimized)  # loading writes the file
+    qdq, opt = op_counts(int8_path), op_counts(optimized)
+    summary = classify_ops(opt)
+    convs_in_qdq = qdq.get("Conv", 0)
+    print(f"QDQ model: {convs_in_qdq} Conv, {qdq.get('QuantizeLinear', 0)} QuantizeLinear, "
+          f"{qdq.get('DequantizeLinear', 0)} DequantizeLinear")
+    print("ORT optimized graph (ORT_ENABLE_ALL): " + ", ".join(f"{op} {n}" for op, n in opt.items()))
+    print(f"  int8 convs {summary['int8_conv']}, float convs {summary['float_conv']}, "
+          f"other int8 ops {summary['int8_other']}, other float compute ops {summary['float_other']}")
+    warnings = []
+    if summary["float_conv"]:
+        warnings.append(f"ORT left {summary['float_conv']} of {convs_in_qdq} convolutions in FLOAT "
+                        f"(only {summary['int8_conv']} became QLinearConv/ConvInteger): ORT int8 numbers "
+                        f"are partly float time")
+    if summary["int8_conv"] == 0:
+        warnings.append("ORT's optimized graph has NO integer convolution: this is not an int8 run")
+    for w in warnings:
+        print(f"\n!!! WARNING: {w} !!!\n", file=sys.stderr)
+    return {"quantized_model": qdq, "ort_optimized": opt, "summary": summary,
+            "optimized_model": os.path.basename(optimized)}, warnings
+
+
+def check_accuracy(fp32_sess, int8_sess, folder: str, count: int) -> dict:
+    """ORT int8 against ORT fp32 on real images. Agreement and cosine are the signal; top-1 against
+    the labels is recorded but means nothing for the random-weight ResNet50."""
+    agree, top5_hit, cosines, fp32_right, int8_right = 0, 0, [], 0, 0
+    for path, label in first_images(folder, count):
+        x = nchw_input(path)
+        f = fp32_sess.run(None, {"input": x})[0][0]
+        q = int8_sess.run(None, {"input": x})[0][0]
+        agree += int(np.argmax(f) == np.argmax(q))
+        top5_hit += int(np.argmax(f) in ref.top_k(q, 5))
+        cosines.append(cosine(f, q))
+        fp32_right += int(np.argmax(f) == label)
+        int8_right += int(np.argmax(q) == label)
+    result = {"images": count, "folder": os.path.basename(folder), "top1_agreement": agree / count,
+              "fp32_top1_in_int8_top5": top5_hit / count, "logits_cosine_mean": float(np.mean(cosines)),
+              "logits_cosine_min": float(np.min(cosines)),
+              "top1_vs_labels": {"fp32": fp32_right / count, "int8": int8_right / count}}
+    print(f"ORT int8 vs ORT fp32 on {count} images of {result['folder']}: top-1 agreement "
+          f"{agree}/{count}, fp32 top-1 in int8 top-5 {top5_hit}/{count}, logits cosine mean "
+          f"{result['logits_cosine_mean']:.5f} min {result['logits_cosine_min']:.5f}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args():
+    shared = ref.DEFAULT_SHARED
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-pth", default=os.path.join(shared, "models", ref.RESNET50_FILE),
+                    help="torchvision-layout ResNet50 state_dict (default: %(default)s)")
+    ap.add_argument("--onnx-dir", default=os.path.join(ref.REPO_ROOT, ".cache", "onnx"),
+                    help="cache of the fp32, int8 and ORT-optimized .onnx files (default: %(default)s)")
+    ap.add_argument("--calibration-images", default=os.path.join(shared, "data", "imagenet-train-calibration-500"),
+                    help="folder with labels.tsv; its first --calibration-count images calibrate ORT")
+    ap.add_argument("--calibration-count", type=int, default=100)
+    ap.add_argument("--ort-calibration", choices=sorted(CALIBRATION_METHODS), default="minmax")
+    ap.add_argument("--octet-bin", help="path to the octet CLI (optional)")
+    ap.add_argument("--octet-int8-model", help="int8 model file passed to `octet bench`")
+    ap.add_argument("--octet-backend", help="pass `--backend X` to `octet bench` for the int8 model "
+                    "(reference|scalar|avx2|avx512vnni|amx|auto); not passed when omitted")
+    ap.add_argument("--with-float", action="store_true", help="also time ORT fp32 (and `octet bench "
+                    "--octet-float-model` when --octet-bin is given)")
+    ap.add_argument("--octet-float-model", help="float model file passed to `octet bench` with --with-float")
+    ap.add_argument("--check-accuracy", type=int, default=0, metavar="N",
+                    help="compare ORT int8 with ORT fp32 on the first N images of --val-images")
+    ap.add_argument("--val-images", default=os.path.join(shared, "data", "imagenet-val-1300"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    if args.threads < 1 or args.iterations < 1 or args.warmup < 0 or args.rounds < 1:
+        ap.error("--threads, --iterations and --rounds must be >= 1, --warmup >= 0")
+    if args.calibration_count < 1 or args.check_accuracy < 0:
+        ap.error("--calibration-count must be >= 1 and --check-accuracy >= 0")
+    if args.octet_bin:
+        if not os.access(args.octet_bin, os.X_OK):
+            ap.error(f"--octet-bin {args.octet_bin} is not an executable file")
+        if not args.octet_int8_model:
+            ap.error("--octet-bin needs --octet-int8-model")
+        if args.with_float and not args.octet_float_model:
+            ap.error("--with-float with --octet-bin needs --octet-float-model")
+    elif args.octet_int8_model or args.octet_float_model or args.octet_backend:
+        ap.error("--octet-int8-model, --octet-float-model and --octet-backend need --octet-bin")
+    if args.octet_float_model and not args.with_float:
+        ap.error("--octet-float-model is only timed with --with-float")
+    for path in (args.model_pth, args.octet_int8_model, args.octet_float_model):
+        if path and not os.path.isfile(path):
+            ap.error(f"{path}: no such file")
+    return args
+
+
+class Side:
+    """One timed contender: its per-round summaries, and the error that stopped it, if any."""
+
+    def __init__(self, name: str, run):
+        self.name, self.run, self.rounds, self.reported, self.error = name, run, [], {}, None
+
+    def time_round(self, r: int) -> None:
+        if self.error:
+            return
+        try:
+            result = self.run()
+        except (RuntimeError, OSError, json.JSONDecodeError) as e:
+            self.error = str(e)
+            print(f"error: {self.name} failed: {e}", file=sys.stderr)
+            return
+        self.rounds.append({k: result[k] for k in ("median_ms", "p10_ms", "p90_ms", "images_per_s") if k in result})
+        # What octet bench says about itself (backend, runtime, ...), kept from the last round.
+        self.reported = {k: v for k, v in result.items() if k not in self.rounds[-1]}
+        print(f"round {r + 1}: {self.name} median {result['median_ms']:.2f} ms", flush=True)
+
+    def summary(self) -> dict | None:
+        return combine_rounds(self.rounds) if self.rounds else None
+
+
+def main() -> int:
+    args = parse_args()
+    # Export, calibration and the sanity checks are not timed; keep torch off the other cores.
+    torch.set_num_threads(max(1, args.threads))
+    os.makedirs(args.onnx_dir, exist_ok=True)
+    model = load_resnet50(args.model_pth)
+    fp32_path = fp32_onnx(model, args.model_pth, args.onnx_dir)
+    fp32_sess = make_session(fp32_path, args.threads)
+    x = seeded_input()
+    sanity = check_ort_matches_torch(model, fp32_sess, x)
+    if sanity is None:
+        return 1
+    del model
+
+    calibration = [p for p, _ in first_images(args.calibration_images, args.calibration_count)]
+    int8_path, cache_key = int8_onnx(fp32_path, args.onnx_dir, calibration, args.ort_calibration)
+    ops, warnings = inspect_int8(int8_path)
+    int8_sess = make_session(int8_path, args.threads)
+    accuracy = check_accuracy(fp32_sess, int8_sess, args.val_images, args.check_accuracy) if args.check_accuracy else None
+
+    def octet(model_path, extra=()):
+        return lambda: run_octet_bench(args.octet_bin, model_path, args.threads, args.iterations, args.warmup, extra)
+
+    backend_args = ["--backend", args.octet_backend] if args.octet_backend else []
+    sides = {"ort_int8": Side("ORT int8", lambda: time_ort(int8_sess, x, args.iterations, args.warmup))}
+    if args.octet_bin:
+        sides["octet_int8"] = Side("Octet int8", octet(args.octet_int8_model, backend_args))
+    if args.with_float:
+        sides["ort_fp32"] = Side("ORT fp32", lambda: time_ort(fp32_sess, x, args.iterations, args.warmup))
+        if args.octet_bin:
+            sides["octet_float"] = Side("Octet float", octet(args.octet_float_model))
+
+    # Other work on the machine skews every number; record how busy it was.
+    load_before = os.getloadavg()[0]
+    for r in range(args.rounds):
+        for side in sides.values():
+            side.time_round(r)
+    load_after = os.getloadavg()[0]
+
+    for key, want in (("octet_int8", "int8"), ("octet_float", "float32")):
+        if key not in sides or not sides[key].rounds:
+            continue
+        runtime = sides[key].reported.get("runtime")
+        if runtime is None:
+            warnings.append(f"`octet bench` did not report a runtime for {sides[key].name}: cannot confirm "
+                            f"it ran {want}")
+        elif runtime != want:
+            warnings.append(f"`octet bench` reported runtime {runtime!r} for {sides[key].name}, not {want!r}: "
+                            f"that row is mislabeled")
+        else:
+            continue
+        print(f"warning: {warnings[-1]}", file=sys.stderr)
+
+    summaries = {k: s.summary() for k, s in sides.items()}
+    print_table([(s.name, summaries[k]) for k, s in sides.items() if summaries[k]])
+    ratios = {}
+    for num, den in (("octet_int8", "ort_int8"), ("octet_int8", "ort_fp32"), ("octet_float", "ort_fp32"),
+                     ("ort_int8", "ort_fp32"), ("octet_int8", "octet_float")):
+        if summaries.get(num) and summaries.get(den):
+            ratios[f"{num}/{den}"] = summaries[num]["median_ms"] / summaries[den]["median_ms"]
+            print(f"ratio {sides[num].name} / {sides[den].name} (median): {ratios[f'{num}/{den}']:.3f}")
+    print(f"(threads {args.threads}; a ratio below 1 means the numerator is faster)")
+    warn_if_loaded(load_before, load_after)
+
+    result = {
+        "method": {
+            "text": __doc__.split("Usage:")[0].strip(),
+            "model": os.path.basename(args.model_pth),
+            "input": "1x3x224x224 float32, seeded N(0,1), batch 1",
+            "threads": args.threads, "iterations": args.iterations, "warmup": args.warmup, "rounds": args.rounds,
+            "statistic": "per round: median/p10/p90 of per-run wall time; overall: median over rounds",
+            "order": " then ".join(s.name for s in sides.values()) + " within each round",
+            "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, CPUExecutionProvider",
+            "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
+                                 "calibration_images": os.path.basename(args.calibration_images.rstrip("/")),
+                                 "calibration_count": args.calibration_count,
+                                 "pre_process": "onnxruntime.quantization.quant_pre_process defaults"},
+            "octet_backend_arg": args.octet_backend,
+        },
+        "machine": machine_info(load_before, load_after),
+        "threads": args.threads,
+        "onnxruntime": {"version": ort.__version__},
+        "octet": {},
+        "ratios": ratios,
+        "op_counts": ops,
+        "sanity": {"fp32_onnx_vs_torch": sanity},
+        "files": {"fp32_onnx": fp32_path, "int8_onnx": int8_path, "int8_cache_key": cache_key},
+        "warnings": warnings,
+    }
+    if accuracy:
+        result["accuracy"] = accuracy
+    for key, side in sides.items():
+        group, kind = key.split("_")
+        entry = {"summary": summaries[key], "rounds": side.rounds}
+        if group == "octet":
+            entry.update(model=args.octet_int8_model if kind == "int8" else args.octet_float_model,
+                         reported=side.reported)
+        if side.error:
+            entry["error"] = side.error
+        result["onnxruntime" if group == "ort" else "octet"][kind] = entry
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 1 if any(s.error for s in sides.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
