@@ -87,7 +87,7 @@ let package = Package(
       name: "OctetQuantizerTests", dependencies: ["OctetTestSupport", "OctetQuantizer", "OctetInt8", "Octet"],
       resources: [.copy("Goldens")]),
     .testTarget(
-      name: "OctetInt8Tests", dependencies: ["OctetTestSupport", "OctetInt8", "Octet"]),
+      name: "OctetInt8Tests", dependencies: ["OctetTestSupport", "OctetInt8", "Octet", "CInt8Kernels"]),
     // Runs the built `octet` binary: exit codes, error lines, JSON reports, no partial files.
     .testTarget(name: "OctetCLITests", dependencies: ["OctetTestSupport", "octet", "OctetModels"]),
   ]

@@ -220,10 +220,13 @@ AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, c
 AVX2 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
                               size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
                               size_t ldc) {
-  (void)n;
   // Rows per block so that the block's A (kp int16 per row) stays in L2 while every panel of B
   // streams past it (GotoBLAS order).
-  size_t mc = (160 * 1024) / (kp * 2) / 6 * 6;
+  // Rows per block: when all of B fits in L2, one tile's rows at a time, so the tile's output (and
+  // residual) rows are finished whole while in L1; else as many rows as keep the block's A in L2
+  // while every panel of B streams past it (GotoBLAS order).
+  const size_t b_bytes = kp * 2 * octet_round_up(n, OCTET_I8_NR);
+  size_t mc = b_bytes <= 256 * 1024 ? 6 : (160 * 1024) / (kp * 2) / 6 * 6;
   if (mc < 6) mc = 6;
   int32_t acc[6][16];
   int32_t bias[16];
@@ -345,8 +348,8 @@ AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t r
 AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
                                     size_t m0, size_t m1, size_t n0, size_t n1,
                                     const octet_i8_epilogue* ep, void* out, size_t ldc) {
-  (void)n;
-  size_t mc = (160 * 1024) / kp / 6 * 6;
+  const size_t b_bytes = kp * octet_round_up(n, OCTET_I8_NR);
+  size_t mc = b_bytes <= 256 * 1024 ? 6 : (160 * 1024) / kp / 6 * 6;
   if (mc < 6) mc = 6;
   int32_t acc[6][16];
   int32_t bias[16];

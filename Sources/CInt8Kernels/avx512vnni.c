@@ -48,8 +48,9 @@ OCTET_VNNI_KERNEL(kernel_8x16, 1)
 VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
                                     size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
                                     const octet_i8_epilogue* ep, void* out, size_t ldc) {
-  (void)n;
-  size_t mc = (160 * 1024) / kp / 8 * 8;
+  // As in the AVX2 kernels: a tile's rows at a time when B fits in L2, else L2-sized A blocks.
+  const size_t b_bytes = kp * octet_round_up(n, OCTET_I8_NR);
+  size_t mc = b_bytes <= 256 * 1024 ? 8 : (160 * 1024) / kp / 8 * 8;
   if (mc < 8) mc = 8;
   int32_t acc[8][32];
   int32_t bias[32];

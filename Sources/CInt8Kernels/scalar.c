@@ -1,5 +1,6 @@
 // Portable scalar kernels: the fast runtime's fallback, and (through the packed layouts they share
 // with AVX-512 VNNI and AMX) the proof on any machine that those layouts are right.
+#include <math.h>
 #include <stdlib.h>
 #include "common.h"
 
@@ -112,4 +113,14 @@ int octet_i8_weights_fit_pairs(const int8_t* w, size_t k, size_t n) {
       if (a + b > 128) return 0;
     }
   return 1;
+}
+
+void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t zero_point, uint8_t* out) {
+  const float z = (float)zero_point;
+  for (size_t i = 0; i < count; i++) {
+    // §1/§12 exactly as ActivationQuantization.quantize: Float division, round half away from zero
+    // (roundf), Float add; NaN and negatives -> 0, >= 255 -> 255.
+    const float v = roundf(x[i] / scale) + z;
+    out[i] = !(v >= 0) ? 0 : (v >= 255 ? 255 : (uint8_t)v);
+  }
 }

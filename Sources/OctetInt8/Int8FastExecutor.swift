@@ -140,7 +140,7 @@ public final class Int8FastExecutor: @unchecked Sendable {
     case .quantizeInput(let q, let out):
       let o = workspace.buffers[out]
       input.scalars.withUnsafeBufferPointer { x in
-        for i in 0..<x.count { o[i] = q.quantize(x[i]) }
+        octet_i8_quantize_input(x.baseAddress!, x.count, q.scale, q.zeroPoint, o)
       }
     case .conv(let conv):
       runConv(conv, batch: batch, workspace: workspace, logits: logits)

@@ -1,3 +1,4 @@
+import CInt8Kernels
 import Foundation
 import OctetCore
 import OctetModels
@@ -18,11 +19,13 @@ struct LayerCase: CustomStringConvertible, Sendable {
 }
 
 /// Builds the graph of a `LayerCase` with seeded random weights, biases, multipliers and zero points.
-/// With an even seed a few channels get multipliers >= 0.5 (shift < 32: the SIMD epilogues' general
+/// With a seed divisible by 3 the weights are 7-bit ([-63, 63]). With an even seed a few channels get multipliers >= 0.5 (shift < 32: the SIMD epilogues' general
 /// 64-bit form); with an odd seed every shift is >= 32 (their 32-bit fast form). Channel 1's
 /// multiplier is 0.
 func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
   var rng = SeededGenerator(seed: seed)
+  // Every third model has 7-bit weights, which the AVX2 backend runs on its vpmaddubsw kernel.
+  let weightMax: Int8 = seed % 3 == 0 ? 63 : 127
   func q(_ z: Int32? = nil) -> ActivationQuantization {
     ActivationQuantization(scale: Float.random(in: 0.01...0.1, using: &rng), zeroPoint: z ?? Int32.random(in: 0...255, using: &rng))
   }
@@ -42,7 +45,7 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
     let lo = relu ? out.zeroPoint : Int32.random(in: 0...20, using: &rng)
     node.clamp = [Int(lo), Int.random(in: 235...255, using: &rng)]
     let perChannel = k * k * cin / groups
-    node.weights = (0..<(cout * perChannel)).map { _ in Int8.random(in: -127...127, using: &rng) }
+    node.weights = (0..<(cout * perChannel)).map { _ in Int8.random(in: -weightMax...weightMax, using: &rng) }
     // Accumulators spread about sqrt(K) * 127 * 74; biases and multipliers are sized to that.
     let spread = Double(perChannel).squareRoot() * 127 * 74
     let biasRange = Int32(2 * spread)
@@ -188,11 +191,18 @@ func expectBitExact(
 }
 
 func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false) throws {
+  var kernels: Set<String> = []
   for (i, c) in layerCases.enumerated() {
     let seed = UInt64(0xFA57_0000 + i)
     let model = try makeLayerModel(c, seed: seed)
+    let plan = try Int8FastExecutor(
+      model: model, backend: backend, threads: 1, fuseResidualAdds: true, emulatedISA: emulated)
+    kernels.formUnion(plan.layers.map(\.kernel).filter { !$0.isEmpty })
     try expectBitExact(
       model, backend: backend, seed: seed, context: "case \(i) \(c) seed \(seed)", emulated: emulated)
+  }
+  if backend == .avx2 {
+    #expect(kernels == ["avx2 (vpmaddwd)", "avx2 (vpmaddubsw)"], "AVX2 kernels exercised: \(kernels)")
   }
 }
 
@@ -240,5 +250,26 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false) throws {
       #expect(throws: Int8BackendError.unsupported(backend)) { try backend.resolved(environment: [:]) }
     }
     #expect(Int8Backend.scalar.isSupported)
+  }
+}
+
+@Suite struct InputQuantizationTests {
+  /// The C input quantizer equals ActivationQuantization.quantize on ties, NaN, infinities, signed
+  /// zeros, out-of-range values and random values, for several scales and zero points.
+  @Test func cQuantizerEqualsTheSwiftOne() {
+    var rng = SeededGenerator(seed: 12)
+    var xs: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30, .leastNonzeroMagnitude]
+    for k in -600...600 { xs.append((Float(k) + 0.5) * 0.25) }  // exact ties at scale 0.25
+    xs += rng.floats(5000, in: -5...5)
+    for q in [
+      ActivationQuantization(scale: 0.25, zeroPoint: 128), ActivationQuantization(scale: 0.0078125, zeroPoint: 0),
+      ActivationQuantization(scale: 0.0173, zeroPoint: 117), ActivationQuantization(scale: 3, zeroPoint: 255),
+    ] {
+      var out = [UInt8](repeating: 0, count: xs.count)
+      octet_i8_quantize_input(xs, xs.count, q.scale, q.zeroPoint, &out)
+      for (i, x) in xs.enumerated() where out[i] != q.quantize(x) {
+        Issue.record("x = \(x), \(q): C gives \(out[i]), Swift \(q.quantize(x))")
+      }
+    }
   }
 }

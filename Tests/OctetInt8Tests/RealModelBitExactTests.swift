@@ -10,7 +10,7 @@ import Testing
 /// The network runs at `size` (a centre crop of a real preprocessed image): every layer keeps its
 /// K and N, only M shrinks, which keeps the scalar reference affordable in debug builds.
 /// `OCTET_FULL_SIZE=1` runs at the model's own size instead.
-func realModelBitExact(_ checkpoint: String, size: Int) throws {
+func realModelBitExact(_ checkpoint: String, size: Int, weightBits: WeightBits = .eight) throws {
   let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
   let labels = try String(contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
   let files = labels.split(separator: "\n").prefix(3).map { String($0.split(separator: "\t")[0]) }
@@ -31,7 +31,14 @@ func realModelBitExact(_ checkpoint: String, size: Int) throws {
     observe("input", x.scalars)
     _ = calibration.run(x) { name, t in observe(name, t.scalars) }
   }
-  var quantized = try Quantizer.quantize(model: model) { ranges[$0] }.model
+  var quantized = try Quantizer.quantize(model: model, weightBits: weightBits) { ranges[$0] }.model
+  let limit = Int8(weightBits.maxMagnitude)
+  #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })
+  if weightBits == .seven, Int8Backend.avx2.isSupported {
+    // 7-bit weights always fit vpmaddubsw's pairs: every GEMM of the model runs on that kernel.
+    let plan = try Int8FastExecutor(model: quantized, backend: .avx2, threads: 1)
+    #expect(plan.layers.filter { !$0.kernel.isEmpty }.allSatisfy { $0.kernel == "avx2 (vpmaddubsw)" })
+  }
   let full = model.info.inputSize
   let s = ProcessInfo.processInfo.environment["OCTET_FULL_SIZE"] == "1" ? full : size
   quantized.info.inputSize = s
@@ -61,8 +68,15 @@ func realModelBitExact(_ checkpoint: String, size: Int) throws {
 
 @Suite struct RealModelBitExactTests {
   @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
-  func efficientNetLite0() throws { try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96) }
+  func efficientNetLite0() throws {
+    try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96)
+    try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven)
+  }
 
+  /// 8-bit weights (AVX2: the vpmaddwd kernel) and 7-bit ones (the vpmaddubsw kernel).
   @Test(.enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
-  func resNet50() throws { try realModelBitExact("resnet50-random-bnstats.pth", size: 64) }
+  func resNet50() throws {
+    try realModelBitExact("resnet50-random-bnstats.pth", size: 64)
+    try realModelBitExact("resnet50-random-bnstats.pth", size: 64, weightBits: .seven)
+  }
 }

@@ -155,6 +155,10 @@ void octet_i8_pad_image(const uint8_t* input, int32_t in_h, int32_t in_w, int32_
 
 // MARK: - Pooling and element-wise (portable C; the compiler vectorizes them)
 
+/// §12: out[i] = clamp(roundf(x[i] / scale) + zero_point, 0, 255), NaN -> 0; the same Float
+/// operations as ActivationQuantization.quantize.
+void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t zero_point, uint8_t* out);
+
 /// Max pool of one image; padded taps are skipped (docs/quantization.md §9).
 void octet_i8_maxpool(const octet_i8_window* w, const uint8_t* input, uint8_t* out);
 
