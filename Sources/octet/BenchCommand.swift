@@ -68,6 +68,8 @@ struct BenchCommand: ParsableCommand {
     var images_per_s: Double
     var gmacs_per_image: Double?
     var layers: [LayerReport]?
+    /// Per run, the time `run` spends outside the timed steps (workspace, logits), median.
+    var outside_layers_ms: Double?
   }
 
   func run() throws {
@@ -107,7 +109,11 @@ struct BenchCommand: ParsableCommand {
       p90_ms: quantile(times, 0.9), min_ms: times.min()!, images_per_s: Double(batch) / (median / 1000))
     if let fast {
       report.gmacs_per_image = Double(fast.layers.map(\.macs).reduce(0, +)) / 1e9
-      if layers { report.layers = layerTimes(fast, input: input) }
+      if layers {
+        var outside = 0.0
+        report.layers = layerTimes(fast, input: input, outsideLayers: &outside)
+        report.outside_layers_ms = outside
+      }
     }
     print(
       String(
@@ -115,6 +121,10 @@ struct BenchCommand: ParsableCommand {
         report.architecture, runtime, backend, batch, threads, median, report.p10_ms, report.p90_ms,
         report.images_per_s))
     if let rows = report.layers {
+      print(
+        String(
+          format: "  steps: %.2f ms in all (sum of medians), %.3f ms per run outside them",
+          rows.map(\.median_ms).reduce(0, +), report.outside_layers_ms ?? 0))
       print("  slowest layers: median ms, share, M x N x K, GMAC/s")
       for l in rows.sorted(by: { $0.median_ms > $1.median_ms }).prefix(20) {
         print(
@@ -129,16 +139,21 @@ struct BenchCommand: ParsableCommand {
   }
 
   /// Per-step medians over `iterations` runs, each run timing every step.
-  func layerTimes(_ executor: Int8FastExecutor, input: Tensor) -> [LayerReport] {
+  func layerTimes(_ executor: Int8FastExecutor, input: Tensor, outsideLayers: inout Double) -> [LayerReport] {
     let count = executor.layers.count
     var samples = [[Double]](repeating: [], count: count)
     var step = [Double](repeating: 0, count: count)
+    var unaccounted: [Double] = []
     for _ in 0..<iterations {
+      let t0 = DispatchTime.now().uptimeNanoseconds
       step.withUnsafeMutableBufferPointer { _ = executor.run(input, observe: nil, timings: $0.baseAddress!) }
+      let whole = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+      unaccounted.append(whole - step.reduce(0, +))
       for i in 0..<count { samples[i].append(step[i]) }
     }
     let medians = samples.map { quantile($0, 0.5) * 1000 }
     let total = medians.reduce(0, +)
+    outsideLayers = quantile(unaccounted, 0.5) * 1000
     return zip(executor.layers, medians).map { layer, ms in
       LayerReport(
         name: layer.name, kind: layer.kind, m: layer.m * batch, n: layer.n, k: layer.k, median_ms: ms,
