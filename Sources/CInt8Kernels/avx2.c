@@ -57,11 +57,13 @@ AVX2 static inline __m256i high_halves(__m256i even, __m256i odd) {
 
 // Per-tensor constants of the epilogue.
 typedef struct {
-  int fast, residual, add_fast;
+  int fast, residual, add_fast, add_madd;
   __m256i lo64, hi64;  // general form: clamp relative to the zero point, 64-bit
   __m256i lo, hi, zout;  // 32-bit
   __m256i res_zp, ma, mb, add_rnd, add_off, add_lo, add_hi, add_zp, add_lo64, add_hi64;
   __m128i add_pre, add_post, add_sh;
+  __m256i madd_hi, madd_lo, madd_round;  // the vpmaddwd form of the residual add
+  __m128i madd_post;
 } ep_consts;
 
 AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
@@ -86,6 +88,19 @@ AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
     // then y is the high half of x * 2^pre + 2^(n+pre-1), shifted right by post, as above.
     const int32_t n = ep->add_shift;
     k.add_fast = n >= 9;
+    // vpmaddwd form: m = h * 2^16 + l with h = round(m / 2^16) < 2^15 and l in [-2^15, 2^15), so
+    // x = da * m_a + db * m_b = X_h * 2^16 + X_l, X_h = da * h_a + db * h_b, X_l = da * l_a + db * l_b,
+    // both exact int32 from one vpmaddwd each on (da, db) int16 pairs; then
+    // floor((x + 2^(n-1)) / 2^n) = (X_h + 2^(n-17) + (X_l >> 16)) >> (n - 16) (nested floors).
+    const int32_t ha = (ep->add_mult_conv + 32768) >> 16, hb = (ep->add_mult_residual + 32768) >> 16;
+    k.add_madd = n >= 17 && n <= 46 && ha <= 32767 && hb <= 32767;
+    if (k.add_madd) {
+      const int32_t la = ep->add_mult_conv - ha * 65536, lb = ep->add_mult_residual - hb * 65536;
+      k.madd_hi = _mm256_set1_epi32((int32_t)(((uint32_t)hb << 16) | ((uint32_t)ha & 0xffff)));
+      k.madd_lo = _mm256_set1_epi32((int32_t)(((uint32_t)lb << 16) | ((uint32_t)la & 0xffff)));
+      k.madd_round = _mm256_set1_epi32(1 << (n - 17));
+      k.madd_post = _mm_cvtsi32_si128(n - 16);
+    }
     const int32_t pre = n < 32 ? 32 - n : 0, post = n > 32 ? n - 32 : 0;
     k.add_pre = _mm_cvtsi32_si128(pre);
     k.add_post = _mm_cvtsi32_si128(post);
@@ -125,6 +140,14 @@ AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, const ep_consts
 AVX2 static inline __m256i residual8(__m256i q, __m256i r, const ep_consts* k) {
   __m256i da = _mm256_sub_epi32(q, k->zout);
   __m256i db = _mm256_sub_epi32(r, k->res_zp);
+  if (k->add_madd) {
+    const __m256i pairs = _mm256_blend_epi16(da, _mm256_slli_epi32(db, 16), 0xAA);
+    const __m256i xh = _mm256_madd_epi16(pairs, k->madd_hi);
+    const __m256i xl = _mm256_madd_epi16(pairs, k->madd_lo);
+    const __m256i y = _mm256_sra_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(xh, k->madd_round), _mm256_srai_epi32(xl, 16)), k->madd_post);
+    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, k->add_zp), k->add_lo), k->add_hi);
+  }
   if (k->add_fast) {
     da = _mm256_sll_epi32(da, k->add_pre);
     db = _mm256_sll_epi32(db, k->add_pre);

@@ -12,9 +12,12 @@ import Testing
 struct LayerCase: CustomStringConvertible, Sendable {
   var size: Int, cin: Int, cout: Int, kernel: Int, stride: Int, pad: [Int], groups: Int
   var residual: Residual = .none
+  /// Scales the add's multipliers, to reach every form of the SIMD add: its shift n is about 30
+  /// at 1, above 46 at 1e-6, below 9 at 2^22.
+  var addScale: Double = 1
   enum Residual: Sendable { case none, layerFirst, layerSecond }
   var description: String {
-    "\(size)x\(size)x\(cin)->\(cout) k\(kernel) s\(stride) pad\(pad) g\(groups) residual \(residual)"
+    "\(size)x\(size)x\(cin)->\(cout) k\(kernel) s\(stride) pad\(pad) g\(groups) residual \(residual) x\(addScale)"
   }
 }
 
@@ -85,8 +88,8 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
     add.inputQuantization = add.inputs.map { $0 == "layer" ? layer.output : side.output }
     let (a, b) = (add.inputQuantization![0], add.inputQuantization![1])
     add.addMultipliers = try AddMultipliers(
-      realA: Double(a.scale / out.scale) * Double.random(in: 0.3...1, using: &rng),
-      realB: Double(b.scale / out.scale) * Double.random(in: 0.3...1, using: &rng))
+      realA: Double(a.scale / out.scale) * Double.random(in: 0.3...1, using: &rng) * c.addScale,
+      realB: Double(b.scale / out.scale) * Double.random(in: 0.3...1, using: &rng) * c.addScale)
     add.clamp = [Int(out.zeroPoint), 255]
     nodes.append(add)
     last = add
@@ -154,6 +157,11 @@ let layerCases: [LayerCase] = {
   cases.append(LayerCase(size: 6, cin: 17, cout: 17, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 17))
   cases.append(LayerCase(size: 8, cin: 40, cout: 40, kernel: 5, stride: 2, pad: [1, 1, 2, 2], groups: 40, residual: .layerSecond))
   cases.append(LayerCase(size: 5, cin: 4, cout: 6, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 2))  // grouped
+  // Residual adds whose shift is above 46 and below 9 (the SIMD add's other two forms).
+  cases.append(
+    LayerCase(size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond, addScale: 1e-6))
+  cases.append(
+    LayerCase(size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerFirst, addScale: 4_194_304))
   return cases
 }()
 
