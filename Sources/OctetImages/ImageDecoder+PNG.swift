@@ -25,6 +25,9 @@ extension ImageDecoder {
       let width = Int(header.width)
       let height = Int(header.height)
       try checkSize(name: name, width: width, height: height, pixelLimit: pixelLimit)
+      try checkCompressedSize(
+        name: name, width: width, height: height, bitDepth: Int(header.bit_depth),
+        colorType: Int(header.color_type), fileSize: file.count)
 
       var rows: UnsafePointer<UInt8>? = nil
       var rowBytes = 0
@@ -49,6 +52,35 @@ extension ImageDecoder {
         count = width * height * 3
       }
       return RGBImage(width: width, height: height, pixels: pixels)
+    }
+  }
+}
+
+extension ImageDecoder {
+  /// Deflate expands at most 1032:1 (258-byte matches coded in 2 bits), so the file must be at
+  /// least 1/1032 of the filtered image data libpng would inflate: a few bytes that announce
+  /// 10000x10000 pixels are refused here, before the decoder allocates 300 MB for them.
+  static let maxDeflateRatio = 1032
+
+  static func checkCompressedSize(
+    name: String, width: Int, height: Int, bitDepth: Int, colorType: Int, fileSize: Int
+  ) throws {
+    let samples: Int
+    switch colorType {
+    case 0, 3: samples = 1  // gray, palette
+    case 4: samples = 2  // gray + alpha
+    case 2: samples = 3  // RGB
+    default: samples = 4  // RGBA
+    }
+    // Width and height are below 2^31 (libpng's limit) and bitDepth * samples <= 64, so the
+    // products below fit in Int64. Interlacing only adds filter bytes, so this is a lower bound.
+    let rowBytes = (width * samples * bitDepth + 7) / 8
+    let filtered = height * (1 + rowBytes)
+    if filtered > fileSize * maxDeflateRatio {
+      throw ImageError.corrupt(
+        name: name, format: "PNG",
+        reason: "its header announces \(width)x\(height) pixels (\(filtered) bytes of image data), "
+          + "more than its \(fileSize) bytes can hold compressed")
     }
   }
 }
