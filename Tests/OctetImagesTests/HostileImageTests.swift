@@ -45,8 +45,8 @@ import Testing
     #expect(Date().timeIntervalSince(start) < 1)
   }
 
-  /// The bound never refuses a real file: every PNG fixture still decodes.
-  @Test func compressedSizeBoundAcceptsRealFiles() throws {
+  /// The bound sits exactly at 1032:1 (the golden tests decode every real PNG fixture through it).
+  @Test func compressedSizeBoundIsDeflatesMaximumRatio() throws {
     #expect(throws: Never.self) {
       try ImageDecoder.checkCompressedSize(
         name: "a.png", width: 1032, height: 1, bitDepth: 8, colorType: 0, fileSize: 2)
@@ -65,5 +65,44 @@ import Testing
       try ImageDecoder.decode(data: Self.png(width: 100_000, height: 100_000), name: "h.png")
     }
     #expect(Date().timeIntervalSince(start) < 1)
+  }
+
+  /// An 8x8 gray progressive JPEG of `scans` scans, all coefficients zero (mid-gray): the DC scan,
+  /// then for each AC coefficient a first scan at Al 13 and its 13 refinements, a valid
+  /// progression of up to 883 scans. Every scan's data is one '0' bit (DC 0, or EOB) padded with 1s.
+  static func progressiveJPEG(scans: Int) -> [UInt8] {
+    func segment(_ marker: UInt8, _ body: [UInt8]) -> [UInt8] {
+      [0xFF, marker, UInt8((body.count + 2) >> 8), UInt8((body.count + 2) & 0xFF)] + body
+    }
+    let oneSymbolTable = [1] + [UInt8](repeating: 0, count: 15) + [0]  // symbol 0, code '0'
+    var out: [UInt8] = [0xFF, 0xD8]
+    out += segment(0xDB, [0] + [UInt8](repeating: 1, count: 64))
+    out += segment(0xC2, [8, 0, 8, 0, 8, 1, 1, 0x11, 0])
+    out += segment(0xC4, [0x00] + oneSymbolTable)
+    out += segment(0xC4, [0x10] + oneSymbolTable)
+    var progression: [(ss: UInt8, ah: UInt8, al: UInt8)] = [(0, 0, 0)]
+    for k in UInt8(1)...63 {
+      progression.append((k, 0, 13))
+      for al in (UInt8(0)...12).reversed() { progression.append((k, al + 1, al)) }
+    }
+    for scan in progression.prefix(scans) {
+      out += segment(0xDA, [1, 1, 0, scan.ss, scan.ss, scan.ah << 4 | scan.al]) + [0x7F]
+    }
+    return out + [0xFF, 0xD9]
+  }
+
+  /// Each scan walks the whole coefficient buffer, so hundreds of valid scans over a large image
+  /// keep libjpeg busy for minutes; Octet stops at 500, as TurboJPEG's scan limit does.
+  @Test func jpegWithTooManyScansIsRefused() throws {
+    let image = try ImageDecoder.decode(data: Self.progressiveJPEG(scans: 400), name: "400.jpg")
+    #expect(image.width == 8 && image.pixels.allSatisfy { $0 == 128 })
+    let error = #expect(throws: ImageError.self) {
+      try ImageDecoder.decode(data: Self.progressiveJPEG(scans: 883), name: "883.jpg")
+    }
+    guard case .corrupt(let name, _, let reason) = error else {
+      Issue.record("expected .corrupt, got \(String(describing: error))")
+      return
+    }
+    #expect(name == "883.jpg" && reason.contains("more than 500 scans"), "\(reason)")
   }
 }
