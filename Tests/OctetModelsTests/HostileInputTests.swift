@@ -90,4 +90,40 @@ import Testing
       try QuantizedModelFile.decode(tensors: TensorDictionary(), metadata: metadata, path: "deep.octet")
     }
   }
+
+  /// fuzz-checkpoint-zip, 192k executions in: a zip64 end record whose directory offset is
+  /// 2^64 - 129. ZIPFoundation converted it to off_t and trapped ("Not enough bits to represent
+  /// the passed value") on the file path too, so `octet import` of such a file crashed.
+  @Test func zip64DirectoryOffsetBeyondTheFileIsAnError() throws {
+    let name = "fuzz_zip64_directory_offset.pth"
+    for load in [
+      { try PyTorchCheckpoint.load(contentsOf: F.url(name)) },
+      { try PyTorchCheckpoint.load(bytes: Data(F.bytes(name)), name: name) },
+    ] {
+      let error = #expect(throws: CheckpointError.self) { try load() }
+      #expect("\(error.map { "\($0)" } ?? "")".contains("zip64 directory offset is 18446744073709551487"))
+    }
+  }
+
+  /// The same trap through a directory entry: local header offset 0xFFFFFFFF, so ZIPFoundation
+  /// takes the 64-bit one from the entry's zip64 extra field, here 2^64 - 256.
+  @Test func zip64LocalHeaderOffsetBeyondTheFileIsAnError() throws {
+    var bytes = try F.bytes("tiny_zip.pth")
+    let end = bytes.count - 22
+    let directory = Int(bytes[end + 16]) | Int(bytes[end + 17]) << 8 | Int(bytes[end + 18]) << 16
+    #expect(bytes[directory..<directory + 4] == [0x50, 0x4B, 0x01, 0x02])
+    let nameLength = Int(bytes[directory + 28]) | Int(bytes[directory + 29]) << 8
+    #expect(bytes[directory + 30] == 0 && bytes[directory + 31] == 0)  // no extra field yet
+    let extra: [UInt8] = [1, 0, 8, 0] + [0x00] + [UInt8](repeating: 0xFF, count: 7)
+    bytes.insert(contentsOf: extra, at: directory + 46 + nameLength)
+    bytes[directory + 30] = UInt8(extra.count)
+    for i in 0..<4 { bytes[directory + 42 + i] = 0xFF }
+    // The directory grew: fix its size in both end records (zip64 record, then the end record).
+    let newEnd = bytes.count - 22
+    let zip64 = try #require((0..<newEnd).last { bytes[$0..<$0 + 4] == [0x50, 0x4B, 0x06, 0x06] })
+    bytes[zip64 + 40] &+= UInt8(extra.count)
+    bytes[newEnd + 12] &+= UInt8(extra.count)
+    let error = #expect(throws: CheckpointError.self) { try PyTorchCheckpoint.load(bytes: Data(bytes)) }
+    #expect("\(error.map { "\($0)" } ?? "")".contains("entry size or offset is 18446744073709551360"))
+  }
 }

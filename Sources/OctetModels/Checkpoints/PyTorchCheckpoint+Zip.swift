@@ -3,34 +3,6 @@ import OctetCore
 import ZIPFoundation
 
 extension PyTorchCheckpoint {
-  /// Finds the end-of-central-directory record where the zip format puts it: in the last
-  /// 22 + 65535 bytes, with its comment inside the file. ZIPFoundation would otherwise scan back
-  /// through the whole file a byte at a time (one fseek and fread each: minutes for a large file
-  /// without one). Checking first means ZIPFoundation finds this same record, the last signature in the file.
-  static func checkZipEnd(_ bytes: UnsafeRawBufferPointer, file: String) throws {
-    let recordSize = 22
-    let signature: [UInt8] = [0x50, 0x4B, 0x05, 0x06]  // "PK\5\6"
-    guard bytes.count >= recordSize else {
-      throw zipDirectoryUnreadable(file: file, "the file is shorter than a zip end record")
-    }
-    var offset = bytes.count - recordSize
-    let lowest = max(0, bytes.count - recordSize - 0xFFFF)
-    while offset >= lowest {
-      if bytes[offset] == signature[0], bytes[offset + 1] == signature[1],
-        bytes[offset + 2] == signature[2], bytes[offset + 3] == signature[3]
-      {
-        let commentLength = Int(bytes[offset + 20]) | Int(bytes[offset + 21]) << 8
-        guard commentLength <= bytes.count - offset - recordSize else {
-          throw zipDirectoryUnreadable(
-            file: file, "its zip end record at offset \(offset) has a comment past the end of the file")
-        }
-        return
-      }
-      offset -= 1
-    }
-    throw zipDirectoryUnreadable(file: file, "no zip end record in its last 65557 bytes")
-  }
-
   static func zipDirectoryUnreadable(file: String, _ detail: String) -> CheckpointError {
     .truncated(
       file: file,

@@ -24,7 +24,7 @@ public enum PyTorchCheckpoint {
       throw CheckpointError.unreadable(file: file, reason: error.localizedDescription)
     }
     if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) {  // "PK\3\4": a zip archive
-      try data.withUnsafeBytes { try checkZipEnd($0, file: file) }
+      try data.withUnsafeBytes { try checkZipStructure($0, file: file) }
       return try loadZip(url: url, file: file, fileSize: data.count)
     }
     return try data.withUnsafeBytes { try loadLegacy($0, file: file) }
@@ -43,7 +43,7 @@ public enum PyTorchCheckpoint {
     guard data.starts(with: [0x50, 0x4B, 0x03, 0x04]) else {
       return try data.withUnsafeBytes { try loadLegacy($0, file: name) }
     }
-    try data.withUnsafeBytes { try checkZipEnd($0, file: name) }
+    try data.withUnsafeBytes { try checkZipStructure($0, file: name) }
     let temporary = FileManager.default.temporaryDirectory.appendingPathComponent(
       "octet-checkpoint-\(UUID().uuidString).zip")
     do {
