@@ -13,7 +13,8 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
   // A checkpoint that loads is consistent: each tensor holds exactly shape x dtype bytes.
   for name in tensors.names {
     let t = tensors[name]!
-    precondition(t.bytes.count == t.elementCount * t.type.byteSize, "tensor '\(name)' has the wrong byte count")
+    precondition(
+      t.bytes.count == t.elementCount * t.type.byteSize, "tensor '\(name)' has the wrong byte count")
   }
   return 0
 }

@@ -61,7 +61,10 @@ import Testing
   /// file on disk); synthesized here to show no fixture is needed and it is quick.
   @Test func pngHeaderOverThePixelLimitIsRefusedQuickly() throws {
     let start = Date()
-    #expect(throws: ImageError.tooLarge(name: "h.png", width: 100_000, height: 100_000, limit: ImageDecoder.defaultPixelLimit)) {
+    #expect(
+      throws: ImageError.tooLarge(
+        name: "h.png", width: 100_000, height: 100_000, limit: ImageDecoder.defaultPixelLimit)
+    ) {
       try ImageDecoder.decode(data: Self.png(width: 100_000, height: 100_000), name: "h.png")
     }
     #expect(Date().timeIntervalSince(start) < 1)

@@ -25,7 +25,9 @@ import Testing
     let url = try F.temporaryFile("no-end.pth", contents: bytes)
     defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
     let start = Date()
-    for load in [{ try PyTorchCheckpoint.load(contentsOf: url) }, { try PyTorchCheckpoint.load(bytes: Data(bytes)) }] {
+    for load in [
+      { try PyTorchCheckpoint.load(contentsOf: url) }, { try PyTorchCheckpoint.load(bytes: Data(bytes)) },
+    ] {
       let error = #expect(throws: CheckpointError.self) { try load() }
       #expect("\(error.map { "\($0)" } ?? "")".contains("no zip end record"))
     }
