@@ -4,6 +4,8 @@
 Run from the package root:  python3 Scripts/make_fuzz_corpus.py
 Needs torch (any 2.x) for the checkpoints; everything else is written byte by byte. The seeds are
 deliberately tiny (a few hundred bytes to a few KB): libFuzzer mutates small inputs much faster.
+Legacy checkpoints (storage keys) and the deflated zip (timestamps) differ from run to run, so
+re-running rewrites them with equivalent bytes.
 Scripts/fuzz.sh adds the existing test fixtures and a few files of ../shared to each run's corpus.
 """
 
@@ -116,7 +118,33 @@ def quantized_model():
     ], metadata=meta))
 
 
+def images():
+    """Tiny PNGs and JPEGs of the kinds the decoders branch on; the fixtures and ../shared add more."""
+    from PIL import Image
+    rgb = Image.new("RGB", (5, 3))
+    rgb.putdata([(i * 40 % 256, i * 90 % 256, i * 17 % 256) for i in range(15)])
+    for name, im, kwargs in [
+        ("rgb.png", rgb, {}),
+        ("palette.png", rgb.convert("P"), {}),
+        ("gray.png", rgb.convert("L"), {}),
+        ("rgba.png", rgb.convert("RGBA"), {}),
+    ]:
+        buf = io.BytesIO()
+        im.save(buf, "PNG", **kwargs)
+        put("image", name, buf.getvalue())
+    for name, im, kwargs in [
+        ("baseline.jpg", rgb, {"quality": 90}),
+        ("progressive.jpg", rgb, {"quality": 90, "progressive": True}),
+        ("gray.jpg", rgb.convert("L"), {"quality": 90}),
+        ("cmyk.jpg", rgb.convert("CMYK"), {"quality": 90}),
+    ]:
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", **kwargs)
+        put("image", name, buf.getvalue())
+
+
 if __name__ == "__main__":
+    images()
     checkpoints()
     safetensors()
     range_tables()
