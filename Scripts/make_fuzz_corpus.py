@@ -2,7 +2,8 @@
 """Writes the small committed seed corpora of the fuzz targets into Fuzz/corpus/<target>/.
 
 Run from the package root:  python3 Scripts/make_fuzz_corpus.py
-Needs torch (any 2.x) for the checkpoints; everything else is written byte by byte. The seeds are
+Needs torch (any 2.x) for the checkpoints and Pillow for the images; the rest is written byte by
+byte. The seeds are
 deliberately tiny (a few hundred bytes to a few KB): libFuzzer mutates small inputs much faster.
 Legacy checkpoints (storage keys) and the deflated zip (timestamps) differ from run to run, so
 re-running rewrites them with equivalent bytes.

@@ -128,4 +128,29 @@ import Testing
     let error = #expect(throws: CheckpointError.self) { try PyTorchCheckpoint.load(bytes: Data(bytes)) }
     #expect("\(error.map { "\($0)" } ?? "")".contains("entry size or offset is 18446744073709551360"))
   }
+
+  /// A conv2d whose kernel is 2^40 x 2^40 trapped in `weightsPerChannel` (Int overflow) inside
+  /// `validate()`, before the weight count could be compared with the file's tensor.
+  @Test func int8NodeSizesThatOverflowAreAnError() throws {
+    let q = ActivationQuantization(scale: 0.1, zeroPoint: 0)
+    var conv = QuantizedNode(name: "c", op: .conv2d, inputs: ["input"], fused: [], output: q)
+    conv.inChannels = 3
+    conv.outChannels = 2
+    conv.kernel = [1 << 40, 1 << 40]
+    conv.stride = [1, 1]
+    conv.padding = [0, 0, 0, 0]
+    conv.inputQuantization = [q]
+    conv.clamp = [0, 255]
+    let info = ModelInfo(
+      architecture: "x", inputSize: 1, classes: 2,
+      preprocessing: Preprocessing(resizeShorter: 1, cropSize: 1, mean: [0, 0, 0], std: [1, 1, 1]))
+    let input = QuantizedNode(name: "input", op: .quantizeInput, inputs: [], fused: [], output: q)
+    let model = QuantizedModel(info: info, nodes: [input, conv], output: "c")
+    #expect(
+      throws: QuantizedModelError.invalidNode(
+        "c", "kernel [1099511627776, 1099511627776] x 3 x 2 channels: the weight count overflows")
+    ) {
+      try model.validate()
+    }
+  }
 }
