@@ -110,6 +110,21 @@ def quantized_model():
             "octet.model": json.dumps(info, sort_keys=True, separators=(",", ":")),
             "octet.int8_graph": json.dumps({"nodes": nodes, "output": "fc"}, sort_keys=True, separators=(",", ":"))}
     i32 = lambda *v: struct.pack(f"<{len(v)}i", *v)
+    # The graph alone: the fuzz target pairs it with tensors of the sizes its nodes declare.
+    conv = {"name": "conv", "op": "conv2d", "inputs": ["input"], "fused": ["conv", "relu"], "output": aq(0.05, 0),
+            "inChannels": 3, "outChannels": 4, "kernel": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1],
+            "groups": 1, "inputQuantization": [aq(0.02, 128)], "clamp": [0, 255]}
+    pool = {"name": "pool", "op": "global_average_pool", "inputs": ["conv"], "fused": ["pool"],
+            "output": aq(0.05, 0), "inputQuantization": [aq(0.05, 0)],
+            "requant": {"multiplier": 1 << 30, "shift": 31}}
+    add = {"name": "add", "op": "add", "inputs": ["pool", "pool"], "fused": ["add"], "output": aq(0.1, 0),
+           "inputQuantization": [aq(0.05, 0), aq(0.05, 0)], "clamp": [0, 255],
+           "addMultipliers": {"a": 1 << 30, "b": 1 << 30, "shift": 20}}
+    fc = dict(nodes[1], inputs=["add"], inChannels=4, inputQuantization=[aq(0.1, 0)])
+    graph = {"nodes": [nodes[0], conv, pool, add, {"name": "flat", "op": "flatten", "inputs": ["add"],
+                                                    "fused": ["flat"], "output": aq(0.1, 0)}, dict(fc, inputs=["flat"])],
+             "output": "fc"}
+    put("quantized-model", "graph.json", json.dumps(graph, sort_keys=True).encode())
     put("quantized-model", "linear.octet", safetensors_bytes([
         ("fc.weight", "I8", [2, 3], bytes([1, 2, 3, 0x81, 0, 127])),
         ("fc.bias", "I32", [2], i32(10, -10)),
