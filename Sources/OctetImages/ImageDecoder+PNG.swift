@@ -17,6 +17,7 @@ extension ImageDecoder {
       .corrupt(name: name, format: "PNG", reason: String(cString: octet_png_message(decoder)))
     }
 
+    try checkChunkLengths(data, name: name)
     return try data.withUnsafeBufferPointer { file in
       var header = octet_png_header()
       guard octet_png_read_header(decoder, file.baseAddress, file.count, &header) == 0 else {
@@ -57,6 +58,25 @@ extension ImageDecoder {
 }
 
 extension ImageDecoder {
+  /// libpng allocates each chunk before the image data at the length its header declares, and
+  /// this build of it sets no limit: a 99-byte file declaring a 2 GB zTXt chunk made it allocate
+  /// 2 GB (fuzz-image). Every chunk up to the first IDAT must fit in the file.
+  static func checkChunkLengths(_ data: [UInt8], name: String) throws {
+    var at = 8
+    while at + 8 <= data.count {
+      let length = Int(data[at]) << 24 | Int(data[at + 1]) << 16 | Int(data[at + 2]) << 8 | Int(data[at + 3])
+      if data[at + 4..<at + 8].elementsEqual("IDAT".utf8) { return }
+      let remaining = data.count - at - 12
+      guard length <= remaining else {
+        let type = String(decoding: data[at + 4..<at + 8], as: UTF8.self)
+        throw ImageError.corrupt(
+          name: name, format: "PNG",
+          reason: "its '\(type)' chunk at offset \(at) declares \(length) bytes, but only \(max(0, remaining)) follow")
+      }
+      at += 12 + length
+    }
+  }
+
   /// Deflate expands at most 1032:1 (258-byte matches coded in 2 bits), so the file must be at
   /// least 1/1032 of the filtered image data libpng would inflate: a few bytes that announce
   /// 10000x10000 pixels are refused here, before the decoder allocates 300 MB for them.

@@ -108,4 +108,18 @@ import Testing
     }
     #expect(name == "883.jpg" && reason.contains("more than 500 scans"), "\(reason)")
   }
+
+  /// fuzz-image: a 99-byte PNG whose zTXt chunk declares 2 033 222 143 bytes; libpng allocated
+  /// that before reading it. Chunks before IDAT must now fit in the file.
+  @Test func pngChunkLengthIsNotAnAllocationSize() throws {
+    let bytes = try [UInt8](Data(contentsOf: Fixtures.url("bad/fuzz-huge-ztxt.png")))
+    let error = #expect(throws: ImageError.self) {
+      try ImageDecoder.decode(data: bytes, name: "fuzz-huge-ztxt.png")
+    }
+    guard case .corrupt(_, "PNG", let reason) = error else {
+      Issue.record("expected .corrupt, got \(String(describing: error))")
+      return
+    }
+    #expect(reason.contains("declares 2033222143 bytes"), "\(reason)")
+  }
 }
