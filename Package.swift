@@ -92,3 +92,23 @@ let package = Package(
     .testTarget(name: "OctetCLITests", dependencies: ["OctetTestSupport", "octet", "OctetModels"]),
   ]
 )
+
+// libFuzzer targets (Fuzz/README.md), present only when Scripts/fuzz.sh sets OCTET_FUZZ=1: they
+// define `<module>_main` to run libFuzzer's driver and link only with -sanitize=fuzzer.
+if Context.environment["OCTET_FUZZ"] == "1" {
+  let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+    ("checkpoint-zip", ["OctetCore", "OctetModels"]),
+    ("checkpoint-legacy", ["OctetCore", "OctetModels"]),
+    ("safetensors", ["OctetCore", "OctetModels"]),
+    ("quantized-model", ["OctetModels"]),
+    ("rangetable", ["OctetCalibration"]),
+    ("image", ["OctetImages"]),
+  ]
+  package.targets.append(.systemLibrary(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
+  for target in fuzzTargets {
+    package.targets.append(
+      .executableTarget(
+        name: "fuzz-\(target.name)", dependencies: target.dependencies + ["CFuzzDriver"],
+        path: "Fuzz/\(target.name)"))
+  }
+}

@@ -8,9 +8,15 @@
 #include <jerror.h>
 #include <jpeglib.h>
 
+// Real progressive files have about 10 scans. A valid progression can have almost 900 per
+// component, and each one walks the whole coefficient buffer, so a small file could keep the
+// decoder busy for minutes; libjpeg-turbo's TurboJPEG API and its fuzzers stop at 500 too.
+#define OCTET_JPEG_MAX_SCANS 500
+
 struct octet_jpeg_decoder {
   struct jpeg_decompress_struct cinfo;
   struct jpeg_error_mgr err;
+  struct jpeg_progress_mgr progress;
   jmp_buf jump;
   int has_header;
   char message[JMSG_LENGTH_MAX];
@@ -42,6 +48,17 @@ static void on_emit_message(j_common_ptr cinfo, int msg_level) {
 
 static void on_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
+// libjpeg calls this while it reads scans (jpeg_start_decompress reads a whole progressive file).
+static void on_progress(j_common_ptr cinfo) {
+  j_decompress_ptr dinfo = (j_decompress_ptr)cinfo;
+  if (dinfo->input_scan_number > OCTET_JPEG_MAX_SCANS) {
+    octet_jpeg_decoder *decoder = decoder_of(cinfo);
+    snprintf(decoder->message, sizeof decoder->message,
+             "more than %d scans (a progressive file has about 10)", OCTET_JPEG_MAX_SCANS);
+    longjmp(decoder->jump, 1);
+  }
+}
+
 octet_jpeg_decoder *octet_jpeg_create(void) {
   octet_jpeg_decoder *decoder = calloc(1, sizeof(octet_jpeg_decoder));
   if (!decoder) return NULL;
@@ -56,6 +73,8 @@ octet_jpeg_decoder *octet_jpeg_create(void) {
     return NULL;
   }
   jpeg_create_decompress(&decoder->cinfo);
+  decoder->progress.progress_monitor = on_progress;
+  decoder->cinfo.progress = &decoder->progress;
   return decoder;
 }
 

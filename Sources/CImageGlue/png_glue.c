@@ -49,6 +49,11 @@ octet_png_decoder *octet_png_create(void) {
     free(decoder);
     return NULL;
   }
+  // Compressed text and ICC profiles inflate to sizes the file chooses; this libpng build sets no
+  // limit. Real ones are far below 8 MB (Pillow refuses text over 1 MB). Chunk lengths themselves
+  // are checked against the file size before libpng runs (ImageDecoder.checkChunkLengths).
+  png_set_chunk_malloc_max(decoder->png, 8 * 1024 * 1024);
+  png_set_chunk_cache_max(decoder->png, 1000);
   decoder->info = png_create_info_struct(decoder->png);
   if (!decoder->info) {
     png_destroy_read_struct(&decoder->png, NULL, NULL);

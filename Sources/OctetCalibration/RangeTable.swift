@@ -123,9 +123,17 @@ public struct RangeTable: Sendable, Equatable {
     var tensors: [Entry]?
   }
 
+  /// The largest table read: a ResNet50 table is about 30 KB, so this only stops a wrong or
+  /// hostile file from being read into memory and parsed. (Nesting needs no limit of its own:
+  /// JSONDecoder refuses more than 512 levels with an error, and `Document` has three.)
+  public static let maxFileSize = 64 << 20
+
   public static func read(contentsOf url: URL) throws -> RangeTable {
     let data: Data
-    do { data = try Data(contentsOf: url) } catch {
+    do {
+      // Mapped, so a huge file is refused by its size without being read.
+      data = try Data(contentsOf: url, options: .alwaysMapped)
+    } catch {
       throw FileError(path: url.path, reason: "cannot be read: \(error.localizedDescription)")
     }
     return try decode(data, path: url.path)
@@ -133,6 +141,9 @@ public struct RangeTable: Sendable, Equatable {
 
   public static func decode(_ data: Data, path: String = "<memory>") throws(CalibrationError) -> RangeTable {
     func fail(_ reason: String) -> CalibrationError { .badTable(path: path, reason: reason) }
+    guard data.count <= maxFileSize else {
+      throw fail("is \(data.count) bytes, more than the \(maxFileSize) bytes a range table can be; is it the right file?")
+    }
     let document: Document
     do { document = try JSONDecoder().decode(Document.self, from: data) } catch let error as DecodingError {
       throw fail(Self.explain(error))

@@ -17,6 +17,7 @@ extension ImageDecoder {
       .corrupt(name: name, format: "PNG", reason: String(cString: octet_png_message(decoder)))
     }
 
+    try checkChunkLengths(data, name: name)
     return try data.withUnsafeBufferPointer { file in
       var header = octet_png_header()
       guard octet_png_read_header(decoder, file.baseAddress, file.count, &header) == 0 else {
@@ -25,6 +26,9 @@ extension ImageDecoder {
       let width = Int(header.width)
       let height = Int(header.height)
       try checkSize(name: name, width: width, height: height, pixelLimit: pixelLimit)
+      try checkCompressedSize(
+        name: name, width: width, height: height, bitDepth: Int(header.bit_depth),
+        colorType: Int(header.color_type), fileSize: file.count)
 
       var rows: UnsafePointer<UInt8>? = nil
       var rowBytes = 0
@@ -49,6 +53,54 @@ extension ImageDecoder {
         count = width * height * 3
       }
       return RGBImage(width: width, height: height, pixels: pixels)
+    }
+  }
+}
+
+extension ImageDecoder {
+  /// libpng allocates each chunk before the image data at the length its header declares, and
+  /// this build of it sets no limit: a 99-byte file declaring a 2 GB zTXt chunk made it allocate
+  /// 2 GB (fuzz-image). Every chunk up to the first IDAT must fit in the file.
+  static func checkChunkLengths(_ data: [UInt8], name: String) throws {
+    var at = 8
+    while at + 8 <= data.count {
+      let length = Int(data[at]) << 24 | Int(data[at + 1]) << 16 | Int(data[at + 2]) << 8 | Int(data[at + 3])
+      if data[at + 4..<at + 8].elementsEqual("IDAT".utf8) { return }
+      let remaining = data.count - at - 12
+      guard length <= remaining else {
+        let type = String(decoding: data[at + 4..<at + 8], as: UTF8.self)
+        throw ImageError.corrupt(
+          name: name, format: "PNG",
+          reason: "its '\(type)' chunk at offset \(at) declares \(length) bytes, but only \(max(0, remaining)) follow")
+      }
+      at += 12 + length
+    }
+  }
+
+  /// Deflate expands at most 1032:1 (258-byte matches coded in 2 bits), so the file must be at
+  /// least 1/1032 of the filtered image data libpng would inflate: a few bytes that announce
+  /// 10000x10000 pixels are refused here, before the decoder allocates 300 MB for them.
+  static let maxDeflateRatio = 1032
+
+  static func checkCompressedSize(
+    name: String, width: Int, height: Int, bitDepth: Int, colorType: Int, fileSize: Int
+  ) throws {
+    let samples: Int
+    switch colorType {
+    case 0, 3: samples = 1  // gray, palette
+    case 4: samples = 2  // gray + alpha
+    case 2: samples = 3  // RGB
+    default: samples = 4  // RGBA
+    }
+    // Width and height are below 2^31 (libpng's limit) and bitDepth * samples <= 64, so the
+    // products below fit in Int64. Interlacing only adds filter bytes, so this is a lower bound.
+    let rowBytes = (width * samples * bitDepth + 7) / 8
+    let filtered = height * (1 + rowBytes)
+    if filtered > fileSize * maxDeflateRatio {
+      throw ImageError.corrupt(
+        name: name, format: "PNG",
+        reason: "its header announces \(width)x\(height) pixels (\(filtered) bytes of image data), "
+          + "more than its \(fileSize) bytes can hold compressed")
     }
   }
 }

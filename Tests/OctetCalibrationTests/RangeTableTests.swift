@@ -85,3 +85,20 @@ import Testing
     #expect(CalibrationImages.spread(urls, count: 20).count == 10)
   }
 }
+
+@Suite struct HostileRangeTableTests {
+  @Test func tableOverTheSizeLimitIsRefusedBeforeParsing() {
+    let data = Data(count: RangeTable.maxFileSize + 1)
+    let error = #expect(throws: CalibrationError.self) { try RangeTable.decode(data, path: "big.json") }
+    #expect("\(error.map { "\($0)" } ?? "")".contains("more than the \(RangeTable.maxFileSize) bytes"))
+  }
+
+  /// JSONDecoder limits nesting itself (512 levels): 100 000 '[' is an error, not a stack overflow.
+  @Test func deeplyNestedJSONIsAnError() {
+    for open in ["[", "{\"format\":"] {
+      let text = String(repeating: open, count: 100_000)
+      let error = #expect(throws: CalibrationError.self) { try RangeTable.decode(Data(text.utf8), path: "deep.json") }
+      #expect("\(error.map { "\($0)" } ?? "")".contains("deep.json"))
+    }
+  }
+}

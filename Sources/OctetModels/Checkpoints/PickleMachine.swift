@@ -11,7 +11,9 @@
 final class PickleMachine {
   static let maxStackCount = 1 << 20
   static let maxMarkCount = 1 << 16
-  static let maxMemoCount = 1 << 24
+  /// torch.save memoizes about ten objects per tensor, so this allows some 100 000 tensors; at
+  /// 1 << 24 a 16 MB run of MEMOIZE opcodes could make the memo take gigabytes.
+  static let maxMemoCount = 1 << 20
   /// Tuple nesting; a state_dict pickle nests 3 deep.
   static let maxDepth = 64
   /// Nodes in one dict key (see `PickleKey`).

@@ -3,6 +3,12 @@ import OctetCore
 import ZIPFoundation
 
 extension PyTorchCheckpoint {
+  static func zipDirectoryUnreadable(file: String, _ detail: String) -> CheckpointError {
+    .truncated(
+      file: file,
+      reason: "its zip directory cannot be read (\(detail)); the end of the file is missing or damaged")
+  }
+
   /// The zip format (torch >= 1.6). Every record lives under one top directory, the "archive
   /// name", which is whatever the file was called when it was saved; torch takes it from the
   /// first entry, and so does this.
@@ -11,10 +17,7 @@ extension PyTorchCheckpoint {
     do {
       archive = try Archive(url: url, accessMode: .read)
     } catch {
-      throw CheckpointError.truncated(
-        file: file,
-        reason:
-          "its zip directory cannot be read (\(error)); the end of the file is missing or damaged")
+      throw zipDirectoryUnreadable(file: file, "\(error)")
     }
     var entries: [String: Entry] = [:]
     var firstPath: String?

@@ -24,9 +24,36 @@ public enum PyTorchCheckpoint {
       throw CheckpointError.unreadable(file: file, reason: error.localizedDescription)
     }
     if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) {  // "PK\3\4": a zip archive
+      try data.withUnsafeBytes { try checkZipStructure($0, file: file) }
       return try loadZip(url: url, file: file, fileSize: data.count)
     }
     return try data.withUnsafeBytes { try loadLegacy($0, file: file) }
+  }
+
+  /// The tensors of a checkpoint held in memory (the bytes of a `torch.save` file); `name` is used
+  /// only in error messages. Reads exactly what `load(contentsOf:)` reads.
+  ///
+  /// A zip checkpoint goes through a temporary file (in `$TMPDIR`, removed before returning):
+  /// ZIPFoundation's own in-memory archive traps when a damaged directory points past the end of
+  /// the data and leaks its buffer when the directory is missing, while its file-backed archive,
+  /// the one `load(contentsOf:)` uses, handles both.
+  public static func load(bytes data: Data, name: String = "<checkpoint bytes>") throws
+    -> TensorDictionary
+  {
+    guard data.starts(with: [0x50, 0x4B, 0x03, 0x04]) else {
+      return try data.withUnsafeBytes { try loadLegacy($0, file: name) }
+    }
+    try data.withUnsafeBytes { try checkZipStructure($0, file: name) }
+    let temporary = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "octet-checkpoint-\(UUID().uuidString).zip")
+    do {
+      try data.write(to: temporary)
+    } catch {
+      throw CheckpointError.unreadable(
+        file: name, reason: "cannot write a temporary copy: \(error.localizedDescription)")
+    }
+    defer { try? FileManager.default.removeItem(at: temporary) }
+    return try loadZip(url: temporary, file: name, fileSize: data.count)
   }
 
   // MARK: - Shared by both formats

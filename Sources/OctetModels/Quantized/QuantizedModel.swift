@@ -167,6 +167,16 @@ public struct QuantizedModel: Sendable, Equatable {
             )
           }
         }
+        // The sizes come from the file: their product must not overflow (a trap) in
+        // `weightsPerChannel` below, which divides kh · kw · I by groups.
+        var weightCount = o
+        for factor in node.op == .conv2d ? node.kernel! + [i] : [i] {
+          let (product, overflow) = weightCount.multipliedReportingOverflow(by: factor)
+          guard !overflow else {
+            throw bad(node, "kernel \(node.kernel ?? []) x \(i) x \(o) channels: the weight count overflows")
+          }
+          weightCount = product
+        }
         let perChannel = node.weightsPerChannel
         for (label, count) in [
           ("weight", node.weights.count), ("bias", node.bias.count), ("multiplier", node.multipliers.count),
