@@ -231,7 +231,7 @@ public final class Int8FastExecutor: @unchecked Sendable {
     let rowGrain = kernel.rowGrain
     let columnGrain = kernel.columnGrain
     let columnBlocks = (conv.n + columnGrain - 1) / columnGrain
-    if threads == 1 || rows >= rowGrain * 4 * threads || columnBlocks < threads {
+    if threads == 1 || rows >= rowGrain * 8 * threads || columnBlocks < threads {
       // Split the rows (all images counted together): each task packs and multiplies its own rows.
       let tasks = min(threads, max(1, rows / rowGrain))
       let perTask = (rows + tasks - 1) / tasks
@@ -253,8 +253,21 @@ public final class Int8FastExecutor: @unchecked Sendable {
         }
       }
     } else {
-      // Few rows: pack them once, then split the columns.
-      for n in 0..<batch { pack(n, 0, m) }
+      // Few rows: pack them once (the threads share the rows), then split the columns.
+      if !conv.direct {
+        let perTask = (rows + threads - 1) / threads
+        parallel(threads) { t in
+          var r = t * perTask
+          let end = min(rows, r + perTask)
+          while r < end {
+            let n = r / m
+            let r0 = r - n * m
+            let r1 = min(m, r0 + (end - r))
+            pack(n, r0, r1)
+            r += r1 - r0
+          }
+        }
+      }
       let tasks = min(threads, columnBlocks)
       let perTask = (columnBlocks + tasks - 1) / tasks
       parallel(tasks) { t in
