@@ -87,6 +87,8 @@ import Testing
     let metadata = [
       "octet.format": QuantizedModelFile.format, "octet.format_version": QuantizedModelFile.formatVersion,
       "octet.model": deep, "octet.int8_graph": deep,
+      // No tensors, so the (empty) checksum table is valid and the JSON is what gets parsed.
+      TensorChecksums.metadataKey: "{}",
     ]
     #expect(throws: QuantizedModelError.self) {
       try QuantizedModelFile.decode(tensors: TensorDictionary(), metadata: metadata, path: "deep.octet")
