@@ -71,7 +71,9 @@ let package = Package(
     ),
 
     // Paths of ../shared and .cache/ and small helpers that several test targets use.
-    .target(name: "OctetTestSupport", path: "Tests/OctetTestSupport"),
+    .target(
+      name: "OctetTestSupport", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"],
+      path: "Tests/OctetTestSupport"),
     .testTarget(name: "OctetCoreTests", dependencies: ["OctetCore"]),
     .testTarget(
       name: "OctetModelsTests", dependencies: ["OctetTestSupport", "OctetModels"],

@@ -240,16 +240,20 @@ AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, c
   _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
 }
 
-AVX2 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
-                              size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
-                              size_t ldc) {
-  // Rows per block so that the block's A (kp int16 per row) stays in L2 while every panel of B
-  // streams past it (GotoBLAS order).
-  // Rows per block: when all of B fits in L2, one tile's rows at a time, so the tile's output (and
-  // residual) rows are finished whole while in L1; else as many rows as keep the block's A in L2
-  // while every panel of B streams past it (GotoBLAS order).
-  const size_t b_bytes = kp * 2 * octet_round_up(n, OCTET_I8_NR);
-  size_t mc = b_bytes <= 256 * 1024 ? 6 : (160 * 1024) / (kp * 2) / 6 * 6;
+/// A 6x16 tile kernel over the whole K: rows `lda` bytes apart, B one packed panel.
+typedef void (*octet_tile_6x16)(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
+                                const int32_t* bias, int32_t acc[6][16]);
+
+/// The loops around a 6x16 tile kernel, shared by the vpmaddwd and vpmaddubsw kernels; `element`
+/// is the byte size of A's and B's elements (2 or 1). Rows per block: when all of B fits in L2,
+/// one tile's rows at a time, so the tile's output (and residual) rows are finished whole while in
+/// L1; else as many rows as keep the block's A in L2 while every panel of B streams past it
+/// (GotoBLAS order).
+AVX2 static inline void gemm_6x16(octet_tile_6x16 tile, const uint8_t* a, size_t lda, const uint8_t* b,
+                                  size_t element, size_t kp, size_t n, size_t m0, size_t m1, size_t n0,
+                                  size_t n1, const octet_i8_epilogue* ep, void* out, size_t ldc) {
+  const size_t b_bytes = kp * element * octet_round_up(n, OCTET_I8_NR);
+  size_t mc = b_bytes <= 256 * 1024 ? 6 : (160 * 1024) / (kp * element) / 6 * 6;
   if (mc < 6) mc = 6;
   int32_t acc[6][16];
   int32_t bias[16];
@@ -262,14 +266,25 @@ AVX2 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, siz
         for (size_t j = 0; j < OCTET_I8_NR; j++) bias[j] = j < cols ? ep->bias[p0 + j] : 0;
         bp = bias;
       }
-      const int16_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR;
+      const uint8_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR * element;
       for (size_t m = mb; m < me; m += 6) {
         const size_t rows = me - m < 6 ? me - m : 6;
-        kernel_6x16(a + m * kp, kp, rows, panel, kp / 2, bp, acc);
+        tile(a + m * lda, lda, rows, panel, kp, bp, acc);
         octet_i8_epilogue__avx2(&acc[0][0], 16, m, rows, p0, cols, ep, out, ldc);
       }
     }
   }
+}
+
+AVX2 static void tile_int16(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
+                            const int32_t* bias, int32_t acc[6][16]) {
+  kernel_6x16((const int16_t*)a, lda / 2, rows, (const int16_t*)panel, kp / 2, bias, acc);
+}
+
+AVX2 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
+                              size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
+                              size_t ldc) {
+  gemm_6x16(tile_int16, (const uint8_t*)a, kp * 2, (const uint8_t*)b, 2, kp, n, m0, m1, n0, n1, ep, out, ldc);
 }
 
 AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
@@ -368,30 +383,14 @@ AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t r
   _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
 }
 
+AVX2 static void tile_pairs(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
+                            const int32_t* bias, int32_t acc[6][16]) {
+  kernel_pairs_6x16(a, lda, rows, (const int8_t*)panel, kp / 4, bias, acc);
+}
+
 AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
                                     size_t m0, size_t m1, size_t n0, size_t n1,
                                     const octet_i8_epilogue* ep, void* out, size_t ldc) {
-  const size_t b_bytes = kp * octet_round_up(n, OCTET_I8_NR);
-  size_t mc = b_bytes <= 256 * 1024 ? 6 : (160 * 1024) / kp / 6 * 6;
-  if (mc < 6) mc = 6;
-  int32_t acc[6][16];
-  int32_t bias[16];
-  for (size_t mb = m0; mb < m1; mb += mc) {
-    const size_t me = mb + mc < m1 ? mb + mc : m1;
-    for (size_t p0 = n0; p0 < n1; p0 += OCTET_I8_NR) {
-      const size_t cols = n1 - p0 < OCTET_I8_NR ? n1 - p0 : OCTET_I8_NR;
-      const int32_t* bp = ep->bias + p0;
-      if (cols < OCTET_I8_NR) {
-        for (size_t j = 0; j < OCTET_I8_NR; j++) bias[j] = j < cols ? ep->bias[p0 + j] : 0;
-        bp = bias;
-      }
-      const int8_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR;
-      for (size_t m = mb; m < me; m += 6) {
-        const size_t rows = me - m < 6 ? me - m : 6;
-        kernel_pairs_6x16(a + m * lda, lda, rows, panel, kp / 4, bp, acc);
-        octet_i8_epilogue__avx2(&acc[0][0], 16, m, rows, p0, cols, ep, out, ldc);
-      }
-    }
-  }
+  gemm_6x16(tile_pairs, a, lda, (const uint8_t*)b, 1, kp, n, m0, m1, n0, n1, ep, out, ldc);
 }
 #endif

@@ -12,25 +12,8 @@ import Testing
 /// `OCTET_FULL_SIZE=1` runs at the model's own size instead.
 func realModelBitExact(_ checkpoint: String, size: Int, weightBits: WeightBits = .eight) throws {
   let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
-  let labels = try String(contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
-  let files = labels.split(separator: "\n").prefix(3).map { String($0.split(separator: "\t")[0]) }
-  let inputs = try files.map {
-    model.info.preprocessing.apply(to: try ImageDecoder.decode(contentsOf: TestData.valImages.appendingPathComponent($0)))
-  }
-  var ranges: [String: (lo: Float, hi: Float)] = [:]
-  func observe(_ name: String, _ values: [Float]) {
-    var (lo, hi) = ranges[name] ?? (.infinity, -.infinity)
-    for v in values {
-      lo = min(lo, v)
-      hi = max(hi, v)
-    }
-    ranges[name] = (lo, hi)
-  }
-  let calibration = try FloatExecutor(model: model, fuseResidualAdd: false)
-  for x in inputs.prefix(2) {
-    observe("input", x.scalars)
-    _ = calibration.run(x) { name, t in observe(name, t.scalars) }
-  }
+  let inputs = try validationInputs(for: model, count: 3)
+  let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
   var quantized = try Quantizer.quantize(model: model, weightBits: weightBits) { ranges[$0] }.model
   let limit = Int8(weightBits.maxMagnitude)
   #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })

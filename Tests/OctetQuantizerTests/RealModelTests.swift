@@ -10,27 +10,8 @@ import Testing
 /// reference runtime. Returns (float logits, int8 logits, seconds per int8 image) per image.
 func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: [Float], seconds: Double)] {
   let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
-  let labels = try String(
-    contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
-  let files = labels.split(separator: "\n").prefix(6).map { String($0.split(separator: "\t")[0]) }
-  let inputs = try files.map {
-    model.info.preprocessing.apply(
-      to: try ImageDecoder.decode(contentsOf: TestData.valImages.appendingPathComponent($0)))
-  }
-  var ranges: [String: (lo: Float, hi: Float)] = [:]
-  func observe(_ name: String, _ values: [Float]) {
-    var (lo, hi) = ranges[name] ?? (.infinity, -.infinity)
-    for v in values {
-      lo = min(lo, v)
-      hi = max(hi, v)
-    }
-    ranges[name] = (lo, hi)
-  }
-  let calibration = try FloatExecutor(model: model, fuseResidualAdd: false)
-  for x in inputs.prefix(4) {
-    observe("input", x.scalars)
-    _ = calibration.run(x) { name, t in observe(name, t.scalars) }
-  }
+  let inputs = try validationInputs(for: model, count: 6)
+  let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(4)))
   let result = try Quantizer.quantize(model: model) { ranges[$0] }
   #expect(result.report.leftInFloat.isEmpty)
   for w in result.report.warnings { print("\(checkpoint) warning: \(w)") }
