@@ -249,7 +249,7 @@ typedef void (*octet_tile_6x16)(const uint8_t* a, size_t lda, size_t rows, const
 /// one tile's rows at a time, so the tile's output (and residual) rows are finished whole while in
 /// L1; else as many rows as keep the block's A in L2 while every panel of B streams past it
 /// (GotoBLAS order).
-AVX2 static inline void gemm_6x16(octet_tile_6x16 tile, const uint8_t* a, size_t lda, const uint8_t* b,
+AVX2 __attribute__((always_inline)) static inline void gemm_6x16(octet_tile_6x16 tile, const uint8_t* a, size_t lda, const uint8_t* b,
                                   size_t element, size_t kp, size_t n, size_t m0, size_t m1, size_t n0,
                                   size_t n1, const octet_i8_epilogue* ep, void* out, size_t ldc) {
   const size_t b_bytes = kp * element * octet_round_up(n, OCTET_I8_NR);
