@@ -203,19 +203,32 @@ AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0
     octet_i8_epilogue__scalar(acc + j, ld_acc, row0, rows, n0 + j, cols - j, ep, out, ldc);
 }
 
+// What both 6x16 tile kernels do around their different inner loops: row pointers (rows past
+// `rows` repeat row 0, their results discarded), twelve accumulators starting at the bias, and
+// their store into acc[6][16].
+#define OCTET_6X16_BEGIN(T)                                                                     \
+  const T* a0 = a;                                                                              \
+  const T* a1 = rows > 1 ? a + lda : a0;                                                        \
+  const T* a2 = rows > 2 ? a + 2 * lda : a0;                                                    \
+  const T* a3 = rows > 3 ? a + 3 * lda : a0;                                                    \
+  const T* a4 = rows > 4 ? a + 4 * lda : a0;                                                    \
+  const T* a5 = rows > 5 ? a + 5 * lda : a0;                                                    \
+  const __m256i bias0 = _mm256_loadu_si256((const __m256i*)bias);                               \
+  const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(bias + 8));                         \
+  __m256i c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;         \
+  __m256i c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
+#define OCTET_6X16_STORE()                                                                      \
+  _mm256_storeu_si256((__m256i*)acc[0], c00); _mm256_storeu_si256((__m256i*)(acc[0] + 8), c01); \
+  _mm256_storeu_si256((__m256i*)acc[1], c10); _mm256_storeu_si256((__m256i*)(acc[1] + 8), c11); \
+  _mm256_storeu_si256((__m256i*)acc[2], c20); _mm256_storeu_si256((__m256i*)(acc[2] + 8), c21); \
+  _mm256_storeu_si256((__m256i*)acc[3], c30); _mm256_storeu_si256((__m256i*)(acc[3] + 8), c31); \
+  _mm256_storeu_si256((__m256i*)acc[4], c40); _mm256_storeu_si256((__m256i*)(acc[4] + 8), c41); \
+  _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
+
 /// 6 rows x 16 columns over the whole K: acc[r][j] = bias[j] + sum_k a[r][k] * b[k][j].
 AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, const int16_t* b,
                                     size_t kq, const int32_t* bias, int32_t acc[6][16]) {
-  const int16_t* a0 = a;
-  const int16_t* a1 = rows > 1 ? a + lda : a0;
-  const int16_t* a2 = rows > 2 ? a + 2 * lda : a0;
-  const int16_t* a3 = rows > 3 ? a + 3 * lda : a0;
-  const int16_t* a4 = rows > 4 ? a + 4 * lda : a0;
-  const int16_t* a5 = rows > 5 ? a + 5 * lda : a0;
-  const __m256i bias0 = _mm256_loadu_si256((const __m256i*)bias);
-  const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(bias + 8));
-  __m256i c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
-  __m256i c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
+  OCTET_6X16_BEGIN(int16_t)
   for (size_t q = 0; q < kq; q++) {
     const __m256i b0 = _mm256_load_si256((const __m256i*)(b + q * 32));
     const __m256i b1 = _mm256_load_si256((const __m256i*)(b + q * 32 + 16));
@@ -232,12 +245,7 @@ AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, c
     OCTET_ROW(a5, c50, c51)
 #undef OCTET_ROW
   }
-  _mm256_storeu_si256((__m256i*)acc[0], c00); _mm256_storeu_si256((__m256i*)(acc[0] + 8), c01);
-  _mm256_storeu_si256((__m256i*)acc[1], c10); _mm256_storeu_si256((__m256i*)(acc[1] + 8), c11);
-  _mm256_storeu_si256((__m256i*)acc[2], c20); _mm256_storeu_si256((__m256i*)(acc[2] + 8), c21);
-  _mm256_storeu_si256((__m256i*)acc[3], c30); _mm256_storeu_si256((__m256i*)(acc[3] + 8), c31);
-  _mm256_storeu_si256((__m256i*)acc[4], c40); _mm256_storeu_si256((__m256i*)(acc[4] + 8), c41);
-  _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
+  OCTET_6X16_STORE()
 }
 
 /// A 6x16 tile kernel over the whole K: rows `lda` bytes apart, B one packed panel.
@@ -348,17 +356,8 @@ AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded,
 // [-64, 64] always qualify). A and B use the u8-row / VNNI layouts with K padded to 4.
 AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t rows, const int8_t* b,
                                           size_t kg, const int32_t* bias, int32_t acc[6][16]) {
-  const uint8_t* a0 = a;
-  const uint8_t* a1 = rows > 1 ? a + lda : a0;
-  const uint8_t* a2 = rows > 2 ? a + 2 * lda : a0;
-  const uint8_t* a3 = rows > 3 ? a + 3 * lda : a0;
-  const uint8_t* a4 = rows > 4 ? a + 4 * lda : a0;
-  const uint8_t* a5 = rows > 5 ? a + 5 * lda : a0;
+  OCTET_6X16_BEGIN(uint8_t)
   const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i bias0 = _mm256_loadu_si256((const __m256i*)bias);
-  const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(bias + 8));
-  __m256i c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;
-  __m256i c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
   for (size_t g = 0; g < kg; g++) {
     const __m256i b0 = _mm256_load_si256((const __m256i*)(b + g * 64));
     const __m256i b1 = _mm256_load_si256((const __m256i*)(b + g * 64 + 32));
@@ -375,12 +374,7 @@ AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t r
     OCTET_ROW(a5, c50, c51)
 #undef OCTET_ROW
   }
-  _mm256_storeu_si256((__m256i*)acc[0], c00); _mm256_storeu_si256((__m256i*)(acc[0] + 8), c01);
-  _mm256_storeu_si256((__m256i*)acc[1], c10); _mm256_storeu_si256((__m256i*)(acc[1] + 8), c11);
-  _mm256_storeu_si256((__m256i*)acc[2], c20); _mm256_storeu_si256((__m256i*)(acc[2] + 8), c21);
-  _mm256_storeu_si256((__m256i*)acc[3], c30); _mm256_storeu_si256((__m256i*)(acc[3] + 8), c31);
-  _mm256_storeu_si256((__m256i*)acc[4], c40); _mm256_storeu_si256((__m256i*)(acc[4] + 8), c41);
-  _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
+  OCTET_6X16_STORE()
 }
 
 AVX2 static void tile_pairs(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
