@@ -1,13 +1,24 @@
-// AVX2 kernels. The products are formed by vpmaddwd on int16-widened operands: u8 activations
-// zero-extended, s8 weights sign-extended, each pair summed exactly into int32. vpmaddubsw would do
-// twice the work per instruction but saturates its int16 pair sums (2 * 255 * 127 > 32767), which
-// would break bit-exactness with the reference; see docs/quantization.md §2.
+// AVX2 kernels, three GEMMs with one driver (docs/quantization.md §2):
+//   int16  vpmaddwd on int16-widened operands, each pair summed exactly into int32: any weights;
+//   pairs  vpmaddubsw (u8 x s8 pair sums in int16, saturating) then vpmaddwd by 1: weights whose
+//          adjacent pairs cannot saturate it;
+//   quads  two vpmaddubsw summed in int16, then vpmaddwd by 1: any weights, split so that no int16
+//          lane can overflow, the excess added back exactly from a sparse list.
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdlib.h>
 #include "common.h"
 
 #define AVX2 __attribute__((target("avx2")))
+
+// Blocking of the GEMM driver (bytes; overridable at compile time for tuning experiments): B up
+// to OCTET_TILE_B_LIMIT runs a tile's rows at a time, larger B in row blocks of OCTET_A_BLOCK.
+#ifndef OCTET_TILE_B_LIMIT
+#define OCTET_TILE_B_LIMIT (256 * 1024)
+#endif
+#ifndef OCTET_A_BLOCK
+#define OCTET_A_BLOCK (160 * 1024)
+#endif
 
 // Per-column requantization constants for 8 columns. §3 is y = floor((acc * m + 2^(n-1)) / 2^n)
 // with a 64-bit product; AVX2 multiplies even and odd 32-bit lanes separately into 64-bit lanes.
@@ -185,9 +196,11 @@ AVX2 static inline void finish8(__m256i acc, const cols8* p, const ep_consts* k,
     store_u8x8(dst, q);
 }
 
-AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
-                                  size_t cols, const octet_i8_epilogue* ep, void* out, size_t ldc) {
-  const ep_consts k = load_consts(ep);
+/// The epilogue of a block of accumulators, with the per-tensor constants `k` already loaded.
+AVX2 static inline void epilogue_block(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
+                                       size_t cols, const octet_i8_epilogue* ep, const ep_consts* kp, void* out,
+                                       size_t ldc) {
+  const ep_consts k = *kp;
   const size_t esize = ep->int32_output ? 4 : 1;
   size_t j = 0;
   for (; j + 8 <= cols; j += 8) {
@@ -201,6 +214,39 @@ AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0
   }
   if (j < cols)
     octet_i8_epilogue__scalar(acc + j, ld_acc, row0, rows, n0 + j, cols - j, ep, out, ldc);
+}
+
+AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows, size_t n0,
+                                  size_t cols, const octet_i8_epilogue* ep, void* out, size_t ldc) {
+  const ep_consts k = load_consts(ep);
+  epilogue_block(acc, ld_acc, row0, rows, n0, cols, ep, &k, out, ldc);
+}
+
+/// Where a 6x16 tile's results go. `fused`: the tile is whole (6 rows, 16 columns), its epilogue
+/// has the 32-bit fast form and writes uint8, so the kernel finishes it from its registers into
+/// `out` (row 0, first column of the tile; rows `ldc` apart), reading the residual at `res`.
+/// Otherwise the kernel stores the accumulators and the driver runs the general epilogue.
+typedef struct {
+  int fused;
+  const ep_consts* k;
+  cols8 p0, p1;
+  uint8_t* out;
+  const uint8_t* res;
+  size_t ldc, ld_res;
+} tile_out;
+
+/// Requantizes (and adds the residual to) one row of a whole tile and writes its 16 codes.
+AVX2 static inline void finish_row16(__m256i c0, __m256i c1, const tile_out* o, size_t r) {
+  __m256i q0 = requant8(c0, &o->p0, o->k), q1 = requant8(c1, &o->p1, o->k);
+  if (o->k->residual) {
+    const __m128i rr = _mm_loadu_si128((const __m128i*)(o->res + r * o->ld_res));
+    q0 = residual8(q0, _mm256_cvtepu8_epi32(rr), o->k);
+    q1 = residual8(q1, _mm256_cvtepu8_epi32(_mm_srli_si128(rr, 8)), o->k);
+  }
+  // Codes are already within [0, 255]: the saturating packs only narrow them.
+  const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(q0, q1), 0xD8);
+  _mm_storeu_si128((__m128i*)(o->out + r * o->ldc),
+                   _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
 }
 
 // What both 6x16 tile kernels do around their different inner loops: row pointers (rows past
@@ -217,6 +263,13 @@ AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0
   const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(bias + 8));                         \
   __m256i c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;         \
   __m256i c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
+#define OCTET_6X16_FINISH(o)                                                                    \
+  if ((o)->fused) {                                                                             \
+    finish_row16(c00, c01, o, 0); finish_row16(c10, c11, o, 1); finish_row16(c20, c21, o, 2);   \
+    finish_row16(c30, c31, o, 3); finish_row16(c40, c41, o, 4); finish_row16(c50, c51, o, 5);   \
+  } else {                                                                                      \
+    OCTET_6X16_STORE()                                                                          \
+  }
 #define OCTET_6X16_STORE()                                                                      \
   _mm256_storeu_si256((__m256i*)acc[0], c00); _mm256_storeu_si256((__m256i*)(acc[0] + 8), c01); \
   _mm256_storeu_si256((__m256i*)acc[1], c10); _mm256_storeu_si256((__m256i*)(acc[1] + 8), c11); \
@@ -227,7 +280,7 @@ AVX2 void octet_i8_epilogue__avx2(const int32_t* acc, size_t ld_acc, size_t row0
 
 /// 6 rows x 16 columns over the whole K: acc[r][j] = bias[j] + sum_k a[r][k] * b[k][j].
 AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, const int16_t* b,
-                                    size_t kq, const int32_t* bias, int32_t acc[6][16]) {
+                                    size_t kq, const int32_t* bias, const tile_out* o, int32_t acc[6][16]) {
   OCTET_6X16_BEGIN(int16_t)
   for (size_t q = 0; q < kq; q++) {
     const __m256i b0 = _mm256_load_si256((const __m256i*)(b + q * 32));
@@ -245,12 +298,14 @@ AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, c
     OCTET_ROW(a5, c50, c51)
 #undef OCTET_ROW
   }
-  OCTET_6X16_STORE()
+  OCTET_6X16_FINISH(o)
 }
 
 /// A 6x16 tile kernel over the whole K: rows `lda` bytes apart, B one packed panel.
+/// `fix` is the quads kernel's sparse weight part (NULL for the others), `p` the panel's index.
 typedef void (*octet_tile_6x16)(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
-                                const int32_t* bias, int32_t acc[6][16]);
+                                const octet_i8_fixups* fix, size_t p, const int32_t* bias, const tile_out* o,
+                                int32_t acc[6][16]);
 
 /// The loops around a 6x16 tile kernel, shared by the vpmaddwd and vpmaddubsw kernels; `element`
 /// is the byte size of A's and B's elements (2 or 1). Rows per block: when all of B fits in L2,
@@ -258,13 +313,20 @@ typedef void (*octet_tile_6x16)(const uint8_t* a, size_t lda, size_t rows, const
 /// L1; else as many rows as keep the block's A in L2 while every panel of B streams past it
 /// (GotoBLAS order).
 AVX2 __attribute__((always_inline)) static inline void gemm_6x16(octet_tile_6x16 tile, const uint8_t* a, size_t lda, const uint8_t* b,
-                                  size_t element, size_t kp, size_t n, size_t m0, size_t m1, size_t n0,
-                                  size_t n1, const octet_i8_epilogue* ep, void* out, size_t ldc) {
+                                  size_t element, const octet_i8_fixups* fix, size_t kp, size_t n, size_t m0,
+                                  size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
+                                  size_t ldc) {
   const size_t b_bytes = kp * element * octet_round_up(n, OCTET_I8_NR);
-  size_t mc = b_bytes <= 256 * 1024 ? 6 : (160 * 1024) / (kp * element) / 6 * 6;
+  size_t mc = b_bytes <= OCTET_TILE_B_LIMIT ? 6 : OCTET_A_BLOCK / (kp * element) / 6 * 6;
   if (mc < 6) mc = 6;
   int32_t acc[6][16];
   int32_t bias[16];
+  const ep_consts k = load_consts(ep);
+  const int fusable = k.fast && !ep->int32_output;
+  tile_out o;
+  o.k = &k;
+  o.ldc = ldc;
+  o.ld_res = ep->ld_residual;
   for (size_t mb = m0; mb < m1; mb += mc) {
     const size_t me = mb + mc < m1 ? mb + mc : m1;
     for (size_t p0 = n0; p0 < n1; p0 += OCTET_I8_NR) {
@@ -275,24 +337,33 @@ AVX2 __attribute__((always_inline)) static inline void gemm_6x16(octet_tile_6x16
         bp = bias;
       }
       const uint8_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR * element;
+      if (fusable && cols == OCTET_I8_NR) {
+        o.p0 = load_cols8(ep, p0, 1);
+        o.p1 = load_cols8(ep, p0 + 8, 1);
+      }
       for (size_t m = mb; m < me; m += 6) {
         const size_t rows = me - m < 6 ? me - m : 6;
-        tile(a + m * lda, lda, rows, panel, kp, bp, acc);
-        octet_i8_epilogue__avx2(&acc[0][0], 16, m, rows, p0, cols, ep, out, ldc);
+        o.fused = fusable && cols == OCTET_I8_NR && rows == 6;
+        o.out = (uint8_t*)out + m * ldc + p0;
+        o.res = k.residual ? ep->residual + m * ep->ld_residual + p0 : NULL;
+        tile(a + m * lda, lda, rows, panel, kp, fix, p0 / OCTET_I8_NR, bp, &o, acc);
+        if (!o.fused) epilogue_block(&acc[0][0], 16, m, rows, p0, cols, ep, &k, out, ldc);
       }
     }
   }
 }
 
 AVX2 static void tile_int16(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
-                            const int32_t* bias, int32_t acc[6][16]) {
-  kernel_6x16((const int16_t*)a, lda / 2, rows, (const int16_t*)panel, kp / 2, bias, acc);
+                            const octet_i8_fixups* fix, size_t p, const int32_t* bias, const tile_out* o,
+                            int32_t acc[6][16]) {
+  (void)fix, (void)p;
+  kernel_6x16((const int16_t*)a, lda / 2, rows, (const int16_t*)panel, kp / 2, bias, o, acc);
 }
 
 AVX2 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
                               size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
                               size_t ldc) {
-  gemm_6x16(tile_int16, (const uint8_t*)a, kp * 2, (const uint8_t*)b, 2, kp, n, m0, m1, n0, n1, ep, out, ldc);
+  gemm_6x16(tile_int16, (const uint8_t*)a, kp * 2, (const uint8_t*)b, 2, NULL, kp, n, m0, m1, n0, n1, ep, out, ldc);
 }
 
 AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
@@ -354,18 +425,66 @@ AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded,
 // no pair sum can leave int16: 255 * (|w0| + |w1|) <= 32767, guaranteed by |w0| + |w1| <= 128
 // for every adjacent pair of a weight row (`octet_i8_weights_fit_pairs`; weights quantized to
 // [-64, 64] always qualify). A and B use the u8-row / VNNI layouts with K padded to 4.
-AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t rows, const int8_t* b,
-                                          size_t kg, const int32_t* bias, int32_t acc[6][16]) {
-  OCTET_6X16_BEGIN(uint8_t)
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (size_t g = 0; g < kg; g++) {
-    const __m256i b0 = _mm256_load_si256((const __m256i*)(b + g * 64));
-    const __m256i b1 = _mm256_load_si256((const __m256i*)(b + g * 64 + 32));
-    __m256i x;
-#define OCTET_ROW(ROW, C0, C1)                                                                \
-  x = _mm256_set1_epi32(octet_load_i32(ROW + 4 * g));                                         \
+// One 4-group g of k (16 products per output column pair-summed by vpmaddubsw) for all six rows.
+#define OCTET_PAIRS_STEP(g)                                                                   \
+  {                                                                                           \
+    const __m256i b0 = _mm256_load_si256((const __m256i*)(b + (g) * 64));                     \
+    const __m256i b1 = _mm256_load_si256((const __m256i*)(b + (g) * 64 + 32));                \
+    __m256i x;                                                                                \
+    OCTET_PAIRS_ROW(a0, c00, c01, g) OCTET_PAIRS_ROW(a1, c10, c11, g)                         \
+    OCTET_PAIRS_ROW(a2, c20, c21, g) OCTET_PAIRS_ROW(a3, c30, c31, g)                         \
+    OCTET_PAIRS_ROW(a4, c40, c41, g) OCTET_PAIRS_ROW(a5, c50, c51, g)                         \
+  }
+#define OCTET_PAIRS_ROW(ROW, C0, C1, g)                                                       \
+  x = _mm256_set1_epi32(octet_load_i32(ROW + 4 * (g)));                                       \
   C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));            \
   C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+
+AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t rows, const int8_t* b,
+                                          size_t kg, const int32_t* bias, const tile_out* o, int32_t acc[6][16]) {
+  OCTET_6X16_BEGIN(uint8_t)
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (size_t g = 0; g < kg; g++) { OCTET_PAIRS_STEP(g) }
+  OCTET_6X16_FINISH(o)
+}
+
+AVX2 static void tile_pairs(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
+                            const octet_i8_fixups* fix, size_t p, const int32_t* bias, const tile_out* o,
+                            int32_t acc[6][16]) {
+  (void)fix, (void)p;
+  kernel_pairs_6x16(a, lda, rows, (const int8_t*)panel, kp / 4, bias, o, acc);
+}
+
+AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
+                                    size_t m0, size_t m1, size_t n0, size_t n1,
+                                    const octet_i8_epilogue* ep, void* out, size_t ldc) {
+  gemm_6x16(tile_pairs, a, lda, (const uint8_t*)b, 1, NULL, kp, n, m0, m1, n0, n1, ep, out, ldc);
+}
+
+// The "quads" kernel: two vpmaddubsw (4-groups g and g+1) summed in int16 by vpaddw before one
+// vpmaddwd by 1, so three multiplier-port instructions per 64 products instead of four. Each int16
+// lane then holds four products, which octet_i8_quads_split guarantees cannot leave int16 by moving
+// any excess weight into sparse fixups; those are added here after the main loop, each as a
+// vpmaddwd of the broadcast activation a[k] (with a zero upper int16) by the entry's 16 values
+// (|d| <= 128, so its low int16 half is d itself).
+AVX2 static inline void kernel_quads_6x16(const uint8_t* a, size_t lda, size_t rows, const int8_t* b, size_t kg,
+                                          const uint32_t* fk, const int32_t* fd, size_t nfix,
+                                          const int32_t* bias, const tile_out* o, int32_t acc[6][16]) {
+  OCTET_6X16_BEGIN(uint8_t)
+  const __m256i ones = _mm256_set1_epi16(1);
+  size_t g = 0;
+  for (; g + 2 <= kg; g += 2) {
+    const __m256i* bp = (const __m256i*)(b + g * 64);
+    __m256i x, y, t0, t1;
+#define OCTET_ROW(ROW, C0, C1)                                                                       \
+  x = _mm256_set1_epi32(octet_load_i32(ROW + 4 * g));                                                \
+  y = _mm256_set1_epi32(octet_load_i32(ROW + 4 * g + 4));                                            \
+  t0 = _mm256_add_epi16(_mm256_maddubs_epi16(x, _mm256_load_si256(bp)),                              \
+                        _mm256_maddubs_epi16(y, _mm256_load_si256(bp + 2)));                         \
+  t1 = _mm256_add_epi16(_mm256_maddubs_epi16(x, _mm256_load_si256(bp + 1)),                          \
+                        _mm256_maddubs_epi16(y, _mm256_load_si256(bp + 3)));                         \
+  C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(t0, ones));                                            \
+  C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(t1, ones));
     OCTET_ROW(a0, c00, c01)
     OCTET_ROW(a1, c10, c11)
     OCTET_ROW(a2, c20, c21)
@@ -374,17 +493,37 @@ AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t r
     OCTET_ROW(a5, c50, c51)
 #undef OCTET_ROW
   }
-  OCTET_6X16_STORE()
+  if (g < kg) OCTET_PAIRS_STEP(g)
+  for (size_t e = 0; e < nfix; e++) {
+    const size_t kk = fk[e];
+    const __m256i d0 = _mm256_loadu_si256((const __m256i*)(fd + 16 * e));
+    const __m256i d1 = _mm256_loadu_si256((const __m256i*)(fd + 16 * e + 8));
+    __m256i x;
+#define OCTET_ROW(ROW, C0, C1)                           \
+  x = _mm256_set1_epi32(ROW[kk]);                        \
+  C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(x, d0));   \
+  C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(x, d1));
+    OCTET_ROW(a0, c00, c01)
+    OCTET_ROW(a1, c10, c11)
+    OCTET_ROW(a2, c20, c21)
+    OCTET_ROW(a3, c30, c31)
+    OCTET_ROW(a4, c40, c41)
+    OCTET_ROW(a5, c50, c51)
+#undef OCTET_ROW
+  }
+  OCTET_6X16_FINISH(o)
 }
 
-AVX2 static void tile_pairs(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
-                            const int32_t* bias, int32_t acc[6][16]) {
-  kernel_pairs_6x16(a, lda, rows, (const int8_t*)panel, kp / 4, bias, acc);
+AVX2 static void tile_quads(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
+                            const octet_i8_fixups* fix, size_t p, const int32_t* bias, const tile_out* o,
+                            int32_t acc[6][16]) {
+  const size_t e0 = fix->panel_start[p], e1 = fix->panel_start[p + 1];
+  kernel_quads_6x16(a, lda, rows, (const int8_t*)panel, kp / 4, fix->k + e0, fix->d + 16 * e0, e1 - e0, bias, o, acc);
 }
 
-AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
-                                    size_t m0, size_t m1, size_t n0, size_t n1,
+AVX2 void octet_i8_gemm__avx2_quads(const uint8_t* a, size_t lda, const int8_t* b, const octet_i8_fixups* fixups,
+                                    size_t kp, size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
                                     const octet_i8_epilogue* ep, void* out, size_t ldc) {
-  gemm_6x16(tile_pairs, a, lda, (const uint8_t*)b, 1, kp, n, m0, m1, n0, n1, ep, out, ldc);
+  gemm_6x16(tile_quads, a, lda, (const uint8_t*)b, 1, fixups, kp, n, m0, m1, n0, n1, ep, out, ldc);
 }
 #endif

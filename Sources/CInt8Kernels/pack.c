@@ -117,3 +117,69 @@ void octet_i8_pad_image(const uint8_t* input, int32_t in_h, int32_t in_w, int32_
     memcpy(padded + (((size_t)(y + top)) * pw + (size_t)left) * c, input + (size_t)y * (size_t)in_w * c,
            (size_t)in_w * c);
 }
+
+// The quads kernel's weight split (CInt8Kernels.h, docs/quantization.md §2). Its int16 lanes sum
+// four products: for each pair of 4-groups (g, g+1), g even, the k sets {4g, 4g+1, 4g+4, 4g+5} and
+// {4g+2, 4g+3, 4g+6, 4g+7}; a last lone group g contributes {4g, 4g+1} and {4g+2, 4g+3}. With
+// activations in [0, 255], a lane cannot leave int16 when its positive weights sum to at most 128
+// and its negative ones to at least -128 (255 * 128 = 32640). Where a set exceeds that, the
+// excess is taken off its largest weights of that sign (fit) and kept in d, which the kernel adds
+// exactly afterwards; then w = fit + d everywhere.
+size_t octet_i8_quads_split(const int8_t* w, size_t k, size_t n, int8_t* fit, uint32_t* panel_start,
+                            uint32_t* fix_k, int32_t* fix_d) {
+  const size_t kp = octet_round_up(k, 4), kg = kp / 4, kg2 = kg / 2 * 2;
+  const size_t panels = octet_round_up(n, OCTET_I8_NR) / OCTET_I8_NR;
+  int32_t* d = malloc((kp ? kp : 1) * OCTET_I8_NR * sizeof(int32_t));  // one panel's d [k][16]
+  if (d == NULL) return (size_t)-1;
+  size_t entries = 0;
+  for (size_t panel = 0; panel < panels; panel++) {
+    memset(d, 0, kp * OCTET_I8_NR * sizeof(int32_t));
+    if (panel_start) panel_start[panel] = (uint32_t)entries;
+    for (size_t j = 0; j < OCTET_I8_NR; j++) {
+      const size_t col = panel * OCTET_I8_NR + j;
+      if (col >= n) break;
+      const int8_t* wc = w + col * k;
+      for (size_t g = 0; g < kg; g += (g < kg2 ? 2 : 1))
+        for (size_t h = 0; h < 2; h++) {
+          size_t idx[4], m = 0;
+          const size_t first = 4 * g + 2 * h;
+          const size_t members[4] = {first, first + 1, first + 4, first + 5};
+          for (size_t i = 0; i < (g < kg2 ? 4u : 2u); i++)
+            if (members[i] < k) idx[m++] = members[i];
+          for (int sign = 1; sign >= -1; sign -= 2) {
+            int32_t sum = 0;
+            for (size_t i = 0; i < m; i++) {
+              const int32_t v = sign * wc[idx[i]];
+              if (v > 0) sum += v;
+            }
+            for (int32_t excess = sum - 128; excess > 0;) {
+              size_t best = idx[0];
+              int32_t most = INT32_MIN;
+              for (size_t i = 0; i < m; i++) {
+                const int32_t v = sign * (wc[idx[i]] - d[idx[i] * OCTET_I8_NR + j]);
+                if (v > most) most = v, best = idx[i];
+              }
+              const int32_t r = most < excess ? most : excess;
+              d[best * OCTET_I8_NR + j] += sign * r;
+              excess -= r;
+            }
+          }
+        }
+      if (fit)
+        for (size_t kk = 0; kk < k; kk++) fit[col * k + kk] = (int8_t)(wc[kk] - d[kk * OCTET_I8_NR + j]);
+    }
+    for (size_t kk = 0; kk < k; kk++) {
+      int any = 0;
+      for (size_t j = 0; j < OCTET_I8_NR; j++) any |= d[kk * OCTET_I8_NR + j] != 0;
+      if (!any) continue;
+      if (fix_k) {
+        fix_k[entries] = (uint32_t)kk;
+        memcpy(fix_d + entries * OCTET_I8_NR, d + kk * OCTET_I8_NR, OCTET_I8_NR * sizeof(int32_t));
+      }
+      entries++;
+    }
+  }
+  if (panel_start) panel_start[panels] = (uint32_t)entries;
+  free(d);
+  return entries;
+}

@@ -63,9 +63,11 @@ public final class Int8FastExecutor: @unchecked Sendable {
   }
 
   /// `emulatedISA` (tests only) runs the avx512vnni and amx GEMMs compiled against scalar stand-ins
-  /// of their intrinsics, so those kernels' loops and layouts are checked on any CPU.
+  /// of their intrinsics, so those kernels' loops and layouts are checked on any CPU. `avx2Kernel`
+  /// (tests only) makes the avx2 backend use that GEMM kernel wherever it is exact.
   init(
-    model: QuantizedModel, backend: Int8Backend, threads: Int, fuseResidualAdds: Bool, emulatedISA: Bool
+    model: QuantizedModel, backend: Int8Backend, threads: Int, fuseResidualAdds: Bool, emulatedISA: Bool,
+    avx2Kernel: GemmKernel? = nil
   ) throws {
     precondition(threads >= 1, "threads must be at least 1")
     let resolved = emulatedISA ? backend : try backend.resolved()
@@ -83,7 +85,8 @@ public final class Int8FastExecutor: @unchecked Sendable {
     classes = reference.classes
     logitScale = reference.logitScale
     scalarDepthwise = isa == OCTET_I8_SCALAR || (emulatedISA && !Int8Backend.avx2.isSupported)
-    let plan = FastPlanner(reference: reference, isa: isa, fuse: fuseResidualAdds, scalarDepthwise: scalarDepthwise)
+    let plan = FastPlanner(
+      reference: reference, isa: isa, fuse: fuseResidualAdds, scalarDepthwise: scalarDepthwise, avx2Kernel: avx2Kernel)
     steps = plan.steps
     bufferSizes = plan.bufferSizes
     scratchSize = plan.scratchSize
@@ -185,6 +188,10 @@ public final class Int8FastExecutor: @unchecked Sendable {
         epilogue, out, conv.n)
     case .avx2Pairs:
       octet_i8_gemm__avx2_pairs(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+    case .avx2Quads:
+      withUnsafePointer(to: conv.fixups!.table) {
+        octet_i8_gemm__avx2_quads(a8, lda, b8, $0, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+      }
     case .avx512vnni where emulatedISA:
       octet_i8_gemm__avx512vnni_emulated(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
     case .amx where emulatedISA:
@@ -236,19 +243,31 @@ public final class Int8FastExecutor: @unchecked Sendable {
       let tasks = min(threads, max(1, rows / rowGrain))
       let perTask = (rows + tasks - 1) / tasks
       let chunk = (perTask + rowGrain - 1) / rowGrain * rowGrain
+      // Packed A goes through the scratch a block of rows at a time (about 48 KB, so it is still in
+      // L2 when the GEMM reads it), into the task's own part of the scratch.
+      let blockRows = conv.direct ? rows : max(rowGrain, 48 * 1024 / aRowBytes / rowGrain * rowGrain)
       parallel(tasks) { t in
-        var r = t * chunk
+        let start = t * chunk
+        var r = start
         let end = min(rows, r + chunk)
+        let region = scratch + start * aRowBytes
         while r < end {
           let n = r / m
           let r0 = r - n * m
-          let r1 = min(m, r0 + (end - r))
-          pack(n, r0, r1)
+          let r1 = min(m, r0 + (end - r), r0 + blockRows)
           var e = epilogue(n)
-          let (a, lda) = aBase(n)
-          gemm(
-            conv, a: a, lda: lda, m0: r0, m1: r1, n0: 0, n1: conv.n, epilogue: &e,
-            out: outBase + n * m * conv.n * outElement)
+          if conv.direct {
+            gemm(
+              conv, a: UnsafeRawPointer(input + n * conv.inSize), lda: conv.k, m0: r0, m1: r1, n0: 0, n1: conv.n,
+              epilogue: &e, out: outBase + n * m * conv.n * outElement)
+          } else {
+            // The block's rows are rows 0..< r1 - r0 of `region`; output and residual move with them.
+            octet_i8_pack_a(kernel.layout, &window, input + n * conv.inSize, r0, r1 - r0, region)
+            if let residual = e.residual { e.residual = residual + r0 * conv.n }
+            gemm(
+              conv, a: UnsafeRawPointer(region), lda: conv.kp, m0: 0, m1: r1 - r0, n0: 0, n1: conv.n, epilogue: &e,
+              out: outBase + (n * m + r0) * conv.n * outElement)
+          }
           r += r1 - r0
         }
       }
@@ -371,7 +390,8 @@ final class ChannelParameters: @unchecked Sendable {
 
 /// The GEMM kernel of one layer, and the packed layout it reads.
 enum GemmKernel: String, Sendable {
-  case scalar, avx2Int16 = "avx2 (vpmaddwd)", avx2Pairs = "avx2 (vpmaddubsw)", avx512vnni, amx
+  case scalar, avx2Int16 = "avx2 (vpmaddwd)", avx2Pairs = "avx2 (vpmaddubsw)"
+  case avx2Quads = "avx2 (vpmaddubsw quads)", avx512vnni, amx
 
   init(_ isa: octet_i8_isa) {
     switch isa {
@@ -386,7 +406,7 @@ enum GemmKernel: String, Sendable {
   /// the u8-row / VNNI layout of the scalar kernel.
   var layout: octet_i8_isa {
     switch self {
-    case .scalar, .avx2Pairs: OCTET_I8_SCALAR
+    case .scalar, .avx2Pairs, .avx2Quads: OCTET_I8_SCALAR
     case .avx2Int16: OCTET_I8_AVX2
     case .avx512vnni: OCTET_I8_AVX512VNNI
     case .amx: OCTET_I8_AMX
@@ -399,7 +419,7 @@ enum GemmKernel: String, Sendable {
     case .amx: 32
     case .avx512vnni: 8
     case .scalar: 8
-    case .avx2Int16, .avx2Pairs: 6
+    case .avx2Int16, .avx2Pairs, .avx2Quads: 6
     }
   }
   var columnGrain: Int { self == .avx512vnni || self == .amx ? 32 : 16 }
@@ -419,6 +439,8 @@ struct ConvStep {
   var kernel: GemmKernel
   var int32Output: Bool
   var packedWeights: AlignedBytes
+  /// The quads kernel's sparse weight part (nil for the other kernels).
+  var fixups: QuadFixups? = nil
   var parameters: ChannelParameters
   var epilogue: octet_i8_epilogue
   var residual: FusedResidual?
@@ -453,7 +475,9 @@ struct FastPlanner {
   var scratchSize = 0
   var layers: [Int8FastExecutor.Layer] = []
 
-  init(reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool, scalarDepthwise: Bool) {
+  init(
+    reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool, scalarDepthwise: Bool, avx2Kernel: GemmKernel? = nil
+  ) {
     let planned = reference.steps
     // Readers of each step's output.
     var readers = [[Int]](repeating: [], count: planned.count)
@@ -522,7 +546,7 @@ struct FastPlanner {
         }
         let step = Self.convStep(
           plan, inShape: inShape, input: bufferOf[input]!, output: out, residual: residual, isa: isa,
-          scalarDepthwise: scalarDepthwise)
+          avx2Kernel: avx2Kernel, scalarDepthwise: scalarDepthwise)
         if let step {
           if plan.isDepthwise {
             let paddedBytes =
@@ -587,7 +611,7 @@ struct FastPlanner {
         let step = Self.gemmStep(
           weights: plan.weights, bias: plan.bias, requant: plan.requant, window: window,
           padding: (0, 0, 0, 0), n: plan.outFeatures, input: bufferOf[input]!, output: -1, isa: isa,
-          clamp: (0, 0, 0), int32Output: true, residual: nil)
+          avx2Kernel: avx2Kernel, clamp: (0, 0, 0), int32Output: true, residual: nil)
         if !step.direct { scratchSize = max(scratchSize, step.kp * step.kernel.aElementSize) }
         steps.append(FastStep(op: .conv(step), observable: nil))
         layers.append(
@@ -600,7 +624,7 @@ struct FastPlanner {
 
   static func convStep(
     _ plan: Int8ConvPlan, inShape: [Int], input: Int, output: Int, residual: (Int, AddParameters)?, isa: octet_i8_isa,
-    scalarDepthwise: Bool
+    avx2Kernel: GemmKernel?, scalarDepthwise: Bool
   ) -> ConvStep? {
     let bottom = (plan.outHeight - 1) * plan.strideH + plan.kernelH - plan.inHeight - plan.padTop
     let right = (plan.outWidth - 1) * plan.strideW + plan.kernelW - plan.inWidth - plan.padLeft
@@ -614,7 +638,8 @@ struct FastPlanner {
     if plan.isDepthwise {
       var step = gemmStep(
         weights: [], bias: plan.bias, requant: plan.requant, window: window, padding: padding, n: plan.outChannels,
-        input: input, output: output, isa: isa, clamp: clamp, int32Output: false, residual: residual)
+        input: input, output: output, isa: isa, avx2Kernel: nil, clamp: clamp, int32Output: false,
+        residual: residual)
       // Depthwise weights stay tap-major [kh * kw][C] (the reference plan's layout): int8 for the
       // scalar kernel, widened to int16 for the AVX2 one (which the VNNI and AMX backends use too).
       let taps = plan.kernelH * plan.kernelW
@@ -635,29 +660,30 @@ struct FastPlanner {
     guard plan.groups == 1 else { return nil }
     return gemmStep(
       weights: plan.weights, bias: plan.bias, requant: plan.requant, window: window, padding: padding,
-      n: plan.outChannels, input: input, output: output, isa: isa, clamp: clamp, int32Output: false,
+      n: plan.outChannels, input: input, output: output, isa: isa, avx2Kernel: avx2Kernel, clamp: clamp,
+      int32Output: false,
       residual: residual)
   }
 
   static func gemmStep(
     weights: [Int8], bias: [Int32], requant: [RequantMultiplier], window: octet_i8_window,
-    padding: (Int, Int, Int, Int), n: Int, input: Int, output: Int, isa: octet_i8_isa,
+    padding: (Int, Int, Int, Int), n: Int, input: Int, output: Int, isa: octet_i8_isa, avx2Kernel: GemmKernel?,
     clamp: (Int32, Int32, Int32), int32Output: Bool, residual: (Int, AddParameters)?
   ) -> ConvStep {
     let k = Int(window.kernel_h * window.kernel_w * window.channels)
     var kernel = GemmKernel(isa)
-    // AVX2: vpmaddubsw when no weight pair can saturate it (docs/quantization.md §2), else vpmaddwd.
-    if kernel == .avx2Int16, !weights.isEmpty,
-      weights.withUnsafeBufferPointer({ octet_i8_weights_fit_pairs($0.baseAddress, k, n) }) != 0
-    {
-      kernel = .avx2Pairs
+    var fixups: QuadFixups?
+    if kernel == .avx2Int16, !weights.isEmpty {
+      (kernel, fixups) = chooseAVX2Kernel(weights: weights, k: k, n: n, forced: avx2Kernel)
     }
     let layout = kernel.layout
     let align = octet_i8_k_align(layout)
     let kp = (k + align - 1) / align * align
     let packed = AlignedBytes(count: weights.isEmpty ? 0 : octet_i8_packed_b_size(layout, k, n))
     if !weights.isEmpty {
-      weights.withUnsafeBufferPointer { octet_i8_pack_b(layout, $0.baseAddress, k, n, packed.pointer) }
+      (fixups?.fit ?? weights).withUnsafeBufferPointer {
+        octet_i8_pack_b(layout, $0.baseAddress, k, n, packed.pointer)
+      }
     }
     let parameters = ChannelParameters(
       bias: bias, multiplier: requant.map(\.multiplier), shift: requant.map(\.shift))
@@ -688,7 +714,7 @@ struct FastPlanner {
       window: window, padding: padding, m: Int(window.out_h * window.out_w), k: k, kp: kp, n: n,
       inSize: Int(window.in_h * window.in_w * window.channels),
       direct: pointwise && kernel.aElementSize == 1 && k % align == 0, kernel: kernel, int32Output: int32Output,
-      packedWeights: packed,
+      packedWeights: packed, fixups: fixups,
       parameters: parameters, epilogue: epilogue, residual: residual.map { FusedResidual(buffer: $0.0) },
       input: input, output: output)
   }
@@ -734,4 +760,60 @@ final class WorkspacePool: @unchecked Sendable {
     if free.count < 8 { free.append(workspace) }
     lock.unlock()
   }
+}
+
+// MARK: - AVX2 kernel choice
+
+/// The sparse weight part of the quads kernel (CInt8Kernels.h `octet_i8_quads_split`), and the
+/// dense `fit` part that gets packed.
+final class QuadFixups: @unchecked Sendable {
+  let fit: [Int8]
+  let entries: Int
+  private let panelStart: AlignedBytes, k: AlignedBytes, d: AlignedBytes
+  let table: octet_i8_fixups
+
+  /// nil if the split could not allocate its scratch.
+  init?(weights: [Int8], k: Int, n: Int) {
+    let count = weights.withUnsafeBufferPointer { octet_i8_quads_split($0.baseAddress, k, n, nil, nil, nil, nil) }
+    guard count != Int(bitPattern: UInt(bitPattern: -1)) else { return nil }
+    let panels = (n + Int(OCTET_I8_NR) - 1) / Int(OCTET_I8_NR)
+    panelStart = AlignedBytes(count: (panels + 1) * 4)
+    self.k = AlignedBytes(count: count * 4)
+    d = AlignedBytes(count: count * Int(OCTET_I8_NR) * 4)
+    var fit = [Int8](repeating: 0, count: weights.count)
+    let (panelStart, kk, d) = (
+      panelStart.pointer.assumingMemoryBound(to: UInt32.self), self.k.pointer.assumingMemoryBound(to: UInt32.self),
+      d.pointer.assumingMemoryBound(to: Int32.self)
+    )
+    let again = weights.withUnsafeBufferPointer { w in
+      fit.withUnsafeMutableBufferPointer { f in
+        octet_i8_quads_split(w.baseAddress, k, n, f.baseAddress, panelStart, kk, d)
+      }
+    }
+    guard again == count else { return nil }
+    self.fit = fit
+    entries = count
+    table = octet_i8_fixups(panel_start: panelStart, k: kk, d: d)
+  }
+}
+
+/// Picks the AVX2 GEMM kernel for one layer's weights [N][K]: the cheapest of vpmaddwd (any
+/// weights), vpmaddubsw pairs (only when no adjacent weight pair can saturate it) and quads (any
+/// weights, plus one fixup step per sparse entry), by a cost per 8 k of one 6x16 tile measured on
+/// Zen 3 (docs/quantization.md §2). `forced` (tests) takes a kernel whenever it is exact.
+func chooseAVX2Kernel(weights: [Int8], k: Int, n: Int, forced: GemmKernel?) -> (GemmKernel, QuadFixups?) {
+  let fitsPairs = weights.withUnsafeBufferPointer { octet_i8_weights_fit_pairs($0.baseAddress, k, n) } != 0
+  if forced == .avx2Int16 || (forced == .avx2Pairs && !fitsPairs) { return (.avx2Int16, nil) }
+  if forced == .avx2Pairs { return (.avx2Pairs, nil) }
+  guard let quads = QuadFixups(weights: weights, k: k, n: n) else {
+    return (fitsPairs ? .avx2Pairs : .avx2Int16, nil)
+  }
+  if forced == .avx2Quads { return (.avx2Quads, quads) }
+  let steps = Double((k + 7) / 8)
+  let panels = Double((n + Int(OCTET_I8_NR) - 1) / Int(OCTET_I8_NR))
+  let costQuads = steps + 0.5 * Double(quads.entries) / panels
+  let costPairs = fitsPairs ? 1.25 * steps : .infinity
+  let costInt16 = 1.8 * steps
+  if costQuads <= min(costPairs, costInt16) { return (.avx2Quads, quads) }
+  return (costPairs <= costInt16 ? .avx2Pairs : .avx2Int16, nil)
 }

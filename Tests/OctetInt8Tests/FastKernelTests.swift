@@ -15,9 +15,13 @@ struct LayerCase: CustomStringConvertible, Sendable {
   /// Scales the add's multipliers, to reach every form of the SIMD add: its shift n is about 30
   /// at 1, above 46 at 1e-6, below 9 at 2^22.
   var addScale: Double = 1
+  /// The layer's weights all +-127 in runs of one sign, so that nearly every group of the AVX2
+  /// vpmaddubsw kernels would overflow int16 (the quads kernel's worst case for its fixups).
+  var extremeWeights = false
   enum Residual: Sendable { case none, layerFirst, layerSecond }
   var description: String {
     "\(size)x\(size)x\(cin)->\(cout) k\(kernel) s\(stride) pad\(pad) g\(groups) residual \(residual) x\(addScale)"
+      + (extremeWeights ? " extreme" : "")
   }
 }
 
@@ -69,9 +73,12 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
     "pre", input: "input", inQ: input.output, cin: 3, cout: c.cin, k: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1,
     relu: false)
   var nodes = [input, pre]
-  let layer = try conv(
+  var layer = try conv(
     "layer", input: "pre", inQ: pre.output, cin: c.cin, cout: c.cout, k: c.kernel, stride: c.stride, pad: c.pad,
     groups: c.groups, relu: Bool.random(using: &rng))
+  if c.extremeWeights {
+    layer.weights = (0..<layer.weights.count).map { i in (i / 5) % 3 == 2 ? -127 : 127 }
+  }
   var last = layer
   if c.residual == .none {
     nodes.append(layer)
@@ -162,13 +169,20 @@ let layerCases: [LayerCase] = {
     LayerCase(size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond, addScale: 1e-6))
   cases.append(
     LayerCase(size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerFirst, addScale: 4_194_304))
+  // Weights at the int16 limits of vpmaddubsw (K = 8 * 16, and K = 68 with a lone last group).
+  cases.append(
+    LayerCase(size: 7, cin: 128, cout: 48, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, extremeWeights: true))
+  cases.append(
+    LayerCase(size: 6, cin: 68, cout: 20, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond,
+      extremeWeights: true))
   return cases
 }()
 
 /// Runs `model` on the reference and on `backend` (fused and unfused), on a batch of 2 images and
 /// with 1 and 3 threads, and requires identical bits on every node output and on the logits.
 func expectBitExact(
-  _ model: QuantizedModel, backend: Int8Backend, seed: UInt64, context: String, emulated: Bool = false
+  _ model: QuantizedModel, backend: Int8Backend, seed: UInt64, context: String, emulated: Bool = false,
+  avx2Kernel: GemmKernel? = nil
 ) throws {
   let size = model.info.inputSize
   var rng = SeededGenerator(seed: seed ^ 0x5EED)
@@ -184,7 +198,8 @@ func expectBitExact(
     "\(context): the layer's \(layerOutput.count) outputs have only \(distinct) distinct values")
   for threads in [1, 3] {
     let unfused = try Int8FastExecutor(
-      model: model, backend: backend, threads: threads, fuseResidualAdds: false, emulatedISA: emulated)
+      model: model, backend: backend, threads: threads, fuseResidualAdds: false, emulatedISA: emulated,
+      avx2Kernel: avx2Kernel)
     var seen = 0
     let got = unfused.run(input) { name, t in
       seen += 1
@@ -193,25 +208,31 @@ func expectBitExact(
     #expect(seen == expected.count, "\(context): \(seen) of \(expected.count) node outputs observed")
     #expect(got == logits, "\(context): logits differ (\(backend), unfused, \(threads) threads)")
     let fused = try Int8FastExecutor(
-      model: model, backend: backend, threads: threads, fuseResidualAdds: true, emulatedISA: emulated)
+      model: model, backend: backend, threads: threads, fuseResidualAdds: true, emulatedISA: emulated,
+      avx2Kernel: avx2Kernel)
     #expect(fused.run(input, observe: nil) == logits, "\(context): logits differ (\(backend), fused, \(threads) threads)")
   }
 }
 
-func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false) throws {
+/// Returns the GEMM kernels the plans used. `avx2Kernel` makes the avx2 backend use that kernel
+/// wherever it is exact.
+@discardableResult
+func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kernel: GemmKernel? = nil) throws
+  -> Set<String>
+{
   var kernels: Set<String> = []
   for (i, c) in layerCases.enumerated() {
     let seed = UInt64(0xFA57_0000 + i)
     let model = try makeLayerModel(c, seed: seed)
     let plan = try Int8FastExecutor(
-      model: model, backend: backend, threads: 1, fuseResidualAdds: true, emulatedISA: emulated)
+      model: model, backend: backend, threads: 1, fuseResidualAdds: true, emulatedISA: emulated,
+      avx2Kernel: avx2Kernel)
     kernels.formUnion(plan.layers.map(\.kernel).filter { !$0.isEmpty })
     try expectBitExact(
-      model, backend: backend, seed: seed, context: "case \(i) \(c) seed \(seed)", emulated: emulated)
+      model, backend: backend, seed: seed, context: "case \(i) \(c) seed \(seed) kernel \(avx2Kernel?.rawValue ?? "auto")",
+      emulated: emulated, avx2Kernel: avx2Kernel)
   }
-  if backend == .avx2 {
-    #expect(kernels == ["avx2 (vpmaddwd)", "avx2 (vpmaddubsw)"], "AVX2 kernels exercised: \(kernels)")
-  }
+  return kernels
 }
 
 /// One test per backend. A backend this CPU cannot run is reported as skipped (not passed); on a
@@ -220,7 +241,20 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false) throws {
   @Test func scalarEqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.scalar) }
 
   @Test(.enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"))
-  func avx2EqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.avx2) }
+  func avx2EqualsReferenceOnEveryLayerShape() throws {
+    let kernels = try checkAllLayerCases(.avx2)
+    #expect(kernels.contains(GemmKernel.avx2Quads.rawValue), "AVX2 kernels chosen: \(kernels)")
+  }
+
+  /// Each AVX2 GEMM kernel on its own, wherever it is exact: vpmaddwd everywhere, vpmaddubsw pairs
+  /// on the 7-bit cases (vpmaddwd elsewhere), quads everywhere (with fixups on 8-bit weights).
+  @Test(
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"),
+    arguments: [GemmKernel.avx2Int16, .avx2Pairs, .avx2Quads])
+  func avx2KernelEqualsReferenceOnEveryLayerShape(_ kernel: GemmKernel) throws {
+    let kernels = try checkAllLayerCases(.avx2, avx2Kernel: kernel)
+    #expect(kernels.contains(kernel.rawValue), "AVX2 kernels used: \(kernels)")
+  }
 
   @Test(.enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
   func avx512vnniEqualsReferenceOnEveryLayerShape() throws { try checkAllLayerCases(.avx512vnni) }
@@ -243,6 +277,74 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false) throws {
     #expect(!fused.layers.contains { $0.kind == "add" })
     let unfused = try Int8FastExecutor(model: model, backend: .scalar, threads: 1, fuseResidualAdds: false)
     #expect(unfused.layers.contains { $0.kind == "add" })
+  }
+}
+
+/// octet_i8_quads_split: fit + d = w, every int16 lane set of fit within [-128, 128] per sign,
+/// d sparse and listed per panel in k order; on random 8-bit, 7-bit and extreme weights.
+@Suite struct QuadsSplitTests {
+  func check(_ w: [Int8], k: Int, n: Int, context: String) {
+    let count = w.withUnsafeBufferPointer { octet_i8_quads_split($0.baseAddress, k, n, nil, nil, nil, nil) }
+    let panels = (n + 15) / 16
+    var fit = [Int8](repeating: 0, count: w.count)
+    var start = [UInt32](repeating: 0, count: panels + 1)
+    var ks = [UInt32](repeating: 0, count: count)
+    var ds = [Int32](repeating: 0, count: count * 16)
+    let again = octet_i8_quads_split(w, k, n, &fit, &start, &ks, &ds)
+    #expect(again == count, "\(context): counted \(count), filled \(again)")
+    // Rebuild w from fit and the entries.
+    var rebuilt = fit.map(Int32.init)
+    for p in 0..<panels {
+      var last = -1
+      for e in Int(start[p])..<Int(start[p + 1]) {
+        #expect(Int(ks[e]) > last && Int(ks[e]) < k, "\(context): entry \(e) of panel \(p) has k \(ks[e])")
+        last = Int(ks[e])
+        for j in 0..<16 where p * 16 + j < n { rebuilt[(p * 16 + j) * k + Int(ks[e])] += ds[e * 16 + j] }
+      }
+    }
+    #expect(rebuilt == w.map(Int32.init), "\(context): fit + fixups differ from the weights")
+    // Lane sets of the kernel: {8j, 8j+1, 8j+4, 8j+5} and {8j+2, 8j+3, 8j+6, 8j+7}, pairs in a lone last group.
+    let groups = (k + 3) / 4
+    for col in 0..<n {
+      var g = 0
+      while g < groups {
+        let both = g + 1 < groups  // g is even: groups pair up, a last odd one stands alone
+        for h in 0..<2 {
+          var members = [4 * g + 2 * h, 4 * g + 2 * h + 1]
+          if both { members += [4 * g + 4 + 2 * h, 4 * g + 5 + 2 * h] }
+          let values = members.filter { $0 < k }.map { Int(fit[col * k + $0]) }
+          let positive = values.filter { $0 > 0 }.reduce(0, +), negative = values.filter { $0 < 0 }.reduce(0, +)
+          if positive > 128 || negative < -128 {
+            Issue.record("\(context): column \(col) group \(g) lane \(h) sums to \(positive) / \(negative)")
+          }
+        }
+        g += both ? 2 : 1
+      }
+    }
+  }
+
+  @Test func splitRebuildsTheWeightsAndFitsInt16() {
+    var rng = SeededGenerator(seed: 44)
+    for (k, n) in [(64, 32), (147, 20), (17, 5), (8, 16), (130, 33), (4, 1)] {
+      for bound in [Int8(127), 63] {
+        let w = (0..<(k * n)).map { _ in Int8.random(in: -bound...bound, using: &rng) }
+        check(w, k: k, n: n, context: "random |w| <= \(bound), K \(k) N \(n)")
+      }
+      check((0..<(k * n)).map { ($0 / 5) % 3 == 2 ? -127 : 127 }, k: k, n: n, context: "extreme K \(k) N \(n)")
+      check([Int8](repeating: -127, count: k * n), k: k, n: n, context: "all -127 K \(k) N \(n)")
+    }
+  }
+
+  @Test func sevenBitWeightsNeedFewFixups() {
+    var rng = SeededGenerator(seed: 45)
+    let (k, n) = (576, 64)
+    // Roughly Gaussian 7-bit weights, as per-channel quantization of a trained layer gives.
+    let w = (0..<(k * n)).map { _ -> Int8 in
+      let g = (0..<4).map { _ in Double.random(in: -1...1, using: &rng) }.reduce(0, +) / 2
+      return Int8(max(-63, min(63, (g * 20).rounded())))
+    }
+    let entries = octet_i8_quads_split(w, k, n, nil, nil, nil, nil)
+    #expect(entries < k * n / 16 / 20, "\(entries) fixup entries for \(k * n / 16) k-column-panel slots")
   }
 }
 

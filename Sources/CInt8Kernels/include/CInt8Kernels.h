@@ -51,6 +51,25 @@ void octet_i8_pack_b(octet_i8_isa isa, const int8_t* w, size_t k, size_t n, void
 /// vpmaddubsw's int16 pair sums cannot saturate (255 * 128 = 32640 <= 32767).
 int octet_i8_weights_fit_pairs(const int8_t* w, size_t k, size_t n);
 
+/// The avx2 quads kernel's split of weights `w` [N][K] into w = fit + d (docs/quantization.md §2).
+/// Its int16 lanes each sum four u8 x s8 products (k sets {8j, 8j+1, 8j+4, 8j+5} and
+/// {8j+2, 8j+3, 8j+6, 8j+7}; in a last lone 4-group, pairs), which cannot leave int16 when a set's
+/// positive weights sum to <= 128 and its negative ones to >= -128. `fit` ([N][K], may be NULL) is
+/// `w` with each set's excess taken off its largest weights; `d` = w - fit, sparse, is returned per
+/// panel of 16 columns as entries (k, d[k][16 columns]): panel p owns entries
+/// panel_start[p] ..< panel_start[p + 1] (panel_start has panels + 1 slots), fix_k[e] is the k of
+/// entry e and fix_d[16 e ..< 16 e + 16] its values. Returns the number of entries; with NULL
+/// panel_start, fix_k and fix_d it only counts them. (size_t)-1 if out of memory.
+size_t octet_i8_quads_split(const int8_t* w, size_t k, size_t n, int8_t* fit, uint32_t* panel_start,
+                            uint32_t* fix_k, int32_t* fix_d);
+
+/// The sparse part of a quads split, as the kernel reads it.
+typedef struct {
+  const uint32_t* panel_start;
+  const uint32_t* k;
+  const int32_t* d;
+} octet_i8_fixups;
+
 /// Geometry of a convolution over one NHWC uint8 image, and the im2col matrix it implies:
 /// row r = oy * out_w + ox, columns in (ky, kx, c) order; taps in the padding read `zero_point`.
 typedef struct {
@@ -105,6 +124,11 @@ void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n
 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
                                size_t m0, size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep,
                                void* out, size_t ldc);
+/// AVX2 "quads": two vpmaddubsw summed in int16 before one vpmaddwd, on `b` packed (VNNI layout)
+/// from the `fit` of octet_i8_quads_split, plus its `fixups` added exactly: any int8 weights.
+void octet_i8_gemm__avx2_quads(const uint8_t* a, size_t lda, const int8_t* b, const octet_i8_fixups* fixups,
+                               size_t kp, size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
+                               const octet_i8_epilogue* ep, void* out, size_t ldc);
 void octet_i8_gemm__avx512vnni(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
                                size_t m0, size_t m1, size_t n0, size_t n1,
                                const octet_i8_epilogue* ep, void* out, size_t ldc);
