@@ -36,6 +36,8 @@ public final class Int8FastExecutor: @unchecked Sendable {
   /// Bytes per image of im2col / padding scratch.
   let scratchSize: Int
   private let pool = WorkspacePool()
+  /// Persistent workers for the layers' tasks (threads - 1 of them).
+  private let workers: WorkerPool
 
   /// What one step of the plan is, for `octet bench` and the per-layer report.
   public struct Layer: Sendable, Codable {
@@ -91,6 +93,7 @@ public final class Int8FastExecutor: @unchecked Sendable {
     bufferSizes = plan.bufferSizes
     scratchSize = plan.scratchSize
     layers = plan.layers
+    workers = WorkerPool(threads: threads)
   }
 
   /// Runs the network on `input` `[N, S, S, 3]` and returns int32 logits `[N, classes]`.
@@ -128,11 +131,15 @@ public final class Int8FastExecutor: @unchecked Sendable {
       if tasks == 1 { body(0) }
       return
     }
-    // The tasks write disjoint parts of buffers this run owns; concurrentPerform returns only
-    // when all are done, so nothing escapes.
+    // The tasks write disjoint parts of buffers this run owns; octet_pool_run returns only when
+    // all are done, so nothing escapes.
     withoutActuallyEscaping(body) { body in
-      nonisolated(unsafe) let body = body
-      DispatchQueue.concurrentPerform(iterations: tasks) { body($0) }
+      var body = body
+      withUnsafeMutablePointer(to: &body) { context in
+        octet_pool_run(
+          workers.raw, tasks,
+          { context, task in context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(task) }, context)
+      }
     }
   }
 
@@ -143,7 +150,11 @@ public final class Int8FastExecutor: @unchecked Sendable {
     case .quantizeInput(let q, let out):
       let o = workspace.buffers[out]
       input.scalars.withUnsafeBufferPointer { x in
-        octet_i8_quantize_input(x.baseAddress!, x.count, q.scale, q.zeroPoint, o)
+        if isa == OCTET_I8_SCALAR || emulatedISA {
+          octet_i8_quantize_input(x.baseAddress!, x.count, q.scale, q.zeroPoint, o)
+        } else {
+          octet_i8_quantize_input__avx2(x.baseAddress!, x.count, q.scale, q.zeroPoint, o)
+        }
       }
     case .conv(let conv):
       runConv(conv, batch: batch, workspace: workspace, logits: logits)
@@ -721,6 +732,13 @@ struct FastPlanner {
 }
 
 // MARK: - Workspaces
+
+/// The C worker pool (CInt8Kernels pool.c), destroyed with the executor.
+final class WorkerPool: @unchecked Sendable {
+  let raw: OpaquePointer?
+  init(threads: Int) { raw = threads > 1 ? octet_pool_create(threads) : nil }
+  deinit { octet_pool_destroy(raw) }
+}
 
 final class Workspace: @unchecked Sendable {
   let batch: Int

@@ -368,7 +368,8 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
   /// zeros, out-of-range values and random values, for several scales and zero points.
   @Test func cQuantizerEqualsTheSwiftOne() {
     var rng = SeededGenerator(seed: 12)
-    var xs: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30, .leastNonzeroMagnitude]
+    var xs: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30, .leastNonzeroMagnitude, 8_388_607.5, -8_388_607.5]
+    xs += [0.49999997, -0.49999997, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 16_777_215, -16_777_215, 8_388_608.0]
     for k in -600...600 { xs.append((Float(k) + 0.5) * 0.25) }  // exact ties at scale 0.25
     xs += rng.floats(5000, in: -5...5)
     for q in [
@@ -379,6 +380,37 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       octet_i8_quantize_input(xs, xs.count, q.scale, q.zeroPoint, &out)
       for (i, x) in xs.enumerated() where out[i] != q.quantize(x) {
         Issue.record("x = \(x), \(q): C gives \(out[i]), Swift \(q.quantize(x))")
+      }
+      guard Int8Backend.avx2.isSupported else { continue }
+      var simd = [UInt8](repeating: 0, count: xs.count)
+      octet_i8_quantize_input__avx2(xs, xs.count, q.scale, q.zeroPoint, &simd)
+      for (i, x) in xs.enumerated() where simd[i] != q.quantize(x) {
+        Issue.record("x = \(x), \(q): AVX2 gives \(simd[i]), Swift \(q.quantize(x))")
+      }
+    }
+  }
+}
+
+/// The persistent worker pool (pool.c) runs every task of every job exactly once, also when jobs
+/// follow each other with no pause and a worker is still leaving the previous one.
+@Suite struct WorkerPoolTests {
+  @Test func everyTaskRunsExactlyOnce() {
+    let pool = WorkerPool(threads: 3)
+    let slots = UnsafeMutablePointer<Int>.allocate(capacity: 9)
+    defer { slots.deallocate() }
+    for job in 0..<50_000 {
+      let tasks = 2 + job % 7
+      slots.initialize(repeating: 0, count: 9)
+      slots[8] = job % 5  // work per task, to vary who finishes first
+      octet_pool_run(pool.raw, tasks, { context, task in
+        let s = context!.assumingMemoryBound(to: Int.self)
+        var x = 0
+        for i in 0..<(s[8] * 50) { x &+= i }
+        s[task] += 1 + (x & 0)
+      }, slots)
+      for t in 0..<8 where slots[t] != (t < tasks ? 1 : 0) {
+        Issue.record("job \(job): task \(t) of \(tasks) ran \(slots[t]) times")
+        return
       }
     }
   }

@@ -182,6 +182,10 @@ void octet_i8_pad_image(const uint8_t* input, int32_t in_h, int32_t in_w, int32_
 /// §12: out[i] = clamp(roundf(x[i] / scale) + zero_point, 0, 255), NaN -> 0; the same Float
 /// operations as ActivationQuantization.quantize.
 void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t zero_point, uint8_t* out);
+#if defined(__x86_64__)
+/// The same, 8 floats at a time (vdivps; round half away from zero built from truncation).
+void octet_i8_quantize_input__avx2(const float* x, size_t count, float scale, int32_t zero_point, uint8_t* out);
+#endif
 
 /// Max pool of one image; padded taps are skipped (docs/quantization.md §9).
 void octet_i8_maxpool(const octet_i8_window* w, const uint8_t* input, uint8_t* out);
@@ -196,6 +200,16 @@ void octet_i8_global_avgpool(const uint8_t* input, size_t pixels, size_t channel
 void octet_i8_add(const uint8_t* a, const uint8_t* b, size_t count, int32_t za, int32_t zb,
                   int32_t ma, int32_t mb, int32_t shift, int32_t zo, int32_t lo, int32_t hi,
                   uint8_t* out);
+
+/// A pool of `threads - 1` persistent workers (pool.c). `octet_pool_run` runs fn(ctx, t) for
+/// t in 0 ..< tasks on the workers and the calling thread and returns when all are done; while
+/// another run is in progress (or without workers) the caller runs its tasks itself, in order.
+typedef struct octet_pool octet_pool;
+typedef void (*octet_task_fn)(void* ctx, size_t task);
+/// NULL if out of memory (octet_pool_run then runs tasks on the caller).
+octet_pool* octet_pool_create(size_t threads);
+void octet_pool_run(octet_pool* pool, size_t tasks, octet_task_fn fn, void* ctx);
+void octet_pool_destroy(octet_pool* pool);
 
 #ifdef __cplusplus
 }
