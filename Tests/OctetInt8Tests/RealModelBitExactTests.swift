@@ -1,6 +1,6 @@
 import Foundation
 import Octet
-import OctetInt8
+@testable import OctetInt8
 import OctetQuantizer
 import OctetTestSupport
 import Testing
@@ -18,9 +18,10 @@ func realModelBitExact(_ checkpoint: String, size: Int, weightBits: WeightBits =
   let limit = Int8(weightBits.maxMagnitude)
   #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })
   if weightBits == .seven, Int8Backend.avx2.isSupported {
-    // 7-bit weights always fit vpmaddubsw's pairs: every GEMM of the model runs on that kernel.
+    // 7-bit weights: every GEMM of the model runs on a vpmaddubsw kernel (quads, or pairs).
     let plan = try Int8FastExecutor(model: quantized, backend: .avx2, threads: 1)
-    #expect(plan.layers.filter { !$0.kernel.isEmpty }.allSatisfy { $0.kernel == "avx2 (vpmaddubsw)" })
+    let kernels = Set(plan.layers.map(\.kernel).filter { !$0.isEmpty })
+    #expect(kernels.isSubset(of: [GemmKernel.avx2Quads.rawValue, GemmKernel.avx2Pairs.rawValue]), "\(kernels)")
   }
   let full = model.info.inputSize
   let s = ProcessInfo.processInfo.environment["OCTET_FULL_SIZE"] == "1" ? full : size
@@ -46,6 +47,14 @@ func realModelBitExact(_ checkpoint: String, size: Int, weightBits: WeightBits =
     #expect(got == logits, "\(checkpoint) on \(backend): logits differ (unfused)")
     let fused = try Int8FastExecutor(model: quantized, backend: backend, threads: 2)
     #expect(fused.run(input, observe: nil) == logits, "\(checkpoint) on \(backend): logits differ (fused)")
+  }
+  // The AVX2 kernels the cost model did not choose, forced on the whole network.
+  if Int8Backend.avx2.isSupported {
+    for kernel in [GemmKernel.avx2Int16, .avx2Pairs, .avx2Quads] {
+      let forced = try Int8FastExecutor(
+        model: quantized, backend: .avx2, threads: 2, fuseResidualAdds: true, emulatedISA: false, avx2Kernel: kernel)
+      #expect(forced.run(input, observe: nil) == logits, "\(checkpoint) on avx2 \(kernel.rawValue): logits differ")
+    }
   }
 }
 
