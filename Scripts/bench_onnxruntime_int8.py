@@ -17,9 +17,11 @@ Method (kept in the --json output so a number never travels without it):
     (QLinearConv, QLinearAdd, QGemm, ...) or left float Convs between them.
   * Timing as in the float script: one InferenceSession per model, intra_op_num_threads=T,
     inter_op_num_threads=1, ORT_ENABLE_ALL, sequential; each round runs W warm-ups and N timed
-    session.run calls on a seeded N(0,1) input. Rounds alternate ORT int8, `octet bench` int8
-    [, ORT fp32, `octet bench` float], so slow drift biases no side. A side's median/p10/p90 is
-    the median over rounds of its per-round value.
+    session.run calls on a seeded N(0,1) input. Each round runs ORT int8, `octet bench` int8
+    [, ORT fp32, `octet bench` float], in reverse order every other round, so slow drift biases
+    no side. A side's median/p10/p90 is the median over rounds of its per-round value. The paired
+    ratio is the median over rounds of each round's Octet / ORT median: on a machine whose speed
+    moves in phases of seconds, it compares runs made next to each other.
 
 Usage:
     python3 Scripts/bench_onnxruntime_int8.py --threads 1 --iterations 50 --warmup 10 \\
@@ -34,6 +36,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import sys
 from collections import Counter
 
@@ -309,8 +312,10 @@ def main() -> int:
 
     # Other work on the machine skews every number; record how busy it was.
     load_before = os.getloadavg()[0]
+    # The order within a round flips every round, so neither side always runs first after the
+    # other's load.
     for r in range(args.rounds):
-        for side in sides.values():
+        for side in (list(sides.values()) if r % 2 == 0 else list(sides.values())[::-1]):
             side.time_round(r)
     load_after = os.getloadavg()[0]
 
@@ -336,6 +341,17 @@ def main() -> int:
         if summaries.get(num) and summaries.get(den):
             ratios[f"{num}/{den}"] = summaries[num]["median_ms"] / summaries[den]["median_ms"]
             print(f"ratio {sides[num].name} / {sides[den].name} (median): {ratios[f'{num}/{den}']:.3f}")
+    # The machine's speed drifts in phases of seconds; a round's two sides ran next to each other,
+    # so the per-round ratio cancels the phase better than the ratio of medians over rounds.
+    paired = {}
+    for num, den in (("octet_int8", "ort_int8"), ("octet_float", "ort_fp32")):
+        a, b = sides.get(num), sides.get(den)
+        if a and b and a.rounds and len(a.rounds) == len(b.rounds):
+            per_round = [x["median_ms"] / y["median_ms"] for x, y in zip(a.rounds, b.rounds)]
+            paired[f"{num}/{den}"] = {"median": statistics.median(per_round), "per_round": per_round,
+                                      "rounds_numerator_faster": sum(q < 1 for q in per_round)}
+            print(f"paired ratio {a.name} / {b.name}: median over rounds {statistics.median(per_round):.3f}, "
+                  f"faster in {sum(q < 1 for q in per_round)} of {len(per_round)} rounds")
     print(f"(threads {args.threads}; a ratio below 1 means the numerator is faster)")
     warn_if_loaded(load_before, load_after)
 
@@ -346,7 +362,7 @@ def main() -> int:
             "input": "1x3x224x224 float32, seeded N(0,1), batch 1",
             "threads": args.threads, "iterations": args.iterations, "warmup": args.warmup, "rounds": args.rounds,
             "statistic": "per round: median/p10/p90 of per-run wall time; overall: median over rounds",
-            "order": " then ".join(s.name for s in sides.values()) + " within each round",
+            "order": " then ".join(s.name for s in sides.values()) + " in even rounds, reversed in odd ones",
             "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, CPUExecutionProvider",
             "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
                                  "calibration_images": os.path.basename(args.calibration_images.rstrip("/")),
@@ -359,6 +375,7 @@ def main() -> int:
         "onnxruntime": {"version": ort.__version__},
         "octet": {},
         "ratios": ratios,
+        "paired_ratios": paired,
         "op_counts": ops,
         "sanity": {"fp32_onnx_vs_torch": sanity},
         "files": {"fp32_onnx": fp32_path, "int8_onnx": int8_path, "int8_cache_key": cache_key},

@@ -427,18 +427,27 @@ AVX2 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded,
 // no pair sum can leave int16: 255 * (|w0| + |w1|) <= 32767, guaranteed by |w0| + |w1| <= 128
 // for every adjacent pair of a weight row (`octet_i8_weights_fit_pairs`; weights quantized to
 // [-64, 64] always qualify). A and B use the u8-row / VNNI layouts with K padded to 4.
-// One 4-group g of k (16 products per output column pair-summed by vpmaddubsw) for all six rows.
-#define OCTET_PAIRS_STEP(g)                                                                   \
+// M(row pointer, accumulator of columns 0-7, of columns 8-15) for the first R rows of a tile; with
+// R a compile-time constant the rows past it (and their accumulators) vanish.
+#define OCTET_FOR_ROWS(R, M)                                                                  \
+  M(a0, c00, c01)                                                                             \
+  if ((R) > 1) { M(a1, c10, c11) }                                                            \
+  if ((R) > 2) { M(a2, c20, c21) }                                                            \
+  if ((R) > 3) { M(a3, c30, c31) }                                                            \
+  if ((R) > 4) { M(a4, c40, c41) }                                                            \
+  if ((R) > 5) { M(a5, c50, c51) }
+
+// One 4-group gg of k (16 products per output column pair-summed by vpmaddubsw) for R rows.
+#define OCTET_PAIRS_STEP(gg, R)                                                               \
   {                                                                                           \
-    const __m256i b0 = _mm256_load_si256((const __m256i*)(b + (g) * 64));                     \
-    const __m256i b1 = _mm256_load_si256((const __m256i*)(b + (g) * 64 + 32));                \
+    const size_t pg = (gg);                                                                   \
+    const __m256i b0 = _mm256_load_si256((const __m256i*)(b + pg * 64));                      \
+    const __m256i b1 = _mm256_load_si256((const __m256i*)(b + pg * 64 + 32));                 \
     __m256i x;                                                                                \
-    OCTET_PAIRS_ROW(a0, c00, c01, g) OCTET_PAIRS_ROW(a1, c10, c11, g)                         \
-    OCTET_PAIRS_ROW(a2, c20, c21, g) OCTET_PAIRS_ROW(a3, c30, c31, g)                         \
-    OCTET_PAIRS_ROW(a4, c40, c41, g) OCTET_PAIRS_ROW(a5, c50, c51, g)                         \
+    OCTET_FOR_ROWS(R, OCTET_PAIRS_ROW)                                                        \
   }
-#define OCTET_PAIRS_ROW(ROW, C0, C1, g)                                                       \
-  x = _mm256_set1_epi32(octet_load_i32(ROW + 4 * (g)));                                       \
+#define OCTET_PAIRS_ROW(ROW, C0, C1)                                                          \
+  x = _mm256_set1_epi32(octet_load_i32(ROW + 4 * pg));                                        \
   C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));            \
   C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
 
@@ -446,7 +455,7 @@ AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t r
                                           size_t kg, const int32_t* bias, const tile_out* o, int32_t acc[6][16]) {
   OCTET_6X16_BEGIN(uint8_t)
   const __m256i ones = _mm256_set1_epi16(1);
-  for (size_t g = 0; g < kg; g++) { OCTET_PAIRS_STEP(g) }
+  for (size_t g = 0; g < kg; g++) { OCTET_PAIRS_STEP(g, 6) }
   OCTET_6X16_FINISH(o)
 }
 
@@ -469,9 +478,14 @@ AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* 
 // any excess weight into sparse fixups; those are added here after the main loop, each as a
 // vpmaddwd of the broadcast activation a[k] (with a zero upper int16) by the entry's 16 values
 // (|d| <= 128, so its low int16 half is d itself).
-AVX2 static inline void kernel_quads_6x16(const uint8_t* a, size_t lda, size_t rows, const int8_t* b, size_t kg,
-                                          const uint32_t* fk, const int32_t* fd, size_t nfix,
-                                          const int32_t* bias, const tile_out* o, int32_t acc[6][16]) {
+// R (1 to 6, a constant at each call) is the number of rows computed: a partial last tile does not
+// pay for six (the classifier has one row, layer4 of ResNet50 49 = 8 x 6 + 1).
+AVX2 __attribute__((always_inline)) static inline void kernel_quads(const int R, const uint8_t* a, size_t lda,
+                                                                    const int8_t* b, size_t kg, const uint32_t* fk,
+                                                                    const int32_t* fd, size_t nfix,
+                                                                    const int32_t* bias, const tile_out* o,
+                                                                    int32_t acc[6][16]) {
+  const size_t rows = (size_t)R;
   OCTET_6X16_BEGIN(uint8_t)
   const __m256i ones = _mm256_set1_epi16(1);
   size_t g = 0;
@@ -487,15 +501,10 @@ AVX2 static inline void kernel_quads_6x16(const uint8_t* a, size_t lda, size_t r
                         _mm256_maddubs_epi16(y, _mm256_load_si256(bp + 3)));                         \
   C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(t0, ones));                                            \
   C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(t1, ones));
-    OCTET_ROW(a0, c00, c01)
-    OCTET_ROW(a1, c10, c11)
-    OCTET_ROW(a2, c20, c21)
-    OCTET_ROW(a3, c30, c31)
-    OCTET_ROW(a4, c40, c41)
-    OCTET_ROW(a5, c50, c51)
+    OCTET_FOR_ROWS(R, OCTET_ROW)
 #undef OCTET_ROW
   }
-  if (g < kg) OCTET_PAIRS_STEP(g)
+  if (g < kg) OCTET_PAIRS_STEP(g, R)
   for (size_t e = 0; e < nfix; e++) {
     const size_t kk = fk[e];
     const __m256i d0 = _mm256_loadu_si256((const __m256i*)(fd + 16 * e));
@@ -505,12 +514,7 @@ AVX2 static inline void kernel_quads_6x16(const uint8_t* a, size_t lda, size_t r
   x = _mm256_set1_epi32(ROW[kk]);                        \
   C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(x, d0));   \
   C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(x, d1));
-    OCTET_ROW(a0, c00, c01)
-    OCTET_ROW(a1, c10, c11)
-    OCTET_ROW(a2, c20, c21)
-    OCTET_ROW(a3, c30, c31)
-    OCTET_ROW(a4, c40, c41)
-    OCTET_ROW(a5, c50, c51)
+    OCTET_FOR_ROWS(R, OCTET_ROW)
 #undef OCTET_ROW
   }
   OCTET_6X16_FINISH(o)
@@ -520,7 +524,17 @@ AVX2 static void tile_quads(const uint8_t* a, size_t lda, size_t rows, const uin
                             const octet_i8_fixups* fix, size_t p, const int32_t* bias, const tile_out* o,
                             int32_t acc[6][16]) {
   const size_t e0 = fix->panel_start[p], e1 = fix->panel_start[p + 1];
-  kernel_quads_6x16(a, lda, rows, (const int8_t*)panel, kp / 4, fix->k + e0, fix->d + 16 * e0, e1 - e0, bias, o, acc);
+  const int8_t* b = (const int8_t*)panel;
+  const uint32_t* fk = fix->k + e0;
+  const int32_t* fd = fix->d + 16 * e0;
+  switch (rows) {
+    case 6: kernel_quads(6, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
+    case 5: kernel_quads(5, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
+    case 4: kernel_quads(4, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
+    case 3: kernel_quads(3, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
+    case 2: kernel_quads(2, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
+    default: kernel_quads(1, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
+  }
 }
 
 AVX2 void octet_i8_gemm__avx2_quads(const uint8_t* a, size_t lda, const int8_t* b, const octet_i8_fixups* fixups,

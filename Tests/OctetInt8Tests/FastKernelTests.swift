@@ -415,3 +415,57 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
     }
   }
 }
+
+/// The C pooling kernels against plain Swift loops, with channel counts that are not multiples
+/// of their 64- and 256-channel blocks, padding and stride 2.
+@Suite struct PoolingKernelTests {
+  @Test func maxPoolEqualsNaiveLoops() {
+    var rng = SeededGenerator(seed: 51)
+    for c in [3, 64, 70, 130] {
+      var w = octet_i8_window(
+        in_h: 9, in_w: 7, channels: Int32(c), out_h: 5, out_w: 4, kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2,
+        pad_top: 1, pad_left: 1, zero_point: 0)
+      let input = (0..<(9 * 7 * c)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+      var out = [UInt8](repeating: 7, count: 5 * 4 * c)
+      octet_i8_maxpool(&w, input, &out)
+      for oy in 0..<5 {
+        for ox in 0..<4 {
+          for ch in 0..<c {
+            var m: UInt8 = 0
+            for ky in 0..<3 {
+              for kx in 0..<3 {
+                let iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx
+                if iy >= 0, iy < 9, ix >= 0, ix < 7 { m = max(m, input[(iy * 7 + ix) * c + ch]) }
+              }
+            }
+            if out[(oy * 4 + ox) * c + ch] != m {
+              Issue.record("c \(c) (\(oy), \(ox), \(ch)): \(out[(oy * 4 + ox) * c + ch]) != \(m)")
+              return
+            }
+          }
+        }
+      }
+    }
+  }
+
+  @Test func globalAveragePoolEqualsNaiveLoops() {
+    var rng = SeededGenerator(seed: 52)
+    for (pixels, c) in [(49, 2048), (1, 3), (10, 300), (7, 257)] {
+      let input = (0..<(pixels * c)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+      let (zIn, m, shift, zOut): (Int32, Int32, Int32, Int32) = (117, 1_234_567_890, 36, 9)
+      var out = [UInt8](repeating: 0, count: c)
+      octet_i8_global_avgpool(input, pixels, c, zIn, m, shift, zOut, &out)
+      for ch in 0..<c {
+        var sum: Int64 = 0
+        for p in 0..<pixels { sum += Int64(input[p * c + ch]) - Int64(zIn) }
+        let x = sum * Int64(m)
+        let y = (x >> Int64(shift)) + ((x >> Int64(shift - 1)) & 1) + Int64(zOut)
+        let expected = UInt8(clamping: min(max(y, 0), 255))
+        if out[ch] != expected {
+          Issue.record("pixels \(pixels) c \(c) channel \(ch): \(out[ch]) != \(expected)")
+          return
+        }
+      }
+    }
+  }
+}
