@@ -251,7 +251,11 @@ public final class Int8FastExecutor: @unchecked Sendable {
     let columnBlocks = (conv.n + columnGrain - 1) / columnGrain
     if threads == 1 || rows >= rowGrain * 8 * threads || columnBlocks < threads {
       // Split the rows (all images counted together): each task packs and multiplies its own rows.
-      let tasks = min(threads, max(1, rows / rowGrain))
+      // Where B is small enough to stay in L2 (the GEMM then runs a tile's rows at a time), four
+      // tasks per thread, taken dynamically: a core slowed by another tenant takes fewer. Larger B
+      // would be streamed once more per task, so those layers get one task per thread.
+      let smallB = conv.kp * elementSize * ((conv.n + 15) / 16 * 16) <= 128 * 1024
+      let tasks = min(threads * (smallB && threads > 1 ? 4 : 1), max(1, rows / rowGrain))
       let perTask = (rows + tasks - 1) / tasks
       let chunk = (perTask + rowGrain - 1) / rowGrain * rowGrain
       // Packed A goes through the scratch a block of rows at a time (about 48 KB, so it is still in
@@ -298,7 +302,8 @@ public final class Int8FastExecutor: @unchecked Sendable {
           }
         }
       }
-      let tasks = min(threads, columnBlocks)
+      // Columns: distinct panels of B per task, so four tasks per thread cost no extra traffic.
+      let tasks = min(threads * 4, columnBlocks)
       let perTask = (columnBlocks + tasks - 1) / tasks
       parallel(tasks) { t in
         let n0 = t * perTask * columnGrain
