@@ -32,7 +32,7 @@
 // |acc * m| < 2^62 keeps the biased sum non-negative (AVX2 has no 64-bit arithmetic shift), then
 // clamped in 64 bits before narrowing.
 typedef struct {
-  __m256i mult, mult_odd, rnd_e, rnd_o, post;  // fast form
+  __m256i mult, mult_odd, rnd_e, rnd_o, post, rnd32;  // fast form
   __m256i sh_e, sh_o, off_e, off_o;  // general form (rnd_* then include 2^62)
 } cols8;
 
@@ -48,6 +48,8 @@ AVX2 static inline cols8 load_cols8(const octet_i8_epilogue* ep, size_t c, int f
   p.rnd_o = _mm256_sllv_epi64(one, _mm256_sub_epi64(p.sh_o, one));
   if (fast) {
     p.post = _mm256_sub_epi32(sh, _mm256_set1_epi32(32));
+    // 2^(n-33) where n >= 33 (0 where n = 32: shift counts above 31 give 0); see requant8_y.
+    p.rnd32 = _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_sub_epi32(p.post, _mm256_set1_epi32(1)));
   } else {
     const __m256i bias62 = _mm256_set1_epi64x((int64_t)1 << 62), s62 = _mm256_set1_epi64x(62);
     p.rnd_e = _mm256_add_epi64(p.rnd_e, bias62);
@@ -71,6 +73,8 @@ AVX2 static inline __m256i high_halves(__m256i even, __m256i odd) {
 // Per-tensor constants of the epilogue.
 typedef struct {
   int fast, residual, add_fast, add_madd;
+  int fast33;  // fast form and every shift of the GEMM's columns >= 33 (set by the GEMM driver)
+  __m256i lo_rel, hi_rel;  // lo and hi minus the output zero point
   __m256i lo64, hi64;  // general form: clamp relative to the zero point, 64-bit
   __m256i lo, hi, zout;  // 32-bit
   __m256i res_zp, ma, mb, add_rnd, add_off, add_lo, add_hi, add_zp, add_lo64, add_hi64;
@@ -82,6 +86,9 @@ typedef struct {
 AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
   ep_consts k;
   k.fast = ep->shifts_at_least_32 && !ep->int32_output;
+  k.fast33 = 0;
+  k.lo_rel = _mm256_set1_epi32(ep->lo - ep->out_zero_point);
+  k.hi_rel = _mm256_set1_epi32(ep->hi - ep->out_zero_point);
   if (ep->int32_output) {
     k.lo64 = _mm256_set1_epi64x(INT32_MIN);
     k.hi64 = _mm256_set1_epi64x(INT32_MAX);
@@ -149,9 +156,26 @@ AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, const ep_consts
   return _mm256_add_epi32(_mm256_blend_epi32(ye, _mm256_slli_epi64(yo, 32), 0xAA), k->zout);
 }
 
+/// The fast form of §3 before the zero point and clamp: y = floor((acc * m + 2^(n-1)) / 2^n).
+/// With every n >= 33 the rounding moves into 32 bits: 2^(n-1) = 2^32 * 2^(n-33) is a multiple of
+/// 2^32, so floor((X + 2^(n-1)) / 2^n) = (floor(X / 2^32) + 2^(n-33)) >> (n - 32) (nested floors),
+/// and |floor(X / 2^32)| < 2^30 leaves room for the addend.
+AVX2 static inline __m256i requant8_y(__m256i acc, const cols8* p, const ep_consts* k) {
+  const __m256i ye = _mm256_mul_epi32(acc, p->mult);
+  const __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
+  if (k->fast33) return _mm256_srav_epi32(_mm256_add_epi32(high_halves(ye, yo), p->rnd32), p->post);
+  return _mm256_srav_epi32(high_halves(_mm256_add_epi64(ye, p->rnd_e), _mm256_add_epi64(yo, p->rnd_o)), p->post);
+}
+
+AVX2 static inline __m256i residual8_da(__m256i da, __m256i r, const ep_consts* k);
+
 /// §8 on 8 lanes: q = the convolution's codes, r = the residual's codes.
 AVX2 static inline __m256i residual8(__m256i q, __m256i r, const ep_consts* k) {
-  __m256i da = _mm256_sub_epi32(q, k->zout);
+  return residual8_da(_mm256_sub_epi32(q, k->zout), r, k);
+}
+
+/// §8 with da = q - z_q already formed.
+AVX2 static inline __m256i residual8_da(__m256i da, __m256i r, const ep_consts* k) {
   __m256i db = _mm256_sub_epi32(r, k->res_zp);
   if (k->add_madd) {
     const __m256i pairs = _mm256_blend_epi16(da, _mm256_slli_epi32(db, 16), 0xAA);
@@ -239,11 +263,18 @@ typedef struct {
 
 /// Requantizes (and adds the residual to) one row of a whole tile and writes its 16 codes.
 AVX2 static inline void finish_row16(__m256i c0, __m256i c1, const tile_out* o, size_t r) {
-  __m256i q0 = requant8(c0, &o->p0, o->k), q1 = requant8(c1, &o->p1, o->k);
-  if (o->k->residual) {
+  const ep_consts* k = o->k;
+  const __m256i y0 = requant8_y(c0, &o->p0, k), y1 = requant8_y(c1, &o->p1, k);
+  __m256i q0, q1;
+  if (k->residual) {
+    // q - z_q = clamp(y + z_q, lo, hi) - z_q = clamp(y, lo - z_q, hi - z_q).
     const __m128i rr = _mm_loadu_si128((const __m128i*)(o->res + r * o->ld_res));
-    q0 = residual8(q0, _mm256_cvtepu8_epi32(rr), o->k);
-    q1 = residual8(q1, _mm256_cvtepu8_epi32(_mm_srli_si128(rr, 8)), o->k);
+    q0 = residual8_da(_mm256_min_epi32(_mm256_max_epi32(y0, k->lo_rel), k->hi_rel), _mm256_cvtepu8_epi32(rr), k);
+    q1 = residual8_da(_mm256_min_epi32(_mm256_max_epi32(y1, k->lo_rel), k->hi_rel),
+                      _mm256_cvtepu8_epi32(_mm_srli_si128(rr, 8)), k);
+  } else {
+    q0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y0, k->zout), k->lo), k->hi);
+    q1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y1, k->zout), k->lo), k->hi);
   }
   // Codes are already within [0, 255]: the saturating packs only narrow them.
   const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(q0, q1), 0xD8);
@@ -323,8 +354,12 @@ AVX2 __attribute__((always_inline)) static inline void gemm_6x16(octet_tile_6x16
   if (mc < 6) mc = 6;
   int32_t acc[6][16];
   int32_t bias[16];
-  const ep_consts k = load_consts(ep);
+  ep_consts k = load_consts(ep);
   const int fusable = k.fast && !ep->int32_output;
+  if (fusable) {
+    k.fast33 = 1;
+    for (size_t c = n0; c < n1; c++) k.fast33 &= ep->shift[c] >= 33;
+  }
   tile_out o;
   o.k = &k;
   o.ldc = ldc;

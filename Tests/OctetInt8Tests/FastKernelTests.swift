@@ -27,7 +27,8 @@ struct LayerCase: CustomStringConvertible, Sendable {
 
 /// Builds the graph of a `LayerCase` with seeded random weights, biases, multipliers and zero points.
 /// With a seed divisible by 3 the weights are 7-bit ([-63, 63]). With an even seed a few channels get multipliers >= 0.5 (shift < 32: the SIMD epilogues' general
-/// 64-bit form); with an odd seed every shift is >= 32 (their 32-bit fast form). Channel 1's
+/// 64-bit form); with an odd seed every shift is >= 32 (their 32-bit fast form; seeds 1 mod 4 give
+/// channel 5 a shift of exactly 32, the others all >= 33). Channel 1's
 /// multiplier is 0.
 func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
   var rng = SeededGenerator(seed: seed)
@@ -61,6 +62,9 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
     let requant = try (0..<cout).map { c -> RequantMultiplier in
       if c == 1 { return try RequantMultiplier(real: 0) }
       if seed % 2 == 0, c % 7 == 3 { return try RequantMultiplier(real: Double.random(in: 0.5...3, using: &rng)) }
+      // Seeds 1 mod 4: one channel with shift exactly 32 (multiplier in [1/4, 1/2)), the lowest the
+      // SIMD epilogues' 32-bit form takes and the one its 32-bit rounding (shifts >= 33) does not.
+      if seed % 4 == 1, c == 5 { return try RequantMultiplier(real: Double.random(in: 0.25..<0.5, using: &rng)) }
       return try RequantMultiplier(real: typical * Double.random(in: 0.3...3, using: &rng))
     }
     node.multipliers = requant.map(\.multiplier)
