@@ -16,7 +16,7 @@
 // Both are well under the 512 KB L2 of Zen 3: on a shared machine another tenant's thread on the
 // same core takes part of it (256 KB / 160 KB measured about 4 % slower over ResNet50, 6 rounds).
 #ifndef OCTET_TILE_B_LIMIT
-#define OCTET_TILE_B_LIMIT (128 * 1024)
+#define OCTET_TILE_B_LIMIT OCTET_I8_TILE_B_LIMIT
 #endif
 #ifndef OCTET_A_BLOCK
 #define OCTET_A_BLOCK (64 * 1024)

@@ -254,7 +254,8 @@ public final class Int8FastExecutor: @unchecked Sendable {
       // Where B is small enough to stay in L2 (the GEMM then runs a tile's rows at a time), four
       // tasks per thread, taken dynamically: a core slowed by another tenant takes fewer. Larger B
       // would be streamed once more per task, so those layers get one task per thread.
-      let smallB = conv.kp * elementSize * ((conv.n + 15) / 16 * 16) <= 128 * 1024
+      let nr = Int(OCTET_I8_NR)
+      let smallB = conv.kp * elementSize * ((conv.n + nr - 1) / nr * nr) <= Int(OCTET_I8_TILE_B_LIMIT)
       let tasks = min(threads * (smallB && threads > 1 ? 4 : 1), max(1, rows / rowGrain))
       let perTask = (rows + tasks - 1) / tasks
       let chunk = (perTask + rowGrain - 1) / rowGrain * rowGrain

@@ -38,6 +38,9 @@ int octet_i8_cpu_supports(octet_i8_isa isa);
 
 /// Columns per packed B panel, all ISAs.
 #define OCTET_I8_NR 16
+/// Bytes of packed B up to which a GEMM runs one tile's rows at a time with all of B in L2 (the
+/// AVX2 driver's blocking; the executor's thread split uses it too).
+#define OCTET_I8_TILE_B_LIMIT 131072
 
 /// K alignment of the packed operands: 4 (scalar, avx512vnni), 2 (avx2), 64 (amx).
 size_t octet_i8_k_align(octet_i8_isa isa);
