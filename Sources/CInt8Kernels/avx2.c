@@ -13,13 +13,14 @@
 
 // Blocking of the GEMM driver (bytes; overridable at compile time for tuning experiments): B up
 // to OCTET_TILE_B_LIMIT runs a tile's rows at a time, larger B in row blocks of OCTET_A_BLOCK.
-// Both are well under the 512 KB L2 of Zen 3: on a shared machine another tenant's thread on the
-// same core takes part of it (256 KB / 160 KB measured about 4 % slower over ResNet50, 6 rounds).
+// B's limit is well under the 512 KB L2 of Zen 3, part of which another tenant's thread on the
+// same core may take (256 KB measured about 4 % slower over ResNet50, 6 rounds); A's blocks are
+// larger, since every block streams all of B again (64 KB measured 1-3 % slower, 10 alternations).
 #ifndef OCTET_TILE_B_LIMIT
 #define OCTET_TILE_B_LIMIT OCTET_I8_TILE_B_LIMIT
 #endif
 #ifndef OCTET_A_BLOCK
-#define OCTET_A_BLOCK (64 * 1024)
+#define OCTET_A_BLOCK (256 * 1024)
 #endif
 
 // Per-column requantization constants for 8 columns. §3 is y = floor((acc * m + 2^(n-1)) / 2^n)
