@@ -126,7 +126,7 @@ void octet_i8_pad_image(const uint8_t* input, int32_t in_h, int32_t in_w, int32_
 // excess is taken off its largest weights of that sign (fit) and kept in d, which the kernel adds
 // exactly afterwards; then w = fit + d everywhere.
 size_t octet_i8_quads_split(const int8_t* w, size_t k, size_t n, int8_t* fit, uint32_t* panel_start,
-                            uint32_t* fix_k, int32_t* fix_d) {
+                            uint32_t* fix_k, int32_t* fix_d, size_t capacity) {
   const size_t kp = octet_round_up(k, 4), kg = kp / 4, kg2 = kg / 2 * 2;
   const size_t panels = octet_round_up(n, OCTET_I8_NR) / OCTET_I8_NR;
   int32_t* d = malloc((kp ? kp : 1) * OCTET_I8_NR * sizeof(int32_t));  // one panel's d [k][16]
@@ -172,7 +172,7 @@ size_t octet_i8_quads_split(const int8_t* w, size_t k, size_t n, int8_t* fit, ui
       int any = 0;
       for (size_t j = 0; j < OCTET_I8_NR; j++) any |= d[kk * OCTET_I8_NR + j] != 0;
       if (!any) continue;
-      if (fix_k) {
+      if (entries < capacity) {
         fix_k[entries] = (uint32_t)kk;
         memcpy(fix_d + entries * OCTET_I8_NR, d + kk * OCTET_I8_NR, OCTET_I8_NR * sizeof(int32_t));
       }

@@ -798,26 +798,36 @@ final class QuadFixups: @unchecked Sendable {
 
   /// nil if the split could not allocate its scratch.
   init?(weights: [Int8], k: Int, n: Int) {
-    let count = weights.withUnsafeBufferPointer { octet_i8_quads_split($0.baseAddress, k, n, nil, nil, nil, nil) }
-    guard count != Int(bitPattern: UInt(bitPattern: -1)) else { return nil }
     let panels = (n + Int(OCTET_I8_NR) - 1) / Int(OCTET_I8_NR)
-    panelStart = AlignedBytes(count: (panels + 1) * 4)
-    self.k = AlignedBytes(count: count * 4)
-    d = AlignedBytes(count: count * Int(OCTET_I8_NR) * 4)
+    let panelStart = AlignedBytes(count: (panels + 1) * 4)
     var fit = [Int8](repeating: 0, count: weights.count)
-    let (panelStart, kk, d) = (
-      panelStart.pointer.assumingMemoryBound(to: UInt32.self), self.k.pointer.assumingMemoryBound(to: UInt32.self),
-      d.pointer.assumingMemoryBound(to: Int32.self)
-    )
-    let again = weights.withUnsafeBufferPointer { w in
-      fit.withUnsafeMutableBufferPointer { f in
-        octet_i8_quads_split(w.baseAddress, k, n, f.baseAddress, panelStart, kk, d)
+    func split(capacity: Int) -> (count: Int, k: AlignedBytes, d: AlignedBytes) {
+      let kBytes = AlignedBytes(count: capacity * 4), dBytes = AlignedBytes(count: capacity * Int(OCTET_I8_NR) * 4)
+      let count = weights.withUnsafeBufferPointer { w in
+        fit.withUnsafeMutableBufferPointer { f in
+          octet_i8_quads_split(
+            w.baseAddress, k, n, f.baseAddress, panelStart.pointer.assumingMemoryBound(to: UInt32.self),
+            kBytes.pointer.assumingMemoryBound(to: UInt32.self), dBytes.pointer.assumingMemoryBound(to: Int32.self),
+            capacity)
+        }
       }
+      return (count, kBytes, dBytes)
     }
-    guard again == count else { return nil }
+    // One pass with room for a few fixups per panel (7-bit weights need fewer); a second one only
+    // when the weights need more.
+    let outOfMemory = Int(bitPattern: UInt(bitPattern: -1))
+    let capacity = max(64, panels * 8)
+    var result = split(capacity: capacity)
+    if result.count != outOfMemory, result.count > capacity { result = split(capacity: result.count) }
+    guard result.count != outOfMemory else { return nil }
     self.fit = fit
-    entries = count
-    table = octet_i8_fixups(panel_start: panelStart, k: kk, d: d)
+    self.panelStart = panelStart
+    self.k = result.k
+    d = result.d
+    entries = result.count
+    table = octet_i8_fixups(
+      panel_start: panelStart.pointer.assumingMemoryBound(to: UInt32.self),
+      k: result.k.pointer.assumingMemoryBound(to: UInt32.self), d: result.d.pointer.assumingMemoryBound(to: Int32.self))
   }
 }
 

@@ -288,13 +288,21 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
 /// d sparse and listed per panel in k order; on random 8-bit, 7-bit and extreme weights.
 @Suite struct QuadsSplitTests {
   func check(_ w: [Int8], k: Int, n: Int, context: String) {
-    let count = w.withUnsafeBufferPointer { octet_i8_quads_split($0.baseAddress, k, n, nil, nil, nil, nil) }
+    let count = w.withUnsafeBufferPointer { octet_i8_quads_split($0.baseAddress, k, n, nil, nil, nil, nil, 0) }
     let panels = (n + 15) / 16
+    // Too little room: the count is still returned, and nothing is written past the room.
+    if count >= 2 {
+      let room = count / 2
+      var ks = [UInt32](repeating: 7, count: room + 1)
+      var ds = [Int32](repeating: 7, count: (room + 1) * 16)
+      let needed = octet_i8_quads_split(w, k, n, nil, nil, &ks, &ds, room)
+      #expect(needed == count && ks[room] == 7 && ds[(room * 16)...].allSatisfy { $0 == 7 }, "\(context)")
+    }
     var fit = [Int8](repeating: 0, count: w.count)
     var start = [UInt32](repeating: 0, count: panels + 1)
     var ks = [UInt32](repeating: 0, count: count)
     var ds = [Int32](repeating: 0, count: count * 16)
-    let again = octet_i8_quads_split(w, k, n, &fit, &start, &ks, &ds)
+    let again = octet_i8_quads_split(w, k, n, &fit, &start, &ks, &ds, count)
     #expect(again == count, "\(context): counted \(count), filled \(again)")
     // Rebuild w from fit and the entries.
     var rebuilt = fit.map(Int32.init)
@@ -347,7 +355,7 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       let g = (0..<4).map { _ in Double.random(in: -1...1, using: &rng) }.reduce(0, +) / 2
       return Int8(max(-63, min(63, (g * 20).rounded())))
     }
-    let entries = octet_i8_quads_split(w, k, n, nil, nil, nil, nil)
+    let entries = octet_i8_quads_split(w, k, n, nil, nil, nil, nil, 0)
     #expect(entries < k * n / 16 / 20, "\(entries) fixup entries for \(k * n / 16) k-column-panel slots")
   }
 }

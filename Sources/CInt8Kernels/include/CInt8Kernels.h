@@ -60,11 +60,12 @@ int octet_i8_weights_fit_pairs(const int8_t* w, size_t k, size_t n);
 /// positive weights sum to <= 128 and its negative ones to >= -128. `fit` ([N][K], may be NULL) is
 /// `w` with each set's excess taken off its largest weights; `d` = w - fit, sparse, is returned per
 /// panel of 16 columns as entries (k, d[k][16 columns]): panel p owns entries
-/// panel_start[p] ..< panel_start[p + 1] (panel_start has panels + 1 slots), fix_k[e] is the k of
-/// entry e and fix_d[16 e ..< 16 e + 16] its values. Returns the number of entries; with NULL
-/// panel_start, fix_k and fix_d it only counts them. (size_t)-1 if out of memory.
+/// panel_start[p] ..< panel_start[p + 1] (panel_start, if not NULL, has panels + 1 slots), fix_k[e]
+/// is the k of entry e and fix_d[16 e ..< 16 e + 16] its values; only the first `capacity` entries
+/// are written (fix_k and fix_d hold that many). Returns the number of entries, which may exceed
+/// `capacity`: then call again with room for all. (size_t)-1 if out of memory.
 size_t octet_i8_quads_split(const int8_t* w, size_t k, size_t n, int8_t* fit, uint32_t* panel_start,
-                            uint32_t* fix_k, int32_t* fix_d);
+                            uint32_t* fix_k, int32_t* fix_d, size_t capacity);
 
 /// The sparse part of a quads split, as the kernel reads it.
 typedef struct {
