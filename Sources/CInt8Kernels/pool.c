@@ -68,6 +68,9 @@ static void* worker(void* arg) {
       g = atomic_load_explicit(&p->next, memory_order_acquire) >> 40;
       if (g != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) break;
       cpu_relax();
+      // With more threads than free cores, spinning would take the core of the thread that has
+      // the work: give it up now and then.
+      if ((spins & 63) == 63) sched_yield();
       if ((spins & 255) == 255 && now_ns() > until) {
         pthread_mutex_lock(&p->mutex);
         atomic_fetch_add(&p->sleepers, 1);
@@ -114,7 +117,10 @@ void octet_pool_run(octet_pool* p, size_t tasks, octet_task_fn fn, void* ctx) {
     pthread_mutex_unlock(&p->mutex);
   }
   drain(p, generation);
-  while (atomic_load_explicit(&p->done, memory_order_acquire) < tasks) cpu_relax();
+  for (unsigned spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < tasks; spins++) {
+    cpu_relax();
+    if ((spins & 63) == 63) sched_yield();
+  }
   atomic_flag_clear_explicit(&p->busy, memory_order_release);
 }
 
