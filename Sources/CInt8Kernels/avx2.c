@@ -142,21 +142,6 @@ AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
 }
 
 /// 8 accumulators -> the clamped code q (or, for int32 output, the saturated logit).
-AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, const ep_consts* k) {
-  __m256i ye = _mm256_mul_epi32(acc, p->mult);
-  __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
-  if (k->fast) {
-    const __m256i y = _mm256_srav_epi32(
-        high_halves(_mm256_add_epi64(ye, p->rnd_e), _mm256_add_epi64(yo, p->rnd_o)), p->post);
-    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, k->zout), k->lo), k->hi);
-  }
-  ye = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(ye, p->rnd_e), p->sh_e), p->off_e);
-  yo = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(yo, p->rnd_o), p->sh_o), p->off_o);
-  ye = clamp_epi64(ye, k->lo64, k->hi64);
-  yo = clamp_epi64(yo, k->lo64, k->hi64);
-  return _mm256_add_epi32(_mm256_blend_epi32(ye, _mm256_slli_epi64(yo, 32), 0xAA), k->zout);
-}
-
 /// The fast form of §3 before the zero point and clamp: y = floor((acc * m + 2^(n-1)) / 2^n).
 /// With every n >= 33 the rounding moves into 32 bits: 2^(n-1) = 2^32 * 2^(n-33) is a multiple of
 /// 2^32, so floor((X + 2^(n-1)) / 2^n) = (floor(X / 2^32) + 2^(n-33)) >> (n - 32) (nested floors),
@@ -166,6 +151,20 @@ AVX2 static inline __m256i requant8_y(__m256i acc, const cols8* p, const ep_cons
   const __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
   if (k->fast33) return _mm256_srav_epi32(_mm256_add_epi32(high_halves(ye, yo), p->rnd32), p->post);
   return _mm256_srav_epi32(high_halves(_mm256_add_epi64(ye, p->rnd_e), _mm256_add_epi64(yo, p->rnd_o)), p->post);
+}
+
+AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, const ep_consts* k) {
+  if (k->fast) {
+    const __m256i y = _mm256_add_epi32(requant8_y(acc, p, k), k->zout);
+    return _mm256_min_epi32(_mm256_max_epi32(y, k->lo), k->hi);
+  }
+  __m256i ye = _mm256_mul_epi32(acc, p->mult);
+  __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
+  ye = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(ye, p->rnd_e), p->sh_e), p->off_e);
+  yo = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(yo, p->rnd_o), p->sh_o), p->off_o);
+  ye = clamp_epi64(ye, k->lo64, k->hi64);
+  yo = clamp_epi64(yo, k->lo64, k->hi64);
+  return _mm256_add_epi32(_mm256_blend_epi32(ye, _mm256_slli_epi64(yo, 32), 0xAA), k->zout);
 }
 
 AVX2 static inline __m256i residual8_da(__m256i da, __m256i r, const ep_consts* k);
@@ -265,17 +264,17 @@ typedef struct {
 /// Requantizes (and adds the residual to) one row of a whole tile and writes its 16 codes.
 AVX2 static inline void finish_row16(__m256i c0, __m256i c1, const tile_out* o, size_t r) {
   const ep_consts* k = o->k;
-  const __m256i y0 = requant8_y(c0, &o->p0, k), y1 = requant8_y(c1, &o->p1, k);
   __m256i q0, q1;
   if (k->residual) {
     // q - z_q = clamp(y + z_q, lo, hi) - z_q = clamp(y, lo - z_q, hi - z_q).
+    const __m256i y0 = requant8_y(c0, &o->p0, k), y1 = requant8_y(c1, &o->p1, k);
     const __m128i rr = _mm_loadu_si128((const __m128i*)(o->res + r * o->ld_res));
     q0 = residual8_da(_mm256_min_epi32(_mm256_max_epi32(y0, k->lo_rel), k->hi_rel), _mm256_cvtepu8_epi32(rr), k);
     q1 = residual8_da(_mm256_min_epi32(_mm256_max_epi32(y1, k->lo_rel), k->hi_rel),
                       _mm256_cvtepu8_epi32(_mm_srli_si128(rr, 8)), k);
   } else {
-    q0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y0, k->zout), k->lo), k->hi);
-    q1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y1, k->zout), k->lo), k->hi);
+    q0 = requant8(c0, &o->p0, k);
+    q1 = requant8(c1, &o->p1, k);
   }
   // Codes are already within [0, 255]: the saturating packs only narrow them.
   const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(q0, q1), 0xD8);
