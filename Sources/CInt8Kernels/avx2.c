@@ -262,7 +262,7 @@ typedef struct {
 } tile_out;
 
 /// Requantizes (and adds the residual to) one row of a whole tile and writes its 16 codes.
-AVX2 static inline void finish_row16(__m256i c0, __m256i c1, const tile_out* o, size_t r) {
+AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, __m256i c1, const tile_out* o, size_t r) {
   const ep_consts* k = o->k;
   __m256i q0, q1;
   if (k->residual) {
