@@ -510,9 +510,9 @@ AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* 
 // The "quads" kernel: two vpmaddubsw (4-groups g and g+1) summed in int16 by vpaddw before one
 // vpmaddwd by 1, so three multiplier-port instructions per 64 products instead of four. Each int16
 // lane then holds four products, which octet_i8_quads_split guarantees cannot leave int16 by moving
-// any excess weight into sparse fixups; those are added here after the main loop, each as a
-// vpmaddwd of the broadcast activation a[k] (with a zero upper int16) by the entry's 16 values
-// (|d| <= 128, so its low int16 half is d itself).
+// any excess weight into sparse fixups; those are added here after the main loop, two entries at
+// a time, as a vpmaddwd of the broadcast activations (a[k1], a[k2]) in the int16 halves of each
+// lane by the pair's values (d1, d2) (|d| <= 128, within int16; octet_i8_quads_pair).
 // R (1 to 6, a constant at each call) is the number of rows computed: a partial last tile does not
 // pay for six (the classifier has one row, layer4 of ResNet50 49 = 8 x 6 + 1).
 AVX2 __attribute__((always_inline)) static inline void kernel_quads(const int R, const uint8_t* a, size_t lda,
@@ -541,12 +541,12 @@ AVX2 __attribute__((always_inline)) static inline void kernel_quads(const int R,
   }
   if (g < kg) OCTET_PAIRS_STEP(g, R)
   for (size_t e = 0; e < nfix; e++) {
-    const size_t kk = fk[e];
+    const size_t k1 = fk[e] & 0xffff, k2 = fk[e] >> 16;
     const __m256i d0 = _mm256_loadu_si256((const __m256i*)(fd + 16 * e));
     const __m256i d1 = _mm256_loadu_si256((const __m256i*)(fd + 16 * e + 8));
     __m256i x;
 #define OCTET_ROW(ROW, C0, C1)                           \
-  x = _mm256_set1_epi32(ROW[kk]);                        \
+  x = _mm256_set1_epi32((int32_t)(ROW[k1] | (uint32_t)ROW[k2] << 16)); \
   C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(x, d0));   \
   C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(x, d1));
     OCTET_FOR_ROWS(R, OCTET_ROW)

@@ -205,3 +205,32 @@ size_t octet_i8_quads_split(const int8_t* w, size_t k, size_t n, int8_t* fit, ui
   free(d);
   return entries;
 }
+
+size_t octet_i8_quads_pair_count(const uint32_t* panel_start, size_t panels) {
+  size_t pairs = 0;
+  for (size_t p = 0; p < panels; p++) pairs += (panel_start[p + 1] - panel_start[p] + 1) / 2;
+  return pairs;
+}
+
+// Two entries share one vpmaddwd in the kernel: their activations go in the two int16 halves of
+// each 32-bit lane, their values in the matching halves of the pair's d (CInt8Kernels.h).
+int octet_i8_quads_pair(const uint32_t* panel_start, const uint32_t* fix_k, const int32_t* fix_d, size_t panels,
+                        uint32_t* pair_start, uint32_t* pair_k, int32_t* pair_d) {
+  size_t q = 0;
+  for (size_t p = 0; p < panels; p++) {
+    pair_start[p] = (uint32_t)q;
+    for (size_t e = panel_start[p]; e < panel_start[p + 1]; e += 2, q++) {
+      const int second = e + 1 < panel_start[p + 1];
+      const uint32_t k1 = fix_k[e], k2 = second ? fix_k[e + 1] : k1;
+      if (k1 > 0xffff || k2 > 0xffff) return -1;
+      pair_k[q] = k1 | k2 << 16;
+      for (size_t j = 0; j < OCTET_I8_NR; j++) {
+        const uint32_t d1 = (uint32_t)fix_d[e * OCTET_I8_NR + j] & 0xffff;
+        const uint32_t d2 = second ? (uint32_t)fix_d[(e + 1) * OCTET_I8_NR + j] & 0xffff : 0;
+        pair_d[q * OCTET_I8_NR + j] = (int32_t)(d1 | d2 << 16);
+      }
+    }
+  }
+  pair_start[panels] = (uint32_t)q;
+  return 0;
+}

@@ -792,7 +792,8 @@ final class WorkspacePool: @unchecked Sendable {
 /// dense `fit` part that gets packed.
 final class QuadFixups: @unchecked Sendable {
   let fit: [Int8]
-  let entries: Int
+  /// Entries of d (k, 16 columns), and the pairs of them the kernel adds one vpmaddwd each.
+  let entries: Int, pairs: Int
   private let panelStart: AlignedBytes, k: AlignedBytes, d: AlignedBytes
   let table: octet_i8_fixups
 
@@ -820,21 +821,34 @@ final class QuadFixups: @unchecked Sendable {
     var result = split(capacity: capacity)
     if result.count != outOfMemory, result.count > capacity { result = split(capacity: result.count) }
     guard result.count != outOfMemory else { return nil }
+    // The kernel takes the entries two at a time.
+    let entryStart = panelStart.pointer.assumingMemoryBound(to: UInt32.self)
+    let pairs = octet_i8_quads_pair_count(entryStart, panels)
+    let pairStart = AlignedBytes(count: (panels + 1) * 4)
+    let pairK = AlignedBytes(count: max(1, pairs) * 4), pairD = AlignedBytes(count: max(1, pairs) * Int(OCTET_I8_NR) * 4)
+    guard
+      octet_i8_quads_pair(
+        entryStart, result.k.pointer.assumingMemoryBound(to: UInt32.self),
+        result.d.pointer.assumingMemoryBound(to: Int32.self), panels,
+        pairStart.pointer.assumingMemoryBound(to: UInt32.self), pairK.pointer.assumingMemoryBound(to: UInt32.self),
+        pairD.pointer.assumingMemoryBound(to: Int32.self)) == 0
+    else { return nil }  // K of 65536 or more
     self.fit = fit
-    self.panelStart = panelStart
-    self.k = result.k
-    d = result.d
+    self.panelStart = pairStart
+    self.k = pairK
+    d = pairD
     entries = result.count
+    self.pairs = pairs
     table = octet_i8_fixups(
-      panel_start: panelStart.pointer.assumingMemoryBound(to: UInt32.self),
-      k: result.k.pointer.assumingMemoryBound(to: UInt32.self), d: result.d.pointer.assumingMemoryBound(to: Int32.self))
+      panel_start: pairStart.pointer.assumingMemoryBound(to: UInt32.self),
+      k: pairK.pointer.assumingMemoryBound(to: UInt32.self), d: pairD.pointer.assumingMemoryBound(to: Int32.self))
   }
 }
 
 /// Picks the AVX2 GEMM kernel for one layer's weights [N][K]: the cheapest of vpmaddwd (any
 /// weights), vpmaddubsw pairs (only when no adjacent weight pair can saturate it) and quads (any
-/// weights, plus one fixup step per sparse entry), by a cost per 8 k of one 6x16 tile measured on
-/// Zen 3 (docs/quantization.md §2). `forced` (tests) takes a kernel whenever it is exact.
+/// weights, plus one fixup step per pair of sparse entries), by a cost per 8 k of one 6x16 tile
+/// measured on Zen 3 (docs/quantization.md §2). `forced` (tests) takes a kernel whenever it is exact.
 func chooseAVX2Kernel(weights: [Int8], k: Int, n: Int, forced: GemmKernel?) -> (GemmKernel, QuadFixups?) {
   let fitsPairs = weights.withUnsafeBufferPointer { octet_i8_weights_fit_pairs($0.baseAddress, k, n) } != 0
   if forced == .avx2Int16 || (forced == .avx2Pairs && !fitsPairs) { return (.avx2Int16, nil) }
@@ -845,7 +859,7 @@ func chooseAVX2Kernel(weights: [Int8], k: Int, n: Int, forced: GemmKernel?) -> (
   if forced == .avx2Quads { return (.avx2Quads, quads) }
   let steps = Double((k + 7) / 8)
   let panels = Double((n + Int(OCTET_I8_NR) - 1) / Int(OCTET_I8_NR))
-  let costQuads = steps + 0.5 * Double(quads.entries) / panels
+  let costQuads = steps + 0.5 * Double(quads.pairs) / panels
   let costPairs = fitsPairs ? 1.25 * steps : .infinity
   let costInt16 = 1.8 * steps
   if costQuads <= min(costPairs, costInt16) { return (.avx2Quads, quads) }

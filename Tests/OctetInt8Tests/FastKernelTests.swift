@@ -315,6 +315,25 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       }
     }
     #expect(rebuilt == w.map(Int32.init), "\(context): fit + fixups differ from the weights")
+    // The pairs the kernel reads hold the same entries: two per pair, the last one alone when odd.
+    let pairs = octet_i8_quads_pair_count(start, panels)
+    var pairStart = [UInt32](repeating: 0, count: panels + 1)
+    var pairK = [UInt32](repeating: 0, count: max(1, pairs))
+    var pairD = [Int32](repeating: 0, count: max(1, pairs) * 16)
+    #expect(octet_i8_quads_pair(start, ks, ds, panels, &pairStart, &pairK, &pairD) == 0, "\(context)")
+    #expect(Int(pairStart[panels]) == pairs && pairs == (0..<panels).map { (Int(start[$0 + 1] - start[$0]) + 1) / 2 }.reduce(0, +))
+    var fromPairs = fit.map(Int32.init)
+    for p in 0..<panels {
+      for q in Int(pairStart[p])..<Int(pairStart[p + 1]) {
+        let k1 = Int(pairK[q] & 0xffff), k2 = Int(pairK[q] >> 16)
+        for j in 0..<16 where p * 16 + j < n {
+          let v = UInt32(bitPattern: pairD[q * 16 + j])
+          fromPairs[(p * 16 + j) * k + k1] += Int32(Int16(truncatingIfNeeded: v & 0xffff))
+          fromPairs[(p * 16 + j) * k + k2] += Int32(Int16(truncatingIfNeeded: v >> 16))
+        }
+      }
+    }
+    #expect(fromPairs == w.map(Int32.init), "\(context): fit + fixup pairs differ from the weights")
     // Lane sets of the kernel: {8j, 8j+1, 8j+4, 8j+5} and {8j+2, 8j+3, 8j+6, 8j+7}, pairs in a lone last group.
     let groups = (k + 3) / 4
     for col in 0..<n {

@@ -67,7 +67,18 @@ int octet_i8_weights_fit_pairs(const int8_t* w, size_t k, size_t n);
 size_t octet_i8_quads_split(const int8_t* w, size_t k, size_t n, int8_t* fit, uint32_t* panel_start,
                             uint32_t* fix_k, int32_t* fix_d, size_t capacity);
 
-/// The sparse part of a quads split, as the kernel reads it.
+/// The entries of a quads split taken two at a time, as the kernel reads them: one vpmaddwd per row
+/// adds a[k1] * d1 + a[k2] * d2 for 16 columns. Panel p owns pairs pair_start[p] ..< pair_start[p + 1]
+/// (panels + 1 slots); pair_k[q] = k1 | k2 << 16 and pair_d[16 q + j] = (d1 & 0xffff) | d2 << 16 for
+/// column j (low int16 d1, high int16 d2); a panel's odd last entry pairs with itself, d2 = 0. Pair
+/// q takes entries 2q and 2q + 1 of its panel, so pair_k and pair_d need room for
+/// octet_i8_quads_pair_count pairs. Returns 0, or -1 when some k is 65536 or more.
+size_t octet_i8_quads_pair_count(const uint32_t* panel_start, size_t panels);
+int octet_i8_quads_pair(const uint32_t* panel_start, const uint32_t* fix_k, const int32_t* fix_d, size_t panels,
+                        uint32_t* pair_start, uint32_t* pair_k, int32_t* pair_d);
+
+/// The sparse part of a quads split, as the kernel reads it: pairs of entries
+/// (octet_i8_quads_pair).
 typedef struct {
   const uint32_t* panel_start;
   const uint32_t* k;
