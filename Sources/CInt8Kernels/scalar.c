@@ -68,8 +68,12 @@ void octet_i8_dwconv__scalar(const octet_i8_window* w, const uint8_t* padded, in
 }
 
 void octet_i8_maxpool(const octet_i8_window* w, const uint8_t* input, uint8_t* out) {
+  octet_i8_maxpool_rows(w, input, 0, w->out_h, out);
+}
+
+void octet_i8_maxpool_rows(const octet_i8_window* w, const uint8_t* input, int32_t oy0, int32_t oy1, uint8_t* out) {
   const size_t c = (size_t)w->channels;
-  for (int32_t oy = 0; oy < w->out_h; oy++)
+  for (int32_t oy = oy0; oy < oy1; oy++)
     for (int32_t ox = 0; ox < w->out_w; ox++) {
       uint8_t* o = out + ((size_t)oy * (size_t)w->out_w + (size_t)ox) * c;
       // 64 channels at a time in a local block (no aliasing with the input), so the compiler

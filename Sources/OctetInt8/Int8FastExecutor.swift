@@ -150,10 +150,15 @@ public final class Int8FastExecutor: @unchecked Sendable {
     case .quantizeInput(let q, let out):
       let o = workspace.buffers[out]
       input.scalars.withUnsafeBufferPointer { x in
-        if isa == OCTET_I8_SCALAR || emulatedISA {
-          octet_i8_quantize_input(x.baseAddress!, x.count, q.scale, q.zeroPoint, o)
-        } else {
-          octet_i8_quantize_input__avx2(x.baseAddress!, x.count, q.scale, q.zeroPoint, o)
+        // One slice per thread, in multiples of 64 values.
+        let slice = max(64, ((x.count + threads - 1) / threads + 63) / 64 * 64)
+        parallel((x.count + slice - 1) / slice) { t in
+          let start = t * slice, count = min(slice, x.count - start)
+          if isa == OCTET_I8_SCALAR || emulatedISA {
+            octet_i8_quantize_input(x.baseAddress! + start, count, q.scale, q.zeroPoint, o + start)
+          } else {
+            octet_i8_quantize_input__avx2(x.baseAddress! + start, count, q.scale, q.zeroPoint, o + start)
+          }
         }
       }
     case .conv(let conv):
@@ -170,9 +175,18 @@ public final class Int8FastExecutor: @unchecked Sendable {
       octet_i8_add(
         workspace.buffers[a], workspace.buffers[b], batch * count, p.za, p.zb, p.ma, p.mb, p.shift, p.zo, p.lo, p.hi,
         workspace.buffers[out])
-    case .maxPool(var window, let input, let out, let inSize, let outSize):
-      for n in 0..<batch {
-        octet_i8_maxpool(&window, workspace.buffers[input] + n * inSize, workspace.buffers[out] + n * outSize)
+    case .maxPool(let window, let input, let out, let inSize, let outSize):
+      // Each image in bands of output rows, two bands per thread.
+      let height = Int(window.out_h)
+      let bands = threads == 1 ? 1 : max(1, min(height, 2 * threads))
+      let rows = (height + bands - 1) / bands
+      parallel(batch * bands) { t in
+        var w = window
+        let n = t / bands, oy0 = t % bands * rows, oy1 = min(height, oy0 + rows)
+        if oy1 > oy0 {
+          octet_i8_maxpool_rows(
+            &w, workspace.buffers[input] + n * inSize, Int32(oy0), Int32(oy1), workspace.buffers[out] + n * outSize)
+        }
       }
     case .globalAveragePool(let input, let pixels, let channels, let zIn, let requant, let zOut, let out):
       for n in 0..<batch {

@@ -459,6 +459,10 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       let input = (0..<(9 * 7 * c)).map { _ in UInt8.random(in: 0...255, using: &rng) }
       var out = [UInt8](repeating: 7, count: 5 * 4 * c)
       octet_i8_maxpool(&w, input, &out)
+      // Bands of rows, as the threads run them, give the same image.
+      var banded = [UInt8](repeating: 9, count: 5 * 4 * c)
+      for (oy0, oy1) in [(0, 2), (2, 3), (3, 5)] { octet_i8_maxpool_rows(&w, input, Int32(oy0), Int32(oy1), &banded) }
+      #expect(banded == out, "c \(c): maxpool in row bands differs")
       for oy in 0..<5 {
         for ox in 0..<4 {
           for ch in 0..<c {

@@ -204,6 +204,8 @@ void octet_i8_quantize_input__avx2(const float* x, size_t count, float scale, in
 
 /// Max pool of one image; padded taps are skipped (docs/quantization.md §9).
 void octet_i8_maxpool(const octet_i8_window* w, const uint8_t* input, uint8_t* out);
+/// Output rows oy0 ..< oy1 only (`out` is still the whole output image), for splitting between threads.
+void octet_i8_maxpool_rows(const octet_i8_window* w, const uint8_t* input, int32_t oy0, int32_t oy1, uint8_t* out);
 
 /// Global average pool of one image [pixels][C] -> [C] (§10):
 /// out[c] = clamp(((sum_p (x - z_in)) * m + 2^(n-1)) >> n) + z_out, 0, 255).
