@@ -263,13 +263,15 @@ public final class Int8FastExecutor: @unchecked Sendable {
     let rowGrain = kernel.rowGrain
     let columnGrain = kernel.columnGrain
     let columnBlocks = (conv.n + columnGrain - 1) / columnGrain
-    if threads == 1 || rows >= rowGrain * 8 * threads || columnBlocks < threads {
+    let nr = Int(OCTET_I8_NR)
+    let smallB = conv.kp * elementSize * ((conv.n + nr - 1) / nr * nr) <= Int(OCTET_I8_TILE_B_LIMIT)
+    let manyRows = rows >= rowGrain * 8 * threads
+    // Large B and many rows: a band of rows per thread, each band in column blocks (below).
+    let bands = !smallB && manyRows && threads > 1 && columnBlocks >= 2 * 4 ? threads : 1
+    if threads == 1 || (manyRows && bands == 1) || columnBlocks < threads {
       // Split the rows (all images counted together): each task packs and multiplies its own rows.
       // Where B is small enough to stay in L2 (the GEMM then runs a tile's rows at a time), four
-      // tasks per thread, taken dynamically: a core slowed by another tenant takes fewer. Larger B
-      // would be streamed once more per task, so those layers get one task per thread.
-      let nr = Int(OCTET_I8_NR)
-      let smallB = conv.kp * elementSize * ((conv.n + nr - 1) / nr * nr) <= Int(OCTET_I8_TILE_B_LIMIT)
+      // tasks per thread, taken dynamically: a core slowed by another tenant takes fewer.
       let tasks = min(threads * (smallB && threads > 1 ? 4 : 1), max(1, rows / rowGrain))
       let perTask = (rows + tasks - 1) / tasks
       let chunk = (perTask + rowGrain - 1) / rowGrain * rowGrain
@@ -302,7 +304,11 @@ public final class Int8FastExecutor: @unchecked Sendable {
         }
       }
     } else {
-      // Few rows: pack them once (the threads share the rows), then split the columns.
+      // Few rows, or large B: pack the rows once (the threads share them), then split the columns;
+      // with large B also the rows, into `bands` bands. A task is one band and one block of
+      // columns: the threads run the bands of one column block side by side, so each streams only
+      // its block of B, and a core slowed by another tenant takes fewer tasks (one band per thread
+      // over all columns, as before, let the faster core wait).
       if !conv.direct {
         let perTask = (rows + threads - 1) / threads
         parallel(threads) { t in
@@ -318,17 +324,20 @@ public final class Int8FastExecutor: @unchecked Sendable {
         }
       }
       // Columns: distinct panels of B per task, so four tasks per thread cost no extra traffic.
-      let tasks = min(threads * 4, columnBlocks)
-      let perTask = (columnBlocks + tasks - 1) / tasks
-      parallel(tasks) { t in
-        let n0 = t * perTask * columnGrain
+      let columnTasks = min(bands > 1 ? 4 : threads * 4, columnBlocks)
+      let perTask = (columnBlocks + columnTasks - 1) / columnTasks
+      let bandRows = (m + bands - 1) / bands
+      let bandGrain = (bandRows + rowGrain - 1) / rowGrain * rowGrain
+      parallel(columnTasks * bands) { t in
+        let n0 = t / bands * perTask * columnGrain
         let n1 = min(conv.n, n0 + perTask * columnGrain)
-        guard n0 < n1 else { return }
+        let m0 = t % bands * bandGrain, m1 = min(m, m0 + bandGrain)
+        guard n0 < n1, m0 < m1 else { return }
         for n in 0..<batch {
           var e = epilogue(n)
           let (a, lda) = aBase(n)
           gemm(
-            conv, a: a, lda: lda, m0: 0, m1: m, n0: n0, n1: n1, epilogue: &e,
+            conv, a: a, lda: lda, m0: m0, m1: m1, n0: n0, n1: n1, epilogue: &e,
             out: outBase + n * m * conv.n * outElement)
         }
       }
