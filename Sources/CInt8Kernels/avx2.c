@@ -74,6 +74,9 @@ AVX2 static inline __m256i high_halves(__m256i even, __m256i odd) {
 // Per-tensor constants of the epilogue.
 typedef struct {
   int fast, residual, add_fast, add_madd;
+  int sat8;      // lo = 0, hi = 255: the saturating packs are the clamp
+  int add_fold;  // the residual add of a whole tile row in the folded vpmaddwd form (residual16)
+  int add_sat8;  // add_lo = 0, add_hi = 255
   int fast33;  // fast form and every shift of the GEMM's columns >= 33 (set by the GEMM driver)
   __m256i lo_rel, hi_rel;  // lo and hi minus the output zero point
   __m256i lo64, hi64;  // general form: clamp relative to the zero point, 64-bit
@@ -82,6 +85,7 @@ typedef struct {
   __m128i add_pre, add_post, add_sh;
   __m256i madd_hi, madd_lo, madd_round;  // the vpmaddwd form of the residual add
   __m128i madd_post;
+  __m256i fold_ch, fold_cl;  // residual16's constants
 } ep_consts;
 
 AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
@@ -101,8 +105,11 @@ AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
   }
   k.lo = _mm256_set1_epi32(ep->lo);
   k.hi = _mm256_set1_epi32(ep->hi);
+  k.sat8 = ep->lo == 0 && ep->hi == 255 && !ep->int32_output;
   k.residual = ep->residual != NULL;
   k.add_fast = 0;
+  k.add_fold = 0;
+  k.add_sat8 = ep->add_lo == 0 && ep->add_hi == 255;
   if (k.residual) {
     // §8, x = da * a + db * b, y = floor(x / 2^n + 1/2). With |da|, |db| <= 255, pre-shifting them by
     // pre = max(0, 32 - n) keeps them below 2^31 when n >= 9, and makes the total shift 32 + post:
@@ -121,6 +128,19 @@ AVX2 static inline ep_consts load_consts(const octet_i8_epilogue* ep) {
       k.madd_lo = _mm256_set1_epi32((int32_t)(((uint32_t)lb << 16) | ((uint32_t)la & 0xffff)));
       k.madd_round = _mm256_set1_epi32(1 << (n - 17));
       k.madd_post = _mm_cvtsi32_si128(n - 16);
+      // residual16: with r in place of db = r - z_r, and the output zero point inside the shift,
+      // x + 2^(n-1) + z_o * 2^n = X_h' * 2^16 + X_l' + C, C = 2^(n-1) - z_r * m_b + z_o * 2^n,
+      // X_h' = da * h_a + r * h_b, X_l' = da * l_a + r * l_b. With C = C_h * 2^16 + C_l,
+      // 0 <= C_l < 2^16: y + z_o = (X_h' + C_h + ((X_l' + C_l) >> 16)) >> (n - 16) (nested floors).
+      // |X_h'|, |X_l'| <= 2 * 255 * 2^15 < 2^24, so int32 holds it when |C_h| < 2^30.
+      const int64_t c = ((int64_t)1 << (n - 1)) - (int64_t)ep->residual_zero_point * ep->add_mult_residual +
+                        (int64_t)ep->add_zero_point * ((int64_t)1 << n);
+      const int64_t ch = c >> 16;  // floor (arithmetic shift of a negative int64 in clang/gcc)
+      const int64_t cl = c - ch * 65536;
+      k.add_fold = ch > -((int64_t)1 << 30) && ch < ((int64_t)1 << 30) && ep->residual_zero_point >= 0 &&
+                   ep->residual_zero_point <= 255;
+      k.fold_ch = _mm256_set1_epi32((int32_t)ch);
+      k.fold_cl = _mm256_set1_epi32((int32_t)cl);
     }
     const int32_t pre = n < 32 ? 32 - n : 0, post = n > 32 ? n - 32 : 0;
     k.add_pre = _mm_cvtsi32_si128(pre);
@@ -261,11 +281,61 @@ typedef struct {
   size_t ldc, ld_res;
 } tile_out;
 
+/// The residual add of 16 lanes (§8) in the folded form of load_consts: da0, da1 = q - z_q of
+/// columns 0-7 and 8-15, `res` their 16 residual codes; returns y + z_o (unclamped).
+AVX2 static inline void residual16(__m256i da0, __m256i da1, const uint8_t* res, const ep_consts* k, __m256i* y0,
+                                   __m256i* y1) {
+  // The residual codes straight into the high int16 of each lane (r << 16): bytes 0-3 / 4-7 of
+  // each half for columns 0-7, bytes 8-11 / 12-15 for columns 8-15.
+  const __m256i rr = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)res));
+  const __m256i m0 = _mm256_setr_epi8(-1, -1, 0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1,
+                                      -1, -1, 4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1);
+  const __m256i m1 = _mm256_setr_epi8(-1, -1, 8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1,
+                                      -1, -1, 12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1);
+  const __m256i p0 = _mm256_blend_epi16(da0, _mm256_shuffle_epi8(rr, m0), 0xAA);
+  const __m256i p1 = _mm256_blend_epi16(da1, _mm256_shuffle_epi8(rr, m1), 0xAA);
+  const __m256i h0 = _mm256_add_epi32(_mm256_madd_epi16(p0, k->madd_hi), k->fold_ch);
+  const __m256i h1 = _mm256_add_epi32(_mm256_madd_epi16(p1, k->madd_hi), k->fold_ch);
+  const __m256i l0 = _mm256_srai_epi32(_mm256_add_epi32(_mm256_madd_epi16(p0, k->madd_lo), k->fold_cl), 16);
+  const __m256i l1 = _mm256_srai_epi32(_mm256_add_epi32(_mm256_madd_epi16(p1, k->madd_lo), k->fold_cl), 16);
+  *y0 = _mm256_sra_epi32(_mm256_add_epi32(h0, l0), k->madd_post);
+  *y1 = _mm256_sra_epi32(_mm256_add_epi32(h1, l1), k->madd_post);
+}
+
+/// 16 int32 lanes (columns 0-7 in q0, 8-15 in q1) to 16 uint8 codes at dst, saturating: the clamp
+/// to [0, 255] for any int32.
+AVX2 static inline void store_sat16(uint8_t* dst, __m256i q0, __m256i q1) {
+  const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+  _mm_storeu_si128((__m128i*)dst, _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+}
+
 /// Requantizes (and adds the residual to) one row of a whole tile and writes its 16 codes.
-AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, __m256i c1, const tile_out* o, size_t r) {
+/// `res`: 1 with a residual add, 0 without, -1 to test k->residual (a constant 0 or 1 leaves the
+/// other form's code out of the kernel, which kept it from slowing the one it runs).
+AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, __m256i c1, const tile_out* o, size_t r,
+                                                                    const int res) {
   const ep_consts* k = o->k;
+  const int residual = res < 0 ? k->residual : res;
   __m256i q0, q1;
-  if (k->residual) {
+  if (residual && k->add_fold) {
+    // q - z_q = clamp(y + z_q, lo, hi) - z_q = clamp(y, lo - z_q, hi - z_q).
+    const __m256i y0 = requant8_y(c0, &o->p0, k), y1 = requant8_y(c1, &o->p1, k);
+    residual16(_mm256_min_epi32(_mm256_max_epi32(y0, k->lo_rel), k->hi_rel),
+               _mm256_min_epi32(_mm256_max_epi32(y1, k->lo_rel), k->hi_rel), o->res + r * o->ld_res, k, &q0, &q1);
+    if (!k->add_sat8) {
+      q0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->add_lo), k->add_hi);
+      q1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->add_lo), k->add_hi);
+    }
+    store_sat16(o->out + r * o->ldc, q0, q1);
+    return;
+  }
+  if (!residual && k->sat8) {
+    q0 = _mm256_add_epi32(requant8_y(c0, &o->p0, k), k->zout);
+    q1 = _mm256_add_epi32(requant8_y(c1, &o->p1, k), k->zout);
+    store_sat16(o->out + r * o->ldc, q0, q1);
+    return;
+  }
+  if (residual) {
     // q - z_q = clamp(y + z_q, lo, hi) - z_q = clamp(y, lo - z_q, hi - z_q).
     const __m256i y0 = requant8_y(c0, &o->p0, k), y1 = requant8_y(c1, &o->p1, k);
     const __m128i rr = _mm_loadu_si128((const __m128i*)(o->res + r * o->ld_res));
@@ -296,10 +366,11 @@ AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, 
   const __m256i bias1 = _mm256_loadu_si256((const __m256i*)(bias + 8));                         \
   __m256i c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1;         \
   __m256i c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
-#define OCTET_6X16_FINISH(o)                                                                    \
-  if ((o)->fused) {                                                                             \
-    finish_row16(c00, c01, o, 0); finish_row16(c10, c11, o, 1); finish_row16(c20, c21, o, 2);   \
-    finish_row16(c30, c31, o, 3); finish_row16(c40, c41, o, 4); finish_row16(c50, c51, o, 5);   \
+#define OCTET_6X16_FINISH(o, FUSABLE, RES)                                                      \
+  if ((FUSABLE) && (o)->fused) {                                                                \
+    finish_row16(c00, c01, o, 0, RES); finish_row16(c10, c11, o, 1, RES);                       \
+    finish_row16(c20, c21, o, 2, RES); finish_row16(c30, c31, o, 3, RES);                       \
+    finish_row16(c40, c41, o, 4, RES); finish_row16(c50, c51, o, 5, RES);                       \
   } else {                                                                                      \
     OCTET_6X16_STORE()                                                                          \
   }
@@ -331,7 +402,7 @@ AVX2 static inline void kernel_6x16(const int16_t* a, size_t lda, size_t rows, c
     OCTET_ROW(a5, c50, c51)
 #undef OCTET_ROW
   }
-  OCTET_6X16_FINISH(o)
+  OCTET_6X16_FINISH(o, 1, -1)
 }
 
 /// A 6x16 tile kernel over the whole K: rows `lda` bytes apart, B one packed panel.
@@ -491,7 +562,7 @@ AVX2 static inline void kernel_pairs_6x16(const uint8_t* a, size_t lda, size_t r
   OCTET_6X16_BEGIN(uint8_t)
   const __m256i ones = _mm256_set1_epi16(1);
   for (size_t g = 0; g < kg; g++) { OCTET_PAIRS_STEP(g, 6) }
-  OCTET_6X16_FINISH(o)
+  OCTET_6X16_FINISH(o, 1, -1)
 }
 
 AVX2 static void tile_pairs(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
@@ -515,7 +586,8 @@ AVX2 void octet_i8_gemm__avx2_pairs(const uint8_t* a, size_t lda, const int8_t* 
 // lane by the pair's values (d1, d2) (|d| <= 128, within int16; octet_i8_quads_pair).
 // R (1 to 6, a constant at each call) is the number of rows computed: a partial last tile does not
 // pay for six (the classifier has one row, layer4 of ResNet50 49 = 8 x 6 + 1).
-AVX2 __attribute__((always_inline)) static inline void kernel_quads(const int R, const uint8_t* a, size_t lda,
+AVX2 __attribute__((always_inline)) static inline void kernel_quads(const int R, const int RES, const uint8_t* a,
+                                                                    size_t lda,
                                                                     const int8_t* b, size_t kg, const uint32_t* fk,
                                                                     const int32_t* fd, size_t nfix,
                                                                     const int32_t* bias, const tile_out* o,
@@ -552,30 +624,38 @@ AVX2 __attribute__((always_inline)) static inline void kernel_quads(const int R,
     OCTET_FOR_ROWS(R, OCTET_ROW)
 #undef OCTET_ROW
   }
-  OCTET_6X16_FINISH(o)
+  // Only whole tiles (R = 6) finish in registers; RES (0 or 1) is whether there is a residual.
+  OCTET_6X16_FINISH(o, R == 6, RES)
 }
 
-AVX2 static void tile_quads(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
-                            const octet_i8_fixups* fix, size_t p, const int32_t* bias, const tile_out* o,
-                            int32_t acc[6][16]) {
-  const size_t e0 = fix->panel_start[p], e1 = fix->panel_start[p + 1];
-  const int8_t* b = (const int8_t*)panel;
-  const uint32_t* fk = fix->k + e0;
-  const int32_t* fd = fix->d + 16 * e0;
-  switch (rows) {
-    case 6: kernel_quads(6, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
-    case 5: kernel_quads(5, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
-    case 4: kernel_quads(4, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
-    case 3: kernel_quads(3, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
-    case 2: kernel_quads(2, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
-    default: kernel_quads(1, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;
+// The quads tile without (RES 0) and with (RES 1) a fused residual add.
+#define OCTET_TILE_QUADS(NAME, RES)                                                                        \
+  AVX2 static void NAME(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,       \
+                        const octet_i8_fixups* fix, size_t p, const int32_t* bias, const tile_out* o,     \
+                        int32_t acc[6][16]) {                                                            \
+    const size_t e0 = fix->panel_start[p], e1 = fix->panel_start[p + 1];                                \
+    const int8_t* b = (const int8_t*)panel;                                                              \
+    const uint32_t* fk = fix->k + e0;                                                                    \
+    const int32_t* fd = fix->d + 16 * e0;                                                                \
+    switch (rows) {                                                                                      \
+      case 6: kernel_quads(6, RES, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;             \
+      case 5: kernel_quads(5, RES, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;             \
+      case 4: kernel_quads(4, RES, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;             \
+      case 3: kernel_quads(3, RES, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;             \
+      case 2: kernel_quads(2, RES, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;             \
+      default: kernel_quads(1, RES, a, lda, b, kp / 4, fk, fd, e1 - e0, bias, o, acc); break;            \
+    }                                                                                                    \
   }
-}
+OCTET_TILE_QUADS(tile_quads, 0)
+OCTET_TILE_QUADS(tile_quads_residual, 1)
 
 AVX2 void octet_i8_gemm__avx2_quads(const uint8_t* a, size_t lda, const int8_t* b, const octet_i8_fixups* fixups,
                                     size_t kp, size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
                                     const octet_i8_epilogue* ep, void* out, size_t ldc) {
-  gemm_6x16(tile_quads, a, lda, (const uint8_t*)b, 1, fixups, kp, n, m0, m1, n0, n1, ep, out, ldc);
+  if (ep->residual)
+    gemm_6x16(tile_quads_residual, a, lda, (const uint8_t*)b, 1, fixups, kp, n, m0, m1, n0, n1, ep, out, ldc);
+  else
+    gemm_6x16(tile_quads, a, lda, (const uint8_t*)b, 1, fixups, kp, n, m0, m1, n0, n1, ep, out, ldc);
 }
 
 // §12 as octet_i8_quantize_input: v = x / s (IEEE division, as in the scalar code), rounded half

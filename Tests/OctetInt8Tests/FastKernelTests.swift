@@ -51,7 +51,10 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
     node.groups = groups
     node.inputQuantization = [inQ]
     let lo = relu ? out.zeroPoint : Int32.random(in: 0...20, using: &rng)
-    node.clamp = [Int(lo), Int.random(in: 235...255, using: &rng)]
+    // Seeds 0 and 1 mod 4 keep the top of the uint8 range (with lo = 0, the kernels' form where
+    // the saturating packs clamp), 2 and 3 lower it.
+    let hi = Int.random(in: 235...255, using: &rng)
+    node.clamp = [Int(lo), seed % 4 < 2 ? 255 : hi]
     let perChannel = k * k * cin / groups
     node.weights = (0..<(cout * perChannel)).map { _ in Int8.random(in: -weightMax...weightMax, using: &rng) }
     // Accumulators spread about sqrt(K) * 127 * 74; biases and multipliers are sized to that.
@@ -92,7 +95,10 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
       groups: 1, relu: false)
     // The add is fused into whichever of its inputs is computed last.
     nodes += c.residual == .layerFirst ? [layer, side] : [side, layer]
-    let out = q(0)
+    // Seeds 0 and 1 mod 4: a zero output zero point and the full uint8 range (the kernels' form
+    // where the saturating packs clamp); 2 and 3: any zero point and a clamp within the range.
+    let fullRange = seed % 4 < 2
+    let out = q(fullRange ? 0 : Int32.random(in: 1...60, using: &rng))
     var add = QuantizedNode(
       name: "add", op: .add, inputs: c.residual == .layerFirst ? ["layer", "side"] : ["side", "layer"], fused: ["add"],
       output: out)
@@ -101,7 +107,7 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
     add.addMultipliers = try AddMultipliers(
       realA: Double(a.scale / out.scale) * Double.random(in: 0.3...1, using: &rng) * c.addScale,
       realB: Double(b.scale / out.scale) * Double.random(in: 0.3...1, using: &rng) * c.addScale)
-    add.clamp = [Int(out.zeroPoint), 255]
+    add.clamp = fullRange ? [0, 255] : [Int(out.zeroPoint), Int.random(in: 200...255, using: &rng)]
     nodes.append(add)
     last = add
   }
@@ -502,5 +508,77 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
         }
       }
     }
+  }
+}
+
+/// The quads GEMM's in-register epilogue (requantization, the fused residual add in its folded
+/// form, the saturating packs) against the scalar GEMM, on random parameters: residual-add shifts
+/// 17 to 46 (multipliers not normalized to 31 bits, so the low halves of the vpmaddwd split decide
+/// many roundings), any zero points, full and narrowed clamps. The layer cases above only meet
+/// the shifts near 31 that quantization produces.
+@Suite struct FusedEpilogueTests {
+  @Test(.enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"))
+  func quadsEpilogueEqualsScalarOnRandomParameters() {
+    var rng = SeededGenerator(seed: 61)
+    let (m, n, k) = (24, 48, 72)
+    let kp = (k + 3) / 4 * 4
+    let a = (0..<(m * kp)).map { i in i % kp < k ? UInt8.random(in: 0...255, using: &rng) : 0 }
+    let w = (0..<(n * k)).map { _ in Int8.random(in: -127...127, using: &rng) }
+    let residual = (0..<(m * n)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    // Scalar layout B from w, quads layout B from its fit plus the fixup pairs (64-byte aligned,
+    // as the kernels load B with aligned loads).
+    let bytes = octet_i8_packed_b_size(OCTET_I8_SCALAR, k, n)
+    let packedStorage = AlignedBytes(count: bytes), fitStorage = AlignedBytes(count: bytes)
+    let packed = packedStorage.pointer.assumingMemoryBound(to: Int8.self)
+    let packedFit = fitStorage.pointer.assumingMemoryBound(to: Int8.self)
+    octet_i8_pack_b(OCTET_I8_SCALAR, w, k, n, packed)
+    let fixups = QuadFixups(weights: w, k: k, n: n)!
+    octet_i8_pack_b(OCTET_I8_SCALAR, fixups.fit, k, n, packedFit)
+    var mismatches = 0
+    for trial in 0..<200 {
+      let bias = (0..<n).map { _ in Int32.random(in: -40_000...40_000, using: &rng) }
+      let multiplier = (0..<n).map { _ in Int32.random(in: (1 << 29)...Int32.max, using: &rng) }
+      let shift = (0..<n).map { _ in Int32.random(in: 36...44, using: &rng) }
+      let addShift = Int32(17 + trial % 30)
+      func addMultiplier() -> Int32 {
+        Int32(clamping: Int64(Double.random(in: 0.2...1.5, using: &rng) * Double(Int64(1) << Int64(min(addShift - 1, 30)))))
+      }
+      let full = trial % 2 == 0
+      var out1 = [UInt8](repeating: 1, count: m * n), out2 = [UInt8](repeating: 2, count: m * n)
+      bias.withUnsafeBufferPointer { b in
+        multiplier.withUnsafeBufferPointer { mu in
+          shift.withUnsafeBufferPointer { s in
+            residual.withUnsafeBufferPointer { r in
+              var ep = octet_i8_epilogue()
+              ep.bias = b.baseAddress
+              ep.multiplier = mu.baseAddress
+              ep.shift = s.baseAddress
+              ep.out_zero_point = Int32.random(in: 0...255, using: &rng)
+              ep.lo = full ? 0 : Int32.random(in: 0...30, using: &rng)
+              ep.hi = full ? 255 : Int32.random(in: 200...255, using: &rng)
+              ep.shifts_at_least_32 = 1
+              ep.residual = r.baseAddress
+              ep.ld_residual = n
+              ep.residual_zero_point = Int32.random(in: 0...255, using: &rng)
+              ep.add_mult_conv = addMultiplier()
+              ep.add_mult_residual = addMultiplier()
+              ep.add_shift = addShift
+              ep.add_zero_point = full ? 0 : Int32.random(in: 0...60, using: &rng)
+              ep.add_lo = full ? 0 : ep.add_zero_point
+              ep.add_hi = full ? 255 : Int32.random(in: 180...255, using: &rng)
+              octet_i8_gemm__scalar(a, kp, packed, kp, n, 0, m, 0, n, &ep, &out1, n)
+              withUnsafePointer(to: fixups.table) {
+                octet_i8_gemm__avx2_quads(a, kp, packedFit, $0, kp, n, 0, m, 0, n, &ep, &out2, n)
+              }
+            }
+          }
+        }
+      }
+      if out1 != out2 {
+        mismatches += 1
+        if mismatches <= 3 { Issue.record("trial \(trial), add shift \(addShift): the quads epilogue differs from scalar") }
+      }
+    }
+    #expect(mismatches == 0, "\(mismatches) of 200 trials differ")
   }
 }
