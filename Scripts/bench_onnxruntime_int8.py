@@ -22,6 +22,10 @@ Method (kept in the --json output so a number never travels without it):
     no side. A side's median/p10/p90 is the median over rounds of its per-round value. The paired
     ratio is the median over rounds of each round's Octet / ORT median: on a machine whose speed
     moves in phases of seconds, it compares runs made next to each other.
+  * --pin (with fewer threads than CPUs): every round runs both sides on the same CPUs (the
+    script's affinity, inherited by `octet bench`), moving to the next CPU every two rounds (one
+    in each order). On a VM whose cores run at different speeds, the scheduler otherwise puts the
+    two processes on different cores, and the ratio measures the cores.
 
 Usage:
     python3 Scripts/bench_onnxruntime_int8.py --threads 1 --iterations 50 --warmup 10 \\
@@ -231,6 +235,8 @@ def parse_args():
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
+    ap.add_argument("--pin", action="store_true",
+                    help="run both sides of a round on the same CPUs, rotating every two rounds")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     if args.threads < 1 or args.iterations < 1 or args.warmup < 0 or args.rounds < 1:
@@ -314,9 +320,17 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     # The order within a round flips every round, so neither side always runs first after the
     # other's load.
+    cpus = sorted(os.sched_getaffinity(0))
+    pinning = []
     for r in range(args.rounds):
+        if args.pin and args.threads < len(cpus):
+            first = (r // 2) % len(cpus)
+            chosen = [cpus[(first + i) % len(cpus)] for i in range(args.threads)]
+            os.sched_setaffinity(0, chosen)
+            pinning.append(chosen)
         for side in (list(sides.values()) if r % 2 == 0 else list(sides.values())[::-1]):
             side.time_round(r)
+    os.sched_setaffinity(0, cpus)
     load_after = os.getloadavg()[0]
 
     for key, want in (("octet_int8", "int8"), ("octet_float", "float32")):
@@ -361,6 +375,7 @@ def main() -> int:
             "model": os.path.basename(args.model_pth),
             "input": "1x3x224x224 float32, seeded N(0,1), batch 1",
             "threads": args.threads, "iterations": args.iterations, "warmup": args.warmup, "rounds": args.rounds,
+            "pinned_cpus_per_round": pinning or None,
             "statistic": "per round: median/p10/p90 of per-run wall time; overall: median over rounds",
             "order": " then ".join(s.name for s in sides.values()) + " in even rounds, reversed in odd ones",
             "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, CPUExecutionProvider",
