@@ -316,40 +316,33 @@ AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, 
                                                                     const int res) {
   const ep_consts* k = o->k;
   const int residual = res < 0 ? k->residual : res;
-  __m256i q0, q1;
-  if (residual && k->add_fold) {
-    // q - z_q = clamp(y + z_q, lo, hi) - z_q = clamp(y, lo - z_q, hi - z_q).
-    const __m256i y0 = requant8_y(c0, &o->p0, k), y1 = requant8_y(c1, &o->p1, k);
-    residual16(_mm256_min_epi32(_mm256_max_epi32(y0, k->lo_rel), k->hi_rel),
-               _mm256_min_epi32(_mm256_max_epi32(y1, k->lo_rel), k->hi_rel), o->res + r * o->ld_res, k, &q0, &q1);
-    if (!k->add_sat8) {
-      q0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->add_lo), k->add_hi);
-      q1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->add_lo), k->add_hi);
-    }
-    store_sat16(o->out + r * o->ldc, q0, q1);
-    return;
-  }
-  if (!residual && k->sat8) {
-    q0 = _mm256_add_epi32(requant8_y(c0, &o->p0, k), k->zout);
-    q1 = _mm256_add_epi32(requant8_y(c1, &o->p1, k), k->zout);
-    store_sat16(o->out + r * o->ldc, q0, q1);
-    return;
-  }
+  __m256i q0 = requant8_y(c0, &o->p0, k), q1 = requant8_y(c1, &o->p1, k);
   if (residual) {
     // q - z_q = clamp(y + z_q, lo, hi) - z_q = clamp(y, lo - z_q, hi - z_q).
-    const __m256i y0 = requant8_y(c0, &o->p0, k), y1 = requant8_y(c1, &o->p1, k);
-    const __m128i rr = _mm_loadu_si128((const __m128i*)(o->res + r * o->ld_res));
-    q0 = residual8_da(_mm256_min_epi32(_mm256_max_epi32(y0, k->lo_rel), k->hi_rel), _mm256_cvtepu8_epi32(rr), k);
-    q1 = residual8_da(_mm256_min_epi32(_mm256_max_epi32(y1, k->lo_rel), k->hi_rel),
-                      _mm256_cvtepu8_epi32(_mm_srli_si128(rr, 8)), k);
+    const __m256i da0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->lo_rel), k->hi_rel);
+    const __m256i da1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->lo_rel), k->hi_rel);
+    const uint8_t* res_row = o->res + r * o->ld_res;
+    if (k->add_fold) {
+      residual16(da0, da1, res_row, k, &q0, &q1);
+      if (!k->add_sat8) {
+        q0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->add_lo), k->add_hi);
+        q1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->add_lo), k->add_hi);
+      }
+    } else {
+      const __m128i rr = _mm_loadu_si128((const __m128i*)res_row);
+      q0 = residual8_da(da0, _mm256_cvtepu8_epi32(rr), k);
+      q1 = residual8_da(da1, _mm256_cvtepu8_epi32(_mm_srli_si128(rr, 8)), k);
+    }
   } else {
-    q0 = requant8(c0, &o->p0, k);
-    q1 = requant8(c1, &o->p1, k);
+    // requant8's fast form (a fused tile always has it), its clamp left to the packs when it is [0, 255].
+    q0 = _mm256_add_epi32(q0, k->zout);
+    q1 = _mm256_add_epi32(q1, k->zout);
+    if (!k->sat8) {
+      q0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->lo), k->hi);
+      q1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->lo), k->hi);
+    }
   }
-  // Codes are already within [0, 255]: the saturating packs only narrow them.
-  const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(q0, q1), 0xD8);
-  _mm_storeu_si128((__m128i*)(o->out + r * o->ldc),
-                   _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+  store_sat16(o->out + r * o->ldc, q0, q1);
 }
 
 // What both 6x16 tile kernels do around their different inner loops: row pointers (rows past

@@ -178,7 +178,7 @@ public final class Int8FastExecutor: @unchecked Sendable {
     case .maxPool(let window, let input, let out, let inSize, let outSize):
       // Each image in bands of output rows, two bands per thread.
       let height = Int(window.out_h)
-      let bands = threads == 1 ? 1 : max(1, min(height, 2 * threads))
+      let bands = max(1, min(height, 2 * threads))
       let rows = (height + bands - 1) / bands
       parallel(batch * bands) { t in
         var w = window
