@@ -175,6 +175,53 @@ def run_octet_bench(octet_bin: str, model: str, threads: int, iterations: int, w
     return result
 
 
+class PacedOctet:
+    """`octet bench --paced`: the model is loaded and warmed up once; each request runs it k times
+    and returns the k wall times (ms) measured inside the process."""
+
+    def __init__(self, octet_bin: str, model: str, threads: int, warmup: int, extra_args=()):
+        self.cmd = [octet_bin, "bench", model, "--threads", str(threads), "--warmup", str(warmup),
+                    *extra_args, "--paced"]
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        header = self.proc.stdout.readline()
+        if not header:
+            self._fail("exited before its first line")
+        self.header = json.loads(header)
+
+    def _fail(self, what: str):
+        self.proc.kill()
+        _, err = self.proc.communicate()
+        raise RuntimeError(f"`{' '.join(self.cmd)}` {what}: {err.strip()}")
+
+    def pin(self, cpus: list[int]) -> None:
+        """Moves every thread of the process (the kernels' workers too) onto `cpus`."""
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            os.sched_setaffinity(int(tid), cpus)
+
+    def run(self, count: int) -> list[float]:
+        try:
+            self.proc.stdin.write(f"{count}\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self._fail("stopped reading its input")
+        line = self.proc.stdout.readline()
+        times = [float(t) for t in line.split()]
+        if len(times) != count:
+            self._fail(f"answered {line.strip()!r} to a request for {count} runs")
+        return times
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            if self.proc.wait(timeout=60) != 0:
+                raise RuntimeError(f"`{' '.join(self.cmd)}` exited {self.proc.returncode}: "
+                                   f"{self.proc.stderr.read().strip()}")
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise RuntimeError(f"`{' '.join(self.cmd)}` did not exit at the end of its input")
+
+
 # ---------------------------------------------------------------------------------------------
 # Statistics
 
@@ -188,6 +235,14 @@ def summarize(samples_ms: list[float]) -> dict:
         "p90_ms": float(np.percentile(a, 90)),
         "images_per_s": 1000.0 / med,
     }
+
+
+def bootstrap_median_interval(values: list[float], draws: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of the median of `values`."""
+    a = np.asarray(values)
+    rng = np.random.default_rng(seed)
+    medians = np.median(a[rng.integers(0, len(a), size=(draws, len(a)))], axis=1)
+    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
 
 
 def combine_rounds(rounds: list[dict]) -> dict:

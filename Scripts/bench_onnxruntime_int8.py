@@ -26,6 +26,16 @@ Method (kept in the --json output so a number never travels without it):
     script's affinity, inherited by `octet bench`), moving to the next CPU every two rounds (one
     in each order). On a VM whose cores run at different speeds, the scheduler otherwise puts the
     two processes on different cores, and the ratio measures the cores.
+  * --interleave P (int8 only): instead of rounds, P pairs of single runs. Octet runs as
+    `octet bench --paced` (loaded and warmed once, then one run per request, timed inside the
+    process as ORT's session.run is timed here); each pair runs ORT then Octet, or Octet then ORT
+    in every other pair, each turn doing --turn-runs runs (default 2) of which the last is timed:
+    the untimed run refills the caches the other side just used, and absorbs the time ORT's
+    thread pool keeps spinning after its run (at 2 threads, an Octet run started right after ORT's
+    took 1.3x as long). The two runs of a pair are tens of milliseconds
+    apart, so they see the same phase of a machine whose speed moves over seconds; the statistic
+    is the median over pairs of Octet / ORT, with a bootstrap 95% interval. With --pin both run
+    on one CPU, moving to the next CPU every 20 pairs.
 
 Usage:
     python3 Scripts/bench_onnxruntime_int8.py --threads 1 --iterations 50 --warmup 10 \\
@@ -42,6 +52,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections import Counter
 
 import numpy as np
@@ -52,7 +63,8 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quant_pre_process, quantize_static)
 
 import reference_numpy as ref
-from _bench_common import (ONNX_OPSET, check_ort_matches_torch, combine_rounds, cosine, export_onnx,
+from _bench_common import (ONNX_OPSET, PacedOctet, bootstrap_median_interval, check_ort_matches_torch,
+                           combine_rounds, cosine, export_onnx, summarize,
                            load_resnet50, machine_info, make_session, print_table, run_octet_bench,
                            seeded_input, time_ort, warn_if_loaded, write_json_atomic)
 
@@ -237,10 +249,18 @@ def parse_args():
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
     ap.add_argument("--pin", action="store_true",
                     help="run both sides of a round on the same CPUs, rotating every two rounds")
+    ap.add_argument("--interleave", type=int, default=0, metavar="P",
+                    help="int8 only: time P interleaved pairs of single runs instead of rounds")
+    ap.add_argument("--turn-runs", type=int, default=2, metavar="K",
+                    help="with --interleave: runs per turn, the last one timed (default: %(default)s)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     if args.threads < 1 or args.iterations < 1 or args.warmup < 0 or args.rounds < 1:
         ap.error("--threads, --iterations and --rounds must be >= 1, --warmup >= 0")
+    if args.interleave < 0 or not 1 <= args.turn_runs <= 1000:
+        ap.error("--interleave must be >= 0 and --turn-runs 1...1000")
+    if args.interleave and (not args.octet_bin or args.with_float):
+        ap.error("--interleave times Octet int8 against ORT int8: it needs --octet-bin and not --with-float")
     if args.calibration_count < 1 or args.check_accuracy < 0:
         ap.error("--calibration-count must be >= 1 and --check-accuracy >= 0")
     if args.octet_bin:
@@ -284,6 +304,50 @@ class Side:
         return combine_rounds(self.rounds) if self.rounds else None
 
 
+def interleaved(args, int8_sess, x, backend_args) -> dict:
+    """--interleave: pairs of single runs, ORT and Octet side by side; see the method text."""
+    feed = {"input": x}
+    octet = PacedOctet(args.octet_bin, args.octet_int8_model, args.threads, args.warmup, backend_args)
+    for _ in range(args.warmup):
+        int8_sess.run(None, feed)
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = args.pin and args.threads < len(cpus)
+    ort_ms, octet_ms, pinning = [], [], []
+
+    def ort_turn() -> float:
+        for _ in range(args.turn_runs - 1):
+            int8_sess.run(None, feed)
+        t0 = time.perf_counter()
+        int8_sess.run(None, feed)
+        return (time.perf_counter() - t0) * 1000.0
+
+    try:
+        for i in range(args.interleave):
+            if pin and i % 20 == 0:
+                first = (i // 20) % len(cpus)
+                chosen = [cpus[(first + j) % len(cpus)] for j in range(args.threads)]
+                os.sched_setaffinity(0, chosen)
+                octet.pin(chosen)
+                pinning.append(chosen)
+            if i % 2 == 0:
+                ort_ms.append(ort_turn())
+                octet_ms.append(octet.run(args.turn_runs)[-1])
+            else:
+                octet_ms.append(octet.run(args.turn_runs)[-1])
+                ort_ms.append(ort_turn())
+            if (i + 1) % 50 == 0 or i + 1 == args.interleave:
+                print(f"pair {i + 1}/{args.interleave}: Octet {statistics.median(octet_ms):.2f} ms, "
+                      f"ORT {statistics.median(ort_ms):.2f} ms (medians so far)", flush=True)
+    finally:
+        os.sched_setaffinity(0, cpus)
+        octet.close() if octet.proc.poll() is None else None
+    ratios = [a / b for a, b in zip(octet_ms, ort_ms)]
+    return {"ort_int8": summarize(ort_ms), "octet_int8": summarize(octet_ms), "octet_reported": octet.header,
+            "paired": {"median": statistics.median(ratios), "interval95": bootstrap_median_interval(ratios),
+                       "pairs_octet_faster": sum(r < 1 for r in ratios), "pairs": len(ratios)},
+            "samples_ms": {"ort_int8": ort_ms, "octet_int8": octet_ms}, "pinned_cpus_per_20_pairs": pinning or None}
+
+
 def main() -> int:
     args = parse_args()
     # Export, calibration and the sanity checks are not timed; keep torch off the other cores.
@@ -308,6 +372,41 @@ def main() -> int:
         return lambda: run_octet_bench(args.octet_bin, model_path, args.threads, args.iterations, args.warmup, extra)
 
     backend_args = ["--backend", args.octet_backend] if args.octet_backend else []
+    if args.interleave:
+        load_before = os.getloadavg()[0]
+        try:
+            pairs = interleaved(args, int8_sess, x, backend_args)
+        except (RuntimeError, OSError, ValueError) as e:
+            print(f"error: Octet int8 failed: {e}", file=sys.stderr)
+            return 1
+        load_after = os.getloadavg()[0]
+        print_table([("ORT int8", pairs["ort_int8"]), ("Octet int8", pairs["octet_int8"])])
+        p = pairs["paired"]
+        print(f"paired ratio Octet int8 / ORT int8: median over {p['pairs']} pairs {p['median']:.3f} "
+              f"(95% interval {p['interval95'][0]:.3f}-{p['interval95'][1]:.3f}), Octet faster in "
+              f"{p['pairs_octet_faster']} of {p['pairs']} pairs")
+        print(f"ratio of medians: {pairs['octet_int8']['median_ms'] / pairs['ort_int8']['median_ms']:.3f} "
+              f"(threads {args.threads}; below 1 means Octet is faster)")
+        warn_if_loaded(load_before, load_after)
+        if pairs["octet_reported"].get("runtime") != "int8":
+            warnings.append(f"`octet bench --paced` reported {pairs['octet_reported']}: not an int8 run")
+            print(f"warning: {warnings[-1]}", file=sys.stderr)
+        if args.json:
+            write_json_atomic(args.json, {
+                "method": {"text": __doc__.split("Usage:")[0].strip(), "model": os.path.basename(args.model_pth),
+                           "input": "1x3x224x224 float32, seeded N(0,1), batch 1", "threads": args.threads,
+                           "pairs": args.interleave, "turn_runs": args.turn_runs, "warmup": args.warmup,
+                           "pinned": args.pin, "octet_backend_arg": args.octet_backend,
+                           "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
+                                                "calibration_count": args.calibration_count}},
+                "machine": machine_info(load_before, load_after), "onnxruntime": {"version": ort.__version__},
+                "octet": {"model": args.octet_int8_model, "reported": pairs["octet_reported"]},
+                "summary": {"ort_int8": pairs["ort_int8"], "octet_int8": pairs["octet_int8"]},
+                "paired_ratio": pairs["paired"], "samples_ms": pairs["samples_ms"],
+                "pinned_cpus_per_20_pairs": pairs["pinned_cpus_per_20_pairs"], "op_counts": ops,
+                "sanity": {"fp32_onnx_vs_torch": sanity}, "warnings": warnings,
+                "files": {"fp32_onnx": fp32_path, "int8_onnx": int8_path, "int8_cache_key": cache_key}})
+        return 0
     sides = {"ort_int8": Side("ORT int8", lambda: time_ort(int8_sess, x, args.iterations, args.warmup))}
     if args.octet_bin:
         sides["octet_int8"] = Side("Octet int8", octet(args.octet_int8_model, backend_args))

@@ -35,11 +35,25 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Write the timings as JSON to this file.")
   var json: String?
 
+  @Flag(
+    help: ArgumentHelp(
+      "Run on request, for scripts that interleave Octet with another runtime run by run.",
+      discussion: """
+        After the warm-up runs, prints one JSON line (model, runtime, backend, threads), then reads \
+        standard input line by line: each line holds a count k (1...1000); Octet runs k times and prints \
+        the k wall times in ms on one line, separated by spaces. Ends at end of input. --iterations, \
+        --layers and --json do not apply.
+        """))
+  var paced = false
+
   func validate() throws {
     guard batch >= 1, threads >= 1, iterations >= 1, warmup >= 0 else {
       throw ValidationError("--batch, --threads and --iterations must be at least 1, --warmup at least 0")
     }
     try validateOutputPath(json, option: "--json")
+    if paced && (layers || json != nil) {
+      throw ValidationError("--paced prints its times on standard output; it takes neither --layers nor --json")
+    }
   }
 
   struct LayerReport: Encodable {
@@ -96,6 +110,13 @@ struct BenchCommand: ParsableCommand {
       runOnce = { _ = runner.run(input, observe: nil) }
     }
     for _ in 0..<warmup { runOnce() }
+    if paced {
+      try servePaced(runOnce, header: [
+        "model": model, "architecture": loaded.info.architecture, "runtime": runtime, "backend": backend,
+        "threads": String(threads), "batch": String(batch),
+      ])
+      return
+    }
     var times: [Double] = []
     for _ in 0..<iterations {
       let t0 = DispatchTime.now().uptimeNanoseconds
@@ -136,6 +157,28 @@ struct BenchCommand: ParsableCommand {
       print("  (--layers times the int8 fast kernels only)")
     }
     if let json { try writeJSON(report, to: json) }
+  }
+
+  /// --paced: one timed run per requested count, until standard input ends.
+  func servePaced(_ runOnce: () -> Void, header: [String: String]) throws {
+    let data = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+    // FileHandle writes are unbuffered: the script reads each line as soon as it is written.
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
+    var lineNumber = 0
+    while let line = readLine() {
+      lineNumber += 1
+      guard let count = Int(line.trimmingCharacters(in: .whitespaces)), (1...1000).contains(count) else {
+        throw FileError(
+          path: "<standard input>", reason: "line \(lineNumber) is \"\(line)\", not a run count 1...1000 (--paced)")
+      }
+      var times: [String] = []
+      for _ in 0..<count {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        runOnce()
+        times.append(String(format: "%.4f", Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6))
+      }
+      FileHandle.standardOutput.write(Data((times.joined(separator: " ") + "\n").utf8))
+    }
   }
 
   /// Per-step medians over `iterations` runs, each run timing every step.

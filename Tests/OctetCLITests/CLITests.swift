@@ -24,14 +24,21 @@ struct OctetProcess {
   }()
 
   @discardableResult
-  static func run(_ arguments: [String]) throws -> OctetProcess {
+  static func run(_ arguments: [String], input: String? = nil) throws -> OctetProcess {
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    // Without `input`, standard input is the test's own; with it, a pipe that ends after `input`.
+    let inPipe = input.map { _ in Pipe() }
+    if let inPipe { process.standardInput = inPipe }
     try process.run()
+    if let inPipe, let input {
+      inPipe.fileHandleForWriting.write(Data(input.utf8))
+      try inPipe.fileHandleForWriting.close()
+    }
     // Read before waiting so a large output cannot fill the pipe and block the child.
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
     let stderr = err.fileHandleForReading.readDataToEndOfFile()
@@ -195,6 +202,22 @@ struct CLIInt8PipelineTests {
     #expect(classified.status == 0, "\(classified.stderr)")
     let evaluated = try OctetProcess.run(["eval", int8.path, "--images", Paths.valImages.path, "--limit", "2"])
     #expect(evaluated.status == 0, "\(evaluated.stderr)")
+
+    // bench --paced: a JSON header, then one line of times per requested count, until input ends;
+    // a line that is not a count stops it with an error naming the line.
+    let paced = try OctetProcess.run(["bench", int8.path, "--paced", "--warmup", "1"], input: "2\n1\n")
+    #expect(paced.status == 0, "\(paced.stderr)")
+    let lines = paced.stdout.split(separator: "\n").map(String.init)
+    try #require(lines.count == 3, "\(paced.stdout)")
+    let header = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+    #expect(header["runtime"] as? String == "int8")
+    #expect(header["architecture"] as? String == "efficientnet-lite0")
+    let times = lines[1...].map { $0.split(separator: " ").compactMap { Double($0) } }
+    #expect(times.map(\.count) == [2, 1])
+    #expect(times.joined().allSatisfy { $0 > 0 })
+    let badCount = try OctetProcess.run(["bench", int8.path, "--paced", "--warmup", "0"], input: "1\nmany\n")
+    expectCleanFailure(badCount, mentions: ["line 2", "many"])
+    #expect(badCount.stdout.split(separator: "\n").count == 2, "the first request was answered: \(badCount.stdout)")
 
     // A float model where an int8 one is expected is a clear error.
     let wrong = try OctetProcess.run(["compare", model.path, model.path, "--images", Paths.valImages.path, "--limit", "1"])
