@@ -342,9 +342,17 @@ def interleaved(args, int8_sess, x, backend_args) -> dict:
         os.sched_setaffinity(0, cpus)
         octet.close() if octet.proc.poll() is None else None
     ratios = [a / b for a, b in zip(octet_ms, ort_ms)]
+    # The machine's phases, seen through the baseline: pairs in which ORT ran at or below its own
+    # median time (the machine's faster phases) and above it.
+    cut = statistics.median(ort_ms)
+    halves = {name: [r for r, t in zip(ratios, ort_ms) if keep(t)] for name, keep in
+              (("ort_fast_half", lambda t: t <= cut), ("ort_slow_half", lambda t: t > cut))}
+    by_phase = {name: {"pairs": len(v), "median": statistics.median(v) if v else None,
+                       "pairs_octet_faster": sum(r < 1 for r in v)} for name, v in halves.items()}
     return {"ort_int8": summarize(ort_ms), "octet_int8": summarize(octet_ms), "octet_reported": octet.header,
             "paired": {"median": statistics.median(ratios), "interval95": bootstrap_median_interval(ratios),
-                       "pairs_octet_faster": sum(r < 1 for r in ratios), "pairs": len(ratios)},
+                       "pairs_octet_faster": sum(r < 1 for r in ratios), "pairs": len(ratios),
+                       "by_ort_phase": by_phase},
             "samples_ms": {"ort_int8": ort_ms, "octet_int8": octet_ms}, "pinned_cpus_per_20_pairs": pinning or None}
 
 
@@ -385,6 +393,10 @@ def main() -> int:
         print(f"paired ratio Octet int8 / ORT int8: median over {p['pairs']} pairs {p['median']:.3f} "
               f"(95% interval {p['interval95'][0]:.3f}-{p['interval95'][1]:.3f}), Octet faster in "
               f"{p['pairs_octet_faster']} of {p['pairs']} pairs")
+        for name, h in p["by_ort_phase"].items():
+            if h["pairs"]:
+                print(f"  pairs where ORT ran in its {name.split('_')[1]} half: median ratio {h['median']:.3f}, "
+                      f"Octet faster in {h['pairs_octet_faster']} of {h['pairs']}")
         print(f"ratio of medians: {pairs['octet_int8']['median_ms'] / pairs['ort_int8']['median_ms']:.3f} "
               f"(threads {args.threads}; below 1 means Octet is faster)")
         warn_if_loaded(load_before, load_after)
