@@ -30,9 +30,9 @@ Method (kept in the --json output so a number never travels without it):
     `octet bench --paced` (loaded and warmed once, then one run per request, timed inside the
     process as ORT's session.run is timed here); each pair runs ORT then Octet, or Octet then ORT
     in every other pair, each turn doing --turn-runs runs (default 2) of which the last is timed:
-    the untimed run refills the caches the other side just used, and absorbs the time ORT's
-    thread pool keeps spinning after its run (at 2 threads, an Octet run started right after ORT's
-    took 1.3x as long). The two runs of a pair are tens of milliseconds
+    the untimed run refills the caches the other side just used. ORT's sessions set
+    session.force_spinning_stop, so its pool threads stop spinning when session.run returns
+    instead of competing with Octet's next run (_bench_common.make_session). The two runs of a pair are tens of milliseconds
     apart, so they see the same phase of a machine whose speed moves over seconds; the statistic
     is the median over pairs of Octet / ORT, with a bootstrap 95% interval. With --pin both run
     on one CPU, moving to the next CPU every 20 pairs.
@@ -409,6 +409,8 @@ def main() -> int:
                            "input": "1x3x224x224 float32, seeded N(0,1), batch 1", "threads": args.threads,
                            "pairs": args.interleave, "turn_runs": args.turn_runs, "warmup": args.warmup,
                            "pinned": args.pin, "octet_backend_arg": args.octet_backend,
+                           "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, "
+                                      "CPUExecutionProvider, session.force_spinning_stop=1",
                            "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
                                                 "calibration_count": args.calibration_count}},
                 "machine": machine_info(load_before, load_after), "onnxruntime": {"version": ort.__version__},
@@ -489,7 +491,8 @@ def main() -> int:
             "pinned_cpus_per_round": pinning or None,
             "statistic": "per round: median/p10/p90 of per-run wall time; overall: median over rounds",
             "order": " then ".join(s.name for s in sides.values()) + " in even rounds, reversed in odd ones",
-            "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, CPUExecutionProvider",
+            "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, CPUExecutionProvider, "
+                       "session.force_spinning_stop=1",
             "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
                                  "calibration_images": os.path.basename(args.calibration_images.rstrip("/")),
                                  "calibration_count": args.calibration_count,
