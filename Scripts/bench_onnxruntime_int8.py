@@ -38,6 +38,8 @@ Method (kept in the --json output so a number never travels without it):
     on one CPU, moving to the next CPU every 20 pairs.
 
 Usage:
+    python3 Scripts/bench_onnxruntime_int8.py --threads 1,2 --interleave 400 --pin \\
+        --octet-bin .build/release/octet --octet-int8-model r50-q7.safetensors --json out/int8.json
     python3 Scripts/bench_onnxruntime_int8.py --threads 1 --iterations 50 --warmup 10 \\
         [--octet-bin .build/release/octet --octet-int8-model r50-int8.safetensors [--octet-backend auto]] \\
         [--with-float [--octet-float-model r50.safetensors]] [--check-accuracy 50] \\
@@ -243,7 +245,8 @@ def parse_args():
     ap.add_argument("--check-accuracy", type=int, default=0, metavar="N",
                     help="compare ORT int8 with ORT fp32 on the first N images of --val-images")
     ap.add_argument("--val-images", default=os.path.join(shared, "data", "imagenet-val-1300"))
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1", help="threads (default 1); with --interleave a comma list "
+                    "such as 1,2: one interleaved series per count, one after the other in one run")
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
@@ -255,6 +258,15 @@ def parse_args():
                     help="with --interleave: runs per turn, the last one timed (default: %(default)s)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    try:
+        args.thread_counts = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        ap.error(f"--threads {args.threads!r}: expected a count or a comma list of counts")
+    if len(args.thread_counts) > 1 and not args.interleave:
+        ap.error("a list of thread counts needs --interleave")
+    if min(args.thread_counts) < 1:
+        ap.error("thread counts must be >= 1")
+    args.threads = args.thread_counts[0]
     if args.threads < 1 or args.iterations < 1 or args.warmup < 0 or args.rounds < 1:
         ap.error("--threads, --iterations and --rounds must be >= 1, --warmup >= 0")
     if args.interleave < 0 or not 1 <= args.turn_runs <= 1000:
@@ -304,14 +316,14 @@ class Side:
         return combine_rounds(self.rounds) if self.rounds else None
 
 
-def interleaved(args, int8_sess, x, backend_args) -> dict:
+def interleaved(args, threads: int, int8_sess, x, backend_args) -> dict:
     """--interleave: pairs of single runs, ORT and Octet side by side; see the method text."""
     feed = {"input": x}
-    octet = PacedOctet(args.octet_bin, args.octet_int8_model, args.threads, args.warmup, backend_args)
+    octet = PacedOctet(args.octet_bin, args.octet_int8_model, threads, args.warmup, backend_args)
     for _ in range(args.warmup):
         int8_sess.run(None, feed)
     cpus = sorted(os.sched_getaffinity(0))
-    pin = args.pin and args.threads < len(cpus)
+    pin = args.pin and threads < len(cpus)
     ort_ms, octet_ms, pinning = [], [], []
 
     def ort_turn() -> float:
@@ -325,7 +337,7 @@ def interleaved(args, int8_sess, x, backend_args) -> dict:
         for i in range(args.interleave):
             if pin and i % 20 == 0:
                 first = (i // 20) % len(cpus)
-                chosen = [cpus[(first + j) % len(cpus)] for j in range(args.threads)]
+                chosen = [cpus[(first + j) % len(cpus)] for j in range(threads)]
                 os.sched_setaffinity(0, chosen)
                 octet.pin(chosen)
                 pinning.append(chosen)
@@ -336,7 +348,7 @@ def interleaved(args, int8_sess, x, backend_args) -> dict:
                 octet_ms.append(octet.run(args.turn_runs)[-1])
                 ort_ms.append(ort_turn())
             if (i + 1) % 50 == 0 or i + 1 == args.interleave:
-                print(f"pair {i + 1}/{args.interleave}: Octet {statistics.median(octet_ms):.2f} ms, "
+                print(f"{threads} thread(s), pair {i + 1}/{args.interleave}: Octet {statistics.median(octet_ms):.2f} ms, "
                       f"ORT {statistics.median(ort_ms):.2f} ms (medians so far)", flush=True)
     finally:
         os.sched_setaffinity(0, cpus)
@@ -382,31 +394,36 @@ def main() -> int:
     backend_args = ["--backend", args.octet_backend] if args.octet_backend else []
     if args.interleave:
         load_before = os.getloadavg()[0]
-        try:
-            pairs = interleaved(args, int8_sess, x, backend_args)
-        except (RuntimeError, OSError, ValueError) as e:
-            print(f"error: Octet int8 failed: {e}", file=sys.stderr)
-            return 1
+        series = {}
+        for threads in args.thread_counts:
+            try:
+                pairs = interleaved(args, threads, make_session(int8_path, threads), x, backend_args)
+            except (RuntimeError, OSError, ValueError) as e:
+                print(f"error: Octet int8 failed: {e}", file=sys.stderr)
+                return 1
+            series[str(threads)] = pairs
+            if pairs["octet_reported"].get("runtime") != "int8":
+                warnings.append(f"`octet bench --paced` reported {pairs['octet_reported']}: not an int8 run")
+                print(f"warning: {warnings[-1]}", file=sys.stderr)
         load_after = os.getloadavg()[0]
-        print_table([("ORT int8", pairs["ort_int8"]), ("Octet int8", pairs["octet_int8"])])
-        p = pairs["paired"]
-        print(f"paired ratio Octet int8 / ORT int8: median over {p['pairs']} pairs {p['median']:.3f} "
-              f"(95% interval {p['interval95'][0]:.3f}-{p['interval95'][1]:.3f}), Octet faster in "
-              f"{p['pairs_octet_faster']} of {p['pairs']} pairs")
-        for name, h in p["by_ort_phase"].items():
-            if h["pairs"]:
-                print(f"  pairs where ORT ran in its {name.split('_')[1]} half: median ratio {h['median']:.3f}, "
-                      f"Octet faster in {h['pairs_octet_faster']} of {h['pairs']}")
-        print(f"ratio of medians: {pairs['octet_int8']['median_ms'] / pairs['ort_int8']['median_ms']:.3f} "
-              f"(threads {args.threads}; below 1 means Octet is faster)")
+        for threads, pairs in series.items():
+            print(f"\n{threads} thread(s):")
+            print_table([("ORT int8", pairs["ort_int8"]), ("Octet int8", pairs["octet_int8"])])
+            p = pairs["paired"]
+            print(f"paired ratio Octet int8 / ORT int8: median over {p['pairs']} pairs {p['median']:.3f} "
+                  f"(95% interval {p['interval95'][0]:.3f}-{p['interval95'][1]:.3f}), Octet faster in "
+                  f"{p['pairs_octet_faster']} of {p['pairs']} pairs")
+            for name, h in p["by_ort_phase"].items():
+                if h["pairs"]:
+                    print(f"  pairs where ORT ran in its {name.split('_')[1]} half: median ratio {h['median']:.3f}, "
+                          f"Octet faster in {h['pairs_octet_faster']} of {h['pairs']}")
+            print(f"ratio of medians: {pairs['octet_int8']['median_ms'] / pairs['ort_int8']['median_ms']:.3f} "
+                  f"(threads {threads}; below 1 means Octet is faster)")
         warn_if_loaded(load_before, load_after)
-        if pairs["octet_reported"].get("runtime") != "int8":
-            warnings.append(f"`octet bench --paced` reported {pairs['octet_reported']}: not an int8 run")
-            print(f"warning: {warnings[-1]}", file=sys.stderr)
         if args.json:
             write_json_atomic(args.json, {
                 "method": {"text": __doc__.split("Usage:")[0].strip(), "model": os.path.basename(args.model_pth),
-                           "input": "1x3x224x224 float32, seeded N(0,1), batch 1", "threads": args.threads,
+                           "input": "1x3x224x224 float32, seeded N(0,1), batch 1", "threads": args.thread_counts,
                            "pairs": args.interleave, "turn_runs": args.turn_runs, "warmup": args.warmup,
                            "pinned": args.pin, "octet_backend_arg": args.octet_backend,
                            "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, "
@@ -414,13 +431,15 @@ def main() -> int:
                            "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
                                                 "calibration_count": args.calibration_count}},
                 "machine": machine_info(load_before, load_after), "onnxruntime": {"version": ort.__version__},
-                "octet": {"model": args.octet_int8_model, "reported": pairs["octet_reported"]},
-                "summary": {"ort_int8": pairs["ort_int8"], "octet_int8": pairs["octet_int8"]},
-                "paired_ratio": pairs["paired"], "samples_ms": pairs["samples_ms"],
-                "pinned_cpus_per_20_pairs": pairs["pinned_cpus_per_20_pairs"], "op_counts": ops,
-                "sanity": {"fp32_onnx_vs_torch": sanity}, "warnings": warnings,
+                "octet": {"model": args.octet_int8_model},
+                "by_threads": {t: {"summary": {"ort_int8": v["ort_int8"], "octet_int8": v["octet_int8"]},
+                                   "paired_ratio": v["paired"], "octet_reported": v["octet_reported"],
+                                   "samples_ms": v["samples_ms"],
+                                   "pinned_cpus_per_20_pairs": v["pinned_cpus_per_20_pairs"]}
+                               for t, v in series.items()},
+                "op_counts": ops, "sanity": {"fp32_onnx_vs_torch": sanity}, "warnings": warnings,
                 "files": {"fp32_onnx": fp32_path, "int8_onnx": int8_path, "int8_cache_key": cache_key}})
-        return 0
+        return 1 if warnings and any("not an int8 run" in w for w in warnings) else 0
     sides = {"ort_int8": Side("ORT int8", lambda: time_ort(int8_sess, x, args.iterations, args.warmup))}
     if args.octet_bin:
         sides["octet_int8"] = Side("Octet int8", octet(args.octet_int8_model, backend_args))
