@@ -356,7 +356,8 @@ def interleaved(args, threads: int, int8_sess, x, backend_args) -> dict:
                       f"ORT {statistics.median(ort_ms):.2f} ms (medians so far)", flush=True)
     finally:
         os.sched_setaffinity(0, cpus)
-        octet.close() if octet.proc.poll() is None else None
+        if octet.proc.poll() is None:  # a process that died has already been reported
+            octet.close()
     ratios = [a / b for a, b in zip(octet_ms, ort_ms)]
     # The machine's phases, seen through the baseline: pairs in which ORT ran at or below its own
     # median time (the machine's faster phases) and above it.
