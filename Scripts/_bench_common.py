@@ -87,10 +87,10 @@ def load_resnet50(path: str) -> ResNet50:
     return model.eval()
 
 
-def export_onnx(model: nn.Module, path: str) -> None:
-    """Batch 1, 1x3x224x224, input "input", output "logits". Written next to `path` first and
-    renamed, so an interrupted export never leaves a truncated model in a cache."""
-    x = torch.zeros(*INPUT_SHAPE)
+def export_onnx(model: nn.Module, path: str, batch: int = 1) -> None:
+    """A fixed batch (1 unless asked), Bx3x224x224, input "input", output "logits". Written next to
+    `path` first and renamed, so an interrupted export never leaves a truncated model in a cache."""
+    x = torch.zeros(batch, *INPUT_SHAPE[1:])
     # The legacy exporter is deprecated but still ships, and it needs no onnxscript; its
     # warning would otherwise be the loudest line of every benchmark run.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
@@ -127,9 +127,9 @@ def make_session(path: str, threads: int, optimized_model_path: str | None = Non
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def seeded_input() -> np.ndarray:
+def seeded_input(batch: int = 1) -> np.ndarray:
     """A seeded N(0,1) tensor: latency of a dense CNN does not depend on the values."""
-    return np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
+    return np.random.default_rng(0).standard_normal((batch, *INPUT_SHAPE[1:])).astype(np.float32)
 
 
 def check_ort_matches_torch(model: nn.Module, sess: ort.InferenceSession, x: np.ndarray) -> dict | None:

@@ -95,14 +95,17 @@ def nchw_input(path: str) -> np.ndarray:
 
 
 class ImageReader(CalibrationDataReader):
-    """Feeds one preprocessed image at a time, so 100 images never sit in memory at once."""
+    """Feeds `batch` preprocessed images at a time (the model's fixed batch), so 100 images never
+    sit in memory at once. MinMax ranges do not depend on how the images are grouped."""
 
-    def __init__(self, paths: list[str]):
-        self.paths = iter(paths)
+    def __init__(self, paths: list[str], batch: int = 1):
+        self.paths, self.batch = list(paths), batch
 
     def get_next(self):
-        path = next(self.paths, None)
-        return None if path is None else {"input": nchw_input(path)}
+        if not self.paths:
+            return None
+        group, self.paths = self.paths[:self.batch], self.paths[self.batch:]
+        return {"input": np.concatenate([nchw_input(p) for p in group])}
 
 
 def first_images(folder: str, count: int) -> list[tuple[str, int]]:
@@ -117,17 +120,21 @@ def first_images(folder: str, count: int) -> list[tuple[str, int]]:
 # the calibration set or a library version makes a new file instead of reusing a stale one.
 
 
-def fp32_onnx(model, model_pth: str, onnx_dir: str) -> str:
-    key = sha256_text({"checkpoint_sha256": ref.sha256_of(model_pth), "torch": torch.__version__,
-                       "opset": ONNX_OPSET})[:12]
-    path = os.path.join(onnx_dir, f"resnet50_fp32_opset{ONNX_OPSET}_{key}.onnx")
+def fp32_onnx(model, model_pth: str, onnx_dir: str, batch: int = 1) -> str:
+    what = {"checkpoint_sha256": ref.sha256_of(model_pth), "torch": torch.__version__, "opset": ONNX_OPSET}
+    if batch > 1:  # batch 1 keeps the key (and the cached file) it always had
+        what["batch"] = batch
+    key = sha256_text(what)[:12]
+    suffix = f"_b{batch}" if batch > 1 else ""
+    path = os.path.join(onnx_dir, f"resnet50_fp32_opset{ONNX_OPSET}{suffix}_{key}.onnx")
     if not os.path.exists(path):
         print(f"exporting {path}", flush=True)
-        export_onnx(model, path)
+        export_onnx(model, path, batch)
     return path
 
 
-def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str) -> tuple[str, dict]:
+def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str,
+              batch: int = 1) -> tuple[str, dict]:
     key_inputs = {
         "fp32_onnx_sha256": ref.sha256_of(fp32_path), "onnxruntime": ort.__version__, "onnx": onnx.__version__,
         "quantization": QUANT_CONFIG, "calibration_method": method,
@@ -135,7 +142,8 @@ def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str
         "preprocessing": ref.preprocessing_spec(ref.IMAGENET_MEAN, ref.IMAGENET_STD),
     }
     key = sha256_text(key_inputs)[:12]
-    stem = os.path.join(onnx_dir, f"resnet50_int8_qdq_u8s8_{method}_{key}")
+    suffix = f"_b{batch}" if batch > 1 else ""  # the key already differs: the fp32 model does
+    stem = os.path.join(onnx_dir, f"resnet50_int8_qdq_u8s8_{method}{suffix}_{key}")
     path = stem + ".onnx"
     if os.path.exists(path):
         return path, key_inputs
@@ -145,7 +153,7 @@ def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str
     part = stem + ".partial.onnx"
     print(f"ORT quant_pre_process -> quantize_static ({method}, {len(calibration)} images) -> {path}", flush=True)
     quant_pre_process(fp32_path, pre)
-    quantize_static(pre, part, ImageReader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(pre, part, ImageReader(calibration, batch), quant_format=QuantFormat.QDQ, per_channel=True,
                     reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CALIBRATION_METHODS[method], extra_options={})
     os.remove(pre)
@@ -252,6 +260,8 @@ def parse_args():
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
     ap.add_argument("--pin", action="store_true",
                     help="run both sides of a round on the same CPUs, rotating every two rounds")
+    ap.add_argument("--batch", type=int, default=1, help="images per run (default 1; other batches need "
+                    "--interleave; ORT gets a model exported and quantized at that fixed batch)")
     ap.add_argument("--interleave", type=int, default=0, metavar="P",
                     help="int8 only: time P interleaved pairs of single runs instead of rounds")
     ap.add_argument("--turn-runs", type=int, default=2, metavar="K",
@@ -269,6 +279,10 @@ def parse_args():
     args.threads = args.thread_counts[0]
     if args.threads < 1 or args.iterations < 1 or args.warmup < 0 or args.rounds < 1:
         ap.error("--threads, --iterations and --rounds must be >= 1, --warmup >= 0")
+    if args.batch < 1 or (args.batch > 1 and not args.interleave):
+        ap.error("--batch must be >= 1, and a batch above 1 needs --interleave")
+    if args.batch > 1 and (args.calibration_count % args.batch or args.check_accuracy):
+        ap.error("with --batch B, --calibration-count must be a multiple of B, and --check-accuracy is not run")
     if args.interleave < 0 or not 1 <= args.turn_runs <= 1000:
         ap.error("--interleave must be >= 0 and --turn-runs 1...1000")
     if args.interleave and (not args.octet_bin or args.with_float):
@@ -366,7 +380,10 @@ def interleaved(args, threads: int, int8_sess, x, backend_args) -> dict:
               (("ort_fast_half", lambda t: t <= cut), ("ort_slow_half", lambda t: t > cut))}
     by_phase = {name: {"pairs": len(v), "median": statistics.median(v) if v else None,
                        "pairs_octet_faster": sum(r < 1 for r in v)} for name, v in halves.items()}
-    return {"ort_int8": summarize(ort_ms), "octet_int8": summarize(octet_ms), "octet_reported": octet.header,
+    summaries = {"ort_int8": summarize(ort_ms), "octet_int8": summarize(octet_ms)}
+    for summary in summaries.values():  # per run of `batch` images
+        summary["images_per_s"] *= args.batch
+    return {**summaries, "octet_reported": octet.header,
             "paired": {"median": statistics.median(ratios), "interval95": bootstrap_median_interval(ratios),
                        "pairs_octet_faster": sum(r < 1 for r in ratios), "pairs": len(ratios),
                        "by_ort_phase": by_phase},
@@ -379,16 +396,16 @@ def main() -> int:
     torch.set_num_threads(max(1, args.threads))
     os.makedirs(args.onnx_dir, exist_ok=True)
     model = load_resnet50(args.model_pth)
-    fp32_path = fp32_onnx(model, args.model_pth, args.onnx_dir)
+    fp32_path = fp32_onnx(model, args.model_pth, args.onnx_dir, args.batch)
     fp32_sess = make_session(fp32_path, args.threads)
-    x = seeded_input()
+    x = seeded_input(args.batch)
     sanity = check_ort_matches_torch(model, fp32_sess, x)
     if sanity is None:
         return 1
     del model
 
     calibration = [p for p, _ in first_images(args.calibration_images, args.calibration_count)]
-    int8_path, cache_key = int8_onnx(fp32_path, args.onnx_dir, calibration, args.ort_calibration)
+    int8_path, cache_key = int8_onnx(fp32_path, args.onnx_dir, calibration, args.ort_calibration, args.batch)
     ops, warnings = inspect_int8(int8_path)
     int8_sess = make_session(int8_path, args.threads)
     accuracy = check_accuracy(fp32_sess, int8_sess, args.val_images, args.check_accuracy) if args.check_accuracy else None
@@ -398,6 +415,7 @@ def main() -> int:
 
     backend_args = ["--backend", args.octet_backend] if args.octet_backend else []
     if args.interleave:
+        backend_args += ["--batch", str(args.batch)] if args.batch > 1 else []
         load_before = os.getloadavg()[0]
         series = {}
         for threads in args.thread_counts:
@@ -425,7 +443,8 @@ def main() -> int:
         if args.json:
             write_json_atomic(args.json, {
                 "method": {"text": __doc__.split("Usage:")[0].strip(), "model": os.path.basename(args.model_pth),
-                           "input": "1x3x224x224 float32, seeded N(0,1), batch 1", "threads": args.thread_counts,
+                           "input": f"{args.batch}x3x224x224 float32, seeded N(0,1), batch {args.batch}",
+                           "threads": args.thread_counts,
                            "pairs": args.interleave, "turn_runs": args.turn_runs, "warmup": args.warmup,
                            "pinned": args.pin, "octet_backend_arg": args.octet_backend,
                            "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, "
