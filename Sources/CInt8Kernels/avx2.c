@@ -61,6 +61,10 @@ AVX2 static inline cols8 load_cols8(const octet_i8_epilogue* ep, size_t c, int f
   return p;
 }
 
+AVX2 static inline __m256i clamp_epi32(__m256i y, __m256i lo, __m256i hi) {
+  return _mm256_min_epi32(_mm256_max_epi32(y, lo), hi);
+}
+
 AVX2 static inline __m256i clamp_epi64(__m256i y, __m256i lo, __m256i hi) {
   y = _mm256_blendv_epi8(y, hi, _mm256_cmpgt_epi64(y, hi));
   return _mm256_blendv_epi8(y, lo, _mm256_cmpgt_epi64(lo, y));
@@ -176,7 +180,7 @@ AVX2 static inline __m256i requant8_y(__m256i acc, const cols8* p, const ep_cons
 AVX2 static inline __m256i requant8(__m256i acc, const cols8* p, const ep_consts* k) {
   if (k->fast) {
     const __m256i y = _mm256_add_epi32(requant8_y(acc, p, k), k->zout);
-    return _mm256_min_epi32(_mm256_max_epi32(y, k->lo), k->hi);
+    return clamp_epi32(y, k->lo, k->hi);
   }
   __m256i ye = _mm256_mul_epi32(acc, p->mult);
   __m256i yo = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), p->mult_odd);
@@ -203,7 +207,7 @@ AVX2 static inline __m256i residual8_da(__m256i da, __m256i r, const ep_consts* 
     const __m256i xl = _mm256_madd_epi16(pairs, k->madd_lo);
     const __m256i y = _mm256_sra_epi32(
         _mm256_add_epi32(_mm256_add_epi32(xh, k->madd_round), _mm256_srai_epi32(xl, 16)), k->madd_post);
-    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, k->add_zp), k->add_lo), k->add_hi);
+    return clamp_epi32(_mm256_add_epi32(y, k->add_zp), k->add_lo, k->add_hi);
   }
   if (k->add_fast) {
     da = _mm256_sll_epi32(da, k->add_pre);
@@ -216,7 +220,7 @@ AVX2 static inline __m256i residual8_da(__m256i da, __m256i r, const ep_consts* 
   xo = _mm256_add_epi64(xo, k->add_rnd);
   if (k->add_fast) {
     const __m256i y = _mm256_sra_epi32(high_halves(xe, xo), k->add_post);
-    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, k->add_zp), k->add_lo), k->add_hi);
+    return clamp_epi32(_mm256_add_epi32(y, k->add_zp), k->add_lo, k->add_hi);
   }
   xe = clamp_epi64(_mm256_sub_epi64(_mm256_srl_epi64(xe, k->add_sh), k->add_off), k->add_lo64, k->add_hi64);
   xo = clamp_epi64(_mm256_sub_epi64(_mm256_srl_epi64(xo, k->add_sh), k->add_off), k->add_lo64, k->add_hi64);
@@ -319,14 +323,14 @@ AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, 
   __m256i q0 = requant8_y(c0, &o->p0, k), q1 = requant8_y(c1, &o->p1, k);
   if (residual) {
     // q - z_q = clamp(y + z_q, lo, hi) - z_q = clamp(y, lo - z_q, hi - z_q).
-    const __m256i da0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->lo_rel), k->hi_rel);
-    const __m256i da1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->lo_rel), k->hi_rel);
+    const __m256i da0 = clamp_epi32(q0, k->lo_rel, k->hi_rel);
+    const __m256i da1 = clamp_epi32(q1, k->lo_rel, k->hi_rel);
     const uint8_t* res_row = o->res + r * o->ld_res;
     if (k->add_fold) {
       residual16(da0, da1, res_row, k, &q0, &q1);
       if (!k->add_sat8) {
-        q0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->add_lo), k->add_hi);
-        q1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->add_lo), k->add_hi);
+        q0 = clamp_epi32(q0, k->add_lo, k->add_hi);
+        q1 = clamp_epi32(q1, k->add_lo, k->add_hi);
       }
     } else {
       const __m128i rr = _mm_loadu_si128((const __m128i*)res_row);
@@ -338,8 +342,8 @@ AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, 
     q0 = _mm256_add_epi32(q0, k->zout);
     q1 = _mm256_add_epi32(q1, k->zout);
     if (!k->sat8) {
-      q0 = _mm256_min_epi32(_mm256_max_epi32(q0, k->lo), k->hi);
-      q1 = _mm256_min_epi32(_mm256_max_epi32(q1, k->lo), k->hi);
+      q0 = clamp_epi32(q0, k->lo, k->hi);
+      q1 = clamp_epi32(q1, k->lo, k->hi);
     }
   }
   store_sat16(o->out + r * o->ldc, q0, q1);
