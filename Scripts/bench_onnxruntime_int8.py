@@ -75,6 +75,10 @@ CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": Calibratio
 QUANT_CONFIG = {"quant_format": "QDQ", "per_channel": True, "activation_type": "QUInt8",
                 "weight_type": "QInt8", "reduce_range": False, "extra_options": {}}
 
+# How both methods set up ORT's sessions (_bench_common.make_session), recorded in the JSON.
+SESSION_TEXT = ("ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, CPUExecutionProvider, "
+                "session.force_spinning_stop=1")
+
 # Op types in ORT's optimized graph. A QDQ model runs in integer arithmetic only where ORT's
 # QDQ transformers replaced DequantizeLinear -> op -> QuantizeLinear by one of these.
 INT8_CONV_OPS = {"QLinearConv", "ConvInteger"}
@@ -330,6 +334,12 @@ class Side:
         return combine_rounds(self.rounds) if self.rounds else None
 
 
+def pinned_cpus(cpus: list[int], block: int, threads: int) -> list[int]:
+    """The `threads` CPUs for the block-th stretch of a --pin run: the next CPU each block."""
+    first = block % len(cpus)
+    return [cpus[(first + j) % len(cpus)] for j in range(threads)]
+
+
 def interleaved(args, threads: int, int8_sess, x, backend_args) -> dict:
     """--interleave: pairs of single runs, ORT and Octet side by side; see the method text."""
     feed = {"input": x}
@@ -354,8 +364,7 @@ def interleaved(args, threads: int, int8_sess, x, backend_args) -> dict:
     try:
         for i in range(args.interleave):
             if pin and i % 20 == 0:
-                first = (i // 20) % len(cpus)
-                chosen = [cpus[(first + j) % len(cpus)] for j in range(threads)]
+                chosen = pinned_cpus(cpus, i // 20, threads)
                 os.sched_setaffinity(0, chosen)
                 octet.pin(chosen)
                 pinning.append(chosen)
@@ -420,7 +429,8 @@ def main() -> int:
         series = {}
         for threads in args.thread_counts:
             try:
-                pairs = interleaved(args, threads, make_session(int8_path, threads), x, backend_args)
+                sess = int8_sess if threads == args.threads else make_session(int8_path, threads)
+                pairs = interleaved(args, threads, sess, x, backend_args)
             except (RuntimeError, OSError, ValueError) as e:
                 print(f"error: Octet int8 failed: {e}", file=sys.stderr)
                 return 1
@@ -447,8 +457,7 @@ def main() -> int:
                            "threads": args.thread_counts,
                            "pairs": args.interleave, "turn_runs": args.turn_runs, "warmup": args.warmup,
                            "pinned": args.pin, "octet_backend_arg": args.octet_backend,
-                           "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, "
-                                      "CPUExecutionProvider, session.force_spinning_stop=1",
+                           "session": SESSION_TEXT,
                            "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
                                                 "calibration_count": args.calibration_count}},
                 "machine": machine_info(load_before, load_after), "onnxruntime": {"version": ort.__version__},
@@ -477,8 +486,7 @@ def main() -> int:
     pinning = []
     for r in range(args.rounds):
         if args.pin and args.threads < len(cpus):
-            first = (r // 2) % len(cpus)
-            chosen = [cpus[(first + i) % len(cpus)] for i in range(args.threads)]
+            chosen = pinned_cpus(cpus, r // 2, args.threads)
             os.sched_setaffinity(0, chosen)
             pinning.append(chosen)
         for side in (list(sides.values()) if r % 2 == 0 else list(sides.values())[::-1]):
@@ -531,8 +539,7 @@ def main() -> int:
             "pinned_cpus_per_round": pinning or None,
             "statistic": "per round: median/p10/p90 of per-run wall time; overall: median over rounds",
             "order": " then ".join(s.name for s in sides.values()) + " in even rounds, reversed in odd ones",
-            "session": "ORT_ENABLE_ALL, ORT_SEQUENTIAL, intra_op T, inter_op 1, CPUExecutionProvider, "
-                       "session.force_spinning_stop=1",
+            "session": SESSION_TEXT,
             "ort_quantization": {**QUANT_CONFIG, "calibration_method": args.ort_calibration,
                                  "calibration_images": os.path.basename(args.calibration_images.rstrip("/")),
                                  "calibration_count": args.calibration_count,
