@@ -15,7 +15,7 @@
 #if defined(OCTET_EMULATE_ISA)
 #define AMX
 #define OCTET_GEMM octet_i8_gemm__amx_emulated
-#define OCTET_EPILOGUE octet_i8_epilogue__scalar
+#define OCTET_EPILOGUE octet_i8_epilogue__emulated
 #else
 #define AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx2")))
 #define OCTET_GEMM octet_i8_gemm__amx

@@ -12,7 +12,7 @@
 #if defined(OCTET_EMULATE_ISA)
 #define VNNI
 #define OCTET_GEMM octet_i8_gemm__avx512vnni_emulated
-#define OCTET_EPILOGUE octet_i8_epilogue__scalar
+#define OCTET_EPILOGUE octet_i8_epilogue__emulated
 #else
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2")))
 #define OCTET_GEMM octet_i8_gemm__avx512vnni

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "CInt8Kernels.h"
 
 typedef struct {
   int32_t i32[16];
@@ -94,3 +95,19 @@ static inline void octet_emu_dpbusd(int c, int a, int b) {
 #define _tile_loadd(t, base, stride) octet_emu_loadd(t, base, stride)
 #define _tile_stored(t, base, stride) octet_emu_stored(t, base, stride)
 #define _tile_dpbusd(c, a, b) octet_emu_dpbusd(c, a, b)
+
+// The epilogue of the emulated builds: the one the real builds use (octet_i8_epilogue__avx2)
+// wherever the CPU has AVX2, as every x86 machine the tests run on does; the scalar one only where
+// it lacks AVX2 (or is not x86), which octet_i8_emulated_epilogue_isa() reports so that the tests
+// can say so.
+static inline void octet_i8_epilogue__emulated(const int32_t* acc, size_t ld_acc, size_t row0, size_t rows,
+                                               size_t n0, size_t cols, const octet_i8_epilogue* ep, void* out,
+                                               size_t ldc) {
+  if (octet_i8_emulated_epilogue_isa() == OCTET_I8_AVX2) {
+#if defined(__x86_64__)
+    octet_i8_epilogue__avx2(acc, ld_acc, row0, rows, n0, cols, ep, out, ldc);
+    return;
+#endif
+  }
+  octet_i8_epilogue__scalar(acc, ld_acc, row0, rows, n0, cols, ep, out, ldc);
+}

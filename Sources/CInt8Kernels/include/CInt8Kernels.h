@@ -152,7 +152,10 @@ void octet_i8_gemm__amx(const uint8_t* a, size_t lda, const int8_t* b, size_t kp
                         void* out, size_t ldc);
 #endif
 /// The avx512vnni and amx kernels compiled against scalar stand-ins of their intrinsics
-/// (emulate_x86.h) with the scalar epilogue: same loops, layouts and tails, on any CPU. For tests.
+/// (emulate_x86.h): same loops, layouts and tails, on any CPU. For tests. Their epilogue is the
+/// real builds' one (octet_i8_epilogue__avx2) where the CPU has AVX2, else the scalar one:
+/// octet_i8_emulated_epilogue_isa() says which (OCTET_I8_AVX2 or OCTET_I8_SCALAR).
+octet_i8_isa octet_i8_emulated_epilogue_isa(void);
 void octet_i8_gemm__avx512vnni_emulated(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
                                         size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
                                         const octet_i8_epilogue* ep, void* out, size_t ldc);
