@@ -1,74 +1,180 @@
 import Foundation
 import Octet
 @testable import OctetInt8
+import OctetModels
 import OctetQuantizer
 import OctetTestSupport
 import Testing
 
-/// Quantizes a real checkpoint (min/max ranges of 2 validation images at full size) and holds every
-/// backend this CPU has to the reference, bit for bit, on every node output of the real network.
+/// A real checkpoint quantized (min/max ranges of 2 validation images at full size), one input, and
+/// the reference's output of every node: what each backend is held to, bit for bit.
 /// The network runs at `size` (a centre crop of a real preprocessed image): every layer keeps its
 /// K and N, only M shrinks, which keeps the scalar reference affordable in debug builds.
 /// `OCTET_FULL_SIZE=1` runs at the model's own size instead.
-func realModelBitExact(_ checkpoint: String, size: Int, weightBits: WeightBits = .eight) throws {
-  let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
-  let inputs = try validationInputs(for: model, count: 3)
-  let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
-  var quantized = try Quantizer.quantize(model: model, weightBits: weightBits) { ranges[$0] }.model
-  let limit = Int8(weightBits.maxMagnitude)
-  #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })
-  if weightBits == .seven, Int8Backend.avx2.isSupported {
-    // 7-bit weights: every GEMM of the model runs on a vpmaddubsw kernel (quads, or pairs).
-    let plan = try Int8FastExecutor(model: quantized, backend: .avx2, threads: 1)
-    let kernels = Set(plan.layers.map(\.kernel).filter { !$0.isEmpty })
-    #expect(kernels.isSubset(of: [GemmKernel.avx2Quads.rawValue, GemmKernel.avx2Pairs.rawValue]), "\(kernels)")
+struct RealModelCase: Sendable {
+  var checkpoint: String
+  var quantized: QuantizedModel
+  var input: Tensor
+  var expected: [String: QuantizedTensor]
+  var logits: Int32Logits
+  var weightBits: WeightBits
+
+  init(_ checkpoint: String, size: Int, weightBits: WeightBits) throws {
+    self.checkpoint = checkpoint
+    self.weightBits = weightBits
+    let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
+    let inputs = try validationInputs(for: model, count: 3)
+    let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
+    var quantized = try Quantizer.quantize(model: model, weightBits: weightBits) { ranges[$0] }.model
+    let limit = Int8(weightBits.maxMagnitude)
+    #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })
+    let full = model.info.inputSize
+    let s = ProcessInfo.processInfo.environment["OCTET_FULL_SIZE"] == "1" ? full : size
+    quantized.info.inputSize = s
+    // Centre crop of the third image, [1, s, s, 3].
+    let x = inputs[2]
+    let offset = (full - s) / 2
+    var crop: [Float] = []
+    crop.reserveCapacity(s * s * 3)
+    for y in 0..<s {
+      let row = ((y + offset) * full + offset) * 3
+      crop += x.scalars[row..<(row + s * 3)]
+    }
+    input = Tensor(shape: [1, s, s, 3], scalars: crop)
+    self.quantized = quantized
+    let reference = try Int8ReferenceExecutor(model: quantized)
+    var expected: [String: QuantizedTensor] = [:]
+    logits = reference.run(input) { name, t in expected[name] = t }
+    self.expected = expected
   }
-  let full = model.info.inputSize
-  let s = ProcessInfo.processInfo.environment["OCTET_FULL_SIZE"] == "1" ? full : size
-  quantized.info.inputSize = s
-  // Centre crop of the third image, [1, s, s, 3].
-  let x = inputs[2]
-  let offset = (full - s) / 2
-  var crop: [Float] = []
-  crop.reserveCapacity(s * s * 3)
-  for y in 0..<s {
-    let row = ((y + offset) * full + offset) * 3
-    crop += x.scalars[row..<(row + s * 3)]
-  }
-  let input = Tensor(shape: [1, s, s, 3], scalars: crop)
-  let reference = try Int8ReferenceExecutor(model: quantized)
-  var expected: [String: QuantizedTensor] = [:]
-  let logits = reference.run(input) { name, t in expected[name] = t }
-  for backend in [Int8Backend.scalar, .avx2, .avx512vnni, .amx] where backend.isSupported {
-    let unfused = try Int8FastExecutor(model: quantized, backend: backend, threads: 2, fuseResidualAdds: false)
+
+  /// Unfused (every node) and fused (every node it materializes, and that set as fusion predicts)
+  /// on `path`, 2 threads, against the reference.
+  func check(_ path: TiePath) throws {
+    let context = "\(checkpoint) (\(weightBits)-bit weights) on \(path)"
+    let unfused = try Int8FastExecutor(
+      model: quantized, backend: path.backend, threads: 2, fuseResidualAdds: false, emulatedISA: path.emulated,
+      avx2Kernel: path.avx2Kernel)
     var differing: [String] = []
-    let got = unfused.run(input) { name, t in if expected[name] != t { differing.append(name) } }
-    #expect(differing.isEmpty, "\(checkpoint) on \(backend): nodes differ: \(differing)")
-    #expect(got == logits, "\(checkpoint) on \(backend): logits differ (unfused)")
-    let fused = try Int8FastExecutor(model: quantized, backend: backend, threads: 2)
-    #expect(fused.run(input, observe: nil) == logits, "\(checkpoint) on \(backend): logits differ (fused)")
-  }
-  // The AVX2 kernels the cost model did not choose, forced on the whole network.
-  if Int8Backend.avx2.isSupported {
-    for kernel in [GemmKernel.avx2Int16, .avx2Pairs, .avx2Quads] {
-      let forced = try Int8FastExecutor(
-        model: quantized, backend: .avx2, threads: 2, fuseResidualAdds: true, emulatedISA: false, avx2Kernel: kernel)
-      #expect(forced.run(input, observe: nil) == logits, "\(checkpoint) on avx2 \(kernel.rawValue): logits differ")
+    var seen = 0
+    let got = unfused.run(input) { name, t in
+      seen += 1
+      if expected[name] != t { differing.append(name) }
+    }
+    #expect(differing.isEmpty, "\(context): nodes differ (unfused): \(differing)")
+    #expect(seen == expected.count, "\(context): \(seen) of \(expected.count) nodes observed (unfused)")
+    #expect(got == logits, "\(context): logits differ (unfused)")
+    let fused = try Int8FastExecutor(
+      model: quantized, backend: path.backend, threads: 2, fuseResidualAdds: true, emulatedISA: path.emulated,
+      avx2Kernel: path.avx2Kernel)
+    #expect(!convolutionsFusedAway(quantized).isEmpty, "\(context): no residual add to fuse")
+    let fusedLogits = expectFusedNodesEqual(fused, input: input, expected: expected, context: "\(context), fused")
+    #expect(fusedLogits == logits, "\(context): logits differ (fused)")
+    if let kernel = path.avx2Kernel {
+      let kernels = Set(fused.layers.map(\.kernel).filter { !$0.isEmpty })
+      #expect(kernels.contains(kernel.rawValue), "\(context): kernels used \(kernels)")
+    } else if path.backend == .avx2, weightBits == .seven {
+      // 7-bit weights: every GEMM of the model runs on a vpmaddubsw kernel (quads, or pairs).
+      let kernels = Set(fused.layers.map(\.kernel).filter { !$0.isEmpty })
+      #expect(kernels.isSubset(of: [GemmKernel.avx2Quads.rawValue, GemmKernel.avx2Pairs.rawValue]), "\(kernels)")
     }
   }
 }
 
+/// Each model and weight width is quantized and run on the reference once, for all the paths.
+enum RealModelCases {
+  static let efficientNet8 = Result { try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .eight) }
+  static let efficientNet7 = Result { try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven) }
+  static let resNet8 = Result { try RealModelCase("resnet50-random-bnstats.pth", size: 64, weightBits: .eight) }
+  static let resNet7 = Result { try RealModelCase("resnet50-random-bnstats.pth", size: 64, weightBits: .seven) }
+
+  static func efficientNet(_ bits: WeightBits) throws -> RealModelCase {
+    try (bits == .eight ? efficientNet8 : efficientNet7).get()
+  }
+  static func resNet(_ bits: WeightBits) throws -> RealModelCase { try (bits == .eight ? resNet8 : resNet7).get() }
+}
+
+/// The paths every machine runs: the scalar kernels, and the avx512vnni and amx kernels' own C code
+/// compiled against scalar stand-ins of their intrinsics (with the real builds' epilogue).
+let portableRealPaths = [
+  TiePath(backend: .scalar), TiePath(backend: .avx512vnni, emulated: true), TiePath(backend: .amx, emulated: true),
+]
+/// The AVX2 backend as it chooses, and each of its GEMM kernels forced on the whole network.
+let avx2RealPaths = [
+  TiePath(backend: .avx2), TiePath(backend: .avx2, avx2Kernel: .avx2Int16),
+  TiePath(backend: .avx2, avx2Kernel: .avx2Pairs), TiePath(backend: .avx2, avx2Kernel: .avx2Quads),
+]
+
+/// Quantizes real checkpoints and holds every backend path to the reference, bit for bit, on every
+/// node output of the real network, fused and unfused. A path this CPU cannot run is a skipped test
+/// with its reason, not a pass. 8-bit weights (AVX2: mostly the quads kernel) and 7-bit ones (the
+/// vpmaddubsw kernels).
 @Suite struct RealModelBitExactTests {
-  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
-  func efficientNetLite0() throws {
-    try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96)
-    try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven)
+  static let bits: [WeightBits] = [.eight, .seven]
+
+  @Test(
+    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
+      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    arguments: bits, portableRealPaths)
+  func efficientNetLite0(_ bits: WeightBits, _ path: TiePath) throws {
+    try RealModelCases.efficientNet(bits).check(path)
   }
 
-  /// 8-bit weights (AVX2: the vpmaddwd kernel) and 7-bit ones (the vpmaddubsw kernel).
-  @Test(.enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
-  func resNet50() throws {
-    try realModelBitExact("resnet50-random-bnstats.pth", size: 64)
-    try realModelBitExact("resnet50-random-bnstats.pth", size: 64, weightBits: .seven)
+  @Test(
+    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
+      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"),
+    arguments: bits, avx2RealPaths)
+  func efficientNetLite0AVX2(_ bits: WeightBits, _ path: TiePath) throws {
+    try RealModelCases.efficientNet(bits).check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
+      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"), arguments: bits)
+  func efficientNetLite0AVX512VNNI(_ bits: WeightBits) throws {
+    try RealModelCases.efficientNet(bits).check(TiePath(backend: .avx512vnni))
+  }
+
+  @Test(
+    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
+      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: bits)
+  func efficientNetLite0AMX(_ bits: WeightBits) throws {
+    try RealModelCases.efficientNet(bits).check(TiePath(backend: .amx))
+  }
+
+  @Test(
+    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
+      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    arguments: bits, portableRealPaths)
+  func resNet50(_ bits: WeightBits, _ path: TiePath) throws {
+    try RealModelCases.resNet(bits).check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
+      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"),
+    arguments: bits, avx2RealPaths)
+  func resNet50AVX2(_ bits: WeightBits, _ path: TiePath) throws {
+    try RealModelCases.resNet(bits).check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
+      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"), arguments: bits)
+  func resNet50AVX512VNNI(_ bits: WeightBits) throws {
+    try RealModelCases.resNet(bits).check(TiePath(backend: .avx512vnni))
+  }
+
+  @Test(
+    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
+      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: bits)
+  func resNet50AMX(_ bits: WeightBits) throws {
+    try RealModelCases.resNet(bits).check(TiePath(backend: .amx))
   }
 }
