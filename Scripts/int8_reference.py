@@ -10,8 +10,8 @@ weights, the ranges, the input, the expected uint8 tensor of every integer node 
     stem.conv 3x3/2, padding [top 0, left 0, bottom 1, right 1] + stem.bn + stem.relu6  -> 6x6x8
     dw.conv   depthwise 3x3/1 SAME + dw.bn + dw.relu6                                   -> 6x6x8
     pw.conv   1x1 + pw.bn                                                               -> 6x6x8
-    short.conv 1x1 with bias, reads stem.relu6                                           -> 6x6x8
-    block.add (pw.bn, short.conv) + block.relu                                           -> 6x6x8
+    short.conv 1x1 with bias + short.bn (epsilon 0.1), reads stem.relu6                  -> 6x6x8
+    block.add (pw.bn, short.bn) + block.relu                                             -> 6x6x8
     pool      max 3x3/2 padding 1                                                       -> 3x3x8
     avgpool   global average pool, flatten, fc linear 8 -> 10                            -> int32 logits
 
@@ -229,7 +229,9 @@ def main():
     def uniform(shape, lo, hi):
         return rng.uniform(lo, hi, size=shape).astype(F32)
 
-    C, S, EPS = 8, 12, 1e-3
+    # Epsilons other than PyTorch's 1e-5, and a large one on short.bn, so that folding BatchNorm
+    # without its epsilon (or with another one) changes the results.
+    C, S, EPS, SHORT_EPS = 8, 12, 1e-3, 0.1
     weights = {}
 
     def bn_params(prefix):
@@ -250,6 +252,8 @@ def main():
     weights["fc.weight"] = uniform([10, C], -0.6, 0.6)
     weights["fc.bias"] = uniform([10], -0.2, 0.2)
     x = uniform([1, S, S, 3], -2.0, 2.5)
+    # A conv with both a bias and a BatchNorm (drawn last, so the tensors above keep their values).
+    bn_params("short.bn")
 
     def node(name, op, inputs, **attrs):
         n = {"name": name, "op": op, "inputs": inputs}
@@ -265,9 +269,9 @@ def main():
             attrs["bias"] = bias
         return node(name, "conv2d", [inp], **attrs)
 
-    def bn(name, inp, prefix):
+    def bn(name, inp, prefix, eps=EPS):
         return node(name, "batch_norm", [inp], weight=prefix + ".weight", bias=prefix + ".bias",
-                    runningMean=prefix + ".running_mean", runningVariance=prefix + ".running_var", epsilon=EPS)
+                    runningMean=prefix + ".running_mean", runningVariance=prefix + ".running_var", epsilon=eps)
 
     nodes = [
         conv("stem.conv", "input", "stem.conv.weight", [3, 3], 2, padding=[0, 0, 1, 1]),
@@ -279,7 +283,8 @@ def main():
         conv("pw.conv", "dw.relu6", "pw.conv.weight", [1, 1], 1, padding=[0, 0, 0, 0]),
         bn("pw.bn", "pw.conv", "pw.bn"),
         conv("short.conv", "stem.relu6", "short.conv.weight", [1, 1], 1, padding=[0, 0, 0, 0], bias="short.conv.bias"),
-        node("block.add", "add", ["pw.bn", "short.conv"]),
+        bn("short.bn", "short.conv", "short.bn", SHORT_EPS),
+        node("block.add", "add", ["pw.bn", "short.bn"]),
         node("block.relu", "relu", ["block.add"]),
         node("pool", "max_pool", ["block.relu"], kernel=[3, 3], stride=[2, 2], paddingMode="explicit", padding=[1, 1, 1, 1]),
         node("avgpool", "global_average_pool", ["pool"]),
@@ -295,15 +300,15 @@ def main():
         "stem": fold_bn(weights["stem.conv.weight"], None, bnp("stem.bn"), EPS),
         "dw": fold_bn(weights["dw.conv.weight"], None, bnp("dw.bn"), EPS),
         "pw": fold_bn(weights["pw.conv.weight"], None, bnp("pw.bn"), EPS),
-        "short": (weights["short.conv.weight"].astype(np.float64), weights["short.conv.bias"].astype(np.float64)),
+        "short": fold_bn(weights["short.conv.weight"], weights["short.conv.bias"], bnp("short.bn"), SHORT_EPS),
     }
     xf = x[0].astype(np.float64)
     f = {"input": xf}
     f["stem.relu6"] = np.clip(conv_float(xf, *folded["stem"], [0, 0, 1, 1], 2, 1), 0, 6)
     f["dw.relu6"] = np.clip(conv_float(f["stem.relu6"], *folded["dw"], dw_pads, 1, C), 0, 6)
     f["pw.bn"] = conv_float(f["dw.relu6"], *folded["pw"], [0, 0, 0, 0], 1, 1)
-    f["short.conv"] = conv_float(f["stem.relu6"], *folded["short"], [0, 0, 0, 0], 1, 1)
-    f["block.relu"] = np.maximum(f["pw.bn"] + f["short.conv"], 0)
+    f["short.bn"] = conv_float(f["stem.relu6"], *folded["short"], [0, 0, 0, 0], 1, 1)
+    f["block.relu"] = np.maximum(f["pw.bn"] + f["short.bn"], 0)
     f["avgpool"] = f["block.relu"].max(axis=(0, 1))  # placeholder, replaced below
     pooled = np.full((3, 3, C), -np.inf)
     for oy in range(3):
@@ -339,12 +344,12 @@ def main():
     qconv("stem.relu6", "input", *folded["stem"], [0, 0, 1, 1], 2, 1, "relu6")
     qconv("dw.relu6", "stem.relu6", *folded["dw"], dw_pads, 1, C, "relu6")
     qconv("pw.bn", "dw.relu6", *folded["pw"], [0, 0, 0, 0], 1, 1, None)
-    qconv("short.conv", "stem.relu6", *folded["short"], [0, 0, 0, 0], 1, 1, None)
+    qconv("short.bn", "stem.relu6", *folded["short"], [0, 0, 0, 0], 1, 1, None)
 
-    (sa, za), (sb, zb), (so, zo) = qp["pw.bn"], qp["short.conv"], qp["block.relu"]
+    (sa, za), (sb, zb), (so, zo) = qp["pw.bn"], qp["short.bn"], qp["block.relu"]
     mults = add_multipliers(np.float64(sa) / np.float64(so), np.float64(sb) / np.float64(so))
     lo, hi = clamp_bounds("relu", so, zo)
-    expected["block.relu"] = add_int(expected["pw.bn"], expected["short.conv"], za, zb, mults, zo, lo, hi)
+    expected["block.relu"] = add_int(expected["pw.bn"], expected["short.bn"], za, zb, mults, zo, lo, hi)
 
     expected["pool"] = max_pool_int(expected["block.relu"], 3, 2, 1)
     qp["pool"] = qp["block.relu"]
@@ -376,6 +381,8 @@ def main():
         "logits": logits,
         "logit_scale": logit_scale,
         "float_logits": [float(t) for t in (weights["fc.weight"].astype(np.float64) @ f["avgpool"] + weights["fc.bias"])],
+        # The float network's tensors (float64, BatchNorm folded as above), for FloatExecutor.
+        "float_tensors": {k: [float(t) for t in np.asarray(v).reshape(-1)] for k, v in f.items() if k != "input"},
     }
     with open(args.out, "w") as fh:
         json.dump(golden, fh, indent=None, separators=(",", ":"))

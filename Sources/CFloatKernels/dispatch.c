@@ -12,9 +12,10 @@ int octet_f32_cpu_has_avx2fma(void) {
 #endif
 }
 
-octet_f32_path octet_f32_default_path(void) {
+octet_f32_path octet_f32_default_path(void) { return octet_f32_path_for_request(getenv("OCTET_FLOAT_KERNEL")); }
+
+octet_f32_path octet_f32_path_for_request(const char* request) {
   const int avx2fma = octet_f32_cpu_has_avx2fma();
-  const char* request = getenv("OCTET_FLOAT_KERNEL");
   if (request != NULL) {
     if (strcmp(request, "portable") == 0) return OCTET_F32_PATH_PORTABLE;
     if (strcmp(request, "avx2fma") == 0)

@@ -224,15 +224,16 @@ private let twoTo30: Int32 = 1 << 30
 
   @Test func sharedShiftEdges() throws {
     let add = try AddMultipliers(realA: 1, realB: 0.25)
-    #expect(add == (try AddMultipliers(realA: 1, realB: 0.25)))
     #expect(add.shift == 30 && add.a == twoTo30 && add.b == 1 << 28)
     #expect(add.apply(1, 2) == 2)  // 1 + 0.5: the tie goes up
     #expect(add.apply(-1, -2) == -1)  // -1.5: the tie goes up too
     // The larger multiplier rounds up to 2^31: both are rounded again at n - 1.
     let carry = try AddMultipliers(realA: 1.0.nextDown, realB: 0.75)
     #expect(carry.shift == 30 && carry.a == twoTo30 && carry.b == 3 << 28)
-    #expect(try AddMultipliers(realA: 0, realB: 0) == AddMultipliers(realA: 0, realB: 0))
-    #expect(try AddMultipliers(realA: 0, realB: 0).apply(.max, .min) == 0)
+    // Both zero: the shift is the largest allowed and both multipliers are 0.
+    let zero = try AddMultipliers(realA: 0, realB: 0)
+    #expect(zero.a == 0 && zero.b == 0 && zero.shift == 62)
+    #expect(zero.apply(.max, .min) == 0)
     #expect(try AddMultipliers(realA: 0x1p30 - 0.5, realB: 0).shift == 1)
     for (x, y) in [(0x1p30, 1.0), (1, -0.5), (1, .infinity), (0x1p30 - 0.25, 1)] {
       #expect(throws: QuantizationError.self) { try AddMultipliers(realA: x, realB: y) }

@@ -41,20 +41,29 @@ func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) thr
 @Suite struct GoldenLogitTests {
   // Float32 (Octet) against float64 NumPy on the same PIL-exact input: differences come from
   // float32 rounding and summation order only, so they stay far below these bounds.
-  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
+  @Test(
+    .enabled(
+      if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
+      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"))
   func efficientNetLite0MatchesNumPyReference() throws {
     try checkGolden("efficientnet_lite0_val", minCosine: 0.999999, maxAbsDiff: 5e-4)
   }
 
   // The bar for ResNet50 is cosine >= 0.999 against torch; we hold it much tighter.
   // (Goldens keep 6 significant digits; measured differences are below 5e-5.)
-  @Test(.enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
+  @Test(
+    .enabled(
+      if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
+      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"))
   func resNet50MatchesTorch() throws {
     try checkGolden("resnet50_random_bnstats_val", minCosine: 0.999999, maxAbsDiff: 5e-4)
   }
 
   /// The first 150 validation images, image by image, against the NumPy reference's top-1.
-  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
+  @Test(
+    .enabled(
+      if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
+      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"))
   func efficientNetLite0PredictionsMatchReferenceImageByImage() throws {
     struct Summary: Decodable {
       var images_folder: String

@@ -1,3 +1,4 @@
+import CFloatKernels
 import Foundation
 import OctetCore
 import OctetFloat
@@ -176,22 +177,40 @@ func referenceConv(
   return (values, magnitudes)
 }
 
+/// Declares a test case of a kernel path this CPU cannot run skipped (cancelled, with the reason),
+/// so that no path drops out of the results silently.
+func skipUnlessAvailable(_ path: FloatKernels.Path) throws {
+  if !FloatKernels.isAvailable(path) { try Test.cancel("kernel path \(path): this CPU does not have it") }
+}
+
 @Suite("Float operators against reference loops")
 struct OperatorTests {
-  @Test("kernel paths", arguments: FloatKernels.availablePaths)
-  func pathIsAvailable(path: FloatKernels.Path) {
+  @Test("kernel paths", arguments: FloatKernels.Path.allCases)
+  func pathIsAvailable(path: FloatKernels.Path) throws {
+    try skipUnlessAvailable(path)
     #expect(FloatKernels.isAvailable(path))
     #expect(FloatKernels.availablePaths.contains(FloatKernels.path))
   }
 
-  @Test("OCTET_FLOAT_KERNEL=portable selects the portable path")
-  func environmentForcesPortable() {
-    guard let request = ProcessInfo.processInfo.environment["OCTET_FLOAT_KERNEL"] else { return }
-    if request == "portable" { #expect(FloatKernels.path == .portable) }
+  /// OCTET_FLOAT_KERNEL=<path> selects that path (run for each path the CPU has; the others are
+  /// declared skips), and the process's own path is what its environment asked for.
+  @Test("OCTET_FLOAT_KERNEL selects the kernel path", arguments: FloatKernels.Path.allCases)
+  func environmentSelectsPath(path: FloatKernels.Path) throws {
+    try skipUnlessAvailable(path)
+    #expect(octet_f32_path_for_request(path.rawValue) == (path == .portable ? OCTET_F32_PATH_PORTABLE : OCTET_F32_PATH_AVX2FMA))
+    let best = FloatKernels.isAvailable(.avx2fma) ? OCTET_F32_PATH_AVX2FMA : OCTET_F32_PATH_PORTABLE
+    #expect(octet_f32_path_for_request(nil) == best)
+    #expect(octet_f32_path_for_request("avx9") == best)
+    let request = ProcessInfo.processInfo.environment["OCTET_FLOAT_KERNEL"]
+    let own: FloatKernels.Path = request.flatMap(FloatKernels.Path.init(rawValue:)).flatMap {
+      FloatKernels.isAvailable($0) ? $0 : nil
+    } ?? (FloatKernels.isAvailable(.avx2fma) ? .avx2fma : .portable)
+    #expect(FloatKernels.path == own, "OCTET_FLOAT_KERNEL=\(request ?? "(unset)")")
   }
 
-  @Test("conv2d", arguments: convCases, FloatKernels.availablePaths)
-  func conv2d(c: ConvCase, path: FloatKernels.Path) {
+  @Test("conv2d", arguments: convCases, FloatKernels.Path.allCases)
+  func conv2d(c: ConvCase, path: FloatKernels.Path) throws {
+    try skipUnlessAvailable(path)
     var rng = SeededGenerator(seed: c.seed)
     let g = c.geometry
     let (oh, ow) = g.outputSize(inputHeight: c.height, inputWidth: c.width)
@@ -212,8 +231,9 @@ struct OperatorTests {
     #expect(mismatch == nil, "path=\(path) \(c.parameters): \(mismatch ?? "")")
   }
 
-  @Test("conv2d with GEMMs split across threads", arguments: FloatKernels.availablePaths)
-  func conv2dThreaded(path: FloatKernels.Path) {
+  @Test("conv2d with GEMMs split across threads", arguments: FloatKernels.Path.allCases)
+  func conv2dThreaded(path: FloatKernels.Path) throws {
+    try skipUnlessAvailable(path)
     let cases = [
       // Many rows: row slices.
       conv(
@@ -245,8 +265,9 @@ struct OperatorTests {
     }
   }
 
-  @Test("NaN propagates through the fused activation", arguments: FloatKernels.availablePaths)
-  func nanPropagates(path: FloatKernels.Path) {
+  @Test("NaN propagates through the fused activation", arguments: FloatKernels.Path.allCases)
+  func nanPropagates(path: FloatKernels.Path) throws {
+    try skipUnlessAvailable(path)
     for groups in [1, 16] {
       let g = Conv2DGeometry(
         inChannels: 16, outChannels: 16, kernelH: 1, kernelW: 1, groups: groups)
@@ -281,8 +302,9 @@ struct OperatorTests {
   }
 
   @Test(
-    "conv2d from concurrent callers shares scratch safely", arguments: FloatKernels.availablePaths)
-  func concurrentCalls(path: FloatKernels.Path) async {
+    "conv2d from concurrent callers shares scratch safely", arguments: FloatKernels.Path.allCases)
+  func concurrentCalls(path: FloatKernels.Path) async throws {
+    try skipUnlessAvailable(path)
     // Compared with the reference, not bit for bit with each other: another test may change
     // FloatKernels.setThreads meanwhile, and OpenBLAS may then round differently.
     let c = convCases[6]  // 3x3 im2col with residual
@@ -319,8 +341,9 @@ struct OperatorTests {
   @Test(
     "linear",
     arguments: [(3, 37, 29, true, false), (1, 300, 20, false, false), (2, 64, 17, true, true)],
-    FloatKernels.availablePaths)
-  func linear(shape: (Int, Int, Int, Bool, Bool), path: FloatKernels.Path) {
+    FloatKernels.Path.allCases)
+  func linear(shape: (Int, Int, Int, Bool, Bool), path: FloatKernels.Path) throws {
+    try skipUnlessAvailable(path)
     let (batch, inFeatures, outFeatures, hasBias, rank4) = shape
     let seed = UInt64(100 + inFeatures)
     var rng = SeededGenerator(seed: seed)

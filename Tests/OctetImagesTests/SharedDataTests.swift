@@ -6,7 +6,7 @@ import Testing
 
 /// Real ImageNet images from ../shared/data (not in the repository): decoding and the full
 /// transform must equal Pillow + torchvision bit for bit.
-@Suite("Real images in ../shared/data", .enabled(if: Fixtures.hasSharedData))
+@Suite("Real images in ../shared/data", .enabled(if: Fixtures.hasSharedData, "needs ../shared/data"))
 struct SharedDataTests {
   @Test func realImagesTransformLikeTorchvision() throws {
     let goldens = Fixtures.load(SharedGoldens.self, "shared.json")

@@ -19,11 +19,16 @@ struct SmallNetGolden: Decodable {
   var expected: [String: [Int]]
   var logits: [Int32]
   var logitScale: Float
+  /// The float network's logits and tensors (float64 NumPy, BatchNorm folded by the script).
+  var floatLogits: [Double]
+  var floatTensors: [String: [Double]]
 
   enum CodingKeys: String, CodingKey {
     case seed, graph, weights, ranges, input, expected, logits
     case inputSize = "input_size"
     case logitScale = "logit_scale"
+    case floatLogits = "float_logits"
+    case floatTensors = "float_tensors"
   }
 
   static func load() throws -> SmallNetGolden {

@@ -33,6 +33,9 @@ int octet_f32_cpu_has_avx2fma(void);
 /// environment wins (an unsupported request falls back to portable), else the best the CPU
 /// supports.
 octet_f32_path octet_f32_default_path(void);
+/// The same for a given request (the value of OCTET_FLOAT_KERNEL, or NULL), without reading the
+/// environment.
+octet_f32_path octet_f32_path_for_request(const char* request);
 
 /// Geometry of a 2-D window operator (convolution, pooling) over one NHWC tensor.
 typedef struct {
