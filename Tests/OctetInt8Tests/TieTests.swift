@@ -111,46 +111,60 @@ func tieInput(size: Int, count: Int, zeroPoint: Int32, seed: UInt64) -> Tensor {
   return Tensor(shape: [count, size, size, 3], scalars: scalars)
 }
 
-/// The decisive ties of conv node `node` on its input codes `x` ([N, H, W, C]): accumulators whose
-/// requantized value is exactly halfway and whose two roundings give different clamped codes.
-/// Plain Swift loops over the definition (§5), independent of both executors.
-func decisiveTies(of node: QuantizedNode, input x: QuantizedTensor) -> Int {
+/// The accumulators (bias included) of conv node `node` on its input codes `x` ([N, H, W, C]),
+/// [N, outH, outW, outChannels]: plain Swift loops over the definition (§5), independent of both
+/// executors.
+func naiveConvAccumulators(of node: QuantizedNode, input x: QuantizedTensor) -> [Int64] {
   let (h, w, cin) = (x.shape[1], x.shape[2], x.shape[3])
   let (kh, kw) = (node.kernel![0], node.kernel![1]), (sh, sw) = (node.stride![0], node.stride![1])
   let (top, left, bottom, right) = (node.padding![0], node.padding![1], node.padding![2], node.padding![3])
   let groups = node.groups ?? 1, cout = node.outChannels!
   let outH = (h + top + bottom - kh) / sh + 1, outW = (w + left + right - kw) / sw + 1
   let perGroupIn = cin / groups, perGroupOut = cout / groups
-  let zIn = Int64(node.inputQuantization![0].zeroPoint), zOut = Int64(node.output.zeroPoint)
-  let (lo, hi) = (Int64(node.clamp![0]), Int64(node.clamp![1]))
-  var ties = 0
+  let zIn = Int64(node.inputQuantization![0].zeroPoint)
+  var accumulators: [Int64] = []
+  accumulators.reserveCapacity(x.shape[0] * outH * outW * cout)
   for image in 0..<x.shape[0] {
     for oy in 0..<outH {
       for ox in 0..<outW {
         for oc in 0..<cout {
           let g = oc / perGroupOut
+          // The stored bias has -z_in * sum(w) folded in (§5): the sum runs over the codes
+          // themselves, and taps in the padding read z_in.
           var acc = Int64(node.bias[oc])
           for ky in 0..<kh {
             let iy = oy * sh - top + ky
-            guard iy >= 0, iy < h else { continue }  // padding reads z_in: contributes 0
             for kx in 0..<kw {
               let ix = ox * sw - left + kx
-              guard ix >= 0, ix < w else { continue }
+              let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
               for ci in 0..<perGroupIn {
-                let code = Int64(x.values[((image * h + iy) * w + ix) * cin + g * perGroupIn + ci])
-                acc += (code - zIn) * Int64(node.weights[((oc * kh + ky) * kw + kx) * perGroupIn + ci])
+                let code = inside ? Int64(x.values[((image * h + iy) * w + ix) * cin + g * perGroupIn + ci]) : zIn
+                acc += code * Int64(node.weights[((oc * kh + ky) * kw + kx) * perGroupIn + ci])
               }
             }
           }
-          let m = Int64(node.multipliers[oc]), n = Int64(node.shifts[oc])
-          let product = acc * m
-          let low = product & ((1 << n) - 1)
-          if m != 0, low == 1 << (n - 1) {
-            let up = (product >> n) + 1 + zOut  // the tie rounded toward +infinity, then down
-            if up > lo, up - 1 < hi { ties += 1 }
-          }
+          accumulators.append(acc)
         }
       }
+    }
+  }
+  return accumulators
+}
+
+/// The decisive ties of conv node `node` on its input codes `x`: accumulators whose requantized
+/// value is exactly halfway and whose two roundings give different clamped codes.
+func decisiveTies(of node: QuantizedNode, input x: QuantizedTensor) -> Int {
+  let cout = node.outChannels!
+  let zOut = Int64(node.output.zeroPoint)
+  let (lo, hi) = (Int64(node.clamp![0]), Int64(node.clamp![1]))
+  var ties = 0
+  for (i, acc) in naiveConvAccumulators(of: node, input: x).enumerated() {
+    let oc = i % cout
+    let m = Int64(node.multipliers[oc]), n = Int64(node.shifts[oc])
+    let product = acc * m
+    if m != 0, product & ((1 << n) - 1) == 1 << (n - 1) {
+      let up = (product >> n) + 1 + zOut  // the tie rounded toward +infinity; down is one less
+      if up > lo, up - 1 < hi { ties += 1 }
     }
   }
   return ties
