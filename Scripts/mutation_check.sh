@@ -186,7 +186,8 @@ run_tests() {
   [[ $FULL == 1 ]] || args+=(--filter "$filter")
   local status=0
   (cd "$COPY" && swift test "${args[@]}" >"$LOG/test.$name.log" 2>&1) || status=$?
-  grep -aoE '^✘ Test [^ ]+( "[^"]*")?' "$LOG/test.$name.log" | sed 's/^✘ Test //' | sort -u | paste -sd, - || true
+  grep -aoE '^✘ Test ("[^"]*"|[^ ]+)' "$LOG/test.$name.log" | sed 's/^✘ Test //' | grep -vx 'run' | sort -u |
+    paste -sd, - | sed 's/,/, /g' || true
   return $status
 }
 
