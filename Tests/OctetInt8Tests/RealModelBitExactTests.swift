@@ -72,7 +72,14 @@ struct RealModelCase: Sendable {
     #expect(fusedLogits == logits, "\(context): logits differ (fused)")
     if let kernel = path.avx2Kernel {
       let kernels = Set(fused.layers.map(\.kernel).filter { !$0.isEmpty })
-      #expect(kernels.contains(kernel.rawValue), "\(context): kernels used \(kernels)")
+      if kernel == .avx2Pairs, weightBits == .eight {
+        // Pairs is exact only where every adjacent weight pair fits (|w0| + |w1| <= 128); 8-bit
+        // layers mostly do not, and run on vpmaddwd instead.
+        let allowed: Set = [GemmKernel.avx2Pairs.rawValue, GemmKernel.avx2Int16.rawValue]
+        #expect(kernels.isSubset(of: allowed), "\(context): kernels used \(kernels)")
+      } else {
+        #expect(kernels.contains(kernel.rawValue), "\(context): kernels used \(kernels)")
+      }
     } else if path.backend == .avx2, weightBits == .seven {
       // 7-bit weights: every GEMM of the model runs on a vpmaddubsw kernel (quads, or pairs).
       let kernels = Set(fused.layers.map(\.kernel).filter { !$0.isEmpty })
