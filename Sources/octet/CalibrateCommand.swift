@@ -44,19 +44,19 @@ struct CalibrateCommand: ParsableCommand {
       do { _ = try CalibrationMethod(parsing: method) } catch { throw ValidationError("--method: \(error)") }
     }
     if let recipe {
-      do { _ = try CalibrationRecipe.read(contentsOf: URL(fileURLWithPath: recipe)) } catch {
+      do { _ = try CalibrationRecipe.decode(try readSmallFile(recipe), path: recipe) } catch {
         throw ValidationError("--recipe: \(error)")
       }
     }
     try ModelArgument.expectFloat(
-      model, argument: "MODEL", command: "calibrate", why: "runs the float model over the images")
+      model, argument: "<model>", command: "calibrate", why: "runs the float model over the images")
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     try validateOutputPath(output, option: "--output")
   }
 
   func run() throws {
-    let recipe = try self.recipe.map { try CalibrationRecipe.read(contentsOf: URL(fileURLWithPath: $0)) }
+    let recipe = try self.recipe.map { try CalibrationRecipe.decode(try readSmallFile($0), path: $0) }
     let method = try method.map { try CalibrationMethod(parsing: $0) } ?? recipe?.method ?? .default
     // The folder is listed before the model is loaded: a typo fails at once.
     let all = try CalibrationImages.list(folder: images)

@@ -23,7 +23,7 @@ struct CompareCommand: ParsableCommand {
   @Argument(help: "The float model (an Octet model file or a checkpoint).")
   var floatModel: String
 
-  @Argument(help: "The int8 model made from it by `octet quantize`.")
+  @Argument(help: ArgumentHelp("The int8 model made from it by `octet quantize`.", valueName: "int8-model"))
   var quantizedModel: String
 
   @Option(help: "A folder with images and labels.tsv, disjoint from the calibration images.")
@@ -164,7 +164,7 @@ struct CompareCommand: ParsableCommand {
     if let overlapping, !overlapping.isEmpty {
       let names = overlapping.prefix(5).map(\.lastPathComponent).joined(separator: ", ")
       warnings.append(
-        "\(overlapping.count) of the \(compared) compared images were among the \(calibrationCount ?? 0) images "
+        "\(overlapping.count) of the \(compared) compared images are among the \(calibrationCount ?? 0) images "
           + "the int8 model was calibrated on (\(names)\(overlapping.count > 5 ? ", …" : "")): its ranges were "
           + "fitted to them, so agreement and int8 accuracy here are optimistic; compare on images disjoint "
           + "from the calibration set")

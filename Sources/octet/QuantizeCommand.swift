@@ -42,13 +42,13 @@ struct QuantizeCommand: ParsableCommand {
     try validateOutputPath(output, option: "-o")
     try validateOutputPath(json, option: "--json")
     try ModelArgument.expectFloat(
-      model, argument: "MODEL", command: "quantize", why: "quantizes a float model (this one is quantized already)")
+      model, argument: "<model>", command: "quantize", why: "quantizes a float model (this one is quantized already)")
     guard FileManager.default.fileExists(atPath: ranges) else {
       throw ValidationError(
         "--ranges '\(ranges)' does not exist; make one with `octet calibrate MODEL --images DIR -o RANGES`")
     }
     // A calibration recipe (or any other file) given as the range table is told here, in one line.
-    do { _ = try RangeTable.read(contentsOf: URL(fileURLWithPath: ranges)) } catch {
+    do { _ = try RangeTable.decode(try readSmallFile(ranges), path: ranges) } catch {
       throw ValidationError("--ranges: \(error)")
     }
   }

@@ -24,10 +24,11 @@ struct OctetProcess {
   }()
 
   @discardableResult
-  static func run(_ arguments: [String], input: String? = nil) throws -> OctetProcess {
+  static func run(_ arguments: [String], input: String? = nil, in directory: URL? = nil) throws -> OctetProcess {
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
