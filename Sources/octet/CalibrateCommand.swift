@@ -69,7 +69,7 @@ struct CalibrateCommand: ParsableCommand {
     if let recipe, recipe.architecture != floatModel.info.architecture {
       throw FileError(
         path: self.recipe!,
-        reason: "is the recipe of \(recipe.architecture), but '\(model)' is \(floatModel.info.architecture)")
+        reason: "a recipe for \(recipe.architecture), but '\(model)' is \(floatModel.info.architecture)")
     }
     if let recipe {
       print(

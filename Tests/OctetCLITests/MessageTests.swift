@@ -239,7 +239,7 @@ struct Lite0MessageTests {
     let out = dir.appendingPathComponent("other.json")
     let wrong = try OctetProcess.run(
       ["calibrate", files.float.path, "--recipe", other.path, "--images", TestData.calibrationImages.path, "-o", out.path])
-    expectCleanFailure(wrong, mentions: ["'\(other.path)' is the recipe of resnet50", "efficientnet-lite0"], noFile: out)
+    expectCleanFailure(wrong, mentions: ["'\(other.path)': a recipe for resnet50", "efficientnet-lite0"], noFile: out)
 
     // The int8 model made from Lite0Files' table carries the table's digests.
     let tableDigests = try #require(
