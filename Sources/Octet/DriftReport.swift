@@ -17,6 +17,7 @@ public struct DriftReport: Codable, Sendable {
     public var cosine: Double
   }
 
+  /// Images compared (images skipped as unreadable are not counted).
   public var count: Int
   public var float: Accuracy
   public var int8: Accuracy
