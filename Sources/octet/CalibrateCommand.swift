@@ -18,7 +18,7 @@ struct CalibrateCommand: ParsableCommand {
       calibration images. See Calibration/README.md for the recipes and how to build a calibration set.
       """)
 
-  @Argument(help: "An Octet model file (or a checkpoint, imported on the fly).")
+  @Argument(help: "The float model: an Octet model file, or a checkpoint imported on the fly.")
   var model: String
 
   @Option(help: "A folder of images: the files of its labels.tsv when it has one, else every .jpg/.jpeg/.png, sorted.")
