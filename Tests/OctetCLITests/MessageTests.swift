@@ -149,6 +149,24 @@ private let usageError: Int32 = 64
     #expect(!FileManager.default.fileExists(atPath: out.path))
   }
 
+  @Test func withoutImagesOrARecipeFolderCalibrateSaysWhatToGive() throws {
+    let dir = try Paths.temporaryDirectory()
+    let float = try fakeModel(format: "octet-float", in: dir, name: "f.safetensors")
+    let recipe = dir.appendingPathComponent("recipe.json")
+    try Data(#"{"format": "octet-calibration-recipe", "architecture": "x", "method": "mse", "images": 5}"#.utf8)
+      .write(to: recipe)
+    let out = dir.appendingPathComponent("out.json")
+    let noFolder = try OctetProcess.run(["calibrate", float.path, "--recipe", recipe.path, "-o", out.path])
+    #expect(noFolder.status == usageError)
+    #expect(
+      firstLine(noFolder.stderr)
+        == "Error: the recipe \(recipe.path) names no folder: give the calibration images with --images DIR")
+    let nothing = try OctetProcess.run(["calibrate", float.path, "-o", out.path])
+    #expect(nothing.status == usageError)
+    #expect(firstLine(nothing.stderr) == "Error: give the calibration images with --images DIR")
+    #expect(!FileManager.default.fileExists(atPath: out.path))
+  }
+
   @Test func theShippedRecipesSayWhatTheyAre() throws {
     for name in ["efficientnet-lite0", "resnet50"] {
       let url = TestData.root.appendingPathComponent("Calibration/\(name).json")
@@ -208,14 +226,17 @@ struct Lite0MessageTests {
     let recipe = dir.appendingPathComponent("recipe.json")
     try Data(
       """
-      {"format": "octet-calibration-recipe", "architecture": "efficientnet-lite0", "method": "minmax", "images": 2}
+      {"format": "octet-calibration-recipe", "architecture": "efficientnet-lite0", "method": "minmax", "images": 2,
+       "folder": "\(TestData.calibrationImages.path)"}
       """.utf8
     ).write(to: recipe)
     let table = dir.appendingPathComponent("ranges.json")
-    let result = try OctetProcess.run(
-      ["calibrate", files.float.path, "--recipe", recipe.path, "--images", TestData.calibrationImages.path, "-o", table.path])
+    // The method, the count and the folder all come from the recipe.
+    let result = try OctetProcess.run(["calibrate", files.float.path, "--recipe", recipe.path, "-o", table.path])
     #expect(result.status == 0, "\(result.stderr)")
-    #expect(result.stdout.contains("recipe \(recipe.path): method minmax, 2 images"), "\(result.stdout)")
+    #expect(
+      result.stdout.contains("recipe \(recipe.path): method minmax, 2 images from \(TestData.calibrationImages.path)\n"),
+      "\(result.stdout)")
     let written = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: table)) as? [String: Any])
     #expect(written["method"] as? String == "minmax")
     #expect(written["images"] as? Int == 2)
@@ -230,7 +251,10 @@ struct Lite0MessageTests {
       ["calibrate", files.float.path, "--recipe", recipe.path, "--images", TestData.calibrationImages.path, "--limit", "1",
        "--method", "percentile:99.9", "-o", table.path])
     #expect(overridden.status == 0, "\(overridden.stderr)")
-    #expect(overridden.stdout.contains("method percentile:99.9 (--method), 1 images (--limit)"), "\(overridden.stdout)")
+    #expect(
+      overridden.stdout.contains(
+        "method percentile:99.9 (--method), 1 images (--limit) from \(TestData.calibrationImages.path) (--images)"),
+      "\(overridden.stdout)")
 
     // A recipe of another architecture is refused by name.
     let other = dir.appendingPathComponent("resnet.json")

@@ -49,6 +49,7 @@ import Testing
     #expect(recipe.architecture == "efficientnet-lite0")
     #expect(recipe.method == .mse)
     #expect(recipe.images == 500)
+    #expect(recipe.folder == ".cache/data/calibration")
     let data = try Data(contentsOf: url)
     #expect(throws: CalibrationError.recipeGivenAsTable(path: "r.json")) { try RangeTable.decode(data, path: "r.json") }
     // A recipe as it was before it had a "format" is recognised too.
