@@ -11,9 +11,11 @@ public enum ModelFileKind: Sendable, Equatable {
   /// model (or a file that is none of these, which loading reports).
   case checkpoint
 
-  /// The kind of the file at `url`; nil when there is no such file.
+  /// The kind of the file at `url`; nil when there is no such file or it is a folder (loading says so).
   public static func of(_ url: URL) -> ModelFileKind? {
-    guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue
+    else { return nil }
     switch SafeTensors.peekMetadata(contentsOf: url)?["octet.format"] {
     case ModelFile.floatFormat: return .float
     case QuantizedModelFile.format: return .int8

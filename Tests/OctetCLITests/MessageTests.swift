@@ -343,3 +343,28 @@ struct Lite0MessageTests {
     #expect(report["calibration_overlap"] is NSNull)
   }
 }
+
+@Suite struct FolderAsModelTests {
+  /// A folder where a model belongs is one line, not a crash (the kind check reads the file's header).
+  @Test func aFolderGivenAsAModelIsNamed() throws {
+    let dir = try Paths.temporaryDirectory()
+    let out = dir.appendingPathComponent("out.safetensors")
+    let ranges = dir.appendingPathComponent("ranges.json")
+    try Data(
+      """
+      {"format": "octet-ranges", "version": 1, "model": {"architecture": "efficientnet-lite0"}, "method": "minmax",
+       "images": 1, "tensors": [{"name": "input", "min": -1.0, "max": 1.0, "observed_min": -1.0, "observed_max": 1.0}]}
+      """.utf8
+    ).write(to: ranges)
+    for arguments in [
+      ["quantize", dir.path, "--ranges", ranges.path, "-o", out.path],
+      ["compare", dir.path, dir.path, "--images", dir.path],
+      ["import", dir.path, "-o", out.path],
+      ["classify", dir.path, "x.jpg"],
+    ] {
+      let result = try OctetProcess.run(arguments)
+      expectCleanFailure(result, mentions: ["'\(dir.path)'"], noFile: out)
+      #expect(!result.stderr.contains("crashed"), "\(arguments[0]): \(result.stderr)")
+    }
+  }
+}
