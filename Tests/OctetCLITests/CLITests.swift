@@ -222,6 +222,6 @@ struct CLIInt8PipelineTests {
 
     // A float model where an int8 one is expected is a clear error.
     let wrong = try OctetProcess.run(["compare", model.path, model.path, "--images", Paths.valImages.path, "--limit", "1"])
-    expectCleanFailure(wrong, mentions: ["not an int8 model"])
+    expectCleanFailure(wrong, mentions: ["compare: <int8-model> '\(model.path)' is a float model"])
   }
 }
