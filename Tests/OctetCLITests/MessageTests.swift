@@ -356,14 +356,19 @@ struct Lite0MessageTests {
        "images": 1, "tensors": [{"name": "input", "min": -1.0, "max": 1.0, "observed_min": -1.0, "observed_max": 1.0}]}
       """.utf8
     ).write(to: ranges)
+    // A labeled folder, so that compare gets as far as loading the models.
+    let images = dir.appendingPathComponent("images")
+    try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+    try Data("x".utf8).write(to: images.appendingPathComponent("a.jpg"))
+    try Data("a.jpg\t1\n".utf8).write(to: images.appendingPathComponent("labels.tsv"))
     for arguments in [
       ["quantize", dir.path, "--ranges", ranges.path, "-o", out.path],
-      ["compare", dir.path, dir.path, "--images", dir.path],
+      ["compare", dir.path, dir.path, "--images", images.path],
       ["import", dir.path, "-o", out.path],
       ["classify", dir.path, "x.jpg"],
     ] {
       let result = try OctetProcess.run(arguments)
-      expectCleanFailure(result, mentions: ["'\(dir.path)'"], noFile: out)
+      expectCleanFailure(result, mentions: ["'\(dir.path)'", "is a folder"], noFile: out)
       #expect(!result.stderr.contains("crashed"), "\(arguments[0]): \(result.stderr)")
     }
   }
