@@ -56,26 +56,19 @@ struct FastPlanner {
     reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool, scalarDepthwise: Bool, avx2Kernel: GemmKernel? = nil
   ) {
     let planned = reference.steps
-    // Readers of each step's output.
-    var readers = [[Int]](repeating: [], count: planned.count)
-    for (i, p) in planned.enumerated() {
-      for s in Int8ReferenceExecutor.inputs(of: p.step) { readers[s].append(i) }
-    }
-    // Residual adds fused into the later of their two producers, when that producer is a
-    // convolution read by nothing else.
-    var fusedInto: [Int: Int] = [:]  // add index -> conv index
-    var fusedAdd: [Int: Int] = [:]  // conv index -> add index
-    if fuse {
-      for (j, p) in planned.enumerated() {
-        guard case .add(let a, let b, _, _, _, _, _, _) = p.step else { continue }
-        let later = max(a, b)
-        guard case .conv(let plan, _) = planned[later].step, plan.groups == 1 || plan.isDepthwise,
-          readers[later] == [j]
-        else { continue }
-        fusedInto[j] = later
-        fusedAdd[later] = j
-      }
-    }
+    // Residual adds fused into the convolution before them (the shared rule, `ResidualAddFusion`),
+    // for the convolutions the fast kernels give an add epilogue: dense and depthwise ones.
+    let fusedInto =  // add index -> conv index
+      fuse
+      ? ResidualAddFusion.pairs(
+        count: planned.count, inputs: { Int8ReferenceExecutor.inputs(of: planned[$0].step) },
+        output: planned.count - 1,
+        isAdd: { if case .add = planned[$0].step { true } else { false } },
+        canTakeResidual: {
+          if case .conv(let plan, _) = planned[$0].step { plan.groups == 1 || plan.isDepthwise } else { false }
+        })
+      : [:]
+    let fusedAdd = Dictionary(uniqueKeysWithValues: fusedInto.map { ($0.value, $0.key) })  // conv index -> add index
     // Buffers: each materialized output gets one; flatten shares its input's.
     var bufferOf: [Int: Int] = [:]
     func newBuffer(_ bytes: Int) -> Int {
