@@ -4,10 +4,11 @@ import OctetModels
 /// Post-training int8 quantization of a float `Model` with calibrated activation ranges, following
 /// docs/quantization.md.
 ///
-/// Fusion is the float executor's with `fuseResidualAdd: false`, so the integer graph's tensors
-/// are the ones calibration observed, under the same names: conv (+ batch_norm) (+ relu/relu6) is
-/// one `conv2d` node named by its last member, add (+ relu) one `add` node likewise; max pool,
-/// global average pool, flatten and the linear classifier map one to one.
+/// Each layer of the float graph's `LayerPlan` (OctetModels), the plan calibration observed through
+/// `FloatExecutor(fuseResidualAdd: false)`, becomes one integer node under the layer's name:
+/// conv (+ batch_norm) (+ relu/relu6) a `conv2d` node named by its last member, add (+ relu) an
+/// `add` node likewise; max pool, global average pool, flatten and the linear classifier map one
+/// to one.
 ///
 /// Offline arithmetic, which the NumPy golden script mirrors step by step:
 /// - BatchNorm and the conv bias are folded in Double: f = γ / √(σ² + ε), w' = w · f,
