@@ -13,6 +13,13 @@ import OctetModels
 /// Every backend gives exactly the bits of `Int8ReferenceExecutor` (docs/quantization.md); the
 /// tests hold each one to that on every layer shape of ResNet50 and EfficientNet-Lite0.
 /// Safe to share between threads: each `run` takes its own workspace.
+///
+/// By job: this file runs the steps; `FastPlanner` (FastPlanner.swift) turns the reference plan into
+/// them, fusing residual adds by `ResidualAddFusion`; FastPlanner+Buffers.swift reuses activation
+/// buffers (liveness, best fit); FastPlanner+WeightPacking.swift packs weights and epilogues;
+/// GemmKernel.swift chooses each layer's GEMM kernel (the AVX2 cost model);
+/// Int8FastExecutor+Scheduling.swift splits a layer's work between threads; Workspace.swift holds
+/// the per-run buffers.
 public final class Int8FastExecutor: @unchecked Sendable {
   public let model: QuantizedModel
   /// The concrete backend (never `reference` or `auto`).
