@@ -81,7 +81,7 @@ let imageFixtures = TestData.root.appendingPathComponent("Tests/OctetImagesTests
   }
 }
 
-@Suite(.enabled(if: TestData.hasLite0AndImages, TestData.needsLite0AndImages))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct BadInputTests {
   @Test func wrongArchitecture() throws {
     let dir = try Paths.temporaryDirectory()
@@ -122,7 +122,7 @@ struct BadInputTests {
     expectCleanFailure(quantized, mentions: ["nan.safetensors", "'\(name)' holds NaN or infinite values"], noFile: out)
   }
 
-  @Test(.enabled(if: TestData.resNet50 != nil, TestData.needsResNet50AndImages))
+  @Test(.enabled(if: TestData.resNet50 != nil, Comment(rawValue: TestData.needsResNet50AndImages)))
   func rangeTableOfAnotherModel() throws {
     let files = try Lite0Files.get()
     let out = try Paths.temporaryDirectory().appendingPathComponent("r50-int8.safetensors")

@@ -125,7 +125,7 @@ func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL?
   }
 }
 
-@Suite(.enabled(if: TestData.hasLite0AndImages, TestData.needsLite0AndImages))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct CLIEndToEndTests {
   @Test func importClassifyAndEvalWriteTheirJSON() throws {
     let dir = try Paths.temporaryDirectory()
@@ -157,7 +157,7 @@ struct CLIEndToEndTests {
   }
 }
 
-@Suite(.enabled(if: TestData.hasLite0AndImages, TestData.needsLite0AndImages))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct CLIInt8PipelineTests {
   /// calibrate → quantize → compare / eval / classify on the int8 model, through the binary.
   @Test func calibrateQuantizeCompare() throws {

@@ -7,7 +7,7 @@ import Testing
 @testable import OctetCalibration
 
 /// EfficientNet-Lite0 on 8 calibration images (../shared's ImageNet ones, else setup.sh's photos).
-@Suite(.enabled(if: TestData.lite0 != nil && TestData.hasCalibrationImages, TestData.needsLite0AndImages))
+@Suite(.enabled(if: TestData.lite0 != nil && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct EndToEndTests {
   @Test(arguments: [CalibrationMethod.percentile(99.99), .entropy, .mse, .minmax])
   func efficientNetLite0(method: CalibrationMethod) throws {

@@ -46,7 +46,7 @@ func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) thr
 @Suite struct GoldenLogitTests {
   // Float32 (Octet) against float64 NumPy on the same PIL-exact input: differences come from
   // float32 rounding and summation order only, so they stay far below these bounds.
-  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages && TestData.hasCalibrationImages, TestData.needsLite0AndImages))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0MatchesNumPyReference() throws {
     try checkGolden("efficientnet_lite0_\(goldenImages.suffix)", minCosine: 0.999999, maxAbsDiff: 5e-4)
   }
@@ -54,14 +54,14 @@ func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) thr
   // The bar for ResNet50 is cosine >= 0.999 against torch; we hold it much tighter.
   // (Goldens keep 6 significant digits; measured differences are below 5e-5.)
   /// ../shared's resnet50-random-bnstats.pth on its images, else the seeded one on the sample images.
-  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages && TestData.hasCalibrationImages, TestData.needsResNet50AndImages))
+  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50MatchesTorch() throws {
     try checkGolden(
       TestData.hasSharedImages ? "resnet50_random_bnstats_val" : "resnet50_seeded_sample", minCosine: 0.999999, maxAbsDiff: 5e-4)
   }
 
   /// The first 150 validation images (all 20 sample ones), image by image, against the NumPy reference's top-1.
-  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, TestData.needsLite0AndImages))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0PredictionsMatchReferenceImageByImage() throws {
     struct Summary: Decodable {
       var images_folder: String

@@ -1,5 +1,6 @@
 import Foundation
 import OctetCore
+import OctetTestSupport
 import Testing
 
 @testable import OctetImages
@@ -9,7 +10,7 @@ import Testing
 /// from Scripts/make_image_goldens.py and Scripts/make_sample_goldens.py; none copied here).
 @Suite(
   "Real images in ../shared/data, else .cache/data",
-  .enabled(if: TestData.hasImages && TestData.hasCalibrationImages, TestData.needsImages))
+  .enabled(if: TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsImages)))
 struct SharedDataTests {
   @Test func realImagesTransformLikeTorchvision() throws {
     let goldens = Fixtures.load(SharedGoldens.self, Fixtures.realSet.transforms)

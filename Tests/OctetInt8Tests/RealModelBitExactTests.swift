@@ -59,14 +59,14 @@ func realModelBitExact(_ checkpoint: String, size: Int, weightBits: WeightBits =
 }
 
 @Suite struct RealModelBitExactTests {
-  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, TestData.needsLite0AndImages))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0() throws {
     try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96)
     try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven)
   }
 
   /// 8-bit weights (AVX2: the vpmaddwd kernel) and 7-bit ones (the vpmaddubsw kernel).
-  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages, TestData.needsResNet50AndImages))
+  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50() throws {
     let checkpoint = try #require(TestData.resNet50).lastPathComponent
     try realModelBitExact(checkpoint, size: 64)

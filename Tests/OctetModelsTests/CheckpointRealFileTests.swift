@@ -33,7 +33,7 @@ import Testing
     }
   }
 
-  @Test(.enabled(if: efficientNet != nil, TestData.needsLite0))
+  @Test(.enabled(if: efficientNet != nil, Comment(rawValue: TestData.needsLite0)))
   func efficientNetLite0Legacy() throws {
     let start = Date()
     let tensors = try PyTorchCheckpoint.load(contentsOf: try #require(Self.efficientNet))
@@ -47,7 +47,7 @@ import Testing
     try Self.checkSpots(tensors, file: "efficientnet-lite0-57934424.pth")
   }
 
-  @Test(.enabled(if: resNet != nil, TestData.needsResNet50))
+  @Test(.enabled(if: resNet != nil, Comment(rawValue: TestData.needsResNet50)))
   func resNet50Zip() throws {
     let start = Date()
     let resNet = try #require(Self.resNet)
@@ -62,7 +62,7 @@ import Testing
     try Self.checkSpots(tensors, file: resNet.lastPathComponent)
   }
 
-  @Test(.enabled(if: resNet != nil, TestData.needsResNet50))
+  @Test(.enabled(if: resNet != nil, Comment(rawValue: TestData.needsResNet50)))
   func resNet50SafeTensorsRoundTrip() throws {
     let tensors = try PyTorchCheckpoint.load(contentsOf: try #require(Self.resNet))
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(

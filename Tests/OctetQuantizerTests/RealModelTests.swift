@@ -25,7 +25,7 @@ func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: 
 }
 
 @Suite struct RealModelTests {
-  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, TestData.needsLite0AndImages))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0Int8AgreesWithFloat() throws {
     for (i, r) in try quantizeAndCompare("efficientnet-lite0-57934424.pth").enumerated() {
       let c = cosine(r.float, r.int8)

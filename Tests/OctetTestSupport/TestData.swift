@@ -5,7 +5,8 @@ import Foundation
 /// images in .cache/data/eval and calibration images in .cache/data/calibration. Where ../shared is
 /// beside the repository (the team's machines, CI), its bigger sets are used directly; elsewhere
 /// .cache/data holds what PyPI packages ship (foolbox's 20 ImageNet JPEGs, scikit-image's photos).
-/// Tests that need data are `.enabled(if:)` on its presence, with one of the reasons below.
+/// Tests that need data are `.enabled(if:)` on its presence, with one of the reasons below
+/// (`Comment(rawValue: TestData.needsImages)`: a Comment from a variable).
 public enum TestData {
   /// The package root.
   public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
