@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Octet needs on a fresh Debian machine and prepares the default model and images.
-#   Scripts/setup.sh          system packages + EfficientNet-Lite0 weights + sample images (and,
-#                             without ../shared, a seeded random ResNet50 for the tests)
+#   Scripts/setup.sh          system packages + EfficientNet-Lite0 weights + sample images
+#   Scripts/setup.sh --tests  the same, and (without ../shared) a seeded random ResNet50 for the tests
 #   Scripts/setup.sh --deps   system packages only (what `swift build` / `swift test` need)
 # Idempotent: it installs and downloads only what is missing. Everything it fetches goes to .cache/.
 set -euo pipefail
@@ -39,7 +39,8 @@ echo "$lite0_sha  $lite0" | sha256sum -c --quiet - || { echo "setup: $lite0 has 
 
 # A torchvision-layout ResNet50 for the tests: ../shared/models/resnet50-random-bnstats.pth when
 # present, else a seeded random one made here, data-free (Scripts/make_resnet50_seeded.py, torch).
-if [ ! -f "$shared/models/resnet50-random-bnstats.pth" ] && [ ! -f "$cache/models/resnet50-seeded.pth" ]; then
+if [ "${1:-}" = "--tests" ] && [ ! -f "$shared/models/resnet50-random-bnstats.pth" ] \
+  && [ ! -f "$cache/models/resnet50-seeded.pth" ]; then
   python3 -c "import numpy, torch" 2>/dev/null || pip install -q -r "$root/Scripts/requirements.txt"
   echo "setup: writing a seeded random ResNet50 (.cache/models/resnet50-seeded.pth, ~100 MB)" >&2
   python3 "$root/Scripts/make_resnet50_seeded.py" "$cache/models/resnet50-seeded.pth" >/dev/null
