@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-Scripts/setup.sh
+Scripts/setup.sh --tests
 swift build --build-tests
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -14,11 +14,12 @@ swift test --skip-build "$@" 2>&1 | tee "$log" || status=$?
 python3 - "$log" <<'PY'
 import re, sys
 
-# Swift Testing: `➜ Test name() skipped: "reason"` and `➜ Suite Name skipped: "reason"` (a skipped
-# suite's tests are not listed one by one); XCTest: `Test Case '...' skipped`.
+# Swift Testing: `➜ Test name() skipped: "reason"` (`skipped.` when no reason was given) and
+# `➜ Suite Name skipped: "reason"` (a skipped suite's tests are not listed one by one); XCTest:
+# `Test Case '...' skipped`.
 skipped = []
 for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"\b(Test|Suite) (.+?) skipped(?:: \"(.*)\")?\s*$", line)
+    m = re.search(r"\b(Test|Suite) (.+?) skipped(?:: \"(.*)\"|\.)?\s*$", line)
     if m and not line.lstrip().startswith("Test Case"):
         skipped.append(f"{m.group(1).lower()} {m.group(2)} ({m.group(3) or 'no reason given'})")
         continue
