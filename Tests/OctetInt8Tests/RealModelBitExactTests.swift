@@ -59,16 +59,17 @@ func realModelBitExact(_ checkpoint: String, size: Int, weightBits: WeightBits =
 }
 
 @Suite struct RealModelBitExactTests {
-  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0() throws {
     try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96)
     try realModelBitExact("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven)
   }
 
   /// 8-bit weights (AVX2: the vpmaddwd kernel) and 7-bit ones (the vpmaddubsw kernel).
-  @Test(.enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
+  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50() throws {
-    try realModelBitExact("resnet50-random-bnstats.pth", size: 64)
-    try realModelBitExact("resnet50-random-bnstats.pth", size: 64, weightBits: .seven)
+    let checkpoint = try #require(TestData.resNet50).lastPathComponent
+    try realModelBitExact(checkpoint, size: 64)
+    try realModelBitExact(checkpoint, size: 64, weightBits: .seven)
   }
 }

@@ -25,7 +25,7 @@ func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: 
 }
 
 @Suite struct RealModelTests {
-  @Test(.enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0Int8AgreesWithFloat() throws {
     for (i, r) in try quantizeAndCompare("efficientnet-lite0-57934424.pth").enumerated() {
       let c = cosine(r.float, r.int8)
@@ -40,10 +40,11 @@ func quantizeAndCompare(_ checkpoint: String) throws -> [(float: [Float], int8: 
   /// Release timing and agreement for both models: `OCTET_INT8_TIMING=1 swift test -c release --filter RealModelTests`.
   @Test(
     .enabled(
-      if: ProcessInfo.processInfo.environment["OCTET_INT8_TIMING"] != nil
-        && TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages))
+      if: ProcessInfo.processInfo.environment["OCTET_INT8_TIMING"] != nil,
+      "a timing run for release builds: set OCTET_INT8_TIMING=1"),
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50Int8AgreesWithFloat() throws {
-    for (i, r) in try quantizeAndCompare("resnet50-random-bnstats.pth").enumerated() {
+    for (i, r) in try quantizeAndCompare(try #require(TestData.resNet50).lastPathComponent).enumerated() {
       let c = cosine(r.float, r.int8)
       let sameTop1 = Classifier.topIndices(1, of: r.float) == Classifier.topIndices(1, of: r.int8)
       print(
