@@ -179,7 +179,7 @@ private let usageError: Int32 = 64
 
 /// EfficientNet-Lite0 end to end: the warnings of quantize, recipes followed, unreadable images and
 /// calibration overlap in compare.
-@Suite(.enabled(if: canRunLite0, "needs EfficientNet-Lite0 and ../shared/data"))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct Lite0MessageTests {
   /// One line per kind, with the count of every channel of that kind; --verbose and --json list each.
   @Test func quantizePrintsOneLinePerKindOfWarning() throws {
