@@ -203,22 +203,27 @@ def real_file_spots():
                 tensor_spot(sd, "_blocks.15._project_conv.weight"),
             ],
         }
-    res = os.path.join(MODELS, "resnet50-random-bnstats.pth")
-    if os.path.exists(res):
-        sd = torch.load(res, map_location="cpu", weights_only=True)
-        spots["resnet50-random-bnstats.pth"] = {
-            "count": len(sd),
-            "first": list(sd.keys())[0],
-            "last": list(sd.keys())[-1],
-            "tensors": [
-                tensor_spot(sd, "conv1.weight"),
-                tensor_spot(sd, "fc.weight"),
-                tensor_spot(sd, "fc.bias"),
-                tensor_spot(sd, "layer4.2.bn3.running_var"),
-                tensor_spot(sd, "bn1.num_batches_tracked"),
-            ],
-        }
+    # ../shared's ResNet50, and the seeded stand-in Scripts/make_resnet50_seeded.py writes without it.
+    for res in [os.path.join(MODELS, "resnet50-random-bnstats.pth"),
+                os.path.join(ROOT, ".cache", "models", "resnet50-seeded.pth")]:
+        if os.path.exists(res):
+            spots[os.path.basename(res)] = resnet50_spots(torch.load(res, map_location="cpu", weights_only=True))
     return spots
+
+
+def resnet50_spots(sd):
+    return {
+        "count": len(sd),
+        "first": list(sd.keys())[0],
+        "last": list(sd.keys())[-1],
+        "tensors": [
+            tensor_spot(sd, "conv1.weight"),
+            tensor_spot(sd, "fc.weight"),
+            tensor_spot(sd, "fc.bias"),
+            tensor_spot(sd, "layer4.2.bn3.running_var"),
+            tensor_spot(sd, "bn1.num_batches_tracked"),
+        ],
+    }
 
 
 def tensor_spot(sd, name):

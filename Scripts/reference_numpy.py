@@ -353,6 +353,14 @@ def golden_images(data_root: str) -> list[tuple[str, int]]:
     return picks
 
 
+def sample_golden_images(data_root: str) -> list[tuple[str, int]]:
+    """The same paths on the sample images Scripts/setup.sh fetches without ../shared (data_root =
+    .cache/data): the first 4 evaluation JPEGs, a downsampled RGB PNG and a grayscale PNG (the
+    calibration photos have no labels: -1)."""
+    picks = [(f"eval/{n}", l) for n, l in read_labels(os.path.join(data_root, "eval"))[:4]]
+    return picks + [("calibration/chelsea.png", -1), ("calibration/camera.png", -1)]
+
+
 def round_sig(x: float, digits: int = 6) -> float:
     return float(f"{x:.{digits}g}")
 
@@ -413,6 +421,13 @@ def batches(items, size):
 def cmd_efficientnet(args) -> None:
     model_path = os.path.join(args.shared, "models", EFFICIENTNET_LITE0_FILE)
     data_root = os.path.join(args.shared, "data")
+    # Without ../shared: the sample images (--sample-data .cache/data) and the weights setup.sh fetched.
+    sample = args.sample_data is not None
+    if sample:
+        data_root = args.sample_data
+        model_path = os.path.join(os.path.dirname(data_root), "models", EFFICIENTNET_LITE0_FILE)
+    val_folder = "eval" if sample else "imagenet-val-1300"
+    name = "efficientnet_lite0_sample" if sample else "efficientnet_lite0_val"
     sd = load_state_dict(model_path)
     check_efficientnet_lite0_state_dict(sd)
     sha = sha256_of(model_path)
@@ -422,7 +437,7 @@ def cmd_efficientnet(args) -> None:
     variant = {"padding": args.padding, "bn_eps": args.bn_eps}
 
     # Goldens on a few images, including the resize and grayscale paths.
-    images = golden_images(data_root)
+    images = sample_golden_images(data_root) if sample else golden_images(data_root)
     xs, infos = zip(*(preprocess(os.path.join(data_root, rel), LITE_MEAN, LITE_STD) for rel, _ in images))
     logits = forward(np.stack(xs))
     for (rel, label), lg in zip(images, logits):
@@ -430,14 +445,14 @@ def cmd_efficientnet(args) -> None:
     if not args.no_write:
         os.makedirs(args.goldens, exist_ok=True)
         write_json_atomic(
-            os.path.join(args.goldens, "efficientnet_lite0_val.json"),
+            os.path.join(args.goldens, f"{name}.json"),
             {
                 "model": EFFICIENTNET_LITE0_FILE,
                 "sha256": sha,
                 "architecture": {**variant, "activation": "relu6", "dtype": "float64"},
                 "preprocessing": prep,
                 "source": source,
-                "images_root": "../shared/data (relative to the repository root)",
+                "images_root": (".cache/data" if sample else "../shared/data") + " (relative to the repository root)",
                 "images": golden_entries(data_root, images, logits, infos),
             },
         )
@@ -445,13 +460,13 @@ def cmd_efficientnet(args) -> None:
     if args.skip_eval:
         return
     # Accuracy over the validation subset, image by image, in labels.tsv order.
-    val = read_labels(os.path.join(data_root, "imagenet-val-1300"))
+    val = read_labels(os.path.join(data_root, val_folder))
     if args.limit:
         val = val[: args.limit]
     preds, margins, top1, top5 = [], [], 0, 0
     t0 = time.time()
     for chunk in batches(val, args.batch):
-        x = np.stack([preprocess(os.path.join(data_root, "imagenet-val-1300", n), LITE_MEAN, LITE_STD)[0] for n, _ in chunk])
+        x = np.stack([preprocess(os.path.join(data_root, val_folder, n), LITE_MEAN, LITE_STD)[0] for n, _ in chunk])
         for (_, label), lg in zip(chunk, forward(x)):
             t5 = top_k(lg, 5)
             preds.append(t5[0])
@@ -466,14 +481,15 @@ def cmd_efficientnet(args) -> None:
           f"top-5 {100 * top5 / n:.2f}% ({top5}/{n})")
     if not args.no_write and not args.limit:
         write_json_atomic(
-            os.path.join(args.goldens, "efficientnet_lite0_val1300_summary.json"),
+            os.path.join(args.goldens, "efficientnet_lite0_sample_summary.json" if sample
+                         else "efficientnet_lite0_val1300_summary.json"),
             {
                 "model": EFFICIENTNET_LITE0_FILE,
                 "sha256": sha,
                 "architecture": {**variant, "activation": "relu6", "dtype": "float64"},
                 "preprocessing": prep,
                 "source": source,
-                "images_folder": "imagenet-val-1300",
+                "images_folder": val_folder,
                 "order": "labels.tsv lines; top1_predictions[i] is the class predicted for line i",
                 "count": n,
                 "top1": round(top1 / n, 6),
@@ -516,6 +532,8 @@ def main(argv=None) -> None:
     e.add_argument("--batch", type=int, default=16)
     e.add_argument("--skip-eval", action="store_true")
     e.add_argument("--no-write", action="store_true")
+    e.add_argument("--sample-data", metavar="DIR", help="the sample images of Scripts/setup.sh without ../shared "
+                   "(a .cache/data with eval/ and calibration/): writes efficientnet_lite0_sample*.json instead")
     e.set_defaults(func=cmd_efficientnet)
 
     r = sub.add_parser("resnet50", help="print NumPy ResNet50 top-5 on the golden images")

@@ -12,6 +12,8 @@ Both sides share reference_numpy.preprocess, so the cross-check isolates the net
 Usage:
     python3 Scripts/reference_torch_resnet50.py                 # writes the golden
     python3 Scripts/reference_torch_resnet50.py --model resnet50-0676ba61.pth --output /tmp/x.json
+    python3 Scripts/reference_torch_resnet50.py --sample-data .cache/data   # without ../shared: the
+        # seeded .cache/models/resnet50-seeded.pth on the sample images -> resnet50_seeded_sample.json
 """
 
 from __future__ import annotations
@@ -68,16 +70,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=ref.DEFAULT_SHARED)
     ap.add_argument("--model", help="checkpoint (default SHARED/models/" + ref.RESNET50_FILE + ")")
-    ap.add_argument("--output", default=os.path.join(ref.DEFAULT_GOLDENS, "resnet50_random_bnstats_val.json"))
+    ap.add_argument("--output")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--sample-data", metavar="DIR", help="the sample images of Scripts/setup.sh without ../shared "
+                    "(a .cache/data): golden of the seeded ResNet50 (Scripts/make_resnet50_seeded.py) on them")
     args = ap.parse_args()
 
-    model_path = args.model or os.path.join(args.shared, "models", ref.RESNET50_FILE)
-    data_root = os.path.join(args.shared, "data")
+    if args.sample_data:
+        data_root = args.sample_data
+        model_path = args.model or os.path.join(os.path.dirname(data_root), "models", "resnet50-seeded.pth")
+        output = args.output or os.path.join(ref.DEFAULT_GOLDENS, "resnet50_seeded_sample.json")
+        images = ref.sample_golden_images(data_root)
+        note = ("seeded random weights, data-free BN statistics (Scripts/make_resnet50_seeded.py): the "
+                "predictions are meaningless, compare logits (cosine), never accuracy")
+    else:
+        data_root = os.path.join(args.shared, "data")
+        model_path = args.model or os.path.join(args.shared, "models", ref.RESNET50_FILE)
+        output = args.output or os.path.join(ref.DEFAULT_GOLDENS, "resnet50_random_bnstats_val.json")
+        images = ref.golden_images(data_root)
+        note = ("random weights with re-estimated BN statistics: the predictions are meaningless, "
+                "compare logits (cosine), never accuracy")
     sd = {k: v.float() for k, v in torch.load(model_path, map_location="cpu", weights_only=True).items()
           if not k.endswith("num_batches_tracked")}
 
-    images = ref.golden_images(data_root)
     xs, infos = zip(*(ref.preprocess(os.path.join(data_root, rel), ref.IMAGENET_MEAN, ref.IMAGENET_STD) for rel, _ in images))
     x_nhwc = np.stack(xs)
     # float32 input, as torchvision's ToTensor/Normalize would hand it to the model.
@@ -98,11 +113,10 @@ def main() -> None:
 
     if args.no_write:
         return
-    ref.write_json_atomic(args.output, {
+    ref.write_json_atomic(output, {
         "model": os.path.basename(model_path),
         "sha256": ref.sha256_of(model_path),
-        "note": "random weights with re-estimated BN statistics: the predictions are meaningless, "
-                "compare logits (cosine), never accuracy",
+        "note": note,
         "preprocessing": ref.preprocessing_spec(ref.IMAGENET_MEAN, ref.IMAGENET_STD),
         "source": "Scripts/reference_torch_resnet50.py (torch.nn.functional, float32, CPU, torch "
                   + torch.__version__ + ")",
@@ -112,10 +126,10 @@ def main() -> None:
             "max_abs_logit": float(f"{scale:.6g}"),
             "min_cosine": float(f"{min(cosines):.12f}"),
         },
-        "images_root": "../shared/data (relative to the repository root)",
+        "images_root": (".cache/data" if args.sample_data else "../shared/data") + " (relative to the repository root)",
         "images": ref.golden_entries(data_root, images, torch_logits.astype(np.float64), infos),
     })
-    print("wrote", args.output)
+    print("wrote", output)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Octet needs on a fresh Debian machine and prepares the default model and images.
 #   Scripts/setup.sh          system packages + EfficientNet-Lite0 weights + sample images
+#   Scripts/setup.sh --tests  the same, and (without ../shared) a seeded random ResNet50 for the tests
 #   Scripts/setup.sh --deps   system packages only (what `swift build` / `swift test` need)
 # Idempotent: it installs and downloads only what is missing. Everything it fetches goes to .cache/.
 set -euo pipefail
@@ -36,23 +37,66 @@ if [ ! -f "$lite0" ]; then
 fi
 echo "$lite0_sha  $lite0" | sha256sum -c --quiet - || { echo "setup: $lite0 has the wrong sha256" >&2; exit 1; }
 
-# Sample images: ../shared/data when present, else the 20 labeled ImageNet JPEGs in foolbox 3.3.4.
-if [ ! -d "$shared/data/imagenet-val-1300" ] && [ ! -f "$cache/foolbox-imagenet/labels.tsv" ]; then
-  echo "setup: downloading foolbox==3.3.4 for its 20 ImageNet sample images" >&2
-  tmp="$(mktemp -d)"
-  pip download -q --no-deps foolbox==3.3.4 -d "$tmp"
-  mkdir -p "$cache/foolbox-imagenet"
-  python3 - "$tmp"/foolbox-3.3.4-py3-none-any.whl "$cache/foolbox-imagenet" <<'PY'
-import os, re, sys, zipfile
-wheel, out = sys.argv[1], sys.argv[2]
-lines = []
-with zipfile.ZipFile(wheel) as z:
-    for name in sorted(z.namelist()):
-        m = re.fullmatch(r"foolbox/data/(imagenet_\d+_(\d+)\.jpg)", name)
-        if m:  # the label is the last number of the file name
-            open(os.path.join(out, m.group(1)), "wb").write(z.read(name))
-            lines.append(f"{m.group(1)}\t{m.group(2)}\n")
-open(os.path.join(out, "labels.tsv"), "w").writelines(lines)
-PY
-  rm -rf "$tmp"
+# A torchvision-layout ResNet50 for the tests: ../shared/models/resnet50-random-bnstats.pth when
+# present, else a seeded random one made here, data-free (Scripts/make_resnet50_seeded.py, torch).
+if [ "${1:-}" = "--tests" ] && [ ! -f "$shared/models/resnet50-random-bnstats.pth" ] \
+  && [ ! -f "$cache/models/resnet50-seeded.pth" ]; then
+  python3 -c "import numpy, torch" 2>/dev/null || pip install -q -r "$root/Scripts/requirements.txt"
+  echo "setup: writing a seeded random ResNet50 (.cache/models/resnet50-seeded.pth, ~100 MB)" >&2
+  python3 "$root/Scripts/make_resnet50_seeded.py" "$cache/models/resnet50-seeded.pth" >/dev/null
 fi
+
+# Images, two disjoint sets (see Scripts/README.md):
+#   .cache/data/calibration  calibration images, no labels needed
+#   .cache/data/eval         labeled ImageNet evaluation images (labels.tsv)
+# With ../shared they are symlinks to its ImageNet sets; without it, images that PyPI packages ship,
+# extracted from the wheel (nothing is installed) and checked against Scripts/sample-images.sha256.
+data="$cache/data"
+mkdir -p "$data"
+rm -rf "$cache/foolbox-imagenet"  # the eval images' old place
+
+# fetch NAME PACKAGE==VERSION: downloads the wheel and extracts NAME's images (Python below) into
+# $data/NAME, whole or not at all, then checks every file's sha256.
+fetch() {
+  local name="$1" requirement="$2" tmp
+  tmp="$(mktemp -d)"
+  echo "setup: downloading $requirement from PyPI for its sample images (.cache/data/$name)" >&2
+  pip download -q --no-deps --only-binary=:all: "$requirement" -d "$tmp"
+  python3 - "$name" "$tmp"/*.whl "$tmp/$name" <<'PY'
+import os, re, sys, zipfile
+name, wheel, out = sys.argv[1:]
+os.makedirs(out)
+with zipfile.ZipFile(wheel) as z:
+    if name == "calibration":
+        # scikit-image's natural photographs; its synthetic, microscopy and astronomy images are left out.
+        for photo in ["astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png",
+                      "gravel.png", "motorcycle_left.png", "rocket.jpg"]:
+            open(os.path.join(out, photo), "wb").write(z.read(f"skimage/data/{photo}"))
+    else:
+        lines = []
+        for member in sorted(z.namelist()):
+            m = re.fullmatch(r"foolbox/data/(imagenet_\d+_(\d+)\.jpg)", member)
+            if m:  # the label is the last number of the file name
+                open(os.path.join(out, m.group(1)), "wb").write(z.read(member))
+                lines.append(f"{m.group(1)}\t{m.group(2)}\n")
+        open(os.path.join(out, "labels.tsv"), "w").writelines(lines)
+PY
+  mv "$tmp/$name" "$data/$name"
+  rm -rf "$tmp"
+}
+
+for pair in calibration:imagenet-train-calibration-500 eval:imagenet-val-1300; do
+  name="${pair%%:*}" folder="$shared/data/${pair#*:}"
+  if [ -d "$folder" ]; then
+    [ "$(readlink "$data/$name" || true)" = "$folder" ] && continue
+    rm -rf "$data/$name"
+    ln -s "$folder" "$data/$name"
+    continue
+  fi
+  [ -L "$data/$name" ] && rm "$data/$name"  # a link to a ../shared that is gone
+  if [ ! -d "$data/$name" ]; then
+    if [ "$name" = calibration ]; then fetch calibration scikit-image==0.24.0; else fetch eval foolbox==3.3.4; fi
+  fi
+  (cd "$data" && grep " $name/" "$root/Scripts/sample-images.sha256" | sha256sum -c --quiet -) \
+    || { echo "setup: $data/$name does not match Scripts/sample-images.sha256; delete it and run setup again" >&2; exit 1; }
+done

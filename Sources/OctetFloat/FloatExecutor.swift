@@ -2,21 +2,15 @@ import OctetCore
 import OctetModels
 
 /// Errors raised while planning a float model: they name the layer.
-public enum PlanError: Error, CustomStringConvertible, Equatable {
-  case layer(String, String)
-  public var description: String {
-    switch self {
-    case let .layer(name, message): "layer '\(name)': \(message)"
-    }
-  }
-}
+public typealias PlanError = GraphPlanError
 
 /// Runs a float `Model` on NHWC input `[N, S, S, 3]` (S = `model.info.inputSize`) and returns logits
 /// `[N, classes]`.
 ///
-/// The plan is built once: BatchNorm is folded into the convolution before it (w·γ/√(σ²+ε),
-/// (b−μ)·γ/√(σ²+ε)+β, computed in Double), a following ReLU/ReLU6 and a residual add are fused into
-/// the convolution's epilogue, weights are packed for the kernels, and every shape is checked.
+/// The plan is built once on `LayerPlan` (OctetModels: fusion, names, shapes, all checked there):
+/// BatchNorm is folded into the convolution before it (w·γ/√(σ²+ε), (b−μ)·γ/√(σ²+ε)+β, computed in
+/// Double), a following ReLU/ReLU6 and a residual add are fused into the convolution's epilogue, and
+/// weights are packed for the kernels.
 /// Intermediate tensors are released after their last use.
 public final class FloatExecutor: @unchecked Sendable {
   public let model: Model
@@ -48,22 +42,13 @@ public final class FloatExecutor: @unchecked Sendable {
 
   /// `fuseResidualAdd: false` keeps each residual add a step of its own, so that `observe` sees the
   /// convolution's output before the add (calibration needs it: the int8 graph quantizes both).
+  /// Fusion, names and shapes are `LayerPlan`'s (OctetModels); this adds the float arithmetic.
   public init(model: Model, fuseResidualAdd: Bool = true) throws {
     self.model = model
     try model.graph.validate()
-    let size = model.info.inputSize
-    inputShape = [size, size, 3]
-    let graph = model.graph
+    let plan = try LayerPlan(model: model)
+    inputShape = plan.inputShape
     let weights = model.weights
-
-    // Consumers of every value, to decide what can be fused.
-    var consumers: [String: [String]] = [:]
-    for node in graph.nodes { for input in node.inputs { consumers[input, default: []].append(node.name) } }
-    let nodeByName = Dictionary(uniqueKeysWithValues: graph.nodes.map { ($0.name, $0) })
-    func soleConsumer(_ name: String) -> Node? {
-      guard name != graph.output, let c = consumers[name], c.count == 1 else { return nil }
-      return nodeByName[c[0]]
-    }
     func floats(_ name: String?, _ layer: String, count: Int? = nil) throws -> [Float] {
       guard let name, let t = weights[name] else { throw PlanError.layer(layer, "tensor '\(name ?? "?")' is missing") }
       if let count, t.elementCount != count {
@@ -71,90 +56,57 @@ public final class FloatExecutor: @unchecked Sendable {
       }
       return t.floats()
     }
+    let fusedAdds = fuseResidualAdd ? plan.floatResidualAddFusions() : [:]
+    let addOf = Dictionary(uniqueKeysWithValues: fusedAdds.map { ($0.value, $0.key) })  // conv → add
 
-    var slotOf: [String: Int] = [Graph.inputName: 0]
-    var shapeOf: [Int: [Int]] = [0: inputShape]  // per-image shape [H, W, C] or [C]
-    var nextSlot = 1
+    // Slot 0 is the input; layer i writes slot i + 1 (a fused add's layer shares its convolution's).
+    var slotOfLayer = [Int](repeating: -1, count: plan.layers.count)
+    func slot(_ input: Int) -> Int { input == LayerInput.graphInput ? 0 : slotOfLayer[input] }
     var planned: [PlannedStep] = []
-    var consumed: Set<String> = []
-
-    func slot(_ name: String, _ layer: String) throws -> Int {
-      guard let s = slotOf[name] else { throw PlanError.layer(layer, "input '\(name)' is not computed before it") }
-      return s
-    }
-
-    for node in graph.nodes where !consumed.contains(node.name) {
-      let name = node.name
-      var produced = name
+    for (index, layer) in plan.layers.enumerated() where fusedAdds[index] == nil {
+      let name = layer.node.name
+      var produced = layer.name
       let step: Step
-      let outShape: [Int]
-      switch node.op {
-      case .conv2d:
-        let input = try slot(node.inputs[0], name)
-        let s = shapeOf[input]!
-        guard s.count == 3 else { throw PlanError.layer(name, "expects an NHWC input, got per-image shape \(s)") }
-        guard let wt = weights[node.weight ?? ""], wt.shape.count == 4 else {
-          throw PlanError.layer(name, "weight '\(node.weight ?? "?")' is missing or not OIHW")
-        }
-        let groups = node.groups ?? 1
-        let (o, ig, kh, kw) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3])
-        guard ig * groups == s[2], o % groups == 0, node.kernel ?? [kh, kw] == [kh, kw] else {
-          throw PlanError.layer(name, "weight shape \(wt.shape) with \(groups) groups does not fit an input of \(s[2]) channels")
-        }
-        var w = wt.floats()
-        var b = node.bias != nil ? try floats(node.bias, name, count: o) : [Float](repeating: 0, count: o)
-        var activation = Activation.none
+      let input = slot(layer.inputs[0])
+      switch layer.operation {
+      case .conv(let c):
+        let o = c.outChannels
+        var w = weights[c.attributes.weight]!.floats()
+        var b = c.attributes.bias != nil ? try floats(c.attributes.bias, name, count: o) : [Float](repeating: 0, count: o)
+        var activation = Activation(c.activation)
         var residual: Int? = nil
-        // conv → batch_norm
-        if let bn = soleConsumer(produced), bn.op == .batchNorm {
-          let gamma = try floats(bn.weight, bn.name, count: o), beta = try floats(bn.bias, bn.name, count: o)
-          let mean = try floats(bn.runningMean, bn.name, count: o), variance = try floats(bn.runningVariance, bn.name, count: o)
-          let eps = Double(bn.epsilon ?? 1e-5)
+        // conv → batch_norm, folded
+        if let bn = c.batchNorm?.attributes, let bnName = c.batchNorm?.name {
+          let gamma = try floats(bn.weight, bnName, count: o), beta = try floats(bn.bias, bnName, count: o)
+          let mean = try floats(bn.runningMean, bnName, count: o), variance = try floats(bn.runningVariance, bnName, count: o)
+          let eps = Double(bn.epsilon)
           let perChannel = w.count / o
           for c in 0..<o {
             let factor = Double(gamma[c]) / (Double(variance[c]) + eps).squareRoot()
             for i in 0..<perChannel { w[c * perChannel + i] = Float(Double(w[c * perChannel + i]) * factor) }
             b[c] = Float((Double(b[c]) - Double(mean[c])) * factor + Double(beta[c]))
           }
-          consumed.insert(bn.name)
-          produced = bn.name
         }
-        // … → add(·, earlier value), whose other input already exists
-        if fuseResidualAdd, let add = soleConsumer(produced), add.op == .add, add.inputs.count == 2 {
-          let other = add.inputs[0] == produced ? add.inputs[1] : add.inputs[0]
-          if let otherSlot = slotOf[other] {
-            residual = otherSlot
-            consumed.insert(add.name)
-            produced = add.name
-          }
+        // … → add(·, earlier value) (+ relu/relu6)
+        if let j = addOf[index], case .add(let addActivation) = plan.layers[j].operation {
+          let add = plan.layers[j]
+          let other = add.inputs[0] == index ? add.inputs[1] : add.inputs[0]
+          residual = slot(other)
+          activation = Activation(addActivation)
+          produced = add.name
+          slotOfLayer[j] = planned.count + 1
         }
-        // … → relu / relu6
-        if let act = soleConsumer(produced), act.op == .relu || act.op == .relu6 {
-          activation = act.op == .relu ? .relu : .relu6
-          consumed.insert(act.name)
-          produced = act.name
-        }
-        let pads = node.resolvedPadding(height: s[0], width: s[1])
-        let stride = node.stride ?? [1, 1]
-        let dilation = node.dilation ?? [1, 1]
         let geometry = Conv2DGeometry(
-          inChannels: s[2], outChannels: o, kernelH: kh, kernelW: kw, strideH: stride[0], strideW: stride[1],
-          padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3], groups: groups,
-          dilationH: dilation[0], dilationW: dilation[1])
-        let (oh, ow) = geometry.outputSize(inputHeight: s[0], inputWidth: s[1])
-        guard oh > 0, ow > 0 else { throw PlanError.layer(name, "input \(s[0])x\(s[1]) is too small for this convolution") }
-        outShape = [oh, ow, o]
-        if let residual, shapeOf[residual]! != outShape {
-          throw PlanError.layer(produced, "adds \(shapeOf[residual]!) to \(outShape)")
-        }
+          inChannels: c.inChannels, outChannels: o, kernelH: c.kernelH, kernelW: c.kernelW,
+          strideH: c.attributes.stride[0], strideW: c.attributes.stride[1], padTop: c.padding[0],
+          padLeft: c.padding[1], padBottom: c.padding[2], padRight: c.padding[3], groups: c.attributes.groups,
+          dilationH: c.attributes.dilation[0], dilationW: c.attributes.dilation[1])
         step = .conv(PackedConv2D(weightOIHW: w, bias: b, geometry: geometry, activation: activation), input: input, residual: residual)
-      case .batchNorm:
-        let input = try slot(node.inputs[0], name)
-        let s = shapeOf[input]!
-        let c = s.last!
-        let gamma = try floats(node.weight, name, count: c), beta = try floats(node.bias, name, count: c)
-        let mean = try floats(node.runningMean, name, count: c), variance = try floats(node.runningVariance, name, count: c)
-        let eps = Double(node.epsilon ?? 1e-5)
+      case .batchNorm(let bn):
+        let c = layer.shape.last!
+        let gamma = try floats(bn.weight, name, count: c), beta = try floats(bn.bias, name, count: c)
+        let mean = try floats(bn.runningMean, name, count: c), variance = try floats(bn.runningVariance, name, count: c)
+        let eps = Double(bn.epsilon)
         var scale = [Float](repeating: 0, count: c), shift = scale
         for i in 0..<c {
           let f = Double(gamma[i]) / (Double(variance[i]) + eps).squareRoot()
@@ -162,60 +114,27 @@ public final class FloatExecutor: @unchecked Sendable {
           shift[i] = Float(Double(beta[i]) - Double(mean[i]) * f)
         }
         step = .batchNorm(scale: scale, shift: shift, input: input)
-        outShape = s
-      case .relu, .relu6:
-        let input = try slot(node.inputs[0], name)
-        step = .activation(node.op == .relu ? .relu : .relu6, input: input)
-        outShape = shapeOf[input]!
-      case .add:
-        guard node.inputs.count == 2 else { throw PlanError.layer(name, "add takes two inputs") }
-        let a = try slot(node.inputs[0], name), b = try slot(node.inputs[1], name)
-        guard shapeOf[a]! == shapeOf[b]! else { throw PlanError.layer(name, "adds \(shapeOf[a]!) to \(shapeOf[b]!)") }
-        var activation = Activation.none
-        if let act = soleConsumer(name), act.op == .relu || act.op == .relu6 {
-          activation = act.op == .relu ? .relu : .relu6
-          consumed.insert(act.name)
-          produced = act.name
-        }
-        step = .add(a, b, activation)
-        outShape = shapeOf[a]!
-      case .maxPool:
-        let input = try slot(node.inputs[0], name)
-        let s = shapeOf[input]!
-        let k = node.kernel ?? [1, 1], st = node.stride ?? k
-        let pads = node.resolvedPadding(height: s[0], width: s[1])
-        let oh = (s[0] + pads[0] + pads[2] - k[0]) / st[0] + 1
-        let ow = (s[1] + pads[1] + pads[3] - k[1]) / st[1] + 1
-        guard oh > 0, ow > 0 else { throw PlanError.layer(name, "input \(s[0])x\(s[1]) is too small to pool") }
-        step = .maxPool(kernel: k, stride: st, padding: pads, input: input)
-        outShape = [oh, ow, s[2]]
+      case .activation(let a):
+        step = .activation(Activation(a), input: input)
+      case .add(let a):
+        step = .add(input, slot(layer.inputs[1]), Activation(a))
+      case .maxPool(let kernel, let stride, let padding):
+        step = .maxPool(kernel: kernel, stride: stride, padding: padding, input: input)
       case .globalAveragePool:
-        let input = try slot(node.inputs[0], name)
         step = .globalAveragePool(input: input)
-        outShape = [1, 1, shapeOf[input]!.last!]
       case .flatten:
-        let input = try slot(node.inputs[0], name)
         step = .flatten(input: input)
-        outShape = [shapeOf[input]!.reduce(1, *)]
-      case .linear:
-        let input = try slot(node.inputs[0], name)
-        let features = shapeOf[input]!.reduce(1, *)
-        guard let wt = weights[node.weight ?? ""], wt.shape.count == 2, wt.shape[1] == features else {
-          throw PlanError.layer(name, "weight '\(node.weight ?? "?")' does not map \(features) features")
-        }
-        let out = wt.shape[0]
-        let bias = node.bias != nil ? try floats(node.bias, name, count: out) : nil
-        step = .linear(PackedLinear(weight: wt.floats(), bias: bias, inFeatures: features, outFeatures: out), input: input)
-        outShape = [out]
+      case .linear(let l):
+        let bias = l.attributes.bias != nil ? try floats(l.attributes.bias, name, count: l.outFeatures) : nil
+        step = .linear(
+          PackedLinear(
+            weight: weights[l.attributes.weight]!.floats(), bias: bias, inFeatures: l.inFeatures,
+            outFeatures: l.outFeatures), input: input)
       }
-      let output = nextSlot
-      nextSlot += 1
-      slotOf[produced] = output
-      if produced != name { slotOf[name] = output }
-      shapeOf[output] = outShape
-      planned.append(PlannedStep(step: step, name: produced, output: output, release: []))
+      slotOfLayer[index] = planned.count + 1
+      planned.append(PlannedStep(step: step, name: produced, output: planned.count + 1, release: []))
     }
-    guard let out = slotOf[graph.output] else { throw PlanError.layer(graph.output, "the graph output is never computed") }
+    let out = slotOfLayer[plan.output]
 
     // Release every slot after its last reader.
     var lastReader: [Int: Int] = [:]
@@ -225,7 +144,7 @@ public final class FloatExecutor: @unchecked Sendable {
     for (s, i) in lastReader where s != out { planned[i].release.append(s) }
     steps = planned
     outputSlot = out
-    slotCount = nextSlot
+    slotCount = planned.count + 1
   }
 
   static func inputs(of step: Step) -> [Int] {
@@ -278,5 +197,16 @@ public final class FloatExecutor: @unchecked Sendable {
       for s in p.release { values[s] = nil }
     }
     return values[outputSlot]!
+  }
+}
+
+extension Activation {
+  /// The float kernels' form of a plan's fused activation.
+  init(_ fused: FusedActivation?) {
+    switch fused {
+    case .relu: self = .relu
+    case .relu6: self = .relu6
+    case nil: self = .none
+    }
   }
 }

@@ -79,49 +79,45 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
             name, "reads '\(node.inputs[i])' with \(q[i]), but it is written with \(planned[s].quantization)")
         }
       }
-      switch node.op {
+      let operation: QuantizedOperation
+      do { operation = try node.operation() } catch { throw .model(error) }
+      switch operation {
       case .quantizeInput:
         step = .quantizeInput(node.output)
         shape = inputShape
-      case .conv2d:
+      case .conv2d(let attributes):
         let s = inShapes[0]
-        guard s.count == 3, s[2] == node.inChannels else {
-          throw .node(name, "expects an input of \(node.inChannels ?? 0) channels, gets per-image shape \(s)")
+        guard s.count == 3, s[2] == attributes.inChannels else {
+          throw .node(name, "expects an input of \(attributes.inChannels) channels, gets per-image shape \(s)")
         }
-        let plan = Int8ConvPlan(node: node, inHeight: s[0], inWidth: s[1])
+        let plan = Int8ConvPlan(node: node, attributes: attributes, inHeight: s[0], inWidth: s[1])
         guard plan.outHeight > 0, plan.outWidth > 0 else {
           throw .node(name, "input \(s[0])x\(s[1]) is too small for this convolution")
         }
         step = .conv(plan, input: inSlots[0])
         shape = [plan.outHeight, plan.outWidth, plan.outChannels]
-      case .add:
+      case .add(let a):
         guard inShapes[0] == inShapes[1] else { throw .node(name, "adds \(inShapes[0]) to \(inShapes[1])") }
-        let q = node.inputQuantization!
         step = .add(
-          inSlots[0], inSlots[1], zeroPointA: q[0].zeroPoint, zeroPointB: q[1].zeroPoint,
-          node.addMultipliers!,
-          outputZeroPoint: node.output.zeroPoint, lo: Int32(node.clamp![0]), hi: Int32(node.clamp![1]))
+          inSlots[0], inSlots[1], zeroPointA: a.inputA.zeroPoint, zeroPointB: a.inputB.zeroPoint, a.multipliers,
+          outputZeroPoint: node.output.zeroPoint, lo: a.clampLo, hi: a.clampHi)
         shape = inShapes[0]
-      case .maxPool:
+      case .maxPool(let a):
         let s = inShapes[0]
         guard s.count == 3 else { throw .node(name, "expects an NHWC input, gets per-image shape \(s)") }
         guard node.output == planned[inSlots[0]].quantization else {
           throw .node(name, "max pool must keep its input's quantization")
         }
-        let k = node.kernel!
-        let st = node.stride!
-        let p = node.padding!
-        let oh = (s[0] + p[0] + p[2] - k[0]) / st[0] + 1
-        let ow = (s[1] + p[1] + p[3] - k[1]) / st[1] + 1
+        let (oh, ow) = WindowShape.outputSize(
+          height: s[0], width: s[1], kernel: a.kernel, stride: a.stride, padding: a.padding)
         guard oh > 0, ow > 0 else { throw .node(name, "input \(s[0])x\(s[1]) is too small to pool") }
-        step = .maxPool(kernel: k, stride: st, padding: p, input: inSlots[0])
+        step = .maxPool(kernel: a.kernel, stride: a.stride, padding: a.padding, input: inSlots[0])
         shape = [oh, ow, s[2]]
-      case .globalAveragePool:
+      case .globalAveragePool(let a):
         let s = inShapes[0]
         guard s.count == 3 else { throw .node(name, "expects an NHWC input, gets per-image shape \(s)") }
         step = .globalAveragePool(
-          input: inSlots[0], inputZeroPoint: node.inputQuantization![0].zeroPoint, node.requant!,
-          outputZeroPoint: node.output.zeroPoint)
+          input: inSlots[0], inputZeroPoint: a.input.zeroPoint, a.requant, outputZeroPoint: node.output.zeroPoint)
         shape = [1, 1, s[2]]
       case .flatten:
         guard node.output == planned[inSlots[0]].quantization else {
@@ -129,13 +125,13 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         }
         step = .flatten(input: inSlots[0])
         shape = [inShapes[0].reduce(1, *)]
-      case .linear:
+      case .linear(let a):
         let features = inShapes[0].reduce(1, *)
-        guard features == node.inChannels else {
-          throw .node(name, "maps \(node.inChannels ?? 0) features, gets \(features) (\(inShapes[0]))")
+        guard features == a.inFeatures else {
+          throw .node(name, "maps \(a.inFeatures) features, gets \(features) (\(inShapes[0]))")
         }
-        step = .linear(Int8LinearPlan(node: node), input: inSlots[0])
-        shape = [node.outChannels!]
+        step = .linear(Int8LinearPlan(node: node, attributes: a), input: inSlots[0])
+        shape = [a.outFeatures]
       }
       slotOf[name] = planned.count
       planned.append(

@@ -23,29 +23,34 @@ struct Int8ConvPlan {
 
   var isDepthwise: Bool { groups == inChannels && groups == outChannels }
 
+  /// Tests' shortcut: `node` must be a valid conv2d node.
   init(node: QuantizedNode, inHeight: Int, inWidth: Int) {
-    let k = node.kernel!
-    let s = node.stride!
-    let p = node.padding!
+    guard case .conv2d(let attributes) = try? node.operation() else {
+      preconditionFailure("'\(node.name)' is not a valid conv2d node")
+    }
+    self.init(node: node, attributes: attributes, inHeight: inHeight, inWidth: inWidth)
+  }
+
+  init(node: QuantizedNode, attributes a: Int8ConvAttributes, inHeight: Int, inWidth: Int) {
+    let (k, s, p) = (a.kernel, a.stride, a.padding)
     self.inHeight = inHeight
     self.inWidth = inWidth
-    inChannels = node.inChannels!
-    outChannels = node.outChannels!
+    inChannels = a.inChannels
+    outChannels = a.outChannels
     kernelH = k[0]
     kernelW = k[1]
     strideH = s[0]
     strideW = s[1]
     padTop = p[0]
     padLeft = p[1]
-    groups = node.groups ?? 1
-    outHeight = (inHeight + p[0] + p[2] - k[0]) / s[0] + 1
-    outWidth = (inWidth + p[1] + p[3] - k[1]) / s[1] + 1
+    groups = a.groups
+    (outHeight, outWidth) = WindowShape.outputSize(height: inHeight, width: inWidth, kernel: k, stride: s, padding: p)
     bias = node.bias
     requant = zip(node.multipliers, node.shifts).map { RequantMultiplier(multiplier: $0, shift: $1) }
-    inputZeroPoint = node.inputQuantization![0].zeroPoint
+    inputZeroPoint = a.input.zeroPoint
     outputZeroPoint = node.output.zeroPoint
-    clampLo = Int32(node.clamp![0])
-    clampHi = Int32(node.clamp![1])
+    clampLo = a.clampLo
+    clampHi = a.clampHi
     weights = node.weights
     if groups == inChannels && groups == outChannels {
       // [C, kh, kw, 1] → [kh, kw, C], so the inner loop runs over contiguous channels.
@@ -164,9 +169,17 @@ struct Int8LinearPlan {
   var bias: [Int32]
   var requant: [RequantMultiplier]
 
+  /// Tests' shortcut: `node` must be a valid linear node.
   init(node: QuantizedNode) {
-    inFeatures = node.inChannels!
-    outFeatures = node.outChannels!
+    guard case .linear(let attributes) = try? node.operation() else {
+      preconditionFailure("'\(node.name)' is not a valid linear node")
+    }
+    self.init(node: node, attributes: attributes)
+  }
+
+  init(node: QuantizedNode, attributes: Int8LinearAttributes) {
+    inFeatures = attributes.inFeatures
+    outFeatures = attributes.outFeatures
     weights = node.weights
     bias = node.bias
     requant = zip(node.multipliers, node.shifts).map { RequantMultiplier(multiplier: $0, shift: $1) }

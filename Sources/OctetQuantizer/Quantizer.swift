@@ -4,10 +4,11 @@ import OctetModels
 /// Post-training int8 quantization of a float `Model` with calibrated activation ranges, following
 /// docs/quantization.md.
 ///
-/// Fusion is the float executor's with `fuseResidualAdd: false`, so the integer graph's tensors
-/// are the ones calibration observed, under the same names: conv (+ batch_norm) (+ relu/relu6) is
-/// one `conv2d` node named by its last member, add (+ relu) one `add` node likewise; max pool,
-/// global average pool, flatten and the linear classifier map one to one.
+/// Each layer of the float graph's `LayerPlan` (OctetModels), the plan calibration observed through
+/// `FloatExecutor(fuseResidualAdd: false)`, becomes one integer node under the layer's name:
+/// conv (+ batch_norm) (+ relu/relu6) a `conv2d` node named by its last member, add (+ relu) an
+/// `add` node likewise; max pool, global average pool, flatten and the linear classifier map one
+/// to one.
 ///
 /// Offline arithmetic, which the NumPy golden script mirrors step by step:
 /// - BatchNorm and the conv bias are folded in Double: f = γ / √(σ² + ε), w' = w · f,
@@ -140,35 +141,40 @@ public enum Quantizer {
       warnings.append(
         .init(
           node: node,
-          message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)"))
+          message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)",
+          kind: .allZeroWeights, channels: zeroChannels))
     }
     if !raised.isEmpty {
       warnings.append(
         .init(
           node: node,
-          message: "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))"))
+          message: "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))",
+          kind: .weightScaleRaised, channels: raised))
     }
     // A saturated bias is always clamped for headroom too: one warning for both.
     let onlySaturated = saturated.filter { !overflowRisk.contains($0) }
     if !onlySaturated.isEmpty {
       warnings.append(
-        .init(node: node, message: "bias saturated to int32 in output channel(s) \(list(onlySaturated))"))
+        .init(
+          node: node, message: "bias saturated to int32 in output channel(s) \(list(onlySaturated))",
+          kind: .biasSaturated, channels: onlySaturated))
     }
     if !overflowRisk.isEmpty {
       warnings.append(
         .init(
           node: node,
           message:
-            "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(list(overflowRisk))"
-        ))
+            "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(list(overflowRisk))",
+          kind: .biasClamped, channels: overflowRisk))
     }
     return (q, scales, bias)
   }
 
   /// A requantization multiplier with the node named in its error, and a warning when it is below
   /// what 31 bits at shift 62 represent at full precision.
-  static func multiplier(_ real: Double, node: String, what: String, warnings: inout [QuantizationWarning])
-    throws -> RequantMultiplier
+  static func multiplier(
+    _ real: Double, node: String, what: String, channel: Int? = nil, warnings: inout [QuantizationWarning]
+  ) throws -> RequantMultiplier
   {
     let m: RequantMultiplier
     do { m = try RequantMultiplier(real: real) } catch {
@@ -177,15 +183,18 @@ public enum Quantizer {
     if m.shift == 62 && m.multiplier < 1 << 30 {
       warnings.append(
         .init(
-          node: node, message: "\(what) \(real) is below 2^-32: clamped to m = \(m.multiplier) at shift 62"))
+          node: node, message: "\(what) \(real) is below 2^-32: clamped to m = \(m.multiplier) at shift 62",
+          kind: .tinyMultiplier, channels: channel.map { [$0] } ?? []))
     }
     return m
   }
 }
 
-/// Walks the float graph once, in order, fusing and quantizing as the float executor plans it.
+/// Quantizes the layers of the float graph's `LayerPlan` (the fusion, names and shapes the float
+/// executor and calibration use), one after the other.
 struct Builder {
   let model: Model
+  let plan: LayerPlan
   /// 127 (8-bit weights) or 63 (7-bit).
   var weightMax: Int64 = 127
   let range: (String) -> (lo: Float, hi: Float)?
@@ -193,27 +202,14 @@ struct Builder {
   var warnings: [QuantizationWarning] = []
   var output = ""
 
-  // Per produced tensor: its quantization and per-image shape ([H, W, C] or [C]).
+  /// Per produced tensor (layer name): its quantization.
   var quantization: [String: ActivationQuantization] = [:]
-  var shape: [String: [Int]] = [:]
-  /// Float node name → the integer tensor holding its value (fused members map to the last one).
-  var tensorOf: [String: String] = [:]
-  var consumers: [String: [String]] = [:]
-  var nodeByName: [String: Node] = [:]
 
   init(model: Model, range: @escaping (String) -> (lo: Float, hi: Float)?) throws {
     self.model = model
     self.range = range
     try model.graph.validate()
-    for node in model.graph.nodes {
-      for input in node.inputs { consumers[input, default: []].append(node.name) }
-    }
-    nodeByName = Dictionary(uniqueKeysWithValues: model.graph.nodes.map { ($0.name, $0) })
-  }
-
-  func soleConsumer(_ name: String) -> Node? {
-    guard name != model.graph.output, let c = consumers[name], c.count == 1 else { return nil }
-    return nodeByName[c[0]]
+    do { plan = try LayerPlan(model: model) } catch { throw QuantizerError.plan(error) }
   }
 
   /// The calibrated quantization of tensor `name`. docs/quantization.md §1.
@@ -226,7 +222,8 @@ struct Builder {
       warnings.append(
         .init(
           node: name,
-          message: "calibrated range is [0, 0]: scale 1, zero point 0 (the tensor was always zero)"))
+          message: "calibrated range is [0, 0]: scale 1, zero point 0 (the tensor was always zero)",
+          kind: .zeroRange))
     }
     return ActivationQuantization(range: r.lo, hi: r.hi)
   }
@@ -245,103 +242,24 @@ struct Builder {
     return v
   }
 
-  func source(_ name: String, _ layer: String) throws -> (
-    tensor: String, q: ActivationQuantization, shape: [Int]
-  ) {
-    guard let t = tensorOf[name], let q = quantization[t], let s = shape[t] else {
-      throw QuantizerError.layer(layer, "input '\(name)' is not computed before it")
-    }
-    return (t, q, s)
+  /// Input `i` of `layer`: its tensor name, quantization and per-image shape.
+  func source(_ layer: PlannedLayer, _ i: Int) -> (tensor: String, q: ActivationQuantization, shape: [Int]) {
+    let t = plan.inputName(layer, i)
+    return (t, quantization[t]!, layer.inputShapes[i])
   }
 
-  mutating func emit(_ node: QuantizedNode, shape s: [Int]) {
-    for member in node.fused { tensorOf[member] = node.name }
+  mutating func emit(_ node: QuantizedNode) {
     quantization[node.name] = node.output
-    shape[node.name] = s
     nodes.append(node)
   }
 
   mutating func run() throws {
-    let size = model.info.inputSize
-    let inputQ = try calibrated(Graph.inputName)
-    tensorOf[Graph.inputName] = Graph.inputName
-    emit(
-      QuantizedNode(name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [], output: inputQ),
-      shape: [size, size, 3])
-
-    var consumed: Set<String> = []
-    var unsupported: [String] = []
-    for node in model.graph.nodes where !consumed.contains(node.name) {
-      let name = node.name
-      switch node.op {
-      case .conv2d:
-        var fused = [name]
-        var activation: OperatorKind? = nil
-        var bn: Node? = nil
-        var produced = name
-        if let next = soleConsumer(produced), next.op == .batchNorm {
-          bn = next
-          produced = next.name
-          fused.append(next.name)
-        }
-        if let next = soleConsumer(produced), next.op == .relu || next.op == .relu6 {
-          activation = next.op
-          produced = next.name
-          fused.append(next.name)
-        }
-        consumed.formUnion(fused)
-        try conv(node, bn: bn, activation: activation, fused: fused)
-      case .add:
-        var fused = [name]
-        var activation: OperatorKind? = nil
-        if let next = soleConsumer(name), next.op == .relu || next.op == .relu6 {
-          activation = next.op
-          fused.append(next.name)
-        }
-        consumed.formUnion(fused)
-        try add(node, activation: activation, fused: fused)
-      case .maxPool:
-        let (t, q, s) = try source(node.inputs[0], name)
-        guard s.count == 3 else {
-          throw QuantizerError.layer(name, "expects an NHWC input, gets per-image shape \(s)")
-        }
-        let k = node.kernel ?? [1, 1]
-        let st = node.stride ?? k
-        let pads = node.resolvedPadding(height: s[0], width: s[1])
-        var n = QuantizedNode(name: name, op: .maxPool, inputs: [t], fused: [name], output: q)
-        n.kernel = k
-        n.stride = st
-        n.padding = pads
-        n.inputQuantization = [q]
-        let oh = (s[0] + pads[0] + pads[2] - k[0]) / st[0] + 1
-        let ow = (s[1] + pads[1] + pads[3] - k[1]) / st[1] + 1
-        guard oh > 0, ow > 0 else {
-          throw QuantizerError.layer(name, "input \(s[0])x\(s[1]) is too small to pool")
-        }
-        emit(n, shape: [oh, ow, s[2]])
-      case .globalAveragePool:
-        let (t, q, s) = try source(node.inputs[0], name)
-        guard s.count == 3 else {
-          throw QuantizerError.layer(name, "expects an NHWC input, gets per-image shape \(s)")
-        }
-        let out = try calibrated(name)
-        var n = QuantizedNode(name: name, op: .globalAveragePool, inputs: [t], fused: [name], output: out)
-        n.inputQuantization = [q]
-        // M = s_in / (s_out · H · W): the mean's 1/(H·W) rides in the multiplier. docs/quantization.md §10.
-        n.requant = try Quantizer.multiplier(
-          Double(q.scale) / (Double(out.scale) * Double(s[0] * s[1])), node: name,
-          what: "average-pool multiplier", warnings: &warnings)
-        emit(n, shape: [1, 1, s[2]])
-      case .flatten:
-        let (t, q, s) = try source(node.inputs[0], name)
-        emit(
-          QuantizedNode(name: name, op: .flatten, inputs: [t], fused: [name], output: q),
-          shape: [s.reduce(1, *)])
-      case .linear:
-        try linear(node)
-      case .batchNorm, .relu, .relu6:
-        // Only reached when not fused into a convolution or an add.
-        unsupported.append("\(name) (\(node.op.rawValue) after '\(node.inputs.first ?? "?")', not fusable)")
+    // batch_norm and relu/relu6 that no convolution or add takes (docs/quantization.md §15).
+    let unsupported = plan.layers.compactMap { layer -> String? in
+      switch layer.operation {
+      case .batchNorm, .activation:
+        "\(layer.name) (\(layer.node.op.rawValue) after '\(layer.node.inputs.first ?? "?")', not fusable)"
+      default: nil
       }
     }
     if !unsupported.isEmpty {
@@ -351,9 +269,44 @@ struct Builder {
           "the integer runtime fuses batch_norm and relu/relu6 into the convolution or add before them; "
           + "\(unsupported.count) node(s) cannot be: \(unsupported.joined(separator: "; "))")
     }
-    guard let out = tensorOf[model.graph.output] else {
-      throw QuantizerError.layer(model.graph.output, "the graph output is never computed")
+    let inputQ = try calibrated(Graph.inputName)
+    emit(QuantizedNode(name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [], output: inputQ))
+
+    for layer in plan.layers {
+      let name = layer.name
+      switch layer.operation {
+      case .conv(let c):
+        try conv(layer, c)
+      case .add(let activation):
+        try add(layer, activation: activation)
+      case .maxPool(let kernel, let stride, let padding):
+        let (t, q, _) = source(layer, 0)
+        var n = QuantizedNode(name: name, op: .maxPool, inputs: [t], fused: layer.members, output: q)
+        n.kernel = kernel
+        n.stride = stride
+        n.padding = padding
+        n.inputQuantization = [q]
+        emit(n)
+      case .globalAveragePool:
+        let (t, q, s) = source(layer, 0)
+        let out = try calibrated(name)
+        var n = QuantizedNode(name: name, op: .globalAveragePool, inputs: [t], fused: layer.members, output: out)
+        n.inputQuantization = [q]
+        // M = s_in / (s_out · H · W): the mean's 1/(H·W) rides in the multiplier. docs/quantization.md §10.
+        n.requant = try Quantizer.multiplier(
+          Double(q.scale) / (Double(out.scale) * Double(s[0] * s[1])), node: name,
+          what: "average-pool multiplier", warnings: &warnings)
+        emit(n)
+      case .flatten:
+        let (t, q, _) = source(layer, 0)
+        emit(QuantizedNode(name: name, op: .flatten, inputs: [t], fused: layer.members, output: q))
+      case .linear(let l):
+        try linear(layer, l)
+      case .batchNorm, .activation:
+        preconditionFailure("refused above")
+      }
     }
+    let out = plan.layers[plan.output].name
     guard nodes.last?.name == out, nodes.last?.op == .linear else {
       throw QuantizerError.unsupported(
         node: model.graph.output, reason: "the integer graph must end in the linear classifier")
@@ -361,34 +314,25 @@ struct Builder {
     output = out
   }
 
-  mutating func conv(_ node: Node, bn: Node?, activation: OperatorKind?, fused: [String]) throws {
-    let name = fused.last!
-    let (t, inQ, s) = try source(node.inputs[0], node.name)
-    guard s.count == 3 else {
-      throw QuantizerError.layer(node.name, "expects an NHWC input, gets per-image shape \(s)")
-    }
-    guard let wt = model.weights[node.weight ?? ""], wt.shape.count == 4 else {
-      throw QuantizerError.layer(node.name, "weight '\(node.weight ?? "?")' is missing or not OIHW")
-    }
-    let groups = node.groups ?? 1
-    let (o, ig, kh, kw) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3])
-    guard ig * groups == s[2], o % groups == 0, (node.kernel ?? [kh, kw]) == [kh, kw] else {
-      throw QuantizerError.layer(
-        node.name, "weight shape \(wt.shape) with \(groups) groups does not fit an input of \(s[2]) channels")
-    }
-    guard (node.dilation ?? [1, 1]) == [1, 1] else {
+  mutating func conv(_ layer: PlannedLayer, _ c: ConvLayer) throws {
+    let name = layer.name
+    let node = layer.node
+    let (t, inQ, _) = source(layer, 0)
+    let (o, ig, kh, kw) = (c.outChannels, c.inChannels / c.attributes.groups, c.kernelH, c.kernelW)
+    guard c.attributes.dilation == [1, 1] else {
       throw QuantizerError.unsupported(node: node.name, reason: "dilated convolutions are not supported")
     }
-    let w = try floats(node.weight, node.name)
-    let b = node.bias != nil ? try floats(node.bias, node.name, count: o) : nil
+    let w = try floats(c.attributes.weight, node.name)
+    let b = c.attributes.bias != nil ? try floats(c.attributes.bias, node.name, count: o) : nil
     let folded: (weights: [Double], bias: [Double])
-    if let bn {
+    if let bn = c.batchNorm {
+      let a = bn.attributes
       folded = Quantizer.foldBatchNorm(
-        weights: w, bias: b, gamma: try floats(bn.weight, bn.name, count: o),
-        beta: try floats(bn.bias, bn.name, count: o),
-        mean: try floats(bn.runningMean, bn.name, count: o),
-        variance: try floats(bn.runningVariance, bn.name, count: o),
-        epsilon: bn.epsilon ?? 1e-5)
+        weights: w, bias: b, gamma: try floats(a.weight, bn.name, count: o),
+        beta: try floats(a.bias, bn.name, count: o),
+        mean: try floats(a.runningMean, bn.name, count: o),
+        variance: try floats(a.runningVariance, bn.name, count: o),
+        epsilon: a.epsilon)
     } else {
       folded = (w.map(Double.init), (b ?? [Float](repeating: 0, count: o)).map(Double.init))
     }
@@ -408,44 +352,32 @@ struct Builder {
     }
     var multipliers = [Int32](repeating: 0, count: o)
     var shifts = multipliers
-    var clampedChannels = 0
+    var clampedChannels: [Int] = []
     for c in 0..<o {
       let m: RequantMultiplier
       do {
         m = try RequantMultiplier(
           inputScale: Double(inQ.scale), weightScale: Double(scales[c]), outputScale: Double(outQ.scale))
       } catch { throw QuantizerError.layer(name, "output channel \(c): \(error)") }
-      if m.shift == 62 && m.multiplier < 1 << 30 { clampedChannels += 1 }
+      if m.shift == 62 && m.multiplier < 1 << 30 { clampedChannels.append(c) }
       multipliers[c] = m.multiplier
       shifts[c] = m.shift
     }
-    if clampedChannels > 0 {
+    if !clampedChannels.isEmpty {
       warnings.append(
         .init(
           node: name,
-          message: "\(clampedChannels) output channel multiplier(s) below 2^-32, clamped at shift 62"))
+          message: "\(clampedChannels.count) output channel multiplier(s) below 2^-32, clamped at shift 62",
+          kind: .tinyMultiplier, channels: clampedChannels))
     }
-    let bounds: (lo: Int32, hi: Int32)
-    switch activation {
-    case .relu: bounds = outQ.clampBounds(min: 0)
-    case .relu6: bounds = outQ.clampBounds(min: 0, max: 6)
-    default: bounds = outQ.clampBounds()
-    }
-    let pads = node.resolvedPadding(height: s[0], width: s[1])
-    let stride = node.stride ?? [1, 1]
-    let oh = (s[0] + pads[0] + pads[2] - kh) / stride[0] + 1
-    let ow = (s[1] + pads[1] + pads[3] - kw) / stride[1] + 1
-    guard oh > 0, ow > 0 else {
-      throw QuantizerError.layer(node.name, "input \(s[0])x\(s[1]) is too small for this convolution")
-    }
-
-    var n = QuantizedNode(name: name, op: .conv2d, inputs: [t], fused: fused, output: outQ)
-    n.inChannels = s[2]
+    let bounds = outQ.clampBounds(c.activation)
+    var n = QuantizedNode(name: name, op: .conv2d, inputs: [t], fused: layer.members, output: outQ)
+    n.inChannels = c.inChannels
     n.outChannels = o
     n.kernel = [kh, kw]
-    n.stride = stride
-    n.padding = pads
-    n.groups = groups
+    n.stride = c.attributes.stride
+    n.padding = c.padding
+    n.groups = c.attributes.groups
     n.inputQuantization = [inQ]
     n.clamp = [Int(bounds.lo), Int(bounds.hi)]
     n.weights = ohwi
@@ -453,46 +385,36 @@ struct Builder {
     n.multipliers = multipliers
     n.shifts = shifts
     n.weightScales = scales
-    emit(n, shape: [oh, ow, o])
+    emit(n)
   }
 
-  mutating func add(_ node: Node, activation: OperatorKind?, fused: [String]) throws {
-    let name = fused.last!
-    guard node.inputs.count == 2 else { throw QuantizerError.layer(node.name, "add takes two inputs") }
-    let a = try source(node.inputs[0], node.name)
-    let b = try source(node.inputs[1], node.name)
-    guard a.shape == b.shape else { throw QuantizerError.layer(node.name, "adds \(a.shape) to \(b.shape)") }
+  mutating func add(_ layer: PlannedLayer, activation: FusedActivation?) throws {
+    let name = layer.name
+    let a = source(layer, 0)
+    let b = source(layer, 1)
     let outQ = try calibrated(name)
-    var n = QuantizedNode(name: name, op: .add, inputs: [a.tensor, b.tensor], fused: fused, output: outQ)
+    var n = QuantizedNode(name: name, op: .add, inputs: [a.tensor, b.tensor], fused: layer.members, output: outQ)
     n.inputQuantization = [a.q, b.q]
     do {
       n.addMultipliers = try AddMultipliers(
         realA: Double(a.q.scale) / Double(outQ.scale), realB: Double(b.q.scale) / Double(outQ.scale))
     } catch { throw QuantizerError.layer(name, "residual add multipliers: \(error)") }
-    let bounds: (lo: Int32, hi: Int32)
-    switch activation {
-    case .relu: bounds = outQ.clampBounds(min: 0)
-    case .relu6: bounds = outQ.clampBounds(min: 0, max: 6)
-    default: bounds = outQ.clampBounds()
-    }
+    let bounds = outQ.clampBounds(activation)
     n.clamp = [Int(bounds.lo), Int(bounds.hi)]
-    emit(n, shape: a.shape)
+    emit(n)
   }
 
   /// The classifier keeps int32 logits at s_in · max s_w: channel c is requantized by
   /// s_w[c] / max s_w ≤ 1, with no clamp. docs/quantization.md §11.
-  mutating func linear(_ node: Node) throws {
-    let name = node.name
-    let (t, inQ, s) = try source(node.inputs[0], name)
-    let features = s.reduce(1, *)
-    guard let wt = model.weights[node.weight ?? ""], wt.shape.count == 2, wt.shape[1] == features else {
-      throw QuantizerError.layer(name, "weight '\(node.weight ?? "?")' does not map \(features) features")
-    }
-    let o = wt.shape[0]
-    let w = try floats(node.weight, name).map(Double.init)
+  mutating func linear(_ layer: PlannedLayer, _ l: LinearLayer) throws {
+    let name = layer.name
+    let (t, inQ, _) = source(layer, 0)
+    let features = l.inFeatures
+    let o = l.outFeatures
+    let w = try floats(l.attributes.weight, name).map(Double.init)
     let b =
-      node.bias != nil
-      ? try floats(node.bias, name, count: o).map(Double.init) : [Double](repeating: 0, count: o)
+      l.attributes.bias != nil
+      ? try floats(l.attributes.bias, name, count: o).map(Double.init) : [Double](repeating: 0, count: o)
     let (wq, scales, bias) = try Quantizer.quantizeChannels(
       weights: w, bias: b, outChannels: o, input: inQ, node: name, weightMax: weightMax, warnings: &warnings)
     let maxScale = scales.max() ?? 1
@@ -500,7 +422,7 @@ struct Builder {
     var shifts = multipliers
     for c in 0..<o {
       let m = try Quantizer.multiplier(
-        Double(scales[c]) / Double(maxScale), node: name, what: "logit multiplier of class \(c)",
+        Double(scales[c]) / Double(maxScale), node: name, what: "logit multiplier of class \(c)", channel: c,
         warnings: &warnings)
       multipliers[c] = m.multiplier
       shifts[c] = m.shift
@@ -511,7 +433,7 @@ struct Builder {
         name, "logit scale \(inQ.scale) · \(maxScale) is not a positive finite number")
     }
     var n = QuantizedNode(
-      name: name, op: .linear, inputs: [t], fused: [name],
+      name: name, op: .linear, inputs: [t], fused: layer.members,
       output: ActivationQuantization(scale: logitScale, zeroPoint: 0))
     n.inChannels = features
     n.outChannels = o
@@ -521,7 +443,7 @@ struct Builder {
     n.multipliers = multipliers
     n.shifts = shifts
     n.weightScales = scales
-    emit(n, shape: [o])
+    emit(n)
   }
 }
 
@@ -533,4 +455,24 @@ public enum WeightBits: Int, Sendable, CaseIterable {
   case eight = 8
 
   public var maxMagnitude: Int64 { self == .eight ? 127 : 63 }
+}
+
+extension QuantizerError {
+  /// A plan error (fusion, names, shapes) as the quantizer reports it: the same text.
+  static func plan(_ error: GraphPlanError) -> QuantizerError {
+    switch error {
+    case .layer(let name, let message): .layer(name, message)
+    }
+  }
+}
+
+extension ActivationQuantization {
+  /// The output clamp of a layer with a fused activation (docs/quantization.md §7).
+  func clampBounds(_ activation: FusedActivation?) -> (lo: Int32, hi: Int32) {
+    switch activation {
+    case .relu: clampBounds(min: 0)
+    case .relu6: clampBounds(min: 0, max: 6)
+    case nil: clampBounds()
+    }
+  }
 }

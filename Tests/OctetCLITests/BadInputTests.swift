@@ -4,7 +4,7 @@ import OctetModels
 import OctetTestSupport
 import Testing
 
-// One test per row of the README's "Bad input" table: each bad input gives a non-zero exit and one line
+// One test per row of docs/errors.md's "Bad input" table: each bad input gives a non-zero exit and one line
 // naming the file, tensor or layer (or, for unusual images, is decoded).
 
 /// EfficientNet-Lite0 imported, calibrated on 2 images and quantized once, shared by the tests below.
@@ -46,7 +46,6 @@ func rewriteSafeTensors(
 }
 
 let imageFixtures = TestData.root.appendingPathComponent("Tests/OctetImagesTests/Fixtures")
-let canRunLite0 = Paths.lite0 != nil && Paths.hasValImages
 
 @Suite struct BadInputWithoutModelTests {
   let tinyModel = Paths.fixtures.appendingPathComponent("tiny_zip.pth").path
@@ -82,7 +81,7 @@ let canRunLite0 = Paths.lite0 != nil && Paths.hasValImages
   }
 }
 
-@Suite(.enabled(if: canRunLite0, "needs EfficientNet-Lite0 and ../shared/data"))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct BadInputTests {
   @Test func wrongArchitecture() throws {
     let dir = try Paths.temporaryDirectory()
@@ -123,11 +122,11 @@ struct BadInputTests {
     expectCleanFailure(quantized, mentions: ["nan.safetensors", "'\(name)' holds NaN or infinite values"], noFile: out)
   }
 
-  @Test(.enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil, "needs resnet50-random-bnstats.pth"))
+  @Test(.enabled(if: TestData.resNet50 != nil, Comment(rawValue: TestData.needsResNet50AndImages)))
   func rangeTableOfAnotherModel() throws {
     let files = try Lite0Files.get()
     let out = try Paths.temporaryDirectory().appendingPathComponent("r50-int8.safetensors")
-    let resnet = TestData.model("resnet50-random-bnstats.pth")!
+    let resnet = TestData.resNet50!
     let result = try OctetProcess.run(["quantize", resnet.path, "--ranges", files.ranges.path, "-o", out.path])
     expectCleanFailure(
       result, mentions: [files.ranges.path, "ranges of efficientnet-lite0", "is resnet50", "octet calibrate"], noFile: out)
@@ -136,7 +135,7 @@ struct BadInputTests {
   @Test func newerFormatVersionSaysUpgrade() throws {
     let files = try Lite0Files.get()
     let dir = try Paths.temporaryDirectory()
-    let image = Paths.valImages.appendingPathComponent("ILSVRC2012_val_00000347.JPEG").path
+    let image = try TestData.firstValImage().path
     for (source, kind, remedy) in [
       (files.int8, "int8 format version 99", "octet quantize"), (files.float, "model format version 99", "octet import"),
     ] {
@@ -150,7 +149,7 @@ struct BadInputTests {
   @Test func flippedByteFailsTheChecksumNamingFileAndTensor() throws {
     let files = try Lite0Files.get()
     let dir = try Paths.temporaryDirectory()
-    let image = Paths.valImages.appendingPathComponent("ILSVRC2012_val_00000347.JPEG").path
+    let image = try TestData.firstValImage().path
     for source in [files.float, files.int8] {
       var bytes = try Data(contentsOf: source)
       let (tensors, _) = try SafeTensors.read(contentsOf: source)

@@ -24,10 +24,11 @@ struct OctetProcess {
   }()
 
   @discardableResult
-  static func run(_ arguments: [String], input: String? = nil) throws -> OctetProcess {
+  static func run(_ arguments: [String], input: String? = nil, in directory: URL? = nil) throws -> OctetProcess {
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -54,7 +55,6 @@ enum Paths {
   static let fixtures = TestData.root.appendingPathComponent("Tests/OctetModelsTests/Fixtures")
   static let valImages = TestData.valImages
   static var lite0: URL? { TestData.model("efficientnet-lite0-57934424.pth") }
-  static var hasValImages: Bool { TestData.hasImages }
 
   static func temporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-cli-\(UUID().uuidString)")
@@ -132,7 +132,7 @@ func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL?
   }
 }
 
-@Suite(.enabled(if: Paths.lite0 != nil && Paths.hasValImages, "needs EfficientNet-Lite0 and ../shared/data"))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct CLIEndToEndTests {
   @Test func importClassifyAndEvalWriteTheirJSON() throws {
     let dir = try Paths.temporaryDirectory()
@@ -141,7 +141,7 @@ struct CLIEndToEndTests {
     #expect(imported.status == 0, "\(imported.stderr)")
     #expect(imported.stdout.contains("efficientnet-lite0"))
 
-        let labels = try String(contentsOf: Paths.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
+    let labels = try String(contentsOf: Paths.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
     let firstTwo = labels.split(separator: "\n").prefix(2).map { Paths.valImages.appendingPathComponent(String($0.split(separator: "\t")[0])).path }
     let classifyJSON = dir.appendingPathComponent("classify.json")
     let classified = try OctetProcess.run(["classify", model.path] + firstTwo + ["--top", "3", "--json", classifyJSON.path])
@@ -168,14 +168,14 @@ struct CLIEndToEndTests {
   }
 }
 
-@Suite(.enabled(if: Paths.lite0 != nil && Paths.hasValImages, "needs EfficientNet-Lite0 and ../shared/data"))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct CLIInt8PipelineTests {
   /// calibrate → quantize → compare / eval / classify on the int8 model, through the binary.
   @Test func calibrateQuantizeCompare() throws {
     let dir = try Paths.temporaryDirectory()
     let model = dir.appendingPathComponent("lite0.safetensors")
     #expect(try OctetProcess.run(["import", Paths.lite0!.path, "-o", model.path]).status == 0)
-    let calibration = Paths.shared.appendingPathComponent("data/imagenet-train-calibration-500")
+    let calibration = TestData.calibrationImages
     let ranges = dir.appendingPathComponent("ranges.json")
     let calibrated = try OctetProcess.run(
       ["calibrate", model.path, "--images", calibration.path, "--limit", "4", "--method", "minmax", "-o", ranges.path])
@@ -213,7 +213,7 @@ struct CLIInt8PipelineTests {
     #expect(sqnr == sqnr.sorted(), "layers are listed worst first")
 
     // The int8 model runs through classify and eval as well.
-    let image = Paths.valImages.appendingPathComponent("ILSVRC2012_val_00000347.JPEG").path
+    let image = try TestData.firstValImage().path
     let classified = try OctetProcess.run(["classify", int8.path, image, "--top", "1"])
     #expect(classified.status == 0, "\(classified.stderr)")
     let evaluated = try OctetProcess.run(["eval", int8.path, "--images", Paths.valImages.path, "--limit", "2"])
@@ -237,6 +237,6 @@ struct CLIInt8PipelineTests {
 
     // A float model where an int8 one is expected is a clear error.
     let wrong = try OctetProcess.run(["compare", model.path, model.path, "--images", Paths.valImages.path, "--limit", "1"])
-    expectCleanFailure(wrong, mentions: ["not an int8 model"])
+    expectCleanFailure(wrong, mentions: ["compare: <int8-model> '\(model.path)' is a float model"])
   }
 }

@@ -11,7 +11,7 @@ import Glibc
 /// `octet quantize` SIGKILLed at many moments while it writes over an existing model file: the
 /// destination is always the old file byte for byte or the complete new one, and the temporaries a
 /// kill leaves are stale (their process is gone) and removed by the next write.
-@Suite(.enabled(if: canRunLite0, "needs EfficientNet-Lite0 and ../shared/data"))
+@Suite(.enabled(if: TestData.hasLite0AndImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct KillDuringWriteTests {
   enum Outcome: String { case old, new }
 

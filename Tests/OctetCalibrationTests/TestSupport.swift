@@ -2,16 +2,6 @@ import Foundation
 import OctetCore
 import OctetTestSupport
 
-extension TestData {
-  /// EfficientNet-Lite0's weights (../shared/models or .cache/models).
-  static var lite0: URL {
-    model("efficientnet-lite0-57934424.pth") ?? shared.appendingPathComponent("models/efficientnet-lite0-57934424.pth")
-  }
-  static var hasLite0: Bool {
-    model("efficientnet-lite0-57934424.pth") != nil && FileManager.default.fileExists(atPath: calibrationImages.path)
-  }
-}
-
 extension SeededGenerator {
   /// Standard normal (Box–Muller), in Double.
   mutating func gaussian() -> Double {

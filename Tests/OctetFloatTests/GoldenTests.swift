@@ -20,6 +20,11 @@ struct GoldenFile: Decodable {
   }
 }
 
+/// Which goldens apply: those of ../shared/data's images where it exists, else those of the sample
+/// images Scripts/setup.sh fetched into .cache/data (the `sample` golden files).
+let goldenImages: (root: URL, suffix: String) =
+  TestData.hasSharedImages ? (TestData.data, "val") : (TestData.cacheData, "sample")
+
 /// Runs a checkpoint end to end (decode → preprocess → float network) on the golden images and
 /// compares with the reference logits.
 func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) throws {
@@ -27,7 +32,7 @@ func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) thr
   let checkpoint = try #require(TestData.model(golden.model))
   let classifier = try Classifier(contentsOf: checkpoint)
   for entry in golden.images {
-    let image = try ImageDecoder.decode(contentsOf: TestData.data.appendingPathComponent(entry.file))
+    let image = try ImageDecoder.decode(contentsOf: goldenImages.root.appendingPathComponent(entry.file))
     let logits = classifier.logits(for: image)
     #expect(logits.count == entry.logits.count)
     let c = cosine(logits, entry.logits)
@@ -41,37 +46,31 @@ func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) thr
 @Suite struct GoldenLogitTests {
   // Float32 (Octet) against float64 NumPy on the same PIL-exact input: differences come from
   // float32 rounding and summation order only, so they stay far below these bounds.
-  @Test(
-    .enabled(
-      if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
-      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0MatchesNumPyReference() throws {
-    try checkGolden("efficientnet_lite0_val", minCosine: 0.999999, maxAbsDiff: 5e-4)
+    try checkGolden("efficientnet_lite0_\(goldenImages.suffix)", minCosine: 0.999999, maxAbsDiff: 5e-4)
   }
 
   // The bar for ResNet50 is cosine >= 0.999 against torch; we hold it much tighter.
   // (Goldens keep 6 significant digits; measured differences are below 5e-5.)
-  @Test(
-    .enabled(
-      if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
-      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"))
+  /// ../shared's resnet50-random-bnstats.pth on its images, else the seeded one on the sample images.
+  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50MatchesTorch() throws {
-    try checkGolden("resnet50_random_bnstats_val", minCosine: 0.999999, maxAbsDiff: 5e-4)
+    try checkGolden(
+      TestData.hasSharedImages ? "resnet50_random_bnstats_val" : "resnet50_seeded_sample", minCosine: 0.999999, maxAbsDiff: 5e-4)
   }
 
-  /// The first 150 validation images, image by image, against the NumPy reference's top-1.
-  @Test(
-    .enabled(
-      if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
-      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"))
+  /// The first 150 validation images (all 20 sample ones), image by image, against the NumPy reference's top-1.
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0PredictionsMatchReferenceImageByImage() throws {
     struct Summary: Decodable {
       var images_folder: String
       var top1_predictions: [Int]
     }
-    let url = try #require(Bundle.module.url(forResource: "efficientnet_lite0_val1300_summary", withExtension: "json", subdirectory: "Goldens"))
+    let name = TestData.hasSharedImages ? "efficientnet_lite0_val1300_summary" : "efficientnet_lite0_sample_summary"
+    let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Goldens"))
     let summary = try JSONDecoder().decode(Summary.self, from: Data(contentsOf: url))
-    let folder = try LabeledFolder(path: TestData.data.appendingPathComponent(summary.images_folder).path)
+    let folder = try LabeledFolder(path: goldenImages.root.appendingPathComponent(summary.images_folder).path)
     #expect(folder.entries.count == summary.top1_predictions.count)
     let classifier = try Classifier(contentsOf: try #require(TestData.model("efficientnet-lite0-57934424.pth")))
     for (entry, expected) in zip(folder.entries, summary.top1_predictions).prefix(150) {

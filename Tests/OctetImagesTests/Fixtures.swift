@@ -1,5 +1,6 @@
 import Foundation
 import OctetTestSupport
+import OctetCore
 import OctetImages
 
 /// The goldens written by Scripts/make_image_goldens.py (Pillow is the oracle).
@@ -21,12 +22,34 @@ enum Fixtures {
     }
   }
 
-  /// `../shared/data` next to the package root, present on the project machines only.
-  static let sharedData: URL = TestData.data
+  /// The real images: `../shared/data` next to the package root where it exists (the project's
+  /// machines), else `.cache/data`, the sample images Scripts/setup.sh fetches (make_sample_goldens.py).
+  static var realData: URL { TestData.hasSharedImages ? TestData.data : TestData.cacheData }
 
-  static var hasSharedData: Bool {
-    FileManager.default.fileExists(
-      atPath: sharedData.appendingPathComponent("imagenet-val-1300").path)
+  /// What the real-image tests check, per source of images: golden files and the facts of the set.
+  struct RealSet {
+    var transforms: String  // full-transform goldens of a few images
+    var pngFolder: String, pngGoldens: String, pngCount: Int, grayscalePNGs: Int
+    var jpegFolders: [String: String]  // folder -> its JPEG sweep (file, PixelChecksum)
+    var minimumJPEGs: [String: Int]
+  }
+
+  static var realSet: RealSet {
+    TestData.hasSharedImages
+      ? RealSet(
+        transforms: "shared.json", pngFolder: "imagenet-train-png-120", pngGoldens: "png120.json", pngCount: 120,
+        grayscalePNGs: 3,
+        jpegFolders: [
+          "eval": "imagenet-val-1300", "calibration": "imagenet-train-calibration-500",
+        ], minimumJPEGs: ["eval": 1300, "calibration": 500])
+      : RealSet(
+        transforms: "sample.json", pngFolder: "calibration", pngGoldens: "sample-png.json", pngCount: 8,
+        grayscalePNGs: 4, jpegFolders: ["eval": "eval", "calibration": "calibration"],
+        minimumJPEGs: ["eval": 20, "calibration": 1])
+  }
+
+  static func jpegSweep(_ set: String) -> String {
+    TestData.hasSharedImages ? "jpeg-sweep-\(realSet.jpegFolders[set]!).tsv" : "jpeg-sweep-sample-\(set).tsv"
   }
 
   static let decode = load(DecodeGoldens.self, "decode.json")

@@ -1,20 +1,23 @@
 import Foundation
 import OctetCore
+import OctetTestSupport
 import Testing
 
 @testable import OctetImages
 
-/// Real ImageNet images from ../shared/data (not in the repository): decoding and the full
-/// transform must equal Pillow + torchvision bit for bit.
-@Suite("Real images in ../shared/data", .enabled(if: Fixtures.hasSharedData, "needs ../shared/data"))
+/// Real photos, decoded and transformed exactly as Pillow + torchvision do: ../shared/data's ImageNet
+/// sets where they exist, else the sample images Scripts/setup.sh fetched into .cache/data (goldens
+/// from Scripts/make_image_goldens.py and Scripts/make_sample_goldens.py; none copied here).
+@Suite(
+  "Real images in ../shared/data, else .cache/data",
+  .enabled(if: TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsImages)))
 struct SharedDataTests {
   @Test func realImagesTransformLikeTorchvision() throws {
-    let goldens = Fixtures.load(SharedGoldens.self, "shared.json")
+    let goldens = Fixtures.load(SharedGoldens.self, Fixtures.realSet.transforms)
     #expect(goldens.images.count >= 4)
     for golden in goldens.images {
       let file = try #require(golden.file)
-      let image = try ImageDecoder.decode(
-        contentsOf: Fixtures.sharedData.appendingPathComponent(file))
+      let image = try ImageDecoder.decode(contentsOf: Fixtures.realData.appendingPathComponent(file))
       if let decoded = golden.decoded, let mismatch = decoded.mismatch(image) {
         Issue.record("\(file) decodes differently from Pillow: \(mismatch)")
       }
@@ -22,33 +25,35 @@ struct SharedDataTests {
     }
   }
 
-  @Test func all120PNGsDecodeLikePillow() throws {
-    let goldens = Fixtures.load(PNG120Goldens.self, "png120.json")
-    let folder = Fixtures.sharedData.appendingPathComponent("imagenet-train-png-120")
-    #expect(goldens.images.count == 120)
+  /// Every PNG of the set (../shared's 120, or the sample photos), grayscale ones included.
+  @Test func everyPNGDecodesLikePillow() throws {
+    let set = Fixtures.realSet
+    let goldens = Fixtures.load(PNG120Goldens.self, set.pngGoldens)
+    let folder = Fixtures.realData.appendingPathComponent(set.pngFolder)
+    #expect(goldens.images.count == set.pngCount)
     var grayscale = 0
     for (name, golden) in goldens.images.sorted(by: { $0.key < $1.key }) {
       let image = try ImageDecoder.decode(contentsOf: folder.appendingPathComponent(name))
       if let mismatch = golden.mismatch(image) { Issue.record("\(name): \(mismatch)") }
       if isGray(image) { grayscale += 1 }
     }
-    #expect(grayscale == 3)
+    #expect(grayscale == set.grayscalePNGs)
   }
 
   /// Every JPEG of the evaluation and calibration sets: the system libjpeg-turbo must decode
   /// exactly as the one bundled with Pillow (compared by PixelChecksum, fast in debug builds).
-  @Test(arguments: ["imagenet-val-1300", "imagenet-train-calibration-500"])
-  func everyJPEGDecodesLikePillow(folder: String) throws {
-    let text = try String(
-      contentsOf: Fixtures.url("jpeg-sweep-\(folder).tsv"), encoding: .utf8)
+  @Test(arguments: ["eval", "calibration"])
+  func everyJPEGDecodesLikePillow(set: String) throws {
+    let folder = try #require(Fixtures.realSet.jpegFolders[set])
+    let text = try String(contentsOf: Fixtures.url(Fixtures.jpegSweep(set)), encoding: .utf8)
     let lines = text.split(separator: "\n")
-    #expect(lines.count >= 500)
+    #expect(lines.count >= Fixtures.realSet.minimumJPEGs[set]!)
     var mismatches: [String] = []
     for line in lines {
       let fields = line.split(separator: "\t")
       let name = String(fields[0])
       let image = try ImageDecoder.decode(
-        contentsOf: Fixtures.sharedData.appendingPathComponent(folder).appendingPathComponent(name))
+        contentsOf: Fixtures.realData.appendingPathComponent(folder).appendingPathComponent(name))
       if PixelChecksum.hex(image.pixels) != fields[1] { mismatches.append(name) }
     }
     #expect(

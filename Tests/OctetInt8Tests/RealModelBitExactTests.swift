@@ -92,8 +92,9 @@ struct RealModelCase: Sendable {
 enum RealModelCases {
   static let efficientNet8 = Result { try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .eight) }
   static let efficientNet7 = Result { try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven) }
-  static let resNet8 = Result { try RealModelCase("resnet50-random-bnstats.pth", size: 64, weightBits: .eight) }
-  static let resNet7 = Result { try RealModelCase("resnet50-random-bnstats.pth", size: 64, weightBits: .seven) }
+  /// ../shared's resnet50-random-bnstats.pth, else the seeded one Scripts/setup.sh makes.
+  static let resNet8 = Result { try RealModelCase(try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .eight) }
+  static let resNet7 = Result { try RealModelCase(try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .seven) }
 
   static func efficientNet(_ bits: WeightBits) throws -> RealModelCase {
     try (bits == .eight ? efficientNet8 : efficientNet7).get()
@@ -120,16 +121,14 @@ let avx2RealPaths = [
   static let bits: [WeightBits] = [.eight, .seven]
 
   @Test(
-    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
-      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
     arguments: bits, portableRealPaths)
   func efficientNetLite0(_ bits: WeightBits, _ path: TiePath) throws {
     try RealModelCases.efficientNet(bits).check(path)
   }
 
   @Test(
-    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
-      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
     .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"),
     arguments: bits, avx2RealPaths)
   func efficientNetLite0AVX2(_ bits: WeightBits, _ path: TiePath) throws {
@@ -137,32 +136,28 @@ let avx2RealPaths = [
   }
 
   @Test(
-    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
-      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
     .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"), arguments: bits)
   func efficientNetLite0AVX512VNNI(_ bits: WeightBits) throws {
     try RealModelCases.efficientNet(bits).check(TiePath(backend: .avx512vnni))
   }
 
   @Test(
-    .enabled(if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
-      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"),
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
     .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: bits)
   func efficientNetLite0AMX(_ bits: WeightBits) throws {
     try RealModelCases.efficientNet(bits).check(TiePath(backend: .amx))
   }
 
   @Test(
-    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
-      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)),
     arguments: bits, portableRealPaths)
   func resNet50(_ bits: WeightBits, _ path: TiePath) throws {
     try RealModelCases.resNet(bits).check(path)
   }
 
   @Test(
-    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
-      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)),
     .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"),
     arguments: bits, avx2RealPaths)
   func resNet50AVX2(_ bits: WeightBits, _ path: TiePath) throws {
@@ -170,16 +165,14 @@ let avx2RealPaths = [
   }
 
   @Test(
-    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
-      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)),
     .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"), arguments: bits)
   func resNet50AVX512VNNI(_ bits: WeightBits) throws {
     try RealModelCases.resNet(bits).check(TiePath(backend: .avx512vnni))
   }
 
   @Test(
-    .enabled(if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
-      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"),
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)),
     .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: bits)
   func resNet50AMX(_ bits: WeightBits) throws {
     try RealModelCases.resNet(bits).check(TiePath(backend: .amx))

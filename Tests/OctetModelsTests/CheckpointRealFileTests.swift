@@ -5,16 +5,13 @@ import Testing
 
 @testable import OctetModels
 
-/// The real weight files in ../shared/models (see its README), checked against values torch
-/// printed for them (Scripts/make_checkpoint_fixtures.py -> Fixtures/expected.json).
+/// Real weight files, checked against values torch printed for them (Scripts/make_checkpoint_fixtures.py
+/// -> Fixtures/expected.json): EfficientNet-Lite0 (legacy format) from ../shared/models or
+/// .cache/models, and a torchvision ResNet50 (zip format): ../shared's resnet50-random-bnstats.pth,
+/// else the seeded one Scripts/setup.sh writes (Scripts/make_resnet50_seeded.py).
 @Suite struct CheckpointRealFileTests {
-  static let modelsDirectory = TestData.shared.appendingPathComponent("models")
-
-  static let efficientNet = modelsDirectory.appendingPathComponent(
-    "efficientnet-lite0-57934424.pth")
-  static let resNet = modelsDirectory.appendingPathComponent("resnet50-random-bnstats.pth")
-
-  static func present(_ url: URL) -> Bool { FileManager.default.fileExists(atPath: url.path) }
+  static var efficientNet: URL? { TestData.lite0 }
+  static var resNet: URL? { TestData.resNet50 }
 
   static func checkSpots(_ tensors: TensorDictionary, file: String) throws {
     let expected = try #require(
@@ -36,11 +33,10 @@ import Testing
     }
   }
 
-  @Test(
-    .enabled(if: present(efficientNet), "needs ../shared/models/efficientnet-lite0-57934424.pth"))
+  @Test(.enabled(if: efficientNet != nil, Comment(rawValue: TestData.needsLite0)))
   func efficientNetLite0Legacy() throws {
     let start = Date()
-    let tensors = try PyTorchCheckpoint.load(contentsOf: Self.efficientNet)
+    let tensors = try PyTorchCheckpoint.load(contentsOf: try #require(Self.efficientNet))
     print(
       "efficientnet-lite0 (legacy format): \(tensors.count) tensors in \(Date().timeIntervalSince(start)) s"
     )
@@ -51,10 +47,11 @@ import Testing
     try Self.checkSpots(tensors, file: "efficientnet-lite0-57934424.pth")
   }
 
-  @Test(.enabled(if: present(resNet), "needs ../shared/models/resnet50-random-bnstats.pth"))
+  @Test(.enabled(if: resNet != nil, Comment(rawValue: TestData.needsResNet50)))
   func resNet50Zip() throws {
     let start = Date()
-    let tensors = try PyTorchCheckpoint.load(contentsOf: Self.resNet)
+    let resNet = try #require(Self.resNet)
+    let tensors = try PyTorchCheckpoint.load(contentsOf: resNet)
     print("resnet50 (zip format): \(tensors.count) tensors in \(Date().timeIntervalSince(start)) s")
     #expect(tensors["conv1.weight"]?.shape == [64, 3, 7, 7])
     #expect(tensors["fc.weight"]?.shape == [1000, 2048])
@@ -62,12 +59,12 @@ import Testing
     #expect(tensors["layer4.2.bn3.running_var"]?.shape == [2048])
     #expect(tensors["layer4.2.bn3.num_batches_tracked"]?.type == .int64)
     #expect(tensors["layer4.2.bn3.num_batches_tracked"]?.shape == [])
-    try Self.checkSpots(tensors, file: "resnet50-random-bnstats.pth")
+    try Self.checkSpots(tensors, file: resNet.lastPathComponent)
   }
 
-  @Test(.enabled(if: present(resNet), "needs ../shared/models/resnet50-random-bnstats.pth"))
+  @Test(.enabled(if: resNet != nil, Comment(rawValue: TestData.needsResNet50)))
   func resNet50SafeTensorsRoundTrip() throws {
-    let tensors = try PyTorchCheckpoint.load(contentsOf: Self.resNet)
+    let tensors = try PyTorchCheckpoint.load(contentsOf: try #require(Self.resNet))
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
       "octet-st-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -44,10 +44,7 @@ func expectAgreement(_ name: String, _ results: [(float: [Float], int8: [Float],
 }
 
 @Suite struct RealModelTests {
-  @Test(
-    .enabled(
-      if: TestData.model("efficientnet-lite0-57934424.pth") != nil && TestData.hasImages,
-      "needs efficientnet-lite0-57934424.pth (../shared/models or .cache/models) and ../shared's validation images"))
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0Int8AgreesWithFloat() throws {
     expectAgreement("efficientnet-lite0", try quantizeAndCompare("efficientnet-lite0-57934424.pth"), minCosine: 0.98)
   }
@@ -55,11 +52,9 @@ func expectAgreement(_ name: String, _ results: [(float: [Float], int8: [Float],
   /// On the fast int8 executor (bit for bit the reference's results), so that it is affordable in
   /// every test run; the seconds it prints are no test (release timings: `swift test -c release
   /// --filter RealModelTests`).
-  @Test(
-    .enabled(
-      if: TestData.model("resnet50-random-bnstats.pth") != nil && TestData.hasImages,
-      "needs ../shared/models/resnet50-random-bnstats.pth and ../shared's validation images"))
+  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50Int8AgreesWithFloat() throws {
-    expectAgreement("resnet50", try quantizeAndCompare("resnet50-random-bnstats.pth", fast: true), minCosine: 0.95)
+    expectAgreement(
+      "resnet50", try quantizeAndCompare(try #require(TestData.resNet50).lastPathComponent, fast: true), minCosine: 0.95)
   }
 }

@@ -3,7 +3,7 @@ import OctetFloat
 import OctetImages
 import OctetModels
 
-/// The first `count` images of imagenet-val-1300's labels.tsv, preprocessed for `model`.
+/// The first `count` images of `TestData.valImages`'s labels.tsv, preprocessed for `model`.
 public func validationInputs(for model: Model, count: Int) throws -> [Tensor] {
   let labels = try String(contentsOf: TestData.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
   return try labels.split(separator: "\n").prefix(count).map {

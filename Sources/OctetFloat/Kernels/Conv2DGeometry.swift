@@ -1,3 +1,5 @@
+import OctetModels
+
 /// Shape of a 2-D convolution over NHWC activations.
 ///
 /// Padding is explicit and may be asymmetric (TensorFlow "same" pads the bottom/right more). The
@@ -45,13 +47,9 @@ public struct Conv2DGeometry: Sendable, Equatable {
   /// Output height and width for an input of `inputHeight x inputWidth` (may be <= 0 when the
   /// window does not fit; callers check).
   public func outputSize(inputHeight: Int, inputWidth: Int) -> (height: Int, width: Int) {
-    let spanH = dilationH * (kernelH - 1) + 1
-    let spanW = dilationW * (kernelW - 1) + 1
-    let paddedH = inputHeight + padTop + padBottom - spanH
-    let paddedW = inputWidth + padLeft + padRight - spanW
-    // Floor division that stays correct for a negative numerator (window larger than the input).
-    func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
-    return (floorDiv(paddedH, strideH) + 1, floorDiv(paddedW, strideW) + 1)
+    WindowShape.outputSize(
+      height: inputHeight, width: inputWidth, kernel: [kernelH, kernelW], stride: [strideH, strideW],
+      padding: [padTop, padLeft, padBottom, padRight], dilation: [dilationH, dilationW])
   }
 
   /// Input channels seen by each output channel.

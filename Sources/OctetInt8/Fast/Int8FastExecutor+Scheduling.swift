@@ -1,0 +1,194 @@
+import CInt8Kernels
+import OctetCore
+
+// Scheduling: how a layer's work is split into tasks for the worker pool (row bands, column
+// blocks, per-image depthwise chunks), and the pool itself.
+
+extension Int8FastExecutor {
+  func parallel(_ tasks: Int, _ body: (Int) -> Void) {
+    if tasks <= 1 {
+      if tasks == 1 { body(0) }
+      return
+    }
+    // The tasks write disjoint parts of buffers this run owns; octet_pool_run returns only when
+    // all are done, so nothing escapes.
+    withoutActuallyEscaping(body) { body in
+      var body = body
+      withUnsafeMutablePointer(to: &body) { context in
+        octet_pool_run(
+          workers.raw, tasks,
+          { context, task in context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(task) }, context)
+      }
+    }
+  }
+
+  func runConv(_ conv: ConvStep, batch: Int, workspace: Workspace, logits: UnsafeMutablePointer<Int32>) {
+    let m = conv.m
+    let kernel = conv.kernel
+    let elementSize = kernel.aElementSize
+    let aRowBytes = conv.kp * elementSize
+    let input = workspace.buffers[conv.input]
+    let outElement = conv.int32Output ? 4 : 1
+    let outBase: UnsafeMutableRawPointer =
+      conv.int32Output ? UnsafeMutableRawPointer(logits) : UnsafeMutableRawPointer(workspace.buffers[conv.output])
+    let residual = conv.residual.map { workspace.buffers[$0.buffer] }
+    let scratch = workspace.scratch
+    var window = conv.window
+
+    // Epilogue for image n (the residual pointer moves with the image).
+    func epilogue(_ n: Int) -> octet_i8_epilogue {
+      var e = conv.epilogue
+      if let residual { e.residual = UnsafePointer(residual + n * m * conv.n) }
+      return e
+    }
+    // A for image n: the input itself (1x1 direct) or its packed rows in the scratch.
+    func aBase(_ n: Int) -> (UnsafeRawPointer, Int) {
+      if conv.direct { return (UnsafeRawPointer(input + n * conv.inSize), conv.k) }
+      return (UnsafeRawPointer(scratch + n * m * aRowBytes), conv.kp)
+    }
+    func pack(_ n: Int, _ r0: Int, _ r1: Int) {
+      guard !conv.direct, r1 > r0 else { return }
+      octet_i8_pack_a(
+        kernel.layout, &window, input + n * conv.inSize, r0, r1 - r0, scratch + (n * m + r0) * aRowBytes)
+    }
+    let rows = batch * m
+    let rowGrain = kernel.rowGrain
+    let columnGrain = kernel.columnGrain
+    let columnBlocks = (conv.n + columnGrain - 1) / columnGrain
+    let nr = Int(OCTET_I8_NR)
+    let smallB = conv.kp * elementSize * ((conv.n + nr - 1) / nr * nr) <= Int(OCTET_I8_TILE_B_LIMIT)
+    let manyRows = rows >= rowGrain * 8 * threads
+    // Large B and many rows: a band of rows per thread, each band in column blocks (below).
+    let bands = !smallB && manyRows && threads > 1 && columnBlocks >= 2 * 4 ? threads : 1
+    if threads == 1 || (manyRows && bands == 1) || columnBlocks < threads {
+      // Split the rows (all images counted together): each task packs and multiplies its own rows.
+      // Where B is small enough to stay in L2 (the GEMM then runs a tile's rows at a time), four
+      // tasks per thread, taken dynamically: a core slowed by another tenant takes fewer.
+      let tasks = min(threads * (smallB && threads > 1 ? 4 : 1), max(1, rows / rowGrain))
+      let perTask = (rows + tasks - 1) / tasks
+      let chunk = (perTask + rowGrain - 1) / rowGrain * rowGrain
+      // Packed A goes through the scratch a block of rows at a time (about 48 KB, so it is still in
+      // L2 when the GEMM reads it), into the task's own part of the scratch.
+      let blockRows = conv.direct ? rows : max(rowGrain, 48 * 1024 / aRowBytes / rowGrain * rowGrain)
+      parallel(tasks) { t in
+        let start = t * chunk
+        var r = start
+        let end = min(rows, r + chunk)
+        let region = scratch + start * aRowBytes
+        while r < end {
+          let n = r / m
+          let r0 = r - n * m
+          let r1 = min(m, r0 + (end - r), r0 + blockRows)
+          var e = epilogue(n)
+          if conv.direct {
+            gemm(
+              conv, a: UnsafeRawPointer(input + n * conv.inSize), lda: conv.k, m0: r0, m1: r1, n0: 0, n1: conv.n,
+              epilogue: &e, out: outBase + n * m * conv.n * outElement)
+          } else {
+            // The block's rows are rows 0..< r1 - r0 of `region`; output and residual move with them.
+            octet_i8_pack_a(kernel.layout, &window, input + n * conv.inSize, r0, r1 - r0, region)
+            if let residual = e.residual { e.residual = residual + r0 * conv.n }
+            gemm(
+              conv, a: UnsafeRawPointer(region), lda: conv.kp, m0: 0, m1: r1 - r0, n0: 0, n1: conv.n, epilogue: &e,
+              out: outBase + (n * m + r0) * conv.n * outElement)
+          }
+          r += r1 - r0
+        }
+      }
+    } else {
+      // Few rows, or large B: pack the rows once (the threads share them), then split the columns;
+      // with large B also the rows, into `bands` bands. A task is one band and one block of
+      // columns: the threads run the bands of one column block side by side, so each streams only
+      // its block of B, and a core slowed by another tenant takes fewer tasks (one band per thread
+      // over all columns, as before, let the faster core wait).
+      if !conv.direct {
+        let perTask = (rows + threads - 1) / threads
+        parallel(threads) { t in
+          var r = t * perTask
+          let end = min(rows, r + perTask)
+          while r < end {
+            let n = r / m
+            let r0 = r - n * m
+            let r1 = min(m, r0 + (end - r))
+            pack(n, r0, r1)
+            r += r1 - r0
+          }
+        }
+      }
+      // Columns: distinct panels of B per task, so four tasks per thread cost no extra traffic.
+      let columnTasks = min(bands > 1 ? 4 : threads * 4, columnBlocks)
+      let perTask = (columnBlocks + columnTasks - 1) / columnTasks
+      let bandRows = (m + bands - 1) / bands
+      let bandGrain = (bandRows + rowGrain - 1) / rowGrain * rowGrain
+      parallel(columnTasks * bands) { t in
+        let n0 = t / bands * perTask * columnGrain
+        let n1 = min(conv.n, n0 + perTask * columnGrain)
+        let m0 = t % bands * bandGrain, m1 = min(m, m0 + bandGrain)
+        guard n0 < n1, m0 < m1 else { return }
+        for n in 0..<batch {
+          var e = epilogue(n)
+          let (a, lda) = aBase(n)
+          gemm(
+            conv, a: a, lda: lda, m0: m0, m1: m1, n0: n0, n1: n1, epilogue: &e,
+            out: outBase + n * m * conv.n * outElement)
+        }
+      }
+    }
+  }
+
+  func runDepthwise(_ conv: ConvStep, batch: Int, workspace: Workspace) {
+    let input = workspace.buffers[conv.input]
+    let output = workspace.buffers[conv.output]
+    let residual = conv.residual.map { workspace.buffers[$0.buffer] }
+    let w = conv.window
+    let p = conv.padding
+    let paddedW = Int(w.in_w) + p.left + p.right
+    let paddedSize = (Int(w.in_h) + p.top + p.bottom) * paddedW * Int(w.channels)
+    let scratch = workspace.scratch
+    parallel(min(threads, batch)) { t in
+      var n = t
+      while n < batch {
+        octet_i8_pad_image(
+          input + n * conv.inSize, w.in_h, w.in_w, w.channels, Int32(p.top), Int32(p.left), Int32(p.bottom),
+          Int32(p.right), UInt8(w.zero_point), scratch + n * paddedSize)
+        n += threads
+      }
+    }
+    let outH = Int(w.out_h)
+    let chunks = threads == 1 ? 1 : min(outH, threads * 2)
+    let rowsPerChunk = (outH + chunks - 1) / chunks
+    let tasks = batch * chunks
+    let imageOut = conv.m * conv.n
+    parallel(min(threads, tasks)) { t in
+      var task = t
+      while task < tasks {
+        let n = task / chunks
+        let oy0 = (task % chunks) * rowsPerChunk
+        let oy1 = min(outH, oy0 + rowsPerChunk)
+        if oy0 < oy1 {
+          var e = conv.epilogue
+          if let residual { e.residual = UnsafePointer(residual + n * imageOut) }
+          var window = w
+          let padded = scratch + n * paddedSize
+          if scalarDepthwise {
+            octet_i8_dwconv__scalar(
+              &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int8.self), &e,
+              Int32(oy0), Int32(oy1), output + n * imageOut)
+          } else {
+            octet_i8_dwconv__avx2(
+              &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int16.self), &e,
+              Int32(oy0), Int32(oy1), output + n * imageOut)
+          }
+        }
+        task += min(threads, tasks)
+      }
+    }
+  }
+}
+
+/// The C worker pool (CInt8Kernels pool.c), destroyed with the executor.
+final class WorkerPool: @unchecked Sendable {
+  let raw: OpaquePointer?
+  init(threads: Int) { raw = threads > 1 ? octet_pool_create(threads) : nil }
+  deinit { octet_pool_destroy(raw) }
+}

@@ -1,0 +1,120 @@
+/// Errors raised while planning a float graph (fusion, names, shapes): they name the layer.
+public enum GraphPlanError: Error, CustomStringConvertible, Equatable {
+  case layer(String, String)
+
+  public var description: String {
+    switch self {
+    case .layer(let name, let message): "layer '\(name)': \(message)"
+    }
+  }
+}
+
+/// A float node's operator with its attributes, checked once when a graph is planned. `Node` keeps
+/// flat optional fields because that is the model file's JSON (which must not change); planners
+/// read this instead of unwrapping them.
+public enum Operator: Sendable, Equatable {
+  case conv2d(ConvAttributes)
+  case batchNorm(BatchNormAttributes)
+  case relu
+  case relu6
+  case add
+  case maxPool(PoolAttributes)
+  case globalAveragePool
+  case flatten
+  case linear(LinearAttributes)
+}
+
+public struct ConvAttributes: Sendable, Equatable {
+  public var weight: String
+  public var bias: String?
+  /// [kh, kw] as the node declares it; nil: whatever the weight says.
+  public var kernel: [Int]?
+  /// [sh, sw]
+  public var stride: [Int]
+  /// [dh, dw]
+  public var dilation: [Int]
+  public var groups: Int
+}
+
+public struct BatchNormAttributes: Sendable, Equatable {
+  public var weight: String
+  public var bias: String
+  public var runningMean: String
+  public var runningVariance: String
+  public var epsilon: Float
+}
+
+public struct PoolAttributes: Sendable, Equatable {
+  /// [kh, kw]
+  public var kernel: [Int]
+  /// [sh, sw]
+  public var stride: [Int]
+}
+
+public struct LinearAttributes: Sendable, Equatable {
+  public var weight: String
+  public var bias: String?
+}
+
+/// A ReLU or ReLU6 fused into the layer before it (docs/quantization.md §7).
+public enum FusedActivation: String, Sendable, Equatable {
+  case relu
+  case relu6
+}
+
+extension Node {
+  /// The operator and its attributes, with the defaults model files rely on (stride 1, dilation 1,
+  /// groups 1, ε 1e-5, a pool's stride its kernel) and every field the operator needs checked.
+  public func checkedOperator() throws(GraphPlanError) -> Operator {
+    func pair(_ value: [Int]?, _ what: String, default fallback: [Int]) throws(GraphPlanError) -> [Int] {
+      let v = value ?? fallback
+      guard v.count == 2, v.allSatisfy({ $0 > 0 }) else {
+        throw .layer(name, "\(what) \(v) is not two positive numbers")
+      }
+      return v
+    }
+    func checkPadding() throws(GraphPlanError) {
+      if paddingMode != .same, let p = padding, p.count != 4 || p.contains(where: { $0 < 0 }) {
+        throw .layer(name, "padding \(p) is not [top, left, bottom, right] >= 0")
+      }
+    }
+    let inputCount = op == .add ? 2 : 1
+    guard inputs.count == inputCount else {
+      throw .layer(name, op == .add ? "add takes two inputs" : "\(op.rawValue) takes one input, has \(inputs.count)")
+    }
+    switch op {
+    case .conv2d:
+      guard let weight else { throw .layer(name, "weight '?' is missing or not OIHW") }
+      var kernel: [Int]? = nil
+      if let k = self.kernel { kernel = try pair(k, "kernel", default: k) }
+      let stride = try pair(stride, "stride", default: [1, 1])
+      let dilation = try pair(dilation, "dilation", default: [1, 1])
+      try checkPadding()
+      let groups = groups ?? 1
+      guard groups > 0 else { throw .layer(name, "groups \(groups) is not positive") }
+      return .conv2d(
+        ConvAttributes(weight: weight, bias: bias, kernel: kernel, stride: stride, dilation: dilation, groups: groups))
+    case .batchNorm:
+      guard let weight, let bias, let runningMean, let runningVariance else {
+        throw .layer(name, "tensor '?' is missing")
+      }
+      return .batchNorm(
+        BatchNormAttributes(
+          weight: weight, bias: bias, runningMean: runningMean, runningVariance: runningVariance,
+          epsilon: epsilon ?? 1e-5))
+    case .relu: return .relu
+    case .relu6: return .relu6
+    case .add: return .add
+    case .maxPool:
+      let kernel = try pair(kernel, "kernel", default: [1, 1])
+      let stride = try pair(stride, "stride", default: kernel)
+      try checkPadding()
+      return .maxPool(PoolAttributes(kernel: kernel, stride: stride))
+    case .globalAveragePool: return .globalAveragePool
+    case .flatten: return .flatten
+    case .linear:
+      guard let weight else { throw .layer(name, "weight '?' does not map its input's features") }
+      return .linear(LinearAttributes(weight: weight, bias: bias))
+    }
+  }
+}
