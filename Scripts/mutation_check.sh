@@ -149,6 +149,8 @@ COPY=$BASE/octet
 [[ ! -e $BASE/shared ]] || { echo "mutation_check.sh: $BASE/shared exists; the copy must not see ../shared" >&2; exit 2; }
 mkdir -p "$COPY"
 echo "copying the tree to $COPY"
+# A kept copy loses every file but its build first, so that files gone from the tree are gone there too.
+find "$COPY" -mindepth 1 -maxdepth 1 ! -name .build -exec rm -rf {} +
 (cd "$ROOT" && git ls-files -co --exclude-standard -z | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) |
   tar -xf - -C "$COPY"
 LOG=$BASE/logs
