@@ -39,6 +39,9 @@ let package = Package(
       cSettings: [.unsafeFlags(["-O3"])]
     ),
 
+    // Models/imagenet-classes.tsv compiled in (#embed), for Octet's ClassNames.
+    .target(name: "CImageNetClasses", path: "Sources/CImageNetClasses"),
+
     .target(name: "OctetCore"),
     .target(
       name: "OctetModels",
@@ -59,6 +62,7 @@ let package = Package(
       name: "Octet",
       dependencies: [
         "OctetCore", "OctetModels", "OctetImages", "OctetFloat", "OctetCalibration", "OctetQuantizer", "OctetInt8",
+        "CImageNetClasses",
       ]),
     // Drift report: a float model against its int8 counterpart over labeled images (`octet compare`).
     // It builds on Octet's labeled folders, top-k and parallel loop, so it sits above it.
