@@ -4,6 +4,10 @@
 // Clang's dependency output names the TSV, so editing it rebuilds this file.
 #include "CImageNetClasses.h"
 
+#ifndef __has_embed
+#error "CImageNetClasses needs a C compiler with #embed (clang 19 or later)"
+#endif
+
 #pragma clang diagnostic ignored "-Wc23-extensions"
 
 static const char tsv[] = {
