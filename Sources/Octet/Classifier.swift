@@ -172,11 +172,19 @@ public enum ModelLoader {
 
   /// safetensors files start with an 8-byte little-endian header length and a JSON object.
   static func isSafeTensors(_ url: URL) throws -> Bool {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+      throw FileError(path: url.path, reason: "is a folder, not a model file")
+    }
     guard let handle = FileHandle(forReadingAtPath: url.path) else {
       throw FileError(path: url.path, reason: "cannot open it for reading")
     }
     defer { try? handle.close() }
-    let head = handle.readData(ofLength: 9)
+    // The throwing read: the old readData(ofLength:) traps on a read error.
+    let head: Data
+    do { head = try handle.read(upToCount: 9) ?? Data() } catch {
+      throw FileError(path: url.path, reason: "cannot be read: \(error.localizedDescription)")
+    }
     return head.count == 9 && head[head.startIndex + 8] == UInt8(ascii: "{")
   }
 }

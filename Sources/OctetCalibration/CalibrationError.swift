@@ -13,6 +13,12 @@ public enum CalibrationError: Error, CustomStringConvertible, Equatable {
   case badTable(path: String, reason: String)
   /// A range table that does not cover the tensors of the model it is used with.
   case tableMismatch(path: String, reason: String)
+  /// A calibration recipe that cannot be used.
+  case badRecipe(path: String, reason: String)
+  /// A calibration recipe (Calibration/*.json) where a range table is expected.
+  case recipeGivenAsTable(path: String)
+  /// A range table where a calibration recipe is expected.
+  case tableGivenAsRecipe(path: String)
 
   public var description: String {
     switch self {
@@ -26,6 +32,11 @@ public enum CalibrationError: Error, CustomStringConvertible, Equatable {
       "tensor '\(tensor)' holds \(count) NaN or infinite values on the calibration images; the float model is broken"
     case let .badTable(path, reason): "range table '\(path)': \(reason)"
     case let .tableMismatch(path, reason): "range table '\(path)': \(reason)"
+    case let .badRecipe(path, reason): "calibration recipe '\(path)': \(reason)"
+    case let .recipeGivenAsTable(path):
+      "'\(path)' is a calibration recipe, not a range table: run `octet calibrate MODEL --recipe \(path) --images DIR -o RANGES` to make one"
+    case let .tableGivenAsRecipe(path):
+      "'\(path)' is a range table, not a calibration recipe: `octet calibrate` wrote it; give it to `octet quantize MODEL --ranges \(path)`"
     }
   }
 }

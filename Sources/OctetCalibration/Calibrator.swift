@@ -115,6 +115,8 @@ public final class Calibrator: Sendable {
       var skipped: [SkippedImage] = []
       var stop = false
       var merged: Observers?
+      /// Per image index, the SHA-256 of its file once observed.
+      var digests: [Int: String] = [:]
     }
     let total = images.count
     let state = Mutex(State())
@@ -130,9 +132,13 @@ public final class Calibrator: Sendable {
         guard let index else { break }
         let url = images[index]
         do {
+          // The file's digest goes into the table, so that a later comparison can tell when it runs on
+          // calibration images.
+          let digest = SHA256.hex(Array(try Data(contentsOf: url)))
           let input = preprocessing.apply(to: try ImageDecoder.decode(contentsOf: url))
           observe(input, into: &observers)
           state.withLock { s in
+            s.digests[index] = digest
             s.done += 1
             progress?(CalibrationProgress(done: s.done, skipped: s.skipped.count, total: total))
           }
@@ -150,13 +156,18 @@ public final class Calibrator: Sendable {
         if s.merged == nil { s.merged = observers } else { s.merged!.merge(observers) }
       }
     }
-    let (done, skippedImages, stopped, merged) = state.withLock { ($0.done, $0.skipped, $0.stop, $0.merged!) }
+    let (done, skippedImages, stopped, merged, digests) = state.withLock {
+      ($0.done, $0.skipped, $0.stop, $0.merged!, $0.digests)
+    }
     if stopped || done == 0 {
       let sorted = skippedImages.sorted { $0.url.path < $1.url.path }
       throw CalibrationError.tooManyUnreadableImages(
         failed: skippedImages.count, total: total, first: sorted.first.map { "\($0.url.path): \($0.reason)" } ?? "?")
     }
-    let (table, constant) = try makeTable(merged, images: done)
+    var (table, constant) = try makeTable(merged, images: done)
+    table.calibrationImages = digests.keys.sorted().map {
+      RangeTable.CalibrationImage(file: images[$0].lastPathComponent, sha256: digests[$0]!)
+    }
     return CalibrationResult(
       table: table, imagesUsed: done, skipped: skippedImages.sorted { $0.url.path < $1.url.path },
       constantTensors: constant, seconds: Date().timeIntervalSince(start))

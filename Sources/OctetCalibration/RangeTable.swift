@@ -13,6 +13,10 @@ import OctetCore
 ///   "model": {"architecture": "efficientnet-lite0", "source": "efficientnet-lite0-57934424.pth"},
 ///   "method": "percentile:99.99",
 ///   "images": 500,
+///   "calibration_images": [
+///     {"file": "n01440764_10026.JPEG", "sha256": "9f86d0…"},
+///     ...
+///   ],
 ///   "tensors": [
 ///     {"name": "input", "min": -2.1179039, "max": 2.64, "observed_min": -2.1179039, "observed_max": 2.64},
 ///     ...
@@ -23,7 +27,9 @@ import OctetCore
 /// Tensors are in graph order: "input", then every step output of the float executor. `min`/`max` is
 /// the range to quantize with (chosen by `method`, widened to include 0); `observed_min`/`observed_max`
 /// is what the calibration images produced. A `note` marks entries that are informational, such as
-/// the classifier's logits (int32 in the quantized model).
+/// the classifier's logits (int32 in the quantized model). `calibration_images` (optional: tables
+/// written before it existed have none) names the images the ranges came from with the SHA-256 of
+/// each file's bytes, so that `octet compare` can tell when it is evaluated on calibration images.
 public struct RangeTable: Sendable, Equatable {
   public static let format = "octet-ranges"
   public static let version = 1
@@ -61,6 +67,16 @@ public struct RangeTable: Sendable, Equatable {
     }
   }
 
+  /// One calibration image: its file name and the SHA-256 (lowercase hex) of the file's bytes.
+  public struct CalibrationImage: Sendable, Equatable, Codable {
+    public var file: String
+    public var sha256: String
+    public init(file: String, sha256: String) {
+      self.file = file
+      self.sha256 = sha256
+    }
+  }
+
   public var model: ModelDescription
   /// `CalibrationMethod.description` of the method used ("percentile:99.99"), or any text after a
   /// hand edit.
@@ -68,12 +84,17 @@ public struct RangeTable: Sendable, Equatable {
   /// Images the ranges were computed from.
   public var images: Int
   public var tensors: [Entry]
+  /// The images calibrated on, when known (nil in tables written before it was recorded).
+  public var calibrationImages: [CalibrationImage]?
 
-  public init(model: ModelDescription, method: String, images: Int, tensors: [Entry]) {
+  public init(
+    model: ModelDescription, method: String, images: Int, tensors: [Entry], calibrationImages: [CalibrationImage]? = nil
+  ) {
     self.model = model
     self.method = method
     self.images = images
     self.tensors = tensors
+    self.calibrationImages = calibrationImages
   }
 
   /// The entry named `name`.
@@ -85,6 +106,12 @@ public struct RangeTable: Sendable, Equatable {
     guard !model.architecture.isEmpty else { throw fail("model.architecture is empty") }
     guard images >= 0 else { throw fail("images is \(images), expected a count >= 0") }
     guard !tensors.isEmpty else { throw fail("lists no tensors") }
+    for (i, image) in (calibrationImages ?? []).enumerated() {
+      guard !image.file.isEmpty else { throw fail("calibration_images[\(i)] has an empty file name") }
+      guard image.sha256.count == 64, image.sha256.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+        throw fail("calibration_images[\(i)] '\(image.file)': sha256 is not 64 lowercase hex digits")
+      }
+    }
     var seen: Set<String> = []
     for (i, t) in tensors.enumerated() {
       let what = "tensors[\(i)] '\(t.name)'"
@@ -121,6 +148,14 @@ public struct RangeTable: Sendable, Equatable {
     var method: String?
     var images: Int?
     var tensors: [Entry]?
+    var calibrationImages: [CalibrationImage]?
+    /// Only in calibration recipes: told apart to say what the file is.
+    var architecture: String?
+
+    enum CodingKeys: String, CodingKey {
+      case format, version, model, method, images, tensors, architecture
+      case calibrationImages = "calibration_images"
+    }
   }
 
   /// The largest table read: a ResNet50 table is about 30 KB, so this only stops a wrong or
@@ -148,6 +183,13 @@ public struct RangeTable: Sendable, Equatable {
     do { document = try JSONDecoder().decode(Document.self, from: data) } catch let error as DecodingError {
       throw fail(Self.explain(error))
     } catch { throw fail("is not JSON: \(error)") }
+    // A calibration recipe (Calibration/*.json; before recipes had a "format", they had "architecture"
+    // and no "tensors") is the likeliest wrong file: say what it is and what to run.
+    if document.format == CalibrationRecipe.format
+      || (document.format == nil && document.architecture != nil && document.tensors == nil)
+    {
+      throw .recipeGivenAsTable(path: path)
+    }
     guard let format = document.format else { throw fail("has no \"format\"; expected \"\(Self.format)\"") }
     guard format == Self.format else { throw fail("format is \"\(format)\", expected \"\(Self.format)\"") }
     guard let version = document.version else { throw fail("has no \"version\"") }
@@ -158,7 +200,8 @@ public struct RangeTable: Sendable, Equatable {
     guard let method = document.method else { throw fail("has no \"method\"") }
     guard let images = document.images else { throw fail("has no \"images\"") }
     guard let tensors = document.tensors else { throw fail("has no \"tensors\"") }
-    let table = RangeTable(model: model, method: method, images: images, tensors: tensors)
+    let table = RangeTable(
+      model: model, method: method, images: images, tensors: tensors, calibrationImages: document.calibrationImages)
     try table.validate(path: path)
     return table
   }
@@ -197,8 +240,17 @@ public struct RangeTable: Sendable, Equatable {
       "  \"model\": {\"architecture\": \(jsonStringLiteral(model.architecture))\(source)},",
       "  \"method\": \(jsonStringLiteral(method)),",
       "  \"images\": \(images),",
-      "  \"tensors\": [",
     ]
+    if let calibrationImages {
+      lines.append("  \"calibration_images\": [")
+      for (i, image) in calibrationImages.enumerated() {
+        lines.append(
+          "    {\"file\": \(jsonStringLiteral(image.file)), \"sha256\": \(jsonStringLiteral(image.sha256))}"
+            + (i == calibrationImages.count - 1 ? "" : ","))
+      }
+      lines.append("  ],")
+    }
+    lines.append("  \"tensors\": [")
     for (i, t) in tensors.enumerated() {
       var line = "    {\"name\": \(jsonStringLiteral(t.name)), \"min\": \(number(t.min)), \"max\": \(number(t.max)), "
       line += "\"observed_min\": \(number(t.observedMin)), \"observed_max\": \(number(t.observedMax))"

@@ -51,7 +51,7 @@ public enum ModelFile {
       throw ModelError.notAModelFile(path: path, reason: "its safetensors metadata has no 'octet.format'; import a checkpoint with `octet import` first")
     }
     guard format == floatFormat else {
-      throw ModelError.notAModelFile(path: path, reason: "it holds format '\(format)', not a float model")
+      throw ModelError.wrongModelKind(path: path, found: format, expected: floatFormat)
     }
     let version = metadata["octet.format_version"] ?? "none"
     guard readableVersions.contains(version) else {

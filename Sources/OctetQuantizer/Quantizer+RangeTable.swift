@@ -3,11 +3,17 @@ import OctetModels
 
 extension Quantizer {
   /// Quantizes `model` with the calibrated ranges of `ranges` (its `min`/`max` per tensor name).
-  /// A tensor the integer graph needs and the table lacks is an error naming it.
+  /// A tensor the integer graph needs and the table lacks is an error naming it. The table's
+  /// calibration images (their SHA-256) are recorded in the model.
   public static func quantize(model: Model, ranges: RangeTable, weightBits: WeightBits = .eight) throws
     -> QuantizationResult
   {
     let byName = Dictionary(ranges.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-    return try quantize(model: model, weightBits: weightBits) { name in byName[name].map { (lo: $0.min, hi: $0.max) } }
+    var result = try quantize(model: model, weightBits: weightBits) { name in
+      byName[name].map { (lo: $0.min, hi: $0.max) }
+    }
+    // Which images the ranges came from travels with the model, for `octet compare` to check.
+    result.model.calibrationImages = ranges.calibrationImages?.map(\.sha256)
+    return result
   }
 }

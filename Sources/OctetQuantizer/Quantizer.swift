@@ -140,35 +140,40 @@ public enum Quantizer {
       warnings.append(
         .init(
           node: node,
-          message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)"))
+          message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)",
+          kind: .allZeroWeights, channels: zeroChannels))
     }
     if !raised.isEmpty {
       warnings.append(
         .init(
           node: node,
-          message: "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))"))
+          message: "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))",
+          kind: .weightScaleRaised, channels: raised))
     }
     // A saturated bias is always clamped for headroom too: one warning for both.
     let onlySaturated = saturated.filter { !overflowRisk.contains($0) }
     if !onlySaturated.isEmpty {
       warnings.append(
-        .init(node: node, message: "bias saturated to int32 in output channel(s) \(list(onlySaturated))"))
+        .init(
+          node: node, message: "bias saturated to int32 in output channel(s) \(list(onlySaturated))",
+          kind: .biasSaturated, channels: onlySaturated))
     }
     if !overflowRisk.isEmpty {
       warnings.append(
         .init(
           node: node,
           message:
-            "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(list(overflowRisk))"
-        ))
+            "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(list(overflowRisk))",
+          kind: .biasClamped, channels: overflowRisk))
     }
     return (q, scales, bias)
   }
 
   /// A requantization multiplier with the node named in its error, and a warning when it is below
   /// what 31 bits at shift 62 represent at full precision.
-  static func multiplier(_ real: Double, node: String, what: String, warnings: inout [QuantizationWarning])
-    throws -> RequantMultiplier
+  static func multiplier(
+    _ real: Double, node: String, what: String, channel: Int? = nil, warnings: inout [QuantizationWarning]
+  ) throws -> RequantMultiplier
   {
     let m: RequantMultiplier
     do { m = try RequantMultiplier(real: real) } catch {
@@ -177,7 +182,8 @@ public enum Quantizer {
     if m.shift == 62 && m.multiplier < 1 << 30 {
       warnings.append(
         .init(
-          node: node, message: "\(what) \(real) is below 2^-32: clamped to m = \(m.multiplier) at shift 62"))
+          node: node, message: "\(what) \(real) is below 2^-32: clamped to m = \(m.multiplier) at shift 62",
+          kind: .tinyMultiplier, channels: channel.map { [$0] } ?? []))
     }
     return m
   }
@@ -226,7 +232,8 @@ struct Builder {
       warnings.append(
         .init(
           node: name,
-          message: "calibrated range is [0, 0]: scale 1, zero point 0 (the tensor was always zero)"))
+          message: "calibrated range is [0, 0]: scale 1, zero point 0 (the tensor was always zero)",
+          kind: .zeroRange))
     }
     return ActivationQuantization(range: r.lo, hi: r.hi)
   }
@@ -408,22 +415,23 @@ struct Builder {
     }
     var multipliers = [Int32](repeating: 0, count: o)
     var shifts = multipliers
-    var clampedChannels = 0
+    var clampedChannels: [Int] = []
     for c in 0..<o {
       let m: RequantMultiplier
       do {
         m = try RequantMultiplier(
           inputScale: Double(inQ.scale), weightScale: Double(scales[c]), outputScale: Double(outQ.scale))
       } catch { throw QuantizerError.layer(name, "output channel \(c): \(error)") }
-      if m.shift == 62 && m.multiplier < 1 << 30 { clampedChannels += 1 }
+      if m.shift == 62 && m.multiplier < 1 << 30 { clampedChannels.append(c) }
       multipliers[c] = m.multiplier
       shifts[c] = m.shift
     }
-    if clampedChannels > 0 {
+    if !clampedChannels.isEmpty {
       warnings.append(
         .init(
           node: name,
-          message: "\(clampedChannels) output channel multiplier(s) below 2^-32, clamped at shift 62"))
+          message: "\(clampedChannels.count) output channel multiplier(s) below 2^-32, clamped at shift 62",
+          kind: .tinyMultiplier, channels: clampedChannels))
     }
     let bounds: (lo: Int32, hi: Int32)
     switch activation {
@@ -500,7 +508,7 @@ struct Builder {
     var shifts = multipliers
     for c in 0..<o {
       let m = try Quantizer.multiplier(
-        Double(scales[c]) / Double(maxScale), node: name, what: "logit multiplier of class \(c)",
+        Double(scales[c]) / Double(maxScale), node: name, what: "logit multiplier of class \(c)", channel: c,
         warnings: &warnings)
       multipliers[c] = m.multiplier
       shifts[c] = m.shift

@@ -18,6 +18,7 @@ public struct DriftReport: Codable, Sendable {
     public var cosine: Double
   }
 
+  /// Images compared (images skipped as unreadable are not counted).
   public var count: Int
   public var float: Accuracy
   public var int8: Accuracy
@@ -130,8 +131,11 @@ public final class DriftComparison: @unchecked Sendable {
   }
 
   /// Compares over labeled images on `threads` threads; `progress` is called after each image.
+  /// `decode` reads the `index`th image; when it returns nil the image is skipped (left out of every
+  /// statistic and of `count`).
   public func run(
-    _ entries: [LabeledFolder.Entry], threads: Int, progress: @Sendable (Int, Double) -> Void = { _, _ in }
+    _ entries: [LabeledFolder.Entry], threads: Int, progress: @Sendable (Int, Double) -> Void = { _, _ in },
+    decode: @Sendable (_ url: URL, _ index: Int) throws -> RGBImage? = { url, _ in try ImageDecoder.decode(contentsOf: url) }
   ) throws -> DriftReport {
     struct Totals {
       var done = 0
@@ -142,7 +146,8 @@ public final class DriftComparison: @unchecked Sendable {
     let totals = Mutex(Totals())
     try forEachInParallel(entries.count, threads: threads) { index in
       let entry = entries[index]
-      let result = compare(image: try ImageDecoder.decode(contentsOf: entry.url))
+      guard let image = try decode(entry.url, index) else { return }
+      let result = compare(image: image)
       let f5 = Classifier.topIndices(5, of: result.floatLogits)
       let q5 = Classifier.topIndices(5, of: result.int8Logits)
       let (done, agreement) = totals.withLock { t in
@@ -159,13 +164,13 @@ public final class DriftComparison: @unchecked Sendable {
       progress(done, agreement)
     }
     let t = totals.withLock { $0 }
-    let n = Double(entries.count)
+    let n = Double(max(t.done, 1))
     let order = int8.model.nodes.map(\.name)
     let layers = order.compactMap { name in
       t.layers[name].map { DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine) }
     }.sorted { $0.sqnr_db < $1.sqnr_db }
     return DriftReport(
-      count: entries.count,
+      count: t.done,
       float: .init(top1: Double(t.floatTop1) / n, top5: Double(t.floatTop5) / n),
       int8: .init(top1: Double(t.int8Top1) / n, top5: Double(t.int8Top5) / n),
       top1_agreement: Double(t.agree) / n, layers: layers, unmatched: t.unmatched.sorted(),

@@ -12,20 +12,26 @@ struct CalibrateCommand: ParsableCommand {
       Every quantized tensor (the input, every layer output, the convolution output before each \
       residual add) gets a range [min, max] chosen by --method and widened to include 0. Images that \
       cannot be decoded are skipped with a warning naming them; calibration stops when more than half \
-      fail. See Calibration/README.md for the recipes and how to build a calibration set.
+      fail. With --recipe (Calibration/*.json), the recipe's method, image count and folder are the \
+      defaults of --method, --limit and --images; those given on the command line override them. The table \
+      records each image's file name and SHA-256, so that `octet compare` can warn when it is run on \
+      calibration images. See Calibration/README.md for the recipes and how to build a calibration set.
       """)
 
-  @Argument(help: "An Octet model file (or a checkpoint, imported on the fly).")
+  @Argument(help: "The float model: an Octet model file, or a checkpoint imported on the fly.")
   var model: String
 
-  @Option(help: "A folder of images: the files of its labels.tsv when it has one, else every .jpg/.jpeg/.png, sorted.")
-  var images: String
+  @Option(help: "A folder of images: the files of its labels.tsv when it has one, else every .jpg/.jpeg/.png, sorted (default with --recipe: the recipe's folder).")
+  var images: String?
 
-  @Option(help: "minmax, percentile[:P] (default P 99.99), entropy or mse.")
-  var method: String = CalibrationMethod.default.description
+  @Option(help: "minmax, percentile[:P] (default P 99.99), entropy or mse (default: the recipe's, else \(CalibrationMethod.default.description)).")
+  var method: String?
 
-  @Option(help: "Use N images spread evenly over the folder's list (keeps class coverage when it is sorted by class).")
+  @Option(help: "Use N images spread evenly over the folder's list (keeps class coverage when it is sorted by class; default: the recipe's count, else all).")
   var limit: Int?
+
+  @Option(help: "A calibration recipe (Calibration/*.json): its method, image count and folder become the defaults of --method, --limit and --images, which override them.")
+  var recipe: String?
 
   @Option(help: "Images run at once, one per thread (default: all cores).")
   var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -34,17 +40,58 @@ struct CalibrateCommand: ParsableCommand {
   var output: String
 
   func validate() throws {
-    do { _ = try CalibrationMethod(parsing: method) } catch { throw ValidationError("--method: \(error)") }
+    if let method {
+      do { _ = try CalibrationMethod(parsing: method) } catch { throw ValidationError("--method: \(error)") }
+    }
+    var recipeFolder: String? = nil
+    if let recipe {
+      do { recipeFolder = try CalibrationRecipe.decode(try readSmallFile(recipe), path: recipe).folder } catch {
+        throw ValidationError("--recipe: \(error)")
+      }
+    }
+    if images == nil && recipeFolder == nil {
+      throw ValidationError(
+        recipe == nil
+          ? "give the calibration images with --images DIR"
+          : "the recipe \(recipe!) names no folder: give the calibration images with --images DIR")
+    }
+    try ModelArgument.expectFloat(
+      model, argument: "<model>", command: "calibrate", why: "runs the float model over the images")
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     try validateOutputPath(output, option: "--output")
   }
 
   func run() throws {
-    let method = try CalibrationMethod(parsing: method)
+    let recipe = try self.recipe.map { try CalibrationRecipe.decode(try readSmallFile($0), path: $0) }
+    let method = try method.map { try CalibrationMethod(parsing: $0) } ?? recipe?.method ?? .default
+    // validate() made sure that one of them is there.
+    let images = self.images ?? recipe!.folder!
+    if self.images == nil, !FileManager.default.fileExists(atPath: images) {
+      throw FileError(
+        path: images,
+        reason: "the folder of the recipe \(self.recipe!) does not exist here (run Scripts/setup.sh from the repository root, "
+          + "or give the calibration images with --images DIR)")
+    }
     // The folder is listed before the model is loaded: a typo fails at once.
-    let urls = CalibrationImages.spread(try CalibrationImages.list(folder: images), count: limit)
-    let calibrator = try Calibrator(model: try ModelLoader.load(contentsOf: URL(fileURLWithPath: model)), method: method)
+    let all = try CalibrationImages.list(folder: images)
+    let count = limit ?? recipe?.images
+    if let recipe, limit == nil, recipe.images > all.count {
+      warn("the recipe \(self.recipe!) calibrates on \(recipe.images) images; \(images) has \(all.count): using all of them")
+    }
+    let urls = CalibrationImages.spread(all, count: count)
+    let floatModel = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
+    if let recipe, recipe.architecture != floatModel.info.architecture {
+      throw FileError(
+        path: self.recipe!,
+        reason: "a recipe for \(recipe.architecture), but '\(model)' is \(floatModel.info.architecture)")
+    }
+    if let recipe {
+      print(
+        "recipe \(self.recipe!): method \(method.description)\(self.method == nil ? "" : " (--method)"), "
+          + "\(urls.count) images\(limit == nil ? "" : " (--limit)") from \(images)\(self.images == nil ? "" : " (--images)")")
+    }
+    let calibrator = try Calibrator(model: floatModel, method: method)
     let bar = Mutex(ProgressBar(total: urls.count, label: "calibrate"))
     let result = try calibrator.calibrate(
       images: urls, threads: threads,

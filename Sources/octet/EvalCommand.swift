@@ -38,11 +38,6 @@ struct EvalCommand: ParsableCommand {
     try validateOutputPath(json, option: "--json")
   }
 
-  struct Unreadable: Encodable {
-    var image: String
-    var reason: String
-  }
-
   /// `count` is the images evaluated; `unreadable` the ones skipped, in labels.tsv order.
   struct Report: Encodable {
     var model: String
@@ -68,25 +63,16 @@ struct EvalCommand: ParsableCommand {
       var done = 0
       var top1 = 0
       var top5 = 0
-      var unreadable: [(index: Int, Unreadable)] = []
       var progress: ProgressBar
     }
     let state = Mutex(State(progress: ProgressBar(total: entries.count, label: "eval")))
     let start = Date()
-    let strict = strict
+    let skipper = UnreadableImages(strict: strict)
     do {
       try forEachInParallel(entries.count, threads: threads) { index in
         let entry = entries[index]
-        let image: RGBImage
-        do {
-          image = try ImageDecoder.decode(contentsOf: entry.url)
-        } catch let error as ImageError where !strict {
-          state.withLock { s in
-            s.unreadable.append((index, Unreadable(image: entry.url.path, reason: error.description)))
-            s.done += 1
-            if s.progress.enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-            FileHandle.standardError.write(Data("warning: skipped \(entry.url.path): \(error)\n".utf8))
-          }
+        guard let image = try skipper.decode(entry.url, index: index) else {
+          state.withLock { $0.done += 1 }
           return
         }
         let ranked = Classifier.topIndices(5, of: classifier.logits(for: image))
@@ -101,13 +87,11 @@ struct EvalCommand: ParsableCommand {
       state.withLock { $0.progress.finish() }
       throw error
     }
-    let (top1, top5, progress, skipped) = state.withLock { ($0.top1, $0.top5, $0.progress, $0.unreadable) }
+    let (top1, top5, progress) = state.withLock { ($0.top1, $0.top5, $0.progress) }
     progress.finish()
-    let unreadable = skipped.sorted { $0.index < $1.index }.map(\.1)
+    try skipper.checkSomeDecoded(total: entries.count, folder: images)
+    let unreadable = skipper.list
     let n = entries.count - unreadable.count
-    guard n > 0 else {
-      throw FileError(path: images, reason: "none of its \(entries.count) images could be decoded (see the warnings above)")
-    }
     let report = Report(
       model: model, runtime: classifier.runtimeName, count: n, top1: Double(top1) / Double(n),
       top5: Double(top5) / Double(n), seconds: Date().timeIntervalSince(start), unreadable: unreadable)
@@ -116,12 +100,7 @@ struct EvalCommand: ParsableCommand {
         format: "%@ %@ on %d images: top-1 %.2f%% (%d), top-5 %.2f%% (%d), %.1f s",
         classifier.info.architecture, classifier.runtimeName, n, report.top1 * 100, top1, report.top5 * 100, top5,
         report.seconds))
-    if !unreadable.isEmpty {
-      let names = unreadable.prefix(10).map { URL(fileURLWithPath: $0.image).lastPathComponent }
-      print(
-        "\(unreadable.count) of \(entries.count) images could not be decoded and were skipped: "
-          + names.joined(separator: ", ") + (unreadable.count > 10 ? ", …" : ""))
-    }
+    if let line = skipper.summary(total: entries.count) { print(line) }
     if let json { try writeJSON(report, to: json) }
   }
 }

@@ -23,6 +23,7 @@ struct ImportCommand: ParsableCommand {
 
   func validate() throws {
     try validateOutputPath(output, option: "-o")
+    try ModelArgument.expectCheckpoint(checkpoint)
     if let resolution, !(32...2048).contains(resolution) {
       throw ValidationError("--resolution \(resolution) is outside 32...2048")
     }

@@ -28,6 +28,14 @@ func validateOutputPath(_ path: String?, option: String) throws {
   }
 }
 
+/// The bytes of a small file named on the command line (a range table, a recipe); errors name `path`
+/// as the user wrote it.
+func readSmallFile(_ path: String) throws -> Data {
+  do { return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+    throw FileError(path: path, reason: "cannot be read: \(error.localizedDescription)")
+  }
+}
+
 extension Architecture: ExpressibleByArgument {}
 
 extension Int8Backend: ExpressibleByArgument {}

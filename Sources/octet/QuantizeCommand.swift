@@ -31,13 +31,59 @@ struct QuantizeCommand: ParsableCommand {
       """)
   var weightBits: Int = 8
 
+  @Flag(help: "Print every warning, layer by layer (by default one line per kind of warning, with its count).")
+  var verbose = false
+
+  @Option(help: "Also write the report, with every warning (kind, layer, channel), as JSON to this file.")
+  var json: String?
+
   func validate() throws {
     guard WeightBits(rawValue: weightBits) != nil else { throw ValidationError("--weight-bits must be 7 or 8") }
     try validateOutputPath(output, option: "-o")
+    try validateOutputPath(json, option: "--json")
+    try ModelArgument.expectFloat(
+      model, argument: "<model>", command: "quantize", why: "quantizes a float model (this one is quantized already)")
     guard FileManager.default.fileExists(atPath: ranges) else {
       throw ValidationError(
-        "--ranges '\(ranges)' does not exist; make one with `octet calibrate MODEL -o RANGES`")
+        "--ranges '\(ranges)' does not exist; make one with `octet calibrate MODEL --images DIR -o RANGES`")
     }
+    // A calibration recipe (or any other file) given as the range table is told here, in one line.
+    do { _ = try RangeTable.decode(try readSmallFile(ranges), path: ranges) } catch {
+      throw ValidationError("--ranges: \(error)")
+    }
+  }
+
+  /// One warning of the JSON report: `channel` is null for a warning about a whole tensor.
+  struct WarningRecord: Encodable {
+    var kind: String
+    var layer: String
+    var channel: Int?
+    var message: String
+  }
+
+  struct KindRecord: Encodable {
+    var kind: String
+    var count: Int
+    var unit: String
+    var layers: Int
+    var summary: String
+    var section: String
+    var effect: String
+  }
+
+  struct Report: Encodable {
+    var model: String
+    var architecture: String
+    var ranges: String
+    var output: String
+    var weight_bits: Int
+    var int8_nodes: [String: Int]
+    var float_nodes_covered: Int
+    var left_in_float: [String]
+    /// One record per kind of warning, with its count, explanation and accuracy effect.
+    var warning_kinds: [KindRecord]
+    /// Every warning, one record per layer and channel.
+    var warnings: [WarningRecord]
   }
 
   func run() throws {
@@ -75,9 +121,39 @@ struct QuantizeCommand: ParsableCommand {
     if report.warnings.isEmpty {
       print("warnings: none")
     } else {
-      print("warnings (\(report.warnings.count)):")
-      for w in report.warnings { print("  \(w)") }
+      print("warnings (one line per kind\(verbose ? "" : "; --verbose lists each"), --json every channel):")
+      for line in report.warningSummary { print("  \(line)") }
+      if verbose {
+        print("all warnings (\(report.warnings.count)):")
+        for w in report.warnings { print("  \(w)") }
+      }
+    }
+    if let json {
+      try writeJSON(Self.report(result, model: model, architecture: floatModel.info.architecture,
+                                ranges: ranges, output: output, weightBits: weightBits), to: json)
     }
     print("wrote \(output) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+  }
+
+  static func report(
+    _ result: QuantizationResult, model: String, architecture: String, ranges: String, output: String, weightBits: Int
+  ) -> Report {
+    let warnings = result.report.warnings
+    let kinds = QuantizationWarning.Kind.allCases.compactMap { kind -> KindRecord? in
+      let list = warnings.filter { $0.kind == kind }
+      guard !list.isEmpty else { return nil }
+      return KindRecord(
+        kind: kind.rawValue, count: list.reduce(0) { $0 + $1.count }, unit: kind.unit,
+        layers: Set(list.map(\.node)).count, summary: kind.summary, section: kind.section, effect: kind.effect)
+    }
+    let records = warnings.flatMap { w in
+      w.channels.isEmpty
+        ? [WarningRecord(kind: w.kind.rawValue, layer: w.node, channel: nil, message: w.message)]
+        : w.channels.map { WarningRecord(kind: w.kind.rawValue, layer: w.node, channel: $0, message: w.message) }
+    }
+    return Report(
+      model: model, architecture: architecture, ranges: ranges, output: output, weight_bits: weightBits,
+      int8_nodes: result.report.nodesByOperator, float_nodes_covered: result.report.floatNodesCovered,
+      left_in_float: result.report.leftInFloat, warning_kinds: kinds, warnings: records)
   }
 }

@@ -4,8 +4,8 @@ import OctetModels
 import OctetTestSupport
 import Testing
 
-// One test per row of the bad-input table in docs/errors.md: each bad input gives a non-zero exit
-// and one line naming the file, tensor or layer (or, for unusual images, is decoded).
+// One test per row of docs/errors.md's "Bad input" table: each bad input gives a non-zero exit and one line
+// naming the file, tensor or layer (or, for unusual images, is decoded).
 
 /// EfficientNet-Lite0 imported, calibrated on 2 images and quantized once, shared by the tests below.
 enum Lite0Files {

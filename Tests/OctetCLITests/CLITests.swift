@@ -24,10 +24,11 @@ struct OctetProcess {
   }()
 
   @discardableResult
-  static func run(_ arguments: [String], input: String? = nil) throws -> OctetProcess {
+  static func run(_ arguments: [String], input: String? = nil, in directory: URL? = nil) throws -> OctetProcess {
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -221,6 +222,6 @@ struct CLIInt8PipelineTests {
 
     // A float model where an int8 one is expected is a clear error.
     let wrong = try OctetProcess.run(["compare", model.path, model.path, "--images", Paths.valImages.path, "--limit", "1"])
-    expectCleanFailure(wrong, mentions: ["not an int8 model"])
+    expectCleanFailure(wrong, mentions: ["compare: <int8-model> '\(model.path)' is a float model"])
   }
 }

@@ -1,3 +1,4 @@
+import OctetCore
 import Testing
 
 /// The test-side digests must agree with Python's hashlib and with

@@ -1,5 +1,6 @@
 import Foundation
 import OctetTestSupport
+import OctetCore
 import OctetImages
 
 /// The goldens written by Scripts/make_image_goldens.py (Pillow is the oracle).

@@ -97,10 +97,12 @@ import Testing
         tensors: tensors, metadata: try QuantizedModelFile.metadata(for: model), path: "x")
     } throws: { "\($0)".contains("fc.bias") }
 
-    // A float model file is not an int8 one.
+    // A float model file is not an int8 one, and the message says which is which.
     #expect {
       try QuantizedModelFile.decode(
         tensors: TensorDictionary(), metadata: ["octet.format": "octet-float"], path: "f.safetensors")
-    } throws: { "\($0)".contains("not an Octet int8 model file") }
+    } throws: {
+      "\($0)" == "'f.safetensors' is a float model (format 'octet-float'), but an int8 model is expected here"
+    }
   }
 }

@@ -96,6 +96,10 @@ public struct QuantizedModel: Sendable, Equatable {
   public var info: ModelInfo
   public var nodes: [QuantizedNode]
   public var output: String
+  /// The SHA-256 (lowercase hex) of every image file its ranges were calibrated on, when known
+  /// (from the range table's `calibration_images`); nil for models quantized without that record.
+  /// `octet compare` uses it to warn when it is evaluated on calibration images.
+  public var calibrationImages: [String]? = nil
 
   public init(info: ModelInfo, nodes: [QuantizedNode], output: String) {
     self.info = info

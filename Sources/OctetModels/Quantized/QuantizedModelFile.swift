@@ -7,7 +7,10 @@ import OctetCore
 /// - `octet.model`: `ModelInfo` as JSON;
 /// - `octet.int8_graph`: `{"nodes": [QuantizedNode…], "output": name}` as JSON, with every scale and
 ///   zero point;
-/// - `octet.tensor_crc32`: a CRC-32 of every tensor (`TensorChecksums`), verified on load.
+/// - `octet.tensor_crc32`: a CRC-32 of every tensor (`TensorChecksums`), verified on load;
+/// - `octet.calibration_sha256` (optional): a JSON array of the SHA-256 of every calibration image
+///   file (`QuantizedModel.calibrationImages`). Like the other metadata it is not covered by the
+///   tensor checksums; files without it (written before it existed) read with `calibrationImages` nil.
 /// The tensors are the per-channel arrays of conv2d and linear nodes: `<node>.weight` I8
 /// (conv2d `[O, kh, kw, I/groups]`, linear `[O, I]`), `<node>.bias` I32 `[O]` (zero point folded),
 /// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`.
@@ -34,7 +37,7 @@ public enum QuantizedModelFile {
   static func metadata(for model: QuantizedModel, tensors: TensorDictionary) throws -> [String: String] {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    return [
+    var metadata = [
       TensorChecksums.metadataKey: try TensorChecksums.metadataValue(for: tensors),
       "octet.format": format,
       "octet.format_version": formatVersion,
@@ -42,7 +45,13 @@ public enum QuantizedModelFile {
       "octet.int8_graph": String(
         decoding: try encoder.encode(GraphJSON(nodes: model.nodes, output: model.output)), as: UTF8.self),
     ]
+    if let images = model.calibrationImages {
+      metadata[calibrationKey] = String(decoding: try encoder.encode(images), as: UTF8.self)
+    }
+    return metadata
   }
+
+  static let calibrationKey = "octet.calibration_sha256"
 
   public static func tensors(for model: QuantizedModel) -> TensorDictionary {
     var tensors = TensorDictionary()
@@ -86,8 +95,7 @@ public enum QuantizedModelFile {
         path: path, reason: "its safetensors metadata has no 'octet.format'; make one with `octet quantize`")
     }
     guard found == format else {
-      throw QuantizedModelError.notAQuantizedModel(
-        path: path, reason: "it holds format '\(found)', not '\(format)'")
+      throw ModelError.wrongModelKind(path: path, found: found, expected: format)
     }
     let version = metadata["octet.format_version"] ?? "none"
     guard readableVersions.contains(version) else {
@@ -130,7 +138,14 @@ public enum QuantizedModelFile {
     if let extra = tensors.names.first(where: { !used.contains($0) }) {
       throw QuantizedModelError.tensor(extra, "in '\(path)' belongs to no int8 node")
     }
-    let model = QuantizedModel(info: info, nodes: nodes, output: graph.output)
+    var model = QuantizedModel(info: info, nodes: nodes, output: graph.output)
+    if let text = metadata[calibrationKey] {
+      guard let images = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else {
+        throw QuantizedModelError.notAQuantizedModel(
+          path: path, reason: "its '\(calibrationKey)' is not a JSON array of strings")
+      }
+      model.calibrationImages = images
+    }
     try model.validate()
     return model
   }

@@ -1,6 +1,7 @@
-/// FIPS 180-4 SHA-256, for comparing decoded pixels with the hashes Scripts/make_image_goldens.py
-/// wrote with Python's hashlib (Foundation on Linux has no digest API).
-enum SHA256 {
+/// FIPS 180-4 SHA-256 (Foundation on Linux has no digest API): the digests of calibration images
+/// in range tables and int8 model files, and in tests the hashes of decoded pixels that
+/// Scripts/make_image_goldens.py wrote with Python's hashlib.
+public enum SHA256 {
   private static let roundConstants: [UInt32] = [
     0x428a_2f98, 0x7137_4491, 0xb5c0_fbcf, 0xe9b5_dba5, 0x3956_c25b, 0x59f1_11f1, 0x923f_82a4,
     0xab1c_5ed5, 0xd807_aa98, 0x1283_5b01, 0x2431_85be, 0x550c_7dc3, 0x72be_5d74, 0x80de_b1fe,
@@ -14,7 +15,8 @@ enum SHA256 {
     0xc671_78f2,
   ]
 
-  static func hex(_ bytes: [UInt8]) -> String {
+  /// The SHA-256 of `bytes`, 64 lowercase hex digits.
+  public static func hex(_ bytes: [UInt8]) -> String {
     var state: [UInt32] = [
       0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab,
       0x5be0_cd19,
@@ -102,32 +104,5 @@ enum SHA256 {
     h[5] &+= f
     h[6] &+= g
     h[7] &+= hh
-  }
-}
-
-/// A fast, order-sensitive 64-bit checksum of a byte string, for the sweep over 1800 JPEGs where
-/// SHA-256 in an unoptimized test build would take minutes. The bytes, zero-padded to a multiple
-/// of 8, are read as little-endian UInt64 words w_i; the checksum is
-/// `n XOR sum_i fmix64(w_i + i * 0x9E3779B97F4A7C15)` mod 2^64, fmix64 being MurmurHash3's
-/// finalizer. Scripts/make_image_goldens.py computes the same with NumPy.
-enum PixelChecksum {
-  static func hex(_ bytes: [UInt8]) -> String {
-    var padded = bytes
-    while padded.count % 8 != 0 { padded.append(0) }
-    var sum: UInt64 = 0
-    padded.withUnsafeBytes { raw in
-      let base = raw.baseAddress!
-      var i = 0
-      while i < raw.count / 8 {
-        var x = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
-        x = x &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
-        x = (x ^ (x &>> 33)) &* 0xFF51_AFD7_ED55_8CCD
-        x = (x ^ (x &>> 33)) &* 0xC4CE_B9FE_1A85_EC53
-        sum = sum &+ (x ^ (x &>> 33))
-        i += 1
-      }
-    }
-    let s = String(sum ^ UInt64(bytes.count), radix: 16)
-    return String(repeating: "0", count: 16 - s.count) + s
   }
 }
