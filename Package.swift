@@ -1,7 +1,7 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Dependencies run one way: OctetCore <- OctetModels/OctetImages <- OctetFloat <- Octet <- octet.
+// Dependencies run one way: OctetCore <- OctetModels/OctetImages <- OctetFloat <- Octet <- OctetReport <- octet.
 let package = Package(
   name: "Octet",
   platforms: [.macOS(.v14)],
@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "OctetCalibration", targets: ["OctetCalibration"]),
     .library(name: "OctetQuantizer", targets: ["OctetQuantizer"]),
     .library(name: "OctetInt8", targets: ["OctetInt8"]),
+    .library(name: "OctetReport", targets: ["OctetReport"]),
     .executable(name: "octet", targets: ["octet"]),
   ],
   dependencies: [
@@ -38,6 +39,9 @@ let package = Package(
       cSettings: [.unsafeFlags(["-O3"])]
     ),
 
+    // Models/imagenet-classes.tsv compiled in (#embed), for Octet's ClassNames.
+    .target(name: "CImageNetClasses", path: "Sources/CImageNetClasses"),
+
     .target(name: "OctetCore"),
     .target(
       name: "OctetModels",
@@ -58,7 +62,11 @@ let package = Package(
       name: "Octet",
       dependencies: [
         "OctetCore", "OctetModels", "OctetImages", "OctetFloat", "OctetCalibration", "OctetQuantizer", "OctetInt8",
+        "CImageNetClasses",
       ]),
+    // Drift report: a float model against its int8 counterpart over labeled images (`octet compare`).
+    // It builds on Octet's labeled folders, top-k and parallel loop, so it sits above it.
+    .target(name: "OctetReport", dependencies: ["Octet"]),
     // Per-layer timings of the float kernels (release builds; not a test).
     .executableTarget(
       name: "octet-float-bench",
@@ -67,7 +75,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "octet",
-      dependencies: ["Octet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Octet", "OctetReport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
 
     // Paths of ../shared and .cache/ and small helpers that several test targets use.

@@ -43,11 +43,6 @@ void octet_i8_pack_b(octet_i8_isa isa, const int8_t* w, size_t k, size_t n, void
   }
 }
 
-size_t octet_i8_packed_a_size(octet_i8_isa isa, size_t rows, size_t k) {
-  const size_t kp = octet_round_up(k, octet_i8_k_align(isa));
-  return rows * kp * (isa == OCTET_I8_AVX2 ? 2 : 1);
-}
-
 // A run of n input bytes into a row of A. Runs shorter than 64 bytes move 16 (or 8) bytes at a
 // time, the last move overlapping the previous one, so the stem's 7 x 3 = 21-byte runs take two
 // moves instead of a byte loop: its packing went from 0.66 to 0.50 ms in L2-sized blocks.

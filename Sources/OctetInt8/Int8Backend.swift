@@ -8,7 +8,9 @@ public enum Int8Backend: String, CaseIterable, Sendable, Codable {
   case reference
   /// Portable C kernels on the packed layouts; any CPU.
   case scalar
-  /// vpmaddwd on int16-widened operands.
+  /// Three 6x16 GEMM kernels, one picked per layer at load time by a cost model (quads: two vpmaddubsw
+  /// summed in int16, any weights via sparse fixups; pairs: vpmaddubsw, weights whose adjacent pairs
+  /// cannot saturate; int16: vpmaddwd on widened operands, any weights); docs/quantization.md §2.
   case avx2
   /// vpdpbusd.
   case avx512vnni

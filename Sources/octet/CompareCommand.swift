@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Octet
+import OctetReport
 import Synchronization
 
 struct CompareCommand: ParsableCommand {

@@ -7,11 +7,22 @@ import Testing
 @Suite struct ClassNamesTests {
   @Test func embeddedListMatchesModelsFolder() throws {
     let tsv = try String(contentsOf: TestData.root.appendingPathComponent("Models/imagenet-classes.tsv"), encoding: .utf8)
-    #expect(ClassNames.imagenetTSV == tsv, "run Scripts/generate_class_list.py")
+    #expect(ClassNames.imagenetTSV == tsv, "the list compiled in (Sources/CImageNetClasses) is not the TSV")
     #expect(ClassNames.imagenet.count == 1000)
     #expect(ClassNames.imagenet[0] == "tench")
     #expect(ClassNames.name(472, classes: 1000) == ClassNames.imagenet[472])
     #expect(ClassNames.name(5, classes: 10) == "class 5")
+  }
+
+  static let sharedList = TestData.data.appendingPathComponent("imagenet-classes.tsv")
+
+  /// The team's copy in ../shared/data is the same list (index, synset, name), so labels.tsv files
+  /// written against either agree.
+  @Test(
+    .enabled(
+      if: FileManager.default.fileExists(atPath: sharedList.path), "needs ../shared/data/imagenet-classes.tsv"))
+  func embeddedListMatchesSharedData() throws {
+    #expect(ClassNames.imagenetTSV == (try String(contentsOf: Self.sharedList, encoding: .utf8)))
   }
 
   @Test func topIndicesBreakTiesTowardTheLowerIndex() {

@@ -5,17 +5,24 @@
 //
 // Four instruction sets, picked at run time (never assumed at compile time):
 //   scalar      plain C, any CPU;
-//   avx2        vpmaddwd on int16-widened operands (exact: see docs/quantization.md §2, AVX2);
+//   avx2        three 6x16 GEMM kernels, one picked per layer when a model is loaded (the executor's
+//               cost model, docs/quantization.md §2 AVX2), all exact: "quads" (two vpmaddubsw summed
+//               in int16, then vpmaddwd; any weights, split into a bounded part and sparse fixups),
+//               "pairs" (vpmaddubsw then vpmaddwd; weights whose adjacent pairs cannot saturate it)
+//               and "int16" (vpmaddwd on int16-widened operands; any weights);
 //   avx512vnni  vpdpbusd, u8 x s8 -> s32 in one instruction;
 //   amx         AMX-INT8 tdpbusd on 16x64 tiles (needs Linux's arch_prctl permission).
-// Kernels named `__avx2`, `__avx512vnni`, `__amx` may only be called when
-// `octet_i8_cpu_supports` says so.
+// Kernels named `__avx2`, `__avx2_*`, `__avx512vnni`, `__amx` may only be called when
+// `octet_i8_cpu_supports` says so. The AVX2 code lives in files named as XNNPACK names its
+// microkernels (type, tile, ISA: qu8s8-gemm-6x16-quads-avx2.c, qu8-epilogue-avx2.c, ...).
 //
 // Data layouts (K = kh*kw*cin, the OHWI weight order; N = output channels):
 //   "u8 rows"      A is row-major uint8 [rows][lda], K padded with zeros to Kp = round_up(K, kalign)
-//                  (scalar and avx512vnni: kalign 4; amx: 64). B is packed in panels of 16 columns:
+//                  (scalar, avx512vnni and the avx2 pairs and quads kernels, which read the scalar
+//                  packing: kalign 4; amx: 64). B is packed in panels of 16 columns:
 //                  int8 [N/16][Kp/4][16][4] (the VNNI layout; amx reads 16 k-groups of it as one tile).
-//   "i16 rows"     (avx2) A is int16 [rows][Kp] (the uint8 codes widened, Kp = round_up(K, 2)), B is
+//   "i16 rows"     (the avx2 int16 kernel, octet_i8_gemm__avx2; packed with OCTET_I8_AVX2) A is int16
+//                  [rows][Kp] (the uint8 codes widened, Kp = round_up(K, 2)), B is
 //                  int16 [N/16][Kp/2][16][2]. Columns past N are zero.
 #pragma once
 #include <stddef.h>
@@ -42,7 +49,7 @@ int octet_i8_cpu_supports(octet_i8_isa isa);
 /// AVX2 driver's blocking; the executor's thread split uses it too).
 #define OCTET_I8_TILE_B_LIMIT 131072
 
-/// K alignment of the packed operands: 4 (scalar, avx512vnni), 2 (avx2), 64 (amx).
+/// K alignment of the packed operands: 4 (scalar, avx512vnni), 2 (avx2: the int16 kernel's layout), 64 (amx).
 size_t octet_i8_k_align(octet_i8_isa isa);
 /// Bytes of B (K x N) packed for `isa`.
 size_t octet_i8_packed_b_size(octet_i8_isa isa, size_t k, size_t n);
@@ -94,8 +101,6 @@ typedef struct {
   int32_t zero_point;
 } octet_i8_window;
 
-/// Bytes of A for `rows` rows packed for `isa` (rows rounded up to whole panels).
-size_t octet_i8_packed_a_size(octet_i8_isa isa, size_t rows, size_t k);
 /// Packs im2col rows `row0 ..< row0 + rows` of `input` (one image) into `packed`, which points at
 /// the packed position of `row0`. Rows are Kp elements apart (uint8, or int16 for avx2).
 void octet_i8_pack_a(octet_i8_isa isa, const octet_i8_window* w, const uint8_t* input, size_t row0,
@@ -124,13 +129,14 @@ typedef struct {
 } octet_i8_epilogue;
 
 /// C = epilogue(A * B) for rows `m0 ..< m1` and columns `n0 ..< n1` (n0 a multiple of 16; 32 for
-/// avx512vnni and amx) of an M x N result. `a` is A's row 0 (u8 rows `lda` bytes apart; avx2: int16
-/// rows `kp` apart), `b` the packed B for all N, `kp` the padded K.
+/// avx512vnni and amx) of an M x N result. `a` is A's row 0 (u8 rows `lda` bytes apart; the avx2 int16
+/// kernel: int16 rows `kp` apart), `b` the packed B for all N, `kp` the padded K.
 /// Output: uint8 `out[row * ldc + col]`, or int32 when `ep->int32_output`.
 void octet_i8_gemm__scalar(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, size_t n,
                            size_t m0, size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep,
                            void* out, size_t ldc);
 #if defined(__x86_64__)
+/// AVX2 "int16": vpmaddwd on the i16-row layouts, any weights (qu8s8-gemm-6x16-int16-avx2.c).
 void octet_i8_gemm__avx2(const int16_t* a, const int16_t* b, size_t kp, size_t n, size_t m0,
                          size_t m1, size_t n0, size_t n1, const octet_i8_epilogue* ep, void* out,
                          size_t ldc);

@@ -1,4 +1,5 @@
 import Foundation
+import Octet
 import Synchronization
 
 /// Float against int8 on the same images: accuracy of each against the labels, how often they agree,
