@@ -37,13 +37,13 @@ MUTATIONS=(
   "c-requant-ties|Sources/CInt8Kernels/common.h|TieTests|EpilogueFamilyTests|C requantization (octet_requant) rounds ties toward -inf"
   "c-round-shift-ties|Sources/CInt8Kernels/common.h|TieTests|EpilogueFamilyTests|C rounding shift of the residual add (octet_round_shift) rounds ties toward -inf"
   "swift-requant-ties|Sources/OctetCore/FixedPoint.swift|TieTests|EpilogueFamilyTests|SmallNetGoldenTests|Int8OperatorTests|Swift requantization (RequantMultiplier.apply) rounds ties toward -inf"
-  "avx2-fast33|Sources/CInt8Kernels/*.c|EpilogueFamilyTests|TieTests|AVX2 32-bit rounding form taken from shift 32 instead of 33"
+  "avx2-fast33|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 32-bit rounding form taken from shift 32 instead of 33"
   "float-bn-no-epsilon|Sources/OctetFloat/*.swift|SmallNetFloatGoldenTests|GoldenTests|OperatorTests|float BatchNorm folded into the conv without its epsilon"
   "quantizer-bias-not-scaled|Sources/OctetQuantizer/*.swift|SmallNetGoldenTests|BatchNormFoldingTests|quantizer: conv bias not scaled by the BatchNorm factor"
-  "epilogue-int16|Sources/CInt8Kernels/*.c|EpilogueFamilyTests|TieTests|AVX2 int16 (vpmaddwd) kernel's in-register epilogue drops the fused residual add"
-  "epilogue-pairs|Sources/CInt8Kernels/*.c|EpilogueFamilyTests|TieTests|AVX2 pairs kernel's in-register epilogue drops the fused residual add"
-  "epilogue-quads|Sources/CInt8Kernels/*.c|EpilogueFamilyTests|TieTests|AVX2 quads kernel's in-register epilogue drops the fused residual add"
-  "avx2-residual-shift-logical|Sources/CInt8Kernels/*.c|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
+  "epilogue-int16|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 int16 (vpmaddwd) kernel's in-register epilogue drops the fused residual add"
+  "epilogue-pairs|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 pairs kernel's in-register epilogue drops the fused residual add"
+  "epilogue-quads|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 quads kernel's in-register epilogue drops the fused residual add"
+  "avx2-residual-shift-logical|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
 )
 
 # The literal text each mutation replaces (old, then new), separated by a line "=>".
