@@ -6,6 +6,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 Scripts/setup.sh --tests
+# The committed .swift-format holds: `swift format format -i -r Sources Tests Benchmarks Fuzz Package.swift`
+# fixes what this finds.
+swift format lint --strict -r --parallel Sources Tests Benchmarks Fuzz Package.swift
 swift build --build-tests
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -14,8 +14,8 @@ public enum LoadedModel: Sendable {
 
   public var info: ModelInfo {
     switch self {
-    case let .float(model): model.info
-    case let .int8(model): model.info
+    case .float(let model): model.info
+    case .int8(let model): model.info
     }
   }
 }
@@ -53,8 +53,8 @@ public final class Classifier: @unchecked Sendable {
 
   public convenience init(_ loaded: LoadedModel, backend: Int8Backend = .auto, threads: Int = 1) throws {
     switch loaded {
-    case let .float(model): try self.init(model: model)
-    case let .int8(model): try self.init(quantized: model, backend: backend, threads: threads)
+    case .float(let model): try self.init(model: model)
+    case .int8(let model): try self.init(quantized: model, backend: backend, threads: threads)
     }
   }
 
@@ -88,8 +88,8 @@ public final class Classifier: @unchecked Sendable {
   /// Logits (dequantized for int8) for a preprocessed input `[1, S, S, 3]`.
   public func logits(forInput input: Tensor) -> [Float] {
     switch runtime {
-    case let .float(executor): executor.run(input).scalars
-    case let .int8(executor): executor.logits(for: input)
+    case .float(let executor): executor.run(input).scalars
+    case .int8(let executor): executor.logits(for: input)
     }
   }
 
@@ -131,21 +131,26 @@ public enum ModelLoader {
 
   /// An int8 Octet model file.
   public static func loadQuantized(contentsOf url: URL) throws -> QuantizedModel {
-    guard case let .int8(model) = try loadAny(contentsOf: url) else {
-      throw FileError(path: url.path, reason: "is a float model or checkpoint, not an int8 model; make one with `octet quantize`")
+    guard case .int8(let model) = try loadAny(contentsOf: url) else {
+      throw FileError(
+        path: url.path, reason: "is a float model or checkpoint, not an int8 model; make one with `octet quantize`")
     }
     return model
   }
 
   /// An Octet model file (safetensors with Octet metadata), a PyTorch checkpoint (zip or legacy), or a
   /// plain safetensors state_dict; checkpoints are imported in memory.
-  public static func load(contentsOf url: URL, architecture: Architecture? = nil, resolution: Int? = nil) throws -> Model {
+  public static func load(contentsOf url: URL, architecture: Architecture? = nil, resolution: Int? = nil) throws
+    -> Model
+  {
     guard FileManager.default.fileExists(atPath: url.path) else {
       throw FileError(path: url.path, reason: "no such file")
     }
     if try isSafeTensors(url) {
       let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
-      if metadata["octet.format"] != nil { return try ModelFile.decode(tensors: tensors, metadata: metadata, path: url.path) }
+      if metadata["octet.format"] != nil {
+        return try ModelFile.decode(tensors: tensors, metadata: metadata, path: url.path)
+      }
       return try importWeights(tensors, from: url, architecture: architecture, resolution: resolution)
     }
     let tensors = try PyTorchCheckpoint.load(contentsOf: url)
@@ -158,7 +163,8 @@ public enum ModelLoader {
   ) throws -> Model {
     guard let arch = architecture ?? Architecture.detect(tensors) else {
       throw ModelError.unknownArchitecture(
-        "'\(url.path)': the tensor names match no known architecture (resnet50, efficientnet-lite); first names: \(tensors.names.prefix(3).joined(separator: ", "))")
+        "'\(url.path)': the tensor names match no known architecture (resnet50, efficientnet-lite); first names: \(tensors.names.prefix(3).joined(separator: ", "))"
+      )
     }
     do {
       var model = try arch.build(from: tensors, resolution: resolution)

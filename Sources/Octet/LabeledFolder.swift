@@ -19,7 +19,8 @@ public struct LabeledFolder: Sendable {
     }
     let labels = folder.appendingPathComponent("labels.tsv")
     guard let text = try? String(contentsOf: labels, encoding: .utf8) else {
-      throw FileError(path: labels.path, reason: "cannot be read; an image folder needs a labels.tsv (file TAB class index)")
+      throw FileError(
+        path: labels.path, reason: "cannot be read; an image folder needs a labels.tsv (file TAB class index)")
     }
     var entries: [Entry] = []
     for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

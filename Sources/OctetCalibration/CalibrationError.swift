@@ -22,20 +22,20 @@ public enum CalibrationError: Error, CustomStringConvertible, Equatable {
 
   public var description: String {
     switch self {
-    case let .badMethod(text):
+    case .badMethod(let text):
       "unknown calibration method '\(text)': use minmax, percentile[:P] (50 < P <= 100, e.g. percentile:99.99), entropy or mse"
-    case let .noImages(folder):
+    case .noImages(let folder):
       "'\(folder)': no images to calibrate on (expected .jpg, .jpeg or .png files, or a labels.tsv listing them)"
-    case let .tooManyUnreadableImages(failed, total, first):
+    case .tooManyUnreadableImages(let failed, let total, let first):
       "\(failed) of \(total) images could not be read (first: \(first)); fix or remove them, calibration stops when more than half fail"
-    case let .nonFinite(tensor, count):
+    case .nonFinite(let tensor, let count):
       "tensor '\(tensor)' holds \(count) NaN or infinite values on the calibration images; the float model is broken"
-    case let .badTable(path, reason): "range table '\(path)': \(reason)"
-    case let .tableMismatch(path, reason): "range table '\(path)': \(reason)"
-    case let .badRecipe(path, reason): "calibration recipe '\(path)': \(reason)"
-    case let .recipeGivenAsTable(path):
+    case .badTable(let path, let reason): "range table '\(path)': \(reason)"
+    case .tableMismatch(let path, let reason): "range table '\(path)': \(reason)"
+    case .badRecipe(let path, let reason): "calibration recipe '\(path)': \(reason)"
+    case .recipeGivenAsTable(let path):
       "'\(path)' is a calibration recipe, not a range table: run `octet calibrate MODEL --recipe \(path) --images DIR -o RANGES` to make one"
-    case let .tableGivenAsRecipe(path):
+    case .tableGivenAsRecipe(let path):
       "'\(path)' is a range table, not a calibration recipe: `octet calibrate` wrote it; give it to `octet quantize MODEL --ranges \(path)`"
     }
   }

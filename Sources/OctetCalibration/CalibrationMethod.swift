@@ -39,7 +39,7 @@ public enum CalibrationMethod: Sendable, Equatable, Hashable, CustomStringConver
   public var description: String {
     switch self {
     case .minmax: "minmax"
-    case let .percentile(p): "percentile:\(Self.format(p))"
+    case .percentile(let p): "percentile:\(Self.format(p))"
     case .entropy: "entropy"
     case .mse: "mse"
     }

@@ -49,7 +49,9 @@ public final class Calibrator: Sendable {
   public let tensorNames: [String]
   let indexOf: [String: Int]
 
-  public init(model: Model, method: CalibrationMethod = .default, binCount: Int = HistogramObserver.defaultBinCount) throws {
+  public init(model: Model, method: CalibrationMethod = .default, binCount: Int = HistogramObserver.defaultBinCount)
+    throws
+  {
     self.model = model
     self.method = method
     self.binCount = binCount
@@ -188,7 +190,9 @@ public final class Calibrator: Sendable {
     let logits = model.graph.output
     DispatchQueue.concurrentPerform(iterations: count) { i in
       let name = tensorNames[i]
-      let observedMin: Float, observedMax: Float, chosen: (lo: Double, hi: Double)?
+      let observedMin: Float
+      let observedMax: Float
+      let chosen: (lo: Double, hi: Double)?
       if observers.histograms.isEmpty {
         let o = observers.minMax[i]
         if o.nonFiniteCount > 0 { failure.withLock { $0 = $0 ?? .nonFinite(tensor: name, count: o.nonFiniteCount) } }
@@ -203,7 +207,8 @@ public final class Calibrator: Sendable {
       guard let chosen else { return }
       // Widened to include 0, as the quantizer would (docs/quantization.md §1), so the
       // file says exactly what is used.
-      let lo = Swift.min(Float(chosen.lo), 0), hi = Swift.max(Float(chosen.hi), 0)
+      let lo = Swift.min(Float(chosen.lo), 0)
+      let hi = Swift.max(Float(chosen.hi), 0)
       let entry = RangeTable.Entry(
         name: name, min: lo, max: Swift.max(lo, hi), observedMin: observedMin, observedMax: observedMax,
         note: name == logits ? "classifier output: int32 logits in the quantized model; range for information" : nil)

@@ -12,7 +12,7 @@ extension HistogramObserver {
     if min == max { return (Double(min), Double(max)) }
     switch method {
     case .minmax: return (Double(min), Double(max))
-    case let .percentile(p): return percentileRange(p)
+    case .percentile(let p): return percentileRange(p)
     case .entropy: return entropyRange()
     case .mse: return mseRange()
     }
@@ -167,9 +167,13 @@ extension HistogramObserver {
     let (start, width, bins) = alignedHistogram(maxBins: Self.searchBinCount, excludingZeros: true)
     let m = bins.count
     // Prefix sums of count, Σx and Σx² (x uniform in each bin) over bins 0..<j.
-    var n = [Double](repeating: 0, count: m + 1), s1 = n, s2 = n
+    var n = [Double](repeating: 0, count: m + 1)
+    var s1 = n
+    var s2 = n
     for j in 0..<m {
-      let a = Double(start + j) * width, b = a + width, c = bins[j]
+      let a = Double(start + j) * width
+      let b = a + width
+      let c = bins[j]
       n[j + 1] = n[j] + c
       s1[j + 1] = s1[j] + c * (a + b) / 2
       s2[j + 1] = s2[j] + c * (a * a + a * b + b * b) / 3

@@ -60,14 +60,16 @@ public struct HistogramObserver: Sendable, Equatable {
     minMax.observe(values)
     nonFiniteCount &+= minMax.nonFiniteCount
     guard let range = minMax.range else { return }
-    let grownMin = Swift.min(min, range.lowerBound), grownMax = Swift.max(max, range.upperBound)
+    let grownMin = Swift.min(min, range.lowerBound)
+    let grownMax = Swift.max(max, range.upperBound)
     if count == 0 || grownMin < min || grownMax > max { fit(min: grownMin, max: grownMax, atLeast: exponent) }
     min = grownMin
     max = grownMax
     count &+= minMax.count
     // w is a power of two, so v / w = v * (1/w) exactly, and floor gives the global bin index.
     let scale = Float(exp2(Double(-exponent)))
-    let base = offset, last = binCount - 1
+    let base = offset
+    let last = binCount - 1
     var zeros: UInt64 = 0
     // floor(y) as truncation corrected by one: x86-64's baseline has no floor instruction, and the
     // libm call cost more than the rest of the loop. |y| < 2^41, so Int(y) cannot trap, and
@@ -111,7 +113,8 @@ public struct HistogramObserver: Sendable, Equatable {
       nonFiniteCount = bad
       return
     }
-    let grownMin = Swift.min(min, other.min), grownMax = Swift.max(max, other.max)
+    let grownMin = Swift.min(min, other.min)
+    let grownMax = Swift.max(max, other.max)
     fit(min: grownMin, max: grownMax, atLeast: Swift.max(exponent, other.exponent))
     var incoming = other
     incoming.fit(min: grownMin, max: grownMax, atLeast: exponent)

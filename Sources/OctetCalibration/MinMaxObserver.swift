@@ -15,7 +15,9 @@ public struct MinMaxObserver: Sendable, Equatable {
   public mutating func observe(_ values: UnsafeBufferPointer<Float>) {
     // Branch-free, so that it vectorizes: NaN never wins a comparison, and NaN/±inf (exponent bits
     // all ones) are only counted here; if there are any, a second pass leaves them out.
-    var mn = min, mx = max, special: UInt32 = 0
+    var mn = min
+    var mx = max
+    var special: UInt32 = 0
     for v in values {
       mn = v < mn ? v : mn
       mx = v > mx ? v : mx

@@ -117,7 +117,9 @@ public struct RangeTable: Sendable, Equatable {
       let what = "tensors[\(i)] '\(t.name)'"
       guard !t.name.isEmpty else { throw fail("tensors[\(i)] has an empty name") }
       guard seen.insert(t.name).inserted else { throw fail("\(what) is listed twice") }
-      for (key, value) in [("min", t.min), ("max", t.max), ("observed_min", t.observedMin), ("observed_max", t.observedMax)]
+      for (key, value) in [
+        ("min", t.min), ("max", t.max), ("observed_min", t.observedMin), ("observed_max", t.observedMax),
+      ]
       where !value.isFinite {
         throw fail("\(what): \(key) is not a finite number")
       }
@@ -135,7 +137,9 @@ public struct RangeTable: Sendable, Equatable {
     guard missing.isEmpty else {
       throw .tableMismatch(
         path: path,
-        reason: "has no range for \(missing.count) tensor(s) of the model, first '\(missing[0])'; was it calibrated for another model?")
+        reason:
+          "has no range for \(missing.count) tensor(s) of the model, first '\(missing[0])'; was it calibrated for another model?"
+      )
     }
   }
 
@@ -177,7 +181,8 @@ public struct RangeTable: Sendable, Equatable {
   public static func decode(_ data: Data, path: String = "<memory>") throws(CalibrationError) -> RangeTable {
     func fail(_ reason: String) -> CalibrationError { .badTable(path: path, reason: reason) }
     guard data.count <= maxFileSize else {
-      throw fail("is \(data.count) bytes, more than the \(maxFileSize) bytes a range table can be; is it the right file?")
+      throw fail(
+        "is \(data.count) bytes, more than the \(maxFileSize) bytes a range table can be; is it the right file?")
     }
     let document: Document
     do { document = try JSONDecoder().decode(Document.self, from: data) } catch let error as DecodingError {
@@ -208,17 +213,19 @@ public struct RangeTable: Sendable, Equatable {
 
   private static func explain(_ error: DecodingError) -> String {
     func at(_ path: [CodingKey]) -> String {
-      path.isEmpty ? "the top level" : path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-        .trimmingCharacters(in: CharacterSet(charactersIn: "."))
+      path.isEmpty
+        ? "the top level"
+        : path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+          .trimmingCharacters(in: CharacterSet(charactersIn: "."))
     }
     switch error {
-    case let .keyNotFound(key, context):
+    case .keyNotFound(let key, let context):
       return "\(at(context.codingPath + [key])) is missing"
-    case let .typeMismatch(type, context):
+    case .typeMismatch(let type, let context):
       return "\(at(context.codingPath)) is not a \(type == Float.self || type == Double.self ? "number" : "\(type)")"
-    case let .valueNotFound(type, context):
+    case .valueNotFound(let type, let context):
       return "\(at(context.codingPath)) is null, expected a \(type)"
-    case let .dataCorrupted(context):
+    case .dataCorrupted(let context):
       return context.codingPath.isEmpty
         ? "is not valid JSON (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))"
         : "\(at(context.codingPath)): \(context.debugDescription)"

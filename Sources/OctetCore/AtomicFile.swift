@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+  import Glibc
 #endif
 
 /// Writes files whole or not at all: the bytes go to a temporary file in the same directory, which is
@@ -29,7 +30,9 @@ public enum AtomicFile {
     }
     do {
       try body(&sink)
-      guard fsync(fd) == 0 else { throw FileError(path: url.path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
+      guard fsync(fd) == 0 else {
+        throw FileError(path: url.path, reason: "fsync failed: \(String(cString: strerror(errno)))")
+      }
       close(fd)
       closed = true
       guard rename(temporary.path, url.path) == 0 else {

@@ -8,11 +8,11 @@ public enum TensorError: Error, CustomStringConvertible, Equatable {
 
   public var description: String {
     switch self {
-    case let .shapeMismatch(name, expected, actual):
+    case .shapeMismatch(let name, let expected, let actual):
       "tensor '\(name)' has shape \(actual), expected \(expected)"
-    case let .missing(name): "tensor '\(name)' is missing"
-    case let .unexpected(name): "tensor '\(name)' is not part of the architecture"
-    case let .nonFinite(name): "tensor '\(name)' holds NaN or infinite values"
+    case .missing(let name): "tensor '\(name)' is missing"
+    case .unexpected(let name): "tensor '\(name)' is not part of the architecture"
+    case .nonFinite(let name): "tensor '\(name)' holds NaN or infinite values"
     }
   }
 }

@@ -72,13 +72,16 @@ public final class FloatExecutor: @unchecked Sendable {
       case .conv(let c):
         let o = c.outChannels
         var w = weights[c.attributes.weight]!.floats()
-        var b = c.attributes.bias != nil ? try floats(c.attributes.bias, name, count: o) : [Float](repeating: 0, count: o)
+        var b =
+          c.attributes.bias != nil ? try floats(c.attributes.bias, name, count: o) : [Float](repeating: 0, count: o)
         var activation = Activation(c.activation)
         var residual: Int? = nil
         // conv → batch_norm, folded
         if let bn = c.batchNorm?.attributes, let bnName = c.batchNorm?.name {
-          let gamma = try floats(bn.weight, bnName, count: o), beta = try floats(bn.bias, bnName, count: o)
-          let mean = try floats(bn.runningMean, bnName, count: o), variance = try floats(bn.runningVariance, bnName, count: o)
+          let gamma = try floats(bn.weight, bnName, count: o)
+          let beta = try floats(bn.bias, bnName, count: o)
+          let mean = try floats(bn.runningMean, bnName, count: o)
+          let variance = try floats(bn.runningVariance, bnName, count: o)
           let eps = Double(bn.epsilon)
           let perChannel = w.count / o
           for c in 0..<o {
@@ -101,13 +104,18 @@ public final class FloatExecutor: @unchecked Sendable {
           strideH: c.attributes.stride[0], strideW: c.attributes.stride[1], padTop: c.padding[0],
           padLeft: c.padding[1], padBottom: c.padding[2], padRight: c.padding[3], groups: c.attributes.groups,
           dilationH: c.attributes.dilation[0], dilationW: c.attributes.dilation[1])
-        step = .conv(PackedConv2D(weightOIHW: w, bias: b, geometry: geometry, activation: activation), input: input, residual: residual)
+        step = .conv(
+          PackedConv2D(weightOIHW: w, bias: b, geometry: geometry, activation: activation), input: input,
+          residual: residual)
       case .batchNorm(let bn):
         let c = layer.shape.last!
-        let gamma = try floats(bn.weight, name, count: c), beta = try floats(bn.bias, name, count: c)
-        let mean = try floats(bn.runningMean, name, count: c), variance = try floats(bn.runningVariance, name, count: c)
+        let gamma = try floats(bn.weight, name, count: c)
+        let beta = try floats(bn.bias, name, count: c)
+        let mean = try floats(bn.runningMean, name, count: c)
+        let variance = try floats(bn.runningVariance, name, count: c)
         let eps = Double(bn.epsilon)
-        var scale = [Float](repeating: 0, count: c), shift = scale
+        var scale = [Float](repeating: 0, count: c)
+        var shift = scale
         for i in 0..<c {
           let f = Double(gamma[i]) / (Double(variance[i]) + eps).squareRoot()
           scale[i] = Float(f)
@@ -149,11 +157,11 @@ public final class FloatExecutor: @unchecked Sendable {
 
   static func inputs(of step: Step) -> [Int] {
     switch step {
-    case let .conv(_, input, residual): [input] + (residual.map { [$0] } ?? [])
-    case let .linear(_, input), let .batchNorm(_, _, input), let .activation(_, input),
-      let .maxPool(_, _, _, input), let .globalAveragePool(input), let .flatten(input):
+    case .conv(_, let input, let residual): [input] + (residual.map { [$0] } ?? [])
+    case .linear(_, let input), .batchNorm(_, _, let input), .activation(_, let input),
+      .maxPool(_, _, _, let input), .globalAveragePool(let input), .flatten(let input):
       [input]
-    case let .add(a, b, _): [a, b]
+    case .add(let a, let b, _): [a, b]
     }
   }
 
@@ -163,32 +171,33 @@ public final class FloatExecutor: @unchecked Sendable {
   /// Runs the network. `input` is `[N, S, S, 3]`; the result is `[N, classes]`.
   /// `observe`, when given, sees every step's output (after fusion) under its graph node name.
   public func run(_ input: Tensor, observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
-    precondition(input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
-                 "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
+    precondition(
+      input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
+      "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
     var values = [Tensor?](repeating: nil, count: slotCount)
     values[0] = input
     for p in steps {
       let result: Tensor
       switch p.step {
-      case let .conv(conv, input, residual):
+      case .conv(let conv, let input, let residual):
         result = conv(values[input]!, residual: residual.map { values[$0]! })
-      case let .linear(linear, input):
+      case .linear(let linear, let input):
         result = linear(values[input]!)
-      case let .batchNorm(scale, shift, input):
+      case .batchNorm(let scale, let shift, let input):
         result = batchNormInference(values[input]!, scale: scale, shift: shift)
-      case let .activation(activation, input):
+      case .activation(let activation, let input):
         var x = values[input]!
         applyActivation(&x, activation)
         result = x
-      case let .add(a, b, activation):
+      case .add(let a, let b, let activation):
         result = add(values[a]!, values[b]!, activation: activation)
-      case let .maxPool(k, s, pads, input):
+      case .maxPool(let k, let s, let pads, let input):
         result = maxPool2D(
           values[input]!, kernelH: k[0], kernelW: k[1], strideH: s[0], strideW: s[1],
           padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3])
-      case let .globalAveragePool(input):
+      case .globalAveragePool(let input):
         result = globalAveragePool(values[input]!)
-      case let .flatten(input):
+      case .flatten(let input):
         let x = values[input]!
         result = Tensor(shape: [x.shape[0], x.count / x.shape[0]], scalars: x.scalars)
       }

@@ -49,12 +49,15 @@ public enum Architecture: String, CaseIterable, Sendable {
     switch self {
     case .resnet50:
       guard ResNet50.matches(weights) || !EfficientNetLite.matches(weights) else {
-        throw .architectureMismatch("these tensors are an EfficientNet-Lite (_conv_stem, _blocks.*), not a ResNet50; use --arch efficientnet-lite")
+        throw .architectureMismatch(
+          "these tensors are an EfficientNet-Lite (_conv_stem, _blocks.*), not a ResNet50; use --arch efficientnet-lite"
+        )
       }
       return try ResNet50.build(from: weights)
     case .efficientnetLite:
       guard EfficientNetLite.matches(weights) || !ResNet50.matches(weights) else {
-        throw .architectureMismatch("these tensors are a torchvision ResNet (conv1, layer1…), not an EfficientNet-Lite; use --arch resnet50")
+        throw .architectureMismatch(
+          "these tensors are a torchvision ResNet (conv1, layer1…), not an EfficientNet-Lite; use --arch resnet50")
       }
       return try EfficientNetLite.build(from: weights, resolution: resolution)
     }

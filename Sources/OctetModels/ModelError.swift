@@ -26,20 +26,21 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
 
   public var description: String {
     switch self {
-    case let .invalidGraph(message): "invalid graph: \(message)"
-    case let .unknownArchitecture(message): message
-    case let .architectureMismatch(message): message
-    case let .tensor(error): error.description
-    case let .tensors(errors):
+    case .invalidGraph(let message): "invalid graph: \(message)"
+    case .unknownArchitecture(let message): message
+    case .architectureMismatch(let message): message
+    case .tensor(let error): error.description
+    case .tensors(let errors):
       errors.count == 1
         ? errors[0].description
-        : "\(errors.count) tensors do not fit the architecture:\n  " + errors.map(\.description).joined(separator: "\n  ")
-    case let .notAModelFile(path, reason): "'\(path)' is not an Octet model file: \(reason)"
-    case let .wrongModelKind(path, found, expected):
+        : "\(errors.count) tensors do not fit the architecture:\n  "
+          + errors.map(\.description).joined(separator: "\n  ")
+    case .notAModelFile(let path, let reason): "'\(path)' is not an Octet model file: \(reason)"
+    case .wrongModelKind(let path, let found, let expected):
       "'\(path)' is \(Self.phrase(found)) (format '\(found)'), but \(Self.phrase(expected)) is expected here"
-    case let .unsupportedFormatVersion(path, found, supported):
+    case .unsupportedFormatVersion(let path, let found, let supported):
       "'\(path)' has model format version \(found); this Octet reads versions \(supported). Upgrade Octet, or re-import the checkpoint with this one (`octet import`)."
-    case let .damaged(path, reason, remedy):
+    case .damaged(let path, let reason, let remedy):
       "'\(path)' is damaged: \(reason); \(remedy)"
     }
   }

@@ -48,7 +48,9 @@ public enum ModelFile {
   /// the tensor checksums (version 2), the graph, and that every weight is finite float32.
   public static func decode(tensors: TensorDictionary, metadata: [String: String], path: String) throws -> Model {
     guard let format = metadata["octet.format"] else {
-      throw ModelError.notAModelFile(path: path, reason: "its safetensors metadata has no 'octet.format'; import a checkpoint with `octet import` first")
+      throw ModelError.notAModelFile(
+        path: path,
+        reason: "its safetensors metadata has no 'octet.format'; import a checkpoint with `octet import` first")
     }
     guard format == floatFormat else {
       throw ModelError.wrongModelKind(path: path, found: format, expected: floatFormat)
@@ -74,7 +76,10 @@ public enum ModelFile {
     try graph.validate()
     var missing: [TensorError] = []
     for name in graph.tensorNames {
-      guard let t = tensors[name] else { missing.append(.missing(name: name)); continue }
+      guard let t = tensors[name] else {
+        missing.append(.missing(name: name))
+        continue
+      }
       if t.type != .float32 {
         throw ModelError.notAModelFile(path: path, reason: "tensor '\(name)' is \(t.type.rawValue), expected F32")
       }

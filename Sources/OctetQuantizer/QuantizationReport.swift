@@ -117,11 +117,13 @@ public struct QuantizationReport: Codable, Sendable, Equatable {
   /// whether it matters, e.g. "31 output channel(s) in 6 layer(s): weight scale raised … (docs/…); accuracy effect: …".
   public var warningSummary: [String] {
     Dictionary(grouping: warnings, by: \.kind).sorted {
-      QuantizationWarning.Kind.allCases.firstIndex(of: $0.key)! < QuantizationWarning.Kind.allCases.firstIndex(of: $1.key)!
+      QuantizationWarning.Kind.allCases.firstIndex(of: $0.key)! < QuantizationWarning.Kind.allCases.firstIndex(
+        of: $1.key)!
     }.map { kind, list in
       let count = list.reduce(0) { $0 + $1.count }
       let layers = Set(list.map(\.node)).count
-      return "\(count) \(kind.unit) in \(layers) layer(s): \(kind.summary) (\(kind.section)); accuracy effect: \(kind.effect)"
+      return
+        "\(count) \(kind.unit) in \(layers) layer(s): \(kind.summary) (\(kind.section)); accuracy effect: \(kind.effect)"
     }
   }
 }

@@ -148,7 +148,8 @@ public enum Quantizer {
       warnings.append(
         .init(
           node: node,
-          message: "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))",
+          message:
+            "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))",
           kind: .weightScaleRaised, channels: raised))
     }
     // A saturated bias is always clamped for headroom too: one warning for both.
@@ -174,8 +175,7 @@ public enum Quantizer {
   /// what 31 bits at shift 62 represent at full precision.
   static func multiplier(
     _ real: Double, node: String, what: String, channel: Int? = nil, warnings: inout [QuantizationWarning]
-  ) throws -> RequantMultiplier
-  {
+  ) throws -> RequantMultiplier {
     let m: RequantMultiplier
     do { m = try RequantMultiplier(real: real) } catch {
       throw QuantizerError.layer(node, "\(what): \(error)")

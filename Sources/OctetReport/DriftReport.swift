@@ -41,9 +41,13 @@ struct LayerAccumulator {
 
   mutating func add(float f: [Float], dequantized q: [Float]) {
     precondition(f.count == q.count)
-    var s = 0.0, n = 0.0, d = 0.0, p = 0.0
+    var s = 0.0
+    var n = 0.0
+    var d = 0.0
+    var p = 0.0
     for i in 0..<f.count {
-      let a = Double(f[i]), b = Double(q[i])
+      let a = Double(f[i])
+      let b = Double(q[i])
       s += a * a
       n += (a - b) * (a - b)
       d += a * b
@@ -87,7 +91,9 @@ public final class DriftComparison: @unchecked Sendable {
     else {
       throw FileError(
         path: quantized.info.source ?? "int8 model",
-        reason: "does not match the float model (\(model.info.architecture), input \(model.info.inputSize), \(model.info.classes) classes): it was quantized from another model")
+        reason:
+          "does not match the float model (\(model.info.architecture), input \(model.info.inputSize), \(model.info.classes) classes): it was quantized from another model"
+      )
     }
     // Residual adds stay unfused so the float side has every tensor the int8 graph quantizes.
     float = try FloatExecutor(model: model, fuseResidualAdd: false)
@@ -135,7 +141,9 @@ public final class DriftComparison: @unchecked Sendable {
   /// statistic and of `count`).
   public func run(
     _ entries: [LabeledFolder.Entry], threads: Int, progress: @Sendable (Int, Double) -> Void = { _, _ in },
-    decode: @Sendable (_ url: URL, _ index: Int) throws -> RGBImage? = { url, _ in try ImageDecoder.decode(contentsOf: url) }
+    decode: @Sendable (_ url: URL, _ index: Int) throws -> RGBImage? = { url, _ in
+      try ImageDecoder.decode(contentsOf: url)
+    }
   ) throws -> DriftReport {
     struct Totals {
       var done = 0

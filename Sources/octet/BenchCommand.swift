@@ -111,10 +111,12 @@ struct BenchCommand: ParsableCommand {
     }
     for _ in 0..<warmup { runOnce() }
     if paced {
-      try servePaced(runOnce, header: [
-        "model": model, "architecture": loaded.info.architecture, "runtime": runtime, "backend": backend,
-        "threads": String(threads), "batch": String(batch),
-      ])
+      try servePaced(
+        runOnce,
+        header: [
+          "model": model, "architecture": loaded.info.architecture, "runtime": runtime, "backend": backend,
+          "threads": String(threads), "batch": String(batch),
+        ])
       return
     }
     var times: [Double] = []

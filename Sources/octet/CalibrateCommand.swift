@@ -21,16 +21,28 @@ struct CalibrateCommand: ParsableCommand {
   @Argument(help: "The float model: an Octet model file, or a checkpoint imported on the fly.")
   var model: String
 
-  @Option(help: "A folder of images: the files of its labels.tsv when it has one, else every .jpg/.jpeg/.png, sorted (default with --recipe: the recipe's folder).")
+  @Option(
+    help:
+      "A folder of images: the files of its labels.tsv when it has one, else every .jpg/.jpeg/.png, sorted (default with --recipe: the recipe's folder)."
+  )
   var images: String?
 
-  @Option(help: "minmax, percentile[:P] (default P 99.99), entropy or mse (default: the recipe's, else \(CalibrationMethod.default.description)).")
+  @Option(
+    help:
+      "minmax, percentile[:P] (default P 99.99), entropy or mse (default: the recipe's, else \(CalibrationMethod.default.description))."
+  )
   var method: String?
 
-  @Option(help: "Use N images spread evenly over the folder's list (keeps class coverage when it is sorted by class; default: the recipe's count, else all).")
+  @Option(
+    help:
+      "Use N images spread evenly over the folder's list (keeps class coverage when it is sorted by class; default: the recipe's count, else all)."
+  )
   var limit: Int?
 
-  @Option(help: "A calibration recipe (Calibration/*.json): its method, image count and folder become the defaults of --method, --limit and --images, which override them.")
+  @Option(
+    help:
+      "A calibration recipe (Calibration/*.json): its method, image count and folder become the defaults of --method, --limit and --images, which override them."
+  )
   var recipe: String?
 
   @Option(help: "Images run at once, one per thread (default: all cores).")
@@ -70,14 +82,17 @@ struct CalibrateCommand: ParsableCommand {
     if self.images == nil, !FileManager.default.fileExists(atPath: images) {
       throw FileError(
         path: images,
-        reason: "the folder of the recipe \(self.recipe!) does not exist here (run Scripts/setup.sh from the repository root, "
+        reason:
+          "the folder of the recipe \(self.recipe!) does not exist here (run Scripts/setup.sh from the repository root, "
           + "or give the calibration images with --images DIR)")
     }
     // The folder is listed before the model is loaded: a typo fails at once.
     let all = try CalibrationImages.list(folder: images)
     let count = limit ?? recipe?.images
     if let recipe, limit == nil, recipe.images > all.count {
-      warn("the recipe \(self.recipe!) calibrates on \(recipe.images) images; \(images) has \(all.count): using all of them")
+      warn(
+        "the recipe \(self.recipe!) calibrates on \(recipe.images) images; \(images) has \(all.count): using all of them"
+      )
     }
     let urls = CalibrationImages.spread(all, count: count)
     let floatModel = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
@@ -89,7 +104,8 @@ struct CalibrateCommand: ParsableCommand {
     if let recipe {
       print(
         "recipe \(self.recipe!): method \(method.description)\(self.method == nil ? "" : " (--method)"), "
-          + "\(urls.count) images\(limit == nil ? "" : " (--limit)") from \(images)\(self.images == nil ? "" : " (--images)")")
+          + "\(urls.count) images\(limit == nil ? "" : " (--limit)") from \(images)\(self.images == nil ? "" : " (--images)")"
+      )
     }
     let calibrator = try Calibrator(model: floatModel, method: method)
     let bar = Mutex(ProgressBar(total: urls.count, label: "calibrate"))
@@ -107,7 +123,9 @@ struct CalibrateCommand: ParsableCommand {
     bar.withLock { $0.finish() }
     for name in result.constantTensors {
       let entry = result.table[name]!
-      warn("tensor '\(name)' is constant (\(entry.observedMin)) over all images; its range is [\(entry.min), \(entry.max)]")
+      warn(
+        "tensor '\(name)' is constant (\(entry.observedMin)) over all images; its range is [\(entry.min), \(entry.max)]"
+      )
     }
     try result.table.write(to: URL(fileURLWithPath: output))
     let skipped = result.skipped.isEmpty ? "" : ", \(result.skipped.count) skipped (unreadable)"

@@ -119,14 +119,18 @@ struct CompareCommand: ParsableCommand {
       warnings: Self.warnings(
         compared: drift.count, overlapping: overlapping, calibrationCount: quantized.calibrationImages?.count))
 
-    print(String(format: "%@ on %d images (%.1f s)", float.info.architecture, drift.count, Date().timeIntervalSince(start)))
+    print(
+      String(format: "%@ on %d images (%.1f s)", float.info.architecture, drift.count, Date().timeIntervalSince(start)))
     print(String(format: "  float  top-1 %6.2f%%  top-5 %6.2f%%", drift.float.top1 * 100, drift.float.top5 * 100))
     print(String(format: "  int8   top-1 %6.2f%%  top-5 %6.2f%%", drift.int8.top1 * 100, drift.int8.top5 * 100))
-    print(String(format: "  drift  top-1 %+6.2f points, top-1 agreement %.2f%%",
-                 (drift.int8.top1 - drift.float.top1) * 100, drift.top1_agreement * 100))
-    print(drift.not_quantized.isEmpty
-          ? "  every operator runs in integers"
-          : "  NOT quantized (float graph nodes with no int8 node): \(drift.not_quantized.joined(separator: ", "))")
+    print(
+      String(
+        format: "  drift  top-1 %+6.2f points, top-1 agreement %.2f%%",
+        (drift.int8.top1 - drift.float.top1) * 100, drift.top1_agreement * 100))
+    print(
+      drift.not_quantized.isEmpty
+        ? "  every operator runs in integers"
+        : "  NOT quantized (float graph nodes with no int8 node): \(drift.not_quantized.joined(separator: ", "))")
     if !drift.unmatched.isEmpty {
       print("  int8 tensors with no float counterpart: \(drift.unmatched.joined(separator: ", "))")
     }
@@ -146,7 +150,9 @@ struct CompareCommand: ParsableCommand {
   }
 
   /// The evaluation images whose file bytes have the SHA-256 of a calibration image, in `entries` order.
-  static func calibrationOverlap(_ entries: [LabeledFolder.Entry], _ calibration: [String], threads: Int) throws -> [URL] {
+  static func calibrationOverlap(_ entries: [LabeledFolder.Entry], _ calibration: [String], threads: Int) throws
+    -> [URL]
+  {
     let known = Set(calibration)
     let found = Mutex([Bool](repeating: false, count: entries.count))
     try forEachInParallel(entries.count, threads: threads) { index in

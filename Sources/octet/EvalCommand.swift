@@ -55,7 +55,8 @@ struct EvalCommand: ParsableCommand {
     let classifier = try Classifier(contentsOf: URL(fileURLWithPath: model), backend: backendOption.backend)
     let classes = classifier.info.classes
     if let outside = allEntries.first(where: { $0.label >= classes }) {
-      throw FileError(path: outside.url.path, reason: "is labeled \(outside.label), but the model has \(classes) classes")
+      throw FileError(
+        path: outside.url.path, reason: "is labeled \(outside.label), but the model has \(classes) classes")
     }
     let entries = Array(allEntries.prefix(limit ?? allEntries.count))
     // Workers take images in order; the executor is safe to share (each call has its own scratch).

@@ -31,7 +31,8 @@ struct ImportCommand: ParsableCommand {
 
   func run() throws {
     let start = Date()
-    let model = try ModelLoader.load(contentsOf: URL(fileURLWithPath: checkpoint), architecture: arch, resolution: resolution)
+    let model = try ModelLoader.load(
+      contentsOf: URL(fileURLWithPath: checkpoint), architecture: arch, resolution: resolution)
     // Building the plan checks every layer's shapes before anything is written.
     _ = try FloatExecutor(model: model)
     try ModelFile.write(model, to: URL(fileURLWithPath: output))

@@ -7,7 +7,10 @@ struct OctetCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "octet",
     abstract: "Int8 post-training quantization for ImageNet CNNs: import, classify, evaluate, benchmark.",
-    subcommands: [ImportCommand.self, ClassifyCommand.self, EvalCommand.self, BenchCommand.self, CalibrateCommand.self, QuantizeCommand.self, CompareCommand.self]
+    subcommands: [
+      ImportCommand.self, ClassifyCommand.self, EvalCommand.self, BenchCommand.self, CalibrateCommand.self,
+      QuantizeCommand.self, CompareCommand.self,
+    ]
   )
 }
 

@@ -129,8 +129,10 @@ struct QuantizeCommand: ParsableCommand {
       }
     }
     if let json {
-      try writeJSON(Self.report(result, model: model, architecture: floatModel.info.architecture,
-                                ranges: ranges, output: output, weightBits: weightBits), to: json)
+      try writeJSON(
+        Self.report(
+          result, model: model, architecture: floatModel.info.architecture,
+          ranges: ranges, output: output, weightBits: weightBits), to: json)
     }
     print("wrote \(output) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
   }

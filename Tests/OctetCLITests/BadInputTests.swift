@@ -20,11 +20,15 @@ enum Lite0Files {
     let dir = try Paths.temporaryDirectory()
     let files = Files(
       dir: dir, float: dir.appendingPathComponent("lite0.safetensors"),
-      ranges: dir.appendingPathComponent("lite0-ranges.json"), int8: dir.appendingPathComponent("lite0-int8.safetensors"))
+      ranges: dir.appendingPathComponent("lite0-ranges.json"),
+      int8: dir.appendingPathComponent("lite0-int8.safetensors"))
     for step in [
       ["import", Paths.lite0!.path, "-o", files.float.path],
-      ["calibrate", files.float.path, "--images", TestData.calibrationImages.path, "--limit", "2", "--method", "minmax",
-       "-o", files.ranges.path],
+      [
+        "calibrate", files.float.path, "--images", TestData.calibrationImages.path, "--limit", "2", "--method",
+        "minmax",
+        "-o", files.ranges.path,
+      ],
       ["quantize", files.float.path, "--ranges", files.ranges.path, "-o", files.int8.path],
     ] {
       let result = try OctetProcess.run(step)
@@ -87,7 +91,8 @@ struct BadInputTests {
     let dir = try Paths.temporaryDirectory()
     let out = dir.appendingPathComponent("m.safetensors")
     let result = try OctetProcess.run(["import", Paths.lite0!.path, "--arch", "resnet50", "-o", out.path])
-    expectCleanFailure(result, mentions: [Paths.lite0!.lastPathComponent, "not a ResNet50", "--arch efficientnet-lite"], noFile: out)
+    expectCleanFailure(
+      result, mentions: [Paths.lite0!.lastPathComponent, "not a ResNet50", "--arch efficientnet-lite"], noFile: out)
   }
 
   @Test func missingTensorIsNamed() throws {
@@ -129,7 +134,8 @@ struct BadInputTests {
     let resnet = TestData.resNet50!
     let result = try OctetProcess.run(["quantize", resnet.path, "--ranges", files.ranges.path, "-o", out.path])
     expectCleanFailure(
-      result, mentions: [files.ranges.path, "ranges of efficientnet-lite0", "is resnet50", "octet calibrate"], noFile: out)
+      result, mentions: [files.ranges.path, "ranges of efficientnet-lite0", "is resnet50", "octet calibrate"],
+      noFile: out)
   }
 
   @Test func newerFormatVersionSaysUpgrade() throws {
@@ -137,7 +143,8 @@ struct BadInputTests {
     let dir = try Paths.temporaryDirectory()
     let image = try TestData.firstValImage().path
     for (source, kind, remedy) in [
-      (files.int8, "int8 format version 99", "octet quantize"), (files.float, "model format version 99", "octet import"),
+      (files.int8, "int8 format version 99", "octet quantize"),
+      (files.float, "model format version 99", "octet import"),
     ] {
       let newer = dir.appendingPathComponent("v99-\(source.lastPathComponent)")
       try rewriteSafeTensors(source, to: newer) { _, metadata in metadata["octet.format_version"] = "99" }

@@ -29,7 +29,8 @@ struct OctetProcess {
     process.executableURL = binary
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     process.standardOutput = out
     process.standardError = err
     // Without `input`, standard input is the test's own; with it, a pipe that ends after `input`.
@@ -88,20 +89,24 @@ func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL?
     for spec in ResNet50.specs(classes: 10) {
       var shape = spec.shape
       if spec.name == "layer2.1.conv2.weight" { shape = [128, 128, 5, 5] }
-      tensors[spec.name] = HostTensor(type: .float32, shape: shape, bytes: [UInt8](repeating: 0, count: shape.reduce(1, *) * 4))
+      tensors[spec.name] = HostTensor(
+        type: .float32, shape: shape, bytes: [UInt8](repeating: 0, count: shape.reduce(1, *) * 4))
     }
     let checkpoint = dir.appendingPathComponent("bad.safetensors")
     try SafeTensors.write(tensors, to: checkpoint)
     let out = dir.appendingPathComponent("model.safetensors")
     let result = try OctetProcess.run(["import", checkpoint.path, "-o", out.path])
-    expectCleanFailure(result, mentions: ["layer2.1.conv2.weight", "[128, 128, 5, 5]", "[128, 128, 3, 3]"], noFile: out)
+    expectCleanFailure(
+      result, mentions: ["layer2.1.conv2.weight", "[128, 128, 5, 5]", "[128, 128, 3, 3]"], noFile: out)
   }
 
   @Test func notAnImageIsNamed() throws {
     let dir = try Paths.temporaryDirectory()
     let fake = dir.appendingPathComponent("notes.png")
     try Data("just text\n".utf8).write(to: fake)
-    let result = try OctetProcess.run(["classify", Paths.fixtures.appendingPathComponent("tiny_zip.pth").path, fake.path])
+    let result = try OctetProcess.run([
+      "classify", Paths.fixtures.appendingPathComponent("tiny_zip.pth").path, fake.path,
+    ])
     // The tiny checkpoint is no known architecture, and that is found first: also a clear error.
     expectCleanFailure(result, mentions: ["tiny_zip.pth"])
   }
@@ -127,7 +132,9 @@ func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL?
 
   @Test func missingCheckpointIsNamed() throws {
     let dir = try Paths.temporaryDirectory()
-    let result = try OctetProcess.run(["import", dir.appendingPathComponent("absent.pth").path, "-o", dir.appendingPathComponent("m.safetensors").path])
+    let result = try OctetProcess.run([
+      "import", dir.appendingPathComponent("absent.pth").path, "-o", dir.appendingPathComponent("m.safetensors").path,
+    ])
     expectCleanFailure(result, mentions: ["absent.pth", "no such file"])
   }
 }
@@ -142,9 +149,12 @@ struct CLIEndToEndTests {
     #expect(imported.stdout.contains("efficientnet-lite0"))
 
     let labels = try String(contentsOf: Paths.valImages.appendingPathComponent("labels.tsv"), encoding: .utf8)
-    let firstTwo = labels.split(separator: "\n").prefix(2).map { Paths.valImages.appendingPathComponent(String($0.split(separator: "\t")[0])).path }
+    let firstTwo = labels.split(separator: "\n").prefix(2).map {
+      Paths.valImages.appendingPathComponent(String($0.split(separator: "\t")[0])).path
+    }
     let classifyJSON = dir.appendingPathComponent("classify.json")
-    let classified = try OctetProcess.run(["classify", model.path] + firstTwo + ["--top", "3", "--json", classifyJSON.path])
+    let classified = try OctetProcess.run(
+      ["classify", model.path] + firstTwo + ["--top", "3", "--json", classifyJSON.path])
     #expect(classified.status == 0, "\(classified.stderr)")
     let report = try JSONSerialization.jsonObject(with: Data(contentsOf: classifyJSON)) as! [String: Any]
     let results = report["results"] as! [[String: Any]]
@@ -155,11 +165,14 @@ struct CLIEndToEndTests {
     #expect(top[0]["name"] is String && top[0]["index"] is Int && top[0]["probability"] is Double)
 
     let evalJSON = dir.appendingPathComponent("eval.json")
-    let evaluated = try OctetProcess.run(["eval", model.path, "--images", Paths.valImages.path, "--limit", "8", "--json", evalJSON.path])
+    let evaluated = try OctetProcess.run([
+      "eval", model.path, "--images", Paths.valImages.path, "--limit", "8", "--json", evalJSON.path,
+    ])
     #expect(evaluated.status == 0, "\(evaluated.stderr)")
     let eval = try JSONSerialization.jsonObject(with: Data(contentsOf: evalJSON)) as! [String: Any]
     #expect(eval["count"] as? Int == 8)
-    let top1 = try #require(eval["top1"] as? Double), top5 = try #require(eval["top5"] as? Double)
+    let top1 = try #require(eval["top1"] as? Double)
+    let top5 = try #require(eval["top5"] as? Double)
     #expect((0...1).contains(top1) && top1 <= top5 && top5 <= 1)
     // EfficientNet-Lite0 in float has about 75 % top-1 and 92 % top-5 on ImageNet: on 8 images,
     // fewer than 4 right (top-1) or 5 (top-5) has odds under 3 % and 0.5 % (binomial). The model
@@ -201,7 +214,8 @@ struct CLIInt8PipelineTests {
     // in 3 has odds under 1 %).
     for key in ["float", "int8"] {
       let accuracy = try #require(json[key] as? [String: Any])
-      let top1 = try #require(accuracy["top1"] as? Double), top5 = try #require(accuracy["top5"] as? Double)
+      let top1 = try #require(accuracy["top1"] as? Double)
+      let top5 = try #require(accuracy["top5"] as? Double)
       #expect(top1 >= 1.0 / 3 && top5 >= 2.0 / 3 && top1 <= top5 && top5 <= 1, "\(key): top-1 \(top1), top-5 \(top5)")
     }
     let agreement = try #require(json["top1_agreement"] as? Double)
@@ -236,7 +250,9 @@ struct CLIInt8PipelineTests {
     #expect(badCount.stdout.split(separator: "\n").count == 2, "the first request was answered: \(badCount.stdout)")
 
     // A float model where an int8 one is expected is a clear error.
-    let wrong = try OctetProcess.run(["compare", model.path, model.path, "--images", Paths.valImages.path, "--limit", "1"])
+    let wrong = try OctetProcess.run([
+      "compare", model.path, model.path, "--images", Paths.valImages.path, "--limit", "1",
+    ])
     expectCleanFailure(wrong, mentions: ["compare: <int8-model> '\(model.path)' is a float model"])
   }
 }

@@ -5,7 +5,7 @@ import OctetTestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+  import Glibc
 #endif
 
 /// `octet quantize` SIGKILLed at many moments while it writes over an existing model file: the
@@ -67,11 +67,13 @@ struct KillDuringWriteTests {
       #expect(Set(AtomicFile.staleTemporaries(of: destination).map(\.lastPathComponent)) == Set(temporaries))
       // A temporary of this very process means it was killed between creating it and the rename.
       let midWrite = temporaries.contains { $0.contains(".\(process.processIdentifier).") }
-      let key = "\(watchTemporary ? "at-write" : "random"): \(outcome?.rawValue ?? "BAD")\(midWrite ? " (killed mid-write)" : "")"
+      let key =
+        "\(watchTemporary ? "at-write" : "random"): \(outcome?.rawValue ?? "BAD")\(midWrite ? " (killed mid-write)" : "")"
       tally[key, default: 0] += 1
     }
-    print("kill test (\(runs) runs, full run \(String(format: "%.2f", duration)) s): destination is",
-          tally.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+    print(
+      "kill test (\(runs) runs, full run \(String(format: "%.2f", duration)) s): destination is",
+      tally.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
 
     // The next complete write leaves the new file and no temporary at all.
     #expect(try OctetProcess.run(arguments).status == 0)

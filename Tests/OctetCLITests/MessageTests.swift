@@ -67,7 +67,8 @@ private let usageError: Int32 = 64
     let checkpoint = Paths.fixtures.appendingPathComponent("tiny_zip.pth")
     let withCheckpoint = try OctetProcess.run(["compare", int8.path, checkpoint.path, "--images", dir.path])
     #expect(withCheckpoint.status == usageError)
-    #expect(firstLine(withCheckpoint.stderr).contains("'\(checkpoint.path)' is a checkpoint; the float model comes first"))
+    #expect(
+      firstLine(withCheckpoint.stderr).contains("'\(checkpoint.path)' is a checkpoint; the float model comes first"))
 
     let twoInt8 = try OctetProcess.run(["compare", int8.path, int8.path, "--images", dir.path])
     #expect(twoInt8.status == usageError)
@@ -204,7 +205,11 @@ struct Lite0MessageTests {
         "  \(raised.count) output channel(s) in \(raisedLayers) layer(s): weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) (docs/quantization.md §5, §13); accuracy effect: negligible: the channel's weights are near 0 and its bias, which carries the output, is kept; the error added is at most K·255/2^31 of |bias| for K weights (< 0.02 % for K ≤ 1152)"
       ), "\(result.stdout)")
     let zeroLayers = Set(zero.map { $0["layer"] as! String }).count
-    #expect(lines.contains { $0.hasPrefix("  \(zero.count) output channel(s) in \(zeroLayers) layer(s): all weights 0 after BatchNorm folding") })
+    #expect(
+      lines.contains {
+        $0.hasPrefix(
+          "  \(zero.count) output channel(s) in \(zeroLayers) layer(s): all weights 0 after BatchNorm folding")
+      })
     // Without --verbose no per-layer line: the header, two kind lines, and the summary lines around them.
     #expect(!lines.contains { $0.contains("in output channel(s) [") }, "\(result.stdout)")
     let kinds = try #require(report["warning_kinds"] as? [[String: Any]])
@@ -235,7 +240,8 @@ struct Lite0MessageTests {
     let result = try OctetProcess.run(["calibrate", files.float.path, "--recipe", recipe.path, "-o", table.path])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(
-      result.stdout.contains("recipe \(recipe.path): method minmax, 2 images from \(TestData.calibrationImages.path)\n"),
+      result.stdout.contains(
+        "recipe \(recipe.path): method minmax, 2 images from \(TestData.calibrationImages.path)\n"),
       "\(result.stdout)")
     let written = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: table)) as? [String: Any])
     #expect(written["method"] as? String == "minmax")
@@ -248,8 +254,11 @@ struct Lite0MessageTests {
     #expect(first["sha256"] == SHA256.hex(Array(bytes)))
 
     let overridden = try OctetProcess.run(
-      ["calibrate", files.float.path, "--recipe", recipe.path, "--images", TestData.calibrationImages.path, "--limit", "1",
-       "--method", "percentile:99.9", "-o", table.path])
+      [
+        "calibrate", files.float.path, "--recipe", recipe.path, "--images", TestData.calibrationImages.path, "--limit",
+        "1",
+        "--method", "percentile:99.9", "-o", table.path,
+      ])
     #expect(overridden.status == 0, "\(overridden.stderr)")
     #expect(
       overridden.stdout.contains(
@@ -262,7 +271,10 @@ struct Lite0MessageTests {
       .write(to: other)
     let out = dir.appendingPathComponent("other.json")
     let wrong = try OctetProcess.run(
-      ["calibrate", files.float.path, "--recipe", other.path, "--images", TestData.calibrationImages.path, "-o", out.path])
+      [
+        "calibrate", files.float.path, "--recipe", other.path, "--images", TestData.calibrationImages.path, "-o",
+        out.path,
+      ])
     expectCleanFailure(wrong, mentions: ["'\(other.path)': a recipe for resnet50", "efficientnet-lite0"], noFile: out)
 
     // The int8 model made from Lite0Files' table carries the table's digests.
@@ -271,7 +283,8 @@ struct Lite0MessageTests {
         as? [[String: String]]
     ).map { $0["sha256"]! }
     let (_, metadata) = try SafeTensors.read(contentsOf: files.int8)
-    let carried = try JSONDecoder().decode([String].self, from: Data(try #require(metadata["octet.calibration_sha256"]).utf8))
+    let carried = try JSONDecoder().decode(
+      [String].self, from: Data(try #require(metadata["octet.calibration_sha256"]).utf8))
     #expect(carried == tableDigests && carried.count == 2)
   }
 
@@ -302,7 +315,10 @@ struct Lite0MessageTests {
       ["compare", files.float.path, files.int8.path, "--images", dir.path, "--json", json.path, "--threads", "1"])
     #expect(result.status == 0, "\(result.stderr)")
     let stderr = result.stderr.split(separator: "\n").map(String.init)
-    #expect(stderr.contains("warning: skipped \(dir.appendingPathComponent("text.JPEG").path): 'text.JPEG' is not a JPEG or PNG file (its first bytes match neither signature)"))
+    #expect(
+      stderr.contains(
+        "warning: skipped \(dir.appendingPathComponent("text.JPEG").path): 'text.JPEG' is not a JPEG or PNG file (its first bytes match neither signature)"
+      ))
     // Matched by content, whatever the file is called.
     #expect(
       stderr.contains(
@@ -319,7 +335,10 @@ struct Lite0MessageTests {
     #expect(report["calibration_overlap_images"] as? [String] == ["renamed-\(calibrated)"])
     #expect(report["points_per_image"] as? Double == 50)
     #expect((report["warnings"] as? [String])?.count == 2)
-    #expect((report["unreadable"] as? [[String: String]])?.map { $0["image"] } == [dir.appendingPathComponent("text.JPEG").path])
+    #expect(
+      (report["unreadable"] as? [[String: String]])?.map { $0["image"] } == [
+        dir.appendingPathComponent("text.JPEG").path
+      ])
     #expect(report["top1_agreement"] is Double)
 
     let strictJSON = dir.appendingPathComponent("strict.json")

@@ -55,7 +55,9 @@ import Testing
     #expect {
       try calibrator.calibrate(images: [bad], threads: 2)
     } throws: { error in
-      guard case let .tooManyUnreadableImages(failed, total, first) = error as? CalibrationError else { return false }
+      guard case .tooManyUnreadableImages(let failed, let total, let first) = error as? CalibrationError else {
+        return false
+      }
       return failed == 1 && total == 1 && first.contains("broken.jpg")
     }
   }

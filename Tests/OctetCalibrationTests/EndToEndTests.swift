@@ -7,11 +7,13 @@ import Testing
 @testable import OctetCalibration
 
 /// EfficientNet-Lite0 on 8 calibration images (../shared's ImageNet ones, else setup.sh's photos).
-@Suite(.enabled(if: TestData.lite0 != nil && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsLite0AndImages)))
+@Suite(
+  .enabled(if: TestData.lite0 != nil && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsLite0AndImages)))
 struct EndToEndTests {
   @Test(arguments: [CalibrationMethod.percentile(99.99), .entropy, .mse, .minmax])
   func efficientNetLite0(method: CalibrationMethod) throws {
-    let model = try Architecture.efficientnetLite.build(from: try PyTorchCheckpoint.load(contentsOf: try #require(TestData.lite0)))
+    let model = try Architecture.efficientnetLite.build(
+      from: try PyTorchCheckpoint.load(contentsOf: try #require(TestData.lite0)))
     let calibrator = try Calibrator(model: model, method: method)
     let images = CalibrationImages.spread(try CalibrationImages.list(folder: TestData.calibrationImages.path), count: 8)
     let result = try calibrator.calibrate(images: images, threads: 2)
@@ -38,7 +40,8 @@ struct EndToEndTests {
 
   /// The table does not depend on the number of threads (exact merging).
   @Test func threadsDoNotChangeTheTable() throws {
-    let model = try Architecture.efficientnetLite.build(from: try PyTorchCheckpoint.load(contentsOf: try #require(TestData.lite0)))
+    let model = try Architecture.efficientnetLite.build(
+      from: try PyTorchCheckpoint.load(contentsOf: try #require(TestData.lite0)))
     let calibrator = try Calibrator(model: model, method: .entropy)
     let images = CalibrationImages.spread(try CalibrationImages.list(folder: TestData.calibrationImages.path), count: 4)
     let one = try calibrator.calibrate(images: images, threads: 1).table

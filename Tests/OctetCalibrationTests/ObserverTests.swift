@@ -77,7 +77,8 @@ import Testing
     let a = g.gaussians(30_000, sigma: 0.01, mean: 0.2) + [0, 0, 0]
     let b = g.laplace(20_000, b: 3) + [150]
     let c = g.floats(5_000, in: -1000 ... -999)
-    var left = HistogramObserver(binCount: 1024), right = HistogramObserver(binCount: 1024)
+    var left = HistogramObserver(binCount: 1024)
+    var right = HistogramObserver(binCount: 1024)
     var whole = HistogramObserver(binCount: 1024)
     left.observe(a)
     right.observe(c)
@@ -93,7 +94,9 @@ import Testing
     var empty = HistogramObserver(binCount: 1024)
     empty.merge(whole)
     #expect(empty == whole)
-    var minMaxLeft = MinMaxObserver(), minMaxRight = MinMaxObserver(), minMaxWhole = MinMaxObserver()
+    var minMaxLeft = MinMaxObserver()
+    var minMaxRight = MinMaxObserver()
+    var minMaxWhole = MinMaxObserver()
     minMaxLeft.observe(a)
     minMaxRight.observe(b + c)
     minMaxLeft.merge(minMaxRight)
@@ -123,7 +126,8 @@ import Testing
       var observer = HistogramObserver()
       observer.observe(g.floats(50_000, in: lo...hi))
       let used = Double(hi - lo) / observer.binWidth
-      #expect(used > Double(observer.binCount) / 2 - 2 && used <= Double(observer.binCount), "[\(lo), \(hi)]: \(used) bins")
+      #expect(
+        used > Double(observer.binCount) / 2 - 2 && used <= Double(observer.binCount), "[\(lo), \(hi)]: \(used) bins")
     }
   }
 

@@ -8,7 +8,8 @@ import Testing
   /// The KL search against the definition written out plainly: build P and Q for every candidate,
   /// normalize, sum p·log(p/q).
   static func bruteForceKL(_ h: [Double], levels: Int) -> Int {
-    var best = h.count, bestKL = Double.infinity
+    var best = h.count
+    var bestKL = Double.infinity
     for i in levels...h.count {
       var p = Array(h[0..<i])
       p[i - 1] += h[i...].reduce(0, +)
@@ -49,7 +50,8 @@ import Testing
   @Test(arguments: [UInt64(31), 32])
   func entropyClipsOutliers(seed: UInt64) {
     var g = SeededGenerator(seed: seed)
-    var twoSided = HistogramObserver(), relu = HistogramObserver()
+    var twoSided = HistogramObserver()
+    var relu = HistogramObserver()
     for _ in 0..<5 {
       let batch = g.laplace(200_000, b: 1)
       twoSided.observe(batch + [100, -80])
@@ -67,7 +69,8 @@ import Testing
   /// (x − hi)², far more than the rounding it saves (the continuous optimum is 0.16 % inside).
   @Test func mseOfUniformIsItsRange() {
     var g = SeededGenerator(seed: 41)
-    var positive = HistogramObserver(), mixed = HistogramObserver()
+    var positive = HistogramObserver()
+    var mixed = HistogramObserver()
     for _ in 0..<10 {
       positive.observe(g.floats(100_000, in: 0...1))
       mixed.observe(g.floats(100_000, in: -1...3))
@@ -88,7 +91,8 @@ import Testing
     let xs = g.gaussians(100_000)
     var observer = HistogramObserver()
     observer.observe(xs)
-    var bestC = 0.0, bestError = Double.infinity
+    var bestC = 0.0
+    var bestError = Double.infinity
     for step in 0...150 {
       let c = 2.5 + 0.02 * Double(step)
       let e = quantizationMSE(xs, lo: -c, hi: c)

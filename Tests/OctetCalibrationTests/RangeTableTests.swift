@@ -26,7 +26,10 @@ import Testing
     #expect(back == Self.table)
     let text = try String(contentsOf: url, encoding: .utf8)
     // One tensor a line, keys in a fixed order: diffable.
-    #expect(text.contains("\n    {\"name\": \"layer1.0.relu1\", \"min\": 0.0, \"max\": 5.9999, \"observed_min\": 0.0, \"observed_max\": 6.0},\n"))
+    #expect(
+      text.contains(
+        "\n    {\"name\": \"layer1.0.relu1\", \"min\": 0.0, \"max\": 5.9999, \"observed_min\": 0.0, \"observed_max\": 6.0},\n"
+      ))
     #expect(text.hasPrefix("{\n  \"format\": \"octet-ranges\",\n  \"version\": 1,\n"))
     let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
     #expect(json?["images"] as? Int == 500)
@@ -38,7 +41,9 @@ import Testing
       Issue.record("accepted: \(text)", sourceLocation: sourceLocation)
     } catch {
       let message = "\(error)"
-      #expect(message.contains("t.json") && message.contains(mentions), "\(message) lacks \(mentions)", sourceLocation: sourceLocation)
+      #expect(
+        message.contains("t.json") && message.contains(mentions), "\(message) lacks \(mentions)",
+        sourceLocation: sourceLocation)
     }
   }
 
@@ -46,11 +51,15 @@ import Testing
     let good = Self.table.encoded()
     expectBad(good.replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2"), mentions: "unknown version 2")
     expectBad(good.replacingOccurrences(of: "octet-ranges", with: "other"), mentions: "format is \"other\"")
-    expectBad(good.replacingOccurrences(of: "\"max\": 5.9999", with: "\"max\": -1"), mentions: "'layer1.0.relu1': min 0.0 is greater than max -1.0")
+    expectBad(
+      good.replacingOccurrences(of: "\"max\": 5.9999", with: "\"max\": -1"),
+      mentions: "'layer1.0.relu1': min 0.0 is greater than max -1.0")
     expectBad(good.replacingOccurrences(of: "\"max\": 5.9999", with: "\"max\": \"big\""), mentions: "tensors[1].max")
     expectBad(good.replacingOccurrences(of: "\"max\": 5.9999, ", with: ""), mentions: "tensors[1].max is missing")
     expectBad(good.replacingOccurrences(of: "\"max\": 5.9999", with: "\"max\": 1e999"), mentions: "JSON")
-    expectBad(good.replacingOccurrences(of: "\"name\": \"_fc\"", with: "\"name\": \"input\""), mentions: "'input' is listed twice")
+    expectBad(
+      good.replacingOccurrences(of: "\"name\": \"_fc\"", with: "\"name\": \"input\""),
+      mentions: "'input' is listed twice")
     expectBad(good.replacingOccurrences(of: "\"name\": \"_fc\"", with: "\"name\": \"\""), mentions: "empty name")
     expectBad(String(good.dropLast(5)), mentions: "not valid JSON")
     expectBad("{\"format\": \"octet-ranges\"}", mentions: "no \"version\"")
@@ -60,7 +69,11 @@ import Testing
     var bad = Self.table
     bad.tensors[1].max = .nan
     #expect(throws: CalibrationError.self) { try bad.write(to: temporaryURL("nan.json")) }
-    #expect(throws: CalibrationError.tableMismatch(path: "<memory>", reason: "has no range for 1 tensor(s) of the model, first 'x'; was it calibrated for another model?")) {
+    #expect(
+      throws: CalibrationError.tableMismatch(
+        path: "<memory>",
+        reason: "has no range for 1 tensor(s) of the model, first 'x'; was it calibrated for another model?")
+    ) {
       try Self.table.checkCovers(["input", "x"])
     }
   }

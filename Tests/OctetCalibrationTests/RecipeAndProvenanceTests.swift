@@ -23,7 +23,8 @@ import Testing
     ]
     let table = Self.table(images: images)
     let text = table.encoded()
-    #expect(text.contains("\n  \"calibration_images\": [\n    {\"file\": \"a.JPEG\", \"sha256\": \"\(Self.digest)\"},\n"))
+    #expect(
+      text.contains("\n  \"calibration_images\": [\n    {\"file\": \"a.JPEG\", \"sha256\": \"\(Self.digest)\"},\n"))
     let back = try RangeTable.decode(Data(text.utf8))
     #expect(back == table)
     #expect(back.calibrationImages == images)
@@ -38,8 +39,9 @@ import Testing
 
   @Test func aBadDigestIsNamed() throws {
     let table = Self.table(images: [.init(file: "a.JPEG", sha256: "ABC")])
-    #expect(throws: CalibrationError.badTable(
-      path: "t.json", reason: "calibration_images[0] 'a.JPEG': sha256 is not 64 lowercase hex digits")
+    #expect(
+      throws: CalibrationError.badTable(
+        path: "t.json", reason: "calibration_images[0] 'a.JPEG': sha256 is not 64 lowercase hex digits")
     ) { try RangeTable.decode(Data(table.encoded().utf8), path: "t.json") }
   }
 
@@ -54,7 +56,9 @@ import Testing
     #expect(throws: CalibrationError.recipeGivenAsTable(path: "r.json")) { try RangeTable.decode(data, path: "r.json") }
     // A recipe as it was before it had a "format" is recognised too.
     let old = Data(#"{"architecture": "resnet50", "method": "mse", "images": 500}"#.utf8)
-    #expect(throws: CalibrationError.recipeGivenAsTable(path: "old.json")) { try RangeTable.decode(old, path: "old.json") }
+    #expect(throws: CalibrationError.recipeGivenAsTable(path: "old.json")) {
+      try RangeTable.decode(old, path: "old.json")
+    }
     #expect(
       CalibrationError.recipeGivenAsTable(path: "r.json").description
         == "'r.json' is a calibration recipe, not a range table: run `octet calibrate MODEL --recipe r.json --images DIR -o RANGES` to make one"
@@ -63,14 +67,21 @@ import Testing
 
   @Test func aTableIsNotARecipeAndABadRecipeIsNamed() throws {
     let table = Data(Self.table(images: nil).encoded().utf8)
-    #expect(throws: CalibrationError.tableGivenAsRecipe(path: "t.json")) { try CalibrationRecipe.decode(table, path: "t.json") }
+    #expect(throws: CalibrationError.tableGivenAsRecipe(path: "t.json")) {
+      try CalibrationRecipe.decode(table, path: "t.json")
+    }
     let badMethod = Data(
       #"{"format": "octet-calibration-recipe", "architecture": "x", "method": "median", "images": 5}"#.utf8)
-    #expect(throws: CalibrationError.badRecipe(path: "b.json", reason: "\"method\": \(CalibrationError.badMethod("median"))")) {
+    #expect(
+      throws: CalibrationError.badRecipe(path: "b.json", reason: "\"method\": \(CalibrationError.badMethod("median"))")
+    ) {
       try CalibrationRecipe.decode(badMethod, path: "b.json")
     }
     let noFormat = Data(#"{"architecture": "x", "method": "mse", "images": 5}"#.utf8)
-    #expect(throws: CalibrationError.badRecipe(path: "n.json", reason: "has no \"format\"; expected \"octet-calibration-recipe\"")) {
+    #expect(
+      throws: CalibrationError.badRecipe(
+        path: "n.json", reason: "has no \"format\"; expected \"octet-calibration-recipe\"")
+    ) {
       try CalibrationRecipe.decode(noFormat, path: "n.json")
     }
   }

@@ -26,7 +26,8 @@ extension SeededGenerator {
 /// Mean squared error of the contract's uint8 quantizer with range [lo, hi] (widened to 0) on `xs`:
 /// s = (hi − lo)/255, z = round(−lo/s), q = clamp(round(x/s) + z, 0, 255), x̂ = s·(q − z).
 func quantizationMSE(_ xs: [Float], lo: Double, hi: Double) -> Double {
-  let lo = min(lo, 0), hi = max(hi, 0)
+  let lo = min(lo, 0)
+  let hi = max(hi, 0)
   let s = (hi - lo) / 255
   let z = min(max((-lo / s).rounded(), 0), 255)
   var total = 0.0

@@ -6,7 +6,8 @@ import Testing
 
 @Suite struct ClassNamesTests {
   @Test func embeddedListMatchesModelsFolder() throws {
-    let tsv = try String(contentsOf: TestData.root.appendingPathComponent("Models/imagenet-classes.tsv"), encoding: .utf8)
+    let tsv = try String(
+      contentsOf: TestData.root.appendingPathComponent("Models/imagenet-classes.tsv"), encoding: .utf8)
     #expect(ClassNames.imagenetTSV == tsv, "the list compiled in (Sources/CImageNetClasses) is not the TSV")
     #expect(ClassNames.imagenet.count == 1000)
     #expect(ClassNames.imagenet[0] == "tench")

@@ -39,14 +39,19 @@ func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) thr
     let diff = zip(logits, entry.logits).map { abs($0 - $1) }.max() ?? .infinity
     #expect(c >= minCosine, "\(entry.file): cosine \(c) against \(golden.source)")
     #expect(diff <= maxAbsDiff, "\(entry.file): max |logit difference| \(diff) against \(golden.source)")
-    #expect(Classifier.topIndices(1, of: logits) == Classifier.topIndices(1, of: entry.logits), "\(entry.file): top-1 differs")
+    #expect(
+      Classifier.topIndices(1, of: logits) == Classifier.topIndices(1, of: entry.logits), "\(entry.file): top-1 differs"
+    )
   }
 }
 
 @Suite struct GoldenLogitTests {
   // Float32 (Octet) against float64 NumPy on the same PIL-exact input: differences come from
   // float32 rounding and summation order only, so they stay far below these bounds.
-  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsLite0AndImages)))
+  @Test(
+    .enabled(
+      if: TestData.lite0 != nil && TestData.hasImages && TestData.hasCalibrationImages,
+      Comment(rawValue: TestData.needsLite0AndImages)))
   func efficientNetLite0MatchesNumPyReference() throws {
     try checkGolden("efficientnet_lite0_\(goldenImages.suffix)", minCosine: 0.999999, maxAbsDiff: 5e-4)
   }
@@ -54,10 +59,14 @@ func checkGolden(_ goldenName: String, minCosine: Double, maxAbsDiff: Float) thr
   // The bar for ResNet50 is cosine >= 0.999 against torch; we hold it much tighter.
   // (Goldens keep 6 significant digits; measured differences are below 5e-5.)
   /// ../shared's resnet50-random-bnstats.pth on its images, else the seeded one on the sample images.
-  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages && TestData.hasCalibrationImages, Comment(rawValue: TestData.needsResNet50AndImages)))
+  @Test(
+    .enabled(
+      if: TestData.resNet50 != nil && TestData.hasImages && TestData.hasCalibrationImages,
+      Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50MatchesTorch() throws {
     try checkGolden(
-      TestData.hasSharedImages ? "resnet50_random_bnstats_val" : "resnet50_seeded_sample", minCosine: 0.999999, maxAbsDiff: 5e-4)
+      TestData.hasSharedImages ? "resnet50_random_bnstats_val" : "resnet50_seeded_sample", minCosine: 0.999999,
+      maxAbsDiff: 5e-4)
   }
 
   /// The first 150 validation images (all 20 sample ones), image by image, against the NumPy reference's top-1.

@@ -197,14 +197,17 @@ struct OperatorTests {
   @Test("OCTET_FLOAT_KERNEL selects the kernel path", arguments: FloatKernels.Path.allCases)
   func environmentSelectsPath(path: FloatKernels.Path) throws {
     try skipUnlessAvailable(path)
-    #expect(octet_f32_path_for_request(path.rawValue) == (path == .portable ? OCTET_F32_PATH_PORTABLE : OCTET_F32_PATH_AVX2FMA))
+    #expect(
+      octet_f32_path_for_request(path.rawValue)
+        == (path == .portable ? OCTET_F32_PATH_PORTABLE : OCTET_F32_PATH_AVX2FMA))
     let best = FloatKernels.isAvailable(.avx2fma) ? OCTET_F32_PATH_AVX2FMA : OCTET_F32_PATH_PORTABLE
     #expect(octet_f32_path_for_request(nil) == best)
     #expect(octet_f32_path_for_request("avx9") == best)
     let request = ProcessInfo.processInfo.environment["OCTET_FLOAT_KERNEL"]
-    let own: FloatKernels.Path = request.flatMap(FloatKernels.Path.init(rawValue:)).flatMap {
-      FloatKernels.isAvailable($0) ? $0 : nil
-    } ?? (FloatKernels.isAvailable(.avx2fma) ? .avx2fma : .portable)
+    let own: FloatKernels.Path =
+      request.flatMap(FloatKernels.Path.init(rawValue:)).flatMap {
+        FloatKernels.isAvailable($0) ? $0 : nil
+      } ?? (FloatKernels.isAvailable(.avx2fma) ? .avx2fma : .portable)
     #expect(FloatKernels.path == own, "OCTET_FLOAT_KERNEL=\(request ?? "(unset)")")
   }
 

@@ -1,7 +1,7 @@
 import Foundation
-import OctetTestSupport
 import OctetCore
 import OctetImages
+import OctetTestSupport
 
 /// The goldens written by Scripts/make_image_goldens.py (Pillow is the oracle).
 enum Fixtures {

@@ -7,9 +7,14 @@ import Testing
 
 /// A GEMM of each kernel family, fed its own layouts, with one epilogue.
 enum GemmFamily: String, CaseIterable, CustomStringConvertible, Sendable {
-  case scalar, avx2Int16 = "avx2 int16 (vpmaddwd)", avx2Pairs = "avx2 pairs (vpmaddubsw)"
-  case avx2Quads = "avx2 quads", vnniEmulated = "avx512vnni (emulated)", amxEmulated = "amx (emulated)"
-  case vnni = "avx512vnni", amx
+  case scalar
+  case avx2Int16 = "avx2 int16 (vpmaddwd)"
+  case avx2Pairs = "avx2 pairs (vpmaddubsw)"
+  case avx2Quads = "avx2 quads"
+  case vnniEmulated = "avx512vnni (emulated)"
+  case amxEmulated = "amx (emulated)"
+  case vnni = "avx512vnni"
+  case amx
   var description: String { rawValue }
 
   var supported: Bool {
@@ -172,7 +177,9 @@ func makeGemmProblem(m: Int, n: Int, k: Int, shift: Int32, pairsSafe: Bool, usin
             if trial % 2 == 1 { return tieMultiplier(shift: shift, using: &rng).0 }
             return RequantMultiplier(multiplier: Int32.random(in: (1 << 30)...Int32.max, using: &rng), shift: shift)
           }
-          let bias = (0..<n).map { _ in Int32.random(in: -(1 << Int(shift - 31)) * 100...(1 << Int(shift - 31)) * 100, using: &rng) }
+          let bias = (0..<n).map { _ in
+            Int32.random(in: -(1 << Int(shift - 31)) * 100...(1 << Int(shift - 31)) * 100, using: &rng)
+          }
           let full = trial % 4 < 2
           var ep = octet_i8_epilogue()
           ep.out_zero_point = Int32.random(in: 0...255, using: &rng)
@@ -181,7 +188,9 @@ func makeGemmProblem(m: Int, n: Int, k: Int, shift: Int32, pairsSafe: Bool, usin
           ep.residual_zero_point = Int32.random(in: 0...255, using: &rng)
           let addShift = Int32(17 + (Int(shift) + trial) % 30)
           func addMultiplier() -> Int32 {
-            Int32(clamping: Int64(Double.random(in: 0.2...1.5, using: &rng) * Double(Int64(1) << Int64(min(addShift - 1, 30)))))
+            Int32(
+              clamping: Int64(
+                Double.random(in: 0.2...1.5, using: &rng) * Double(Int64(1) << Int64(min(addShift - 1, 30)))))
           }
           ep.add_mult_conv = addMultiplier()
           ep.add_mult_residual = addMultiplier()
@@ -193,7 +202,8 @@ func makeGemmProblem(m: Int, n: Int, k: Int, shift: Int32, pairsSafe: Bool, usin
             let got = p.run(
               family, ep: ep, bias: bias, multiplier: requants.map(\.multiplier), shift: requants.map(\.shift),
               withResidual: withResidual)
-            var wrong = 0, distinct = Set<UInt8>()
+            var wrong = 0
+            var distinct = Set<UInt8>()
             for r in 0..<m {
               for c in 0..<n {
                 let want = swiftEpilogue(
@@ -209,7 +219,9 @@ func makeGemmProblem(m: Int, n: Int, k: Int, shift: Int32, pairsSafe: Bool, usin
               )
               return
             }
-            #expect(withResidual || distinct.count >= 8, "\(family) \(m)x\(n)x\(k) shift \(shift) trial \(trial): only \(distinct.count) distinct outputs")
+            #expect(
+              withResidual || distinct.count >= 8,
+              "\(family) \(m)x\(n)x\(k) shift \(shift) trial \(trial): only \(distinct.count) distinct outputs")
           }
         }
       }

@@ -35,7 +35,8 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
   // Every third model has 7-bit weights, which the AVX2 backend runs on its vpmaddubsw kernel.
   let weightMax: Int8 = seed % 3 == 0 ? 63 : 127
   func q(_ z: Int32? = nil) -> ActivationQuantization {
-    ActivationQuantization(scale: Float.random(in: 0.01...0.1, using: &rng), zeroPoint: z ?? Int32.random(in: 0...255, using: &rng))
+    ActivationQuantization(
+      scale: Float.random(in: 0.01...0.1, using: &rng), zeroPoint: z ?? Int32.random(in: 0...255, using: &rng))
   }
   func conv(
     _ name: String, input: String, inQ: ActivationQuantization, cin: Int, cout: Int, k: Int, stride: Int, pad: [Int],
@@ -117,7 +118,8 @@ func makeLayerModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
   pool.requant = try RequantMultiplier(real: Double.random(in: 0.001...0.05, using: &rng))
   let flatten = QuantizedNode(name: "flatten", op: .flatten, inputs: ["pool"], fused: ["flatten"], output: pooledQ)
   var fc = QuantizedNode(
-    name: "fc", op: .linear, inputs: ["flatten"], fused: ["fc"], output: ActivationQuantization(scale: 0.001, zeroPoint: 0))
+    name: "fc", op: .linear, inputs: ["flatten"], fused: ["fc"],
+    output: ActivationQuantization(scale: 0.001, zeroPoint: 0))
   fc.inChannels = c.cout
   fc.outChannels = 10
   fc.inputQuantization = [pooledQ]
@@ -144,12 +146,15 @@ let layerCases: [LayerCase] = {
   // Bottleneck 1x1 and 3x3 convolutions of each stage, and the stride-2 ones.
   for (c, w) in [(64, 56), (128, 28), (256, 14), (512, 7)] {
     let s = min(w, 9)
-    cases.append(LayerCase(size: s, cin: c * 4 == 256 ? 64 : c * 2, cout: c, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
+    cases.append(
+      LayerCase(size: s, cin: c * 4 == 256 ? 64 : c * 2, cout: c, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
     cases.append(LayerCase(size: s, cin: c, cout: c, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 1))
     cases.append(
-      LayerCase(size: s, cin: c, cout: c * 4, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond))
+      LayerCase(
+        size: s, cin: c, cout: c * 4, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond))
     cases.append(
-      LayerCase(size: s, cin: c * 2, cout: c * 4, kernel: 1, stride: 2, pad: [0, 0, 0, 0], groups: 1, residual: .layerFirst))
+      LayerCase(
+        size: s, cin: c * 2, cout: c * 4, kernel: 1, stride: 2, pad: [0, 0, 0, 0], groups: 1, residual: .layerFirst))
     cases.append(LayerCase(size: s, cin: c, cout: c, kernel: 3, stride: 2, pad: [1, 1, 1, 1], groups: 1))
   }
   // EfficientNet-Lite0: stem 3x3/2 (K = 27), depthwise 3x3 and 5x5 at stride 1 and 2 (TF-same
@@ -158,34 +163,43 @@ let layerCases: [LayerCase] = {
   for (c, k, s) in [(32, 3, 1), (96, 3, 2), (144, 5, 2), (240, 3, 1), (480, 5, 1), (672, 5, 2), (1152, 3, 1)] {
     let p = k / 2
     cases.append(
-      LayerCase(size: 9, cin: c, cout: c, kernel: k, stride: s, pad: s == 2 ? [p - 1, p - 1, p, p] : [p, p, p, p], groups: c))
+      LayerCase(
+        size: 9, cin: c, cout: c, kernel: k, stride: s, pad: s == 2 ? [p - 1, p - 1, p, p] : [p, p, p, p], groups: c))
   }
   for (cin, cout) in [(16, 96), (24, 144), (40, 240), (80, 480), (112, 672), (192, 1152), (1152, 320), (320, 1280)] {
     cases.append(LayerCase(size: 5, cin: cin, cout: cout, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
   }
-  cases.append(LayerCase(size: 7, cin: 144, cout: 24, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond))
+  cases.append(
+    LayerCase(size: 7, cin: 144, cout: 24, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond))
   // Awkward shapes: K = 17, 5, 130 (not multiples of 4 or 64), N = 3, 7, 33, 250 (tails),
   // M = 1, 9, 13 (row tails), odd sizes, asymmetric padding, depthwise with 17 and 40 channels.
   cases.append(LayerCase(size: 4, cin: 17, cout: 7, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
   cases.append(LayerCase(size: 1, cin: 5, cout: 33, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
   cases.append(LayerCase(size: 3, cin: 130, cout: 3, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1))
   cases.append(LayerCase(size: 13, cin: 5, cout: 250, kernel: 3, stride: 2, pad: [1, 2, 0, 1], groups: 1))
-  cases.append(LayerCase(size: 11, cin: 9, cout: 40, kernel: 5, stride: 3, pad: [2, 2, 2, 2], groups: 1, residual: .layerFirst))
+  cases.append(
+    LayerCase(size: 11, cin: 9, cout: 40, kernel: 5, stride: 3, pad: [2, 2, 2, 2], groups: 1, residual: .layerFirst))
   cases.append(LayerCase(size: 6, cin: 17, cout: 17, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 17))
-  cases.append(LayerCase(size: 8, cin: 40, cout: 40, kernel: 5, stride: 2, pad: [1, 1, 2, 2], groups: 40, residual: .layerSecond))
+  cases.append(
+    LayerCase(size: 8, cin: 40, cout: 40, kernel: 5, stride: 2, pad: [1, 1, 2, 2], groups: 40, residual: .layerSecond))
   // (A grouped, not depthwise, convolution is not here: the fast executor runs the reference kernel
   // for it, so comparing it with the reference would compare the reference with itself. See
   // GroupedConvolutionTests.)
   // Residual adds whose shift is above 46 and below 9 (the SIMD add's other two forms).
   cases.append(
-    LayerCase(size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond, addScale: 1e-6))
+    LayerCase(
+      size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond,
+      addScale: 1e-6))
   cases.append(
-    LayerCase(size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerFirst, addScale: 4_194_304))
+    LayerCase(
+      size: 6, cin: 24, cout: 40, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerFirst,
+      addScale: 4_194_304))
   // Weights at the int16 limits of vpmaddubsw (K = 8 * 16, and K = 68 with a lone last group).
   cases.append(
     LayerCase(size: 7, cin: 128, cout: 48, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, extremeWeights: true))
   cases.append(
-    LayerCase(size: 6, cin: 68, cout: 20, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond,
+    LayerCase(
+      size: 6, cin: 68, cout: 20, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond,
       extremeWeights: true))
   return cases
 }()
@@ -247,7 +261,8 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       avx2Kernel: avx2Kernel)
     kernels.formUnion(plan.layers.map(\.kernel).filter { !$0.isEmpty })
     try expectBitExact(
-      model, backend: backend, seed: seed, context: "case \(i) \(c) seed \(seed) kernel \(avx2Kernel?.rawValue ?? "auto")",
+      model, backend: backend, seed: seed,
+      context: "case \(i) \(c) seed \(seed) kernel \(avx2Kernel?.rawValue ?? "auto")",
       emulated: emulated, avx2Kernel: avx2Kernel)
   }
   return kernels
@@ -335,11 +350,14 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
     var pairK = [UInt32](repeating: 0, count: max(1, pairs))
     var pairD = [Int32](repeating: 0, count: max(1, pairs) * 16)
     #expect(octet_i8_quads_pair(start, ks, ds, panels, &pairStart, &pairK, &pairD) == 0, "\(context)")
-    #expect(Int(pairStart[panels]) == pairs && pairs == (0..<panels).map { (Int(start[$0 + 1] - start[$0]) + 1) / 2 }.reduce(0, +))
+    #expect(
+      Int(pairStart[panels]) == pairs
+        && pairs == (0..<panels).map { (Int(start[$0 + 1] - start[$0]) + 1) / 2 }.reduce(0, +))
     var fromPairs = fit.map(Int32.init)
     for p in 0..<panels {
       for q in Int(pairStart[p])..<Int(pairStart[p + 1]) {
-        let k1 = Int(pairK[q] & 0xffff), k2 = Int(pairK[q] >> 16)
+        let k1 = Int(pairK[q] & 0xffff)
+        let k2 = Int(pairK[q] >> 16)
         for j in 0..<16 where p * 16 + j < n {
           let v = UInt32(bitPattern: pairD[q * 16 + j])
           fromPairs[(p * 16 + j) * k + k1] += Int32(Int16(truncatingIfNeeded: v & 0xffff))
@@ -358,7 +376,8 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
           var members = [4 * g + 2 * h, 4 * g + 2 * h + 1]
           if both { members += [4 * g + 4 + 2 * h, 4 * g + 5 + 2 * h] }
           let values = members.filter { $0 < k }.map { Int(fit[col * k + $0]) }
-          let positive = values.filter { $0 > 0 }.reduce(0, +), negative = values.filter { $0 < 0 }.reduce(0, +)
+          let positive = values.filter { $0 > 0 }.reduce(0, +)
+          let negative = values.filter { $0 < 0 }.reduce(0, +)
           if positive > 128 || negative < -128 {
             Issue.record("\(context): column \(col) group \(g) lane \(h) sums to \(positive) / \(negative)")
           }
@@ -413,7 +432,9 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
   /// quantizations they are tried with.
   static let values: [Float] = {
     var rng = SeededGenerator(seed: 12)
-    var xs: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30, .leastNonzeroMagnitude, 8_388_607.5, -8_388_607.5]
+    var xs: [Float] = [
+      .nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30, .leastNonzeroMagnitude, 8_388_607.5, -8_388_607.5,
+    ]
     xs += [0.49999997, -0.49999997, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 16_777_215, -16_777_215, 8_388_608.0]
     for k in -600...600 { xs.append((Float(k) + 0.5) * 0.25) }  // exact ties at scale 0.25
     xs += rng.floats(5000, in: -5...5)
@@ -462,12 +483,14 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       let tasks = 2 + job % 7
       slots.initialize(repeating: 0, count: 9)
       slots[8] = job % 5  // work per task, to vary who finishes first
-      octet_pool_run(pool.raw, tasks, { context, task in
-        let s = context!.assumingMemoryBound(to: Int.self)
-        var x = 0
-        for i in 0..<(s[8] * 50) { x &+= i }
-        s[task] += 1 + (x & 0)
-      }, slots)
+      octet_pool_run(
+        pool.raw, tasks,
+        { context, task in
+          let s = context!.assumingMemoryBound(to: Int.self)
+          var x = 0
+          for i in 0..<(s[8] * 50) { x &+= i }
+          s[task] += 1 + (x & 0)
+        }, slots)
       for t in 0..<8 where slots[t] != (t < tasks ? 1 : 0) {
         Issue.record("job \(job): task \(t) of \(tasks) ran \(slots[t]) times")
         return
@@ -498,7 +521,8 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
             var m: UInt8 = 0
             for ky in 0..<3 {
               for kx in 0..<3 {
-                let iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx
+                let iy = oy * 2 - 1 + ky
+                let ix = ox * 2 - 1 + kx
                 if iy >= 0, iy < 9, ix >= 0, ix < 7 { m = max(m, input[(iy * 7 + ix) * c + ch]) }
               }
             }
@@ -551,7 +575,8 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
     // Scalar layout B from w, quads layout B from its fit plus the fixup pairs (64-byte aligned,
     // as the kernels load B with aligned loads).
     let bytes = octet_i8_packed_b_size(OCTET_I8_SCALAR, k, n)
-    let packedStorage = AlignedBytes(count: bytes), fitStorage = AlignedBytes(count: bytes)
+    let packedStorage = AlignedBytes(count: bytes)
+    let fitStorage = AlignedBytes(count: bytes)
     let packed = packedStorage.pointer.assumingMemoryBound(to: Int8.self)
     let packedFit = fitStorage.pointer.assumingMemoryBound(to: Int8.self)
     octet_i8_pack_b(OCTET_I8_SCALAR, w, k, n, packed)
@@ -564,10 +589,12 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       let shift = (0..<n).map { _ in Int32.random(in: 36...44, using: &rng) }
       let addShift = Int32(17 + trial % 30)
       func addMultiplier() -> Int32 {
-        Int32(clamping: Int64(Double.random(in: 0.2...1.5, using: &rng) * Double(Int64(1) << Int64(min(addShift - 1, 30)))))
+        Int32(
+          clamping: Int64(Double.random(in: 0.2...1.5, using: &rng) * Double(Int64(1) << Int64(min(addShift - 1, 30)))))
       }
       let full = trial % 2 == 0
-      var out1 = [UInt8](repeating: 1, count: m * n), out2 = [UInt8](repeating: 2, count: m * n)
+      var out1 = [UInt8](repeating: 1, count: m * n)
+      var out2 = [UInt8](repeating: 2, count: m * n)
       bias.withUnsafeBufferPointer { b in
         multiplier.withUnsafeBufferPointer { mu in
           shift.withUnsafeBufferPointer { s in
@@ -599,7 +626,9 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
       }
       if out1 != out2 {
         mismatches += 1
-        if mismatches <= 3 { Issue.record("trial \(trial), add shift \(addShift): the quads epilogue differs from scalar") }
+        if mismatches <= 3 {
+          Issue.record("trial \(trial), add shift \(addShift): the quads epilogue differs from scalar")
+        }
       }
     }
     #expect(mismatches == 0, "\(mismatches) of 200 trials differ")

@@ -1,10 +1,11 @@
 import Foundation
 import Octet
-@testable import OctetInt8
 import OctetModels
 import OctetQuantizer
 import OctetTestSupport
 import Testing
+
+@testable import OctetInt8
 
 /// A real checkpoint quantized (min/max ranges of 2 validation images at full size), one input, and
 /// the reference's output of every node: what each backend is held to, bit for bit.
@@ -90,11 +91,19 @@ struct RealModelCase: Sendable {
 
 /// Each model and weight width is quantized and run on the reference once, for all the paths.
 enum RealModelCases {
-  static let efficientNet8 = Result { try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .eight) }
-  static let efficientNet7 = Result { try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven) }
+  static let efficientNet8 = Result {
+    try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .eight)
+  }
+  static let efficientNet7 = Result {
+    try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .seven)
+  }
   /// ../shared's resnet50-random-bnstats.pth, else the seeded one Scripts/setup.sh makes.
-  static let resNet8 = Result { try RealModelCase(try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .eight) }
-  static let resNet7 = Result { try RealModelCase(try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .seven) }
+  static let resNet8 = Result {
+    try RealModelCase(try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .eight)
+  }
+  static let resNet7 = Result {
+    try RealModelCase(try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .seven)
+  }
 
   static func efficientNet(_ bits: WeightBits) throws -> RealModelCase {
     try (bits == .eight ? efficientNet8 : efficientNet7).get()

@@ -61,7 +61,8 @@ func makeTieModel(_ c: LayerCase, seed: UInt64) throws -> QuantizedModel {
     case .conv2d, .linear:
       let cout = node.outChannels!
       let perChannel = node.weights.count / cout
-      var multipliers: [Int32] = [], nodeShifts: [Int32] = []
+      var multipliers: [Int32] = []
+      var nodeShifts: [Int32] = []
       var weights = [Int8](repeating: 0, count: node.weights.count)
       var bias = [Int32](repeating: 0, count: cout)
       for ch in 0..<cout {
@@ -116,11 +117,15 @@ func tieInput(size: Int, count: Int, zeroPoint: Int32, seed: UInt64) -> Tensor {
 /// executors.
 func naiveConvAccumulators(of node: QuantizedNode, input x: QuantizedTensor) -> [Int64] {
   let (h, w, cin) = (x.shape[1], x.shape[2], x.shape[3])
-  let (kh, kw) = (node.kernel![0], node.kernel![1]), (sh, sw) = (node.stride![0], node.stride![1])
+  let (kh, kw) = (node.kernel![0], node.kernel![1])
+  let (sh, sw) = (node.stride![0], node.stride![1])
   let (top, left, bottom, right) = (node.padding![0], node.padding![1], node.padding![2], node.padding![3])
-  let groups = node.groups ?? 1, cout = node.outChannels!
-  let outH = (h + top + bottom - kh) / sh + 1, outW = (w + left + right - kw) / sw + 1
-  let perGroupIn = cin / groups, perGroupOut = cout / groups
+  let groups = node.groups ?? 1
+  let cout = node.outChannels!
+  let outH = (h + top + bottom - kh) / sh + 1
+  let outW = (w + left + right - kw) / sw + 1
+  let perGroupIn = cin / groups
+  let perGroupOut = cout / groups
   let zIn = Int64(node.inputQuantization![0].zeroPoint)
   var accumulators: [Int64] = []
   accumulators.reserveCapacity(x.shape[0] * outH * outW * cout)
@@ -160,7 +165,8 @@ func decisiveTies(of node: QuantizedNode, input x: QuantizedTensor) -> Int {
   var ties = 0
   for (i, acc) in naiveConvAccumulators(of: node, input: x).enumerated() {
     let oc = i % cout
-    let m = Int64(node.multipliers[oc]), n = Int64(node.shifts[oc])
+    let m = Int64(node.multipliers[oc])
+    let n = Int64(node.shifts[oc])
     let product = acc * m
     if m != 0, product & ((1 << n) - 1) == 1 << (n - 1) {
       let up = (product >> n) + 1 + zOut  // the tie rounded toward +infinity; down is one less
@@ -213,7 +219,9 @@ func checkTies(_ path: TiePath) throws {
         avx2Kernel: path.avx2Kernel)
       let fusedLogits = expectFusedNodesEqual(fused, input: input, expected: expected, context: "\(context) fused")
       #expect(fusedLogits == logits, "\(context), \(threads) threads: logits differ (fused)")
-      if let kernel = path.avx2Kernel, layer.groups == 1, kernel != .avx2Pairs || layer.weights.allSatisfy({ abs(Int($0)) <= 64 }) {
+      if let kernel = path.avx2Kernel, layer.groups == 1,
+        kernel != .avx2Pairs || layer.weights.allSatisfy({ abs(Int($0)) <= 64 })
+      {
         let used = fused.layers.first { $0.name == "layer" }?.kernel
         #expect(used == kernel.rawValue, "\(context): the layer ran on \(used ?? "nothing")")
       }
@@ -253,7 +261,8 @@ func checkTies(_ path: TiePath) throws {
       let zIn: Int32 = 100
       let input = (0..<(pixels * channels)).map { _ in UInt8(Int.random(in: 97...103, using: &rng)) }
       let requant = RequantMultiplier(multiplier: 1 << 30, shift: 32)  // sum / 4
-      var got = [UInt8](repeating: 0, count: channels), want = [UInt8](repeating: 1, count: channels)
+      var got = [UInt8](repeating: 0, count: channels)
+      var want = [UInt8](repeating: 1, count: channels)
       octet_i8_global_avgpool(input, pixels, channels, zIn, requant.multiplier, requant.shift, 128, &got)
       input.withUnsafeBufferPointer { x in
         want.withUnsafeMutableBufferPointer { out in
@@ -269,18 +278,22 @@ func checkTies(_ path: TiePath) throws {
       }
       #expect(sums * 8 >= channels, "only \(sums) of \(channels) channel sums are ties")
     }
-    for (a, b, shift): (Int32, Int32, Int32) in [(1 << 30, 1 << 30, 31), (1 << 30, 3 << 29, 31), (3 << 29, 1 << 30, 32)] {
+    for (a, b, shift): (Int32, Int32, Int32) in [
+      (1 << 30, 1 << 30, 31), (1 << 30, 3 << 29, 31), (3 << 29, 1 << 30, 32),
+    ] {
       var add = try! AddMultipliers(realA: 0, realB: 0)
       (add.a, add.b, add.shift) = (a, b, shift)
       let count = 1000
       let x = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
       let y = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
-      var got = [UInt8](repeating: 0, count: count), want = [UInt8](repeating: 1, count: count)
+      var got = [UInt8](repeating: 0, count: count)
+      var want = [UInt8](repeating: 1, count: count)
       octet_i8_add(x, y, count, 120, 131, add.a, add.b, add.shift, 127, 0, 255, &got)
       x.withUnsafeBufferPointer { xa in
         y.withUnsafeBufferPointer { yb in
           want.withUnsafeMutableBufferPointer { out in
-            int8Add(xa, yb, out, zeroPointA: 120, zeroPointB: 131, multipliers: add, outputZeroPoint: 127, lo: 0, hi: 255)
+            int8Add(
+              xa, yb, out, zeroPointA: 120, zeroPointB: 131, multipliers: add, outputZeroPoint: 127, lo: 0, hi: 255)
           }
         }
       }

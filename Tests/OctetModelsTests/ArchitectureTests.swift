@@ -10,7 +10,8 @@ private func stateDict(_ specs: [TensorSpec], bookkeeping: Bool = true) -> Tenso
     dict[spec.name] = HostTensor(shape: spec.shape, float32: [Float](repeating: 0.5, count: spec.shape.reduce(1, *)))
     if bookkeeping, spec.name.hasSuffix(".running_var") {
       let prefix = spec.name.dropLast(".running_var".count)
-      dict["\(prefix).num_batches_tracked"] = HostTensor(type: .int64, shape: [], bytes: [UInt8](repeating: 0, count: 8))
+      dict["\(prefix).num_batches_tracked"] = HostTensor(
+        type: .int64, shape: [], bytes: [UInt8](repeating: 0, count: 8))
     }
   }
   return dict
@@ -18,7 +19,8 @@ private func stateDict(_ specs: [TensorSpec], bookkeeping: Bool = true) -> Tenso
 
 /// EfficientNet-Lite tensors for a stage table of (expand, kernel, out, repeats).
 private func liteSpecs(stages: [(Int, Int, Int, Int)], classes: Int = 1000) -> [TensorSpec] {
-  var specs: [TensorSpec] = [.conv("_conv_stem", out: 32, in: 3, kernel: 3)] + TensorSpec.batchNorm("_bn0", channels: 32)
+  var specs: [TensorSpec] =
+    [.conv("_conv_stem", out: 32, in: 3, kernel: 3)] + TensorSpec.batchNorm("_bn0", channels: 32)
   var inChannels = 32
   var index = 0
   for (expand, kernel, out, repeats) in stages {
@@ -43,9 +45,13 @@ private func liteSpecs(stages: [(Int, Int, Int, Int)], classes: Int = 1000) -> [
   return specs
 }
 
-private let lite0Stages = [(1, 3, 16, 1), (6, 3, 24, 2), (6, 5, 40, 2), (6, 3, 80, 3), (6, 5, 112, 3), (6, 5, 192, 4), (6, 3, 320, 1)]
+private let lite0Stages = [
+  (1, 3, 16, 1), (6, 3, 24, 2), (6, 5, 40, 2), (6, 3, 80, 3), (6, 5, 112, 3), (6, 5, 192, 4), (6, 3, 320, 1),
+]
 // Lite2: width 1.1, depth 1.2 (first and last stage repeats fixed).
-private let lite2Stages = [(1, 3, 16, 1), (6, 3, 24, 3), (6, 5, 48, 3), (6, 3, 88, 4), (6, 5, 120, 4), (6, 5, 208, 5), (6, 3, 352, 1)]
+private let lite2Stages = [
+  (1, 3, 16, 1), (6, 3, 24, 3), (6, 5, 48, 3), (6, 3, 88, 4), (6, 5, 120, 4), (6, 5, 208, 5), (6, 3, 352, 1),
+]
 
 @Suite struct ResNet50ArchitectureTests {
   @Test func buildsFromTorchvisionNames() throws {
@@ -67,7 +73,8 @@ private let lite2Stages = [(1, 3, 16, 1), (6, 3, 24, 3), (6, 5, 48, 3), (6, 3, 8
   @Test func namesMissingExtraAndMisShapedTensors() {
     var dict = stateDict(ResNet50.specs(classes: 1000))
     dict["layer3.1.bn2.running_mean"] = nil
-    dict["layer4.0.conv2.weight"] = HostTensor(shape: [512, 512, 1, 3], float32: [Float](repeating: 0, count: 512 * 512 * 3))
+    dict["layer4.0.conv2.weight"] = HostTensor(
+      shape: [512, 512, 1, 3], float32: [Float](repeating: 0, count: 512 * 512 * 3))
     dict["head.extra"] = HostTensor(shape: [1], float32: [1])
     #expect {
       try Architecture.resnet50.build(from: dict)
@@ -129,7 +136,8 @@ private let lite2Stages = [(1, 3, 16, 1), (6, 3, 24, 3), (6, 5, 48, 3), (6, 3, 8
   @Test func misShapedBatchNormIsNamed() {
     var dict = stateDict(liteSpecs(stages: lite0Stages))
     dict["_blocks.5._bn1.weight"] = HostTensor(shape: [10], float32: [Float](repeating: 1, count: 10))
-    #expect(throws: ModelError.tensors([.shapeMismatch(name: "_blocks.5._bn1.weight", expected: [240], actual: [10])])) {
+    #expect(throws: ModelError.tensors([.shapeMismatch(name: "_blocks.5._bn1.weight", expected: [240], actual: [10])]))
+    {
       try Architecture.efficientnetLite.build(from: dict)
     }
   }

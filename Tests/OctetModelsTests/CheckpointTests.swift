@@ -236,8 +236,7 @@ enum CheckpointFixtures {
   }
 
   @Test func otherFilesAreNotCheckpoints() throws {
-    for contents in [[], Array("hello, world\n".utf8), [0x80, 0x02, 0x4B, 0x05, 0x2E]] as [[UInt8]]
-    {
+    for contents in [[], Array("hello, world\n".utf8), [0x80, 0x02, 0x4B, 0x05, 0x2E]] as [[UInt8]] {
       let url = try F.temporaryFile("other.pth", contents: contents)
       defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
       let error = #expect(throws: CheckpointError.self) {

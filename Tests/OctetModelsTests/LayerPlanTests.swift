@@ -107,7 +107,10 @@ private func residualModel(reluBeforeAdd: Bool, extraReader: Bool = false) -> Mo
   @Test func planErrorsNameTheLayer() {
     var model = residualModel(reluBeforeAdd: false)
     model.weights["d.weight"] = HostTensor(shape: [4, 5, 1, 1], float32: [Float](repeating: 0.1, count: 20))
-    #expect(throws: GraphPlanError.layer("conv", "weight shape [4, 5, 1, 1] with 1 groups does not fit an input of 4 channels")) {
+    #expect(
+      throws: GraphPlanError.layer(
+        "conv", "weight shape [4, 5, 1, 1] with 1 groups does not fit an input of 4 channels")
+    ) {
       try LayerPlan(model: model)
     }
     var small = residualModel(reluBeforeAdd: false)

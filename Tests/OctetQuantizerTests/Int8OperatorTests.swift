@@ -25,7 +25,8 @@ func expectRounded(_ got: Int64, _ v: Double, _ context: @autoclosure () -> Stri
   }
 
   static let convCases: [ConvCase] = [
-    ConvCase(h: 7, w: 6, cin: 3, cout: 5, k: [3, 3], stride: 2, pad: [0, 0, 1, 1], groups: 1),  // asymmetric (TF SAME, stride 2)
+    // asymmetric (TF SAME, stride 2)
+    ConvCase(h: 7, w: 6, cin: 3, cout: 5, k: [3, 3], stride: 2, pad: [0, 0, 1, 1], groups: 1),
     ConvCase(h: 5, w: 5, cin: 5, cout: 7, k: [3, 3], stride: 1, pad: [1, 2, 0, 1], groups: 1),
     ConvCase(h: 6, w: 6, cin: 9, cout: 9, k: [3, 3], stride: 1, pad: [1, 1, 1, 1], groups: 9),  // depthwise, same
     ConvCase(h: 9, w: 8, cin: 6, cout: 6, k: [5, 5], stride: 2, pad: [1, 1, 2, 2], groups: 6),  // depthwise 5x5/2

@@ -10,7 +10,9 @@ import Testing
 /// reference runtime (`fast`: the fast executor on this CPU's best backend, bit for bit the same
 /// as the reference by RealModelBitExactTests, and affordable for ResNet50 in debug builds).
 /// Returns (float logits, int8 logits, seconds per int8 image) per image.
-func quantizeAndCompare(_ checkpoint: String, fast: Bool = false) throws -> [(float: [Float], int8: [Float], seconds: Double)] {
+func quantizeAndCompare(_ checkpoint: String, fast: Bool = false) throws -> [(
+  float: [Float], int8: [Float], seconds: Double
+)] {
   let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
   let inputs = try validationInputs(for: model, count: 6)
   let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(4)))
@@ -37,9 +39,12 @@ func expectAgreement(_ name: String, _ results: [(float: [Float], int8: [Float],
     let c = cosine(r.float, r.int8)
     let floatTop = Classifier.topIndices(1, of: r.float)[0]
     let int8Top3 = Classifier.topIndices(3, of: r.int8)
-    print("\(name) image \(i): cosine \(c), float top-1 \(floatTop), int8 top-3 \(int8Top3), int8 \(String(format: "%.3f", r.seconds)) s")
+    print(
+      "\(name) image \(i): cosine \(c), float top-1 \(floatTop), int8 top-3 \(int8Top3), int8 \(String(format: "%.3f", r.seconds)) s"
+    )
     #expect(c >= minCosine, "\(name) image \(i): cosine \(c) of int8 with float logits is below \(minCosine)")
-    #expect(int8Top3.contains(floatTop), "\(name) image \(i): float's top-1 \(floatTop) is not in int8's top 3 \(int8Top3)")
+    #expect(
+      int8Top3.contains(floatTop), "\(name) image \(i): float's top-1 \(floatTop) is not in int8's top 3 \(int8Top3)")
   }
 }
 
@@ -52,9 +57,11 @@ func expectAgreement(_ name: String, _ results: [(float: [Float], int8: [Float],
   /// On the fast int8 executor (bit for bit the reference's results), so that it is affordable in
   /// every test run; the seconds it prints are no test (release timings: `swift test -c release
   /// --filter RealModelTests`).
-  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)))
+  @Test(
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, Comment(rawValue: TestData.needsResNet50AndImages)))
   func resNet50Int8AgreesWithFloat() throws {
     expectAgreement(
-      "resnet50", try quantizeAndCompare(try #require(TestData.resNet50).lastPathComponent, fast: true), minCosine: 0.95)
+      "resnet50", try quantizeAndCompare(try #require(TestData.resNet50).lastPathComponent, fast: true), minCosine: 0.95
+    )
   }
 }

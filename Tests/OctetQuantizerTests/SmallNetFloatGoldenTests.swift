@@ -27,6 +27,7 @@ import Testing
     }
     #expect(seen == Set(golden.floatTensors.keys), "observed \(seen.sorted())")
     let worst = zip(logits.scalars, golden.floatLogits).map { abs(Double($0) - $1) }.max() ?? .infinity
-    #expect(logits.scalars.count == golden.floatLogits.count && worst <= 1e-4, "logits differ from NumPy by up to \(worst)")
+    #expect(
+      logits.scalars.count == golden.floatLogits.count && worst <= 1e-4, "logits differ from NumPy by up to \(worst)")
   }
 }

@@ -62,4 +62,3 @@ func testSeed(_ fallback: UInt64) -> UInt64 {
   }
   return fallback
 }
-

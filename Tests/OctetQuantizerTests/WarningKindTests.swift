@@ -74,8 +74,9 @@ import Testing
     metadata["octet.calibration_sha256"] = nil
     #expect(try QuantizedModelFile.decode(tensors: tensors, metadata: metadata, path: "m").calibrationImages == nil)
     metadata["octet.calibration_sha256"] = "{}"
-    #expect(throws: QuantizedModelError.notAQuantizedModel(
-      path: "m", reason: "its 'octet.calibration_sha256' is not a JSON array of strings")
+    #expect(
+      throws: QuantizedModelError.notAQuantizedModel(
+        path: "m", reason: "its 'octet.calibration_sha256' is not a JSON array of strings")
     ) { try QuantizedModelFile.decode(tensors: tensors, metadata: metadata, path: "m") }
   }
 }

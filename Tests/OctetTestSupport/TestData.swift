@@ -18,13 +18,16 @@ public enum TestData {
 
   /// Labeled ImageNet validation images with a labels.tsv: ../shared/data/imagenet-val-1300 (1300), or
   /// .cache/data/eval (foolbox's 20 without ../shared).
-  public static let valImages = firstFolder(data.appendingPathComponent("imagenet-val-1300"), cacheData.appendingPathComponent("eval"))
+  public static let valImages = firstFolder(
+    data.appendingPathComponent("imagenet-val-1300"), cacheData.appendingPathComponent("eval"))
   /// Calibration images, disjoint from `valImages`: ../shared/data/imagenet-train-calibration-500 (with
   /// a labels.tsv), or .cache/data/calibration (9 photos, no labels, without ../shared).
   public static let calibrationImages = firstFolder(
     data.appendingPathComponent("imagenet-train-calibration-500"), cacheData.appendingPathComponent("calibration"))
   /// Whether `valImages` is ../shared's 1300-image set (goldens of named images in it apply).
-  public static var hasSharedImages: Bool { FileManager.default.fileExists(atPath: data.appendingPathComponent("imagenet-val-1300").path) }
+  public static var hasSharedImages: Bool {
+    FileManager.default.fileExists(atPath: data.appendingPathComponent("imagenet-val-1300").path)
+  }
 
   /// A weight file from ../shared/models, or from .cache/models where Scripts/setup.sh put it.
   public static func model(_ name: String) -> URL? {
@@ -37,14 +40,17 @@ public enum TestData {
   /// random one Scripts/make_resnet50_seeded.py writes into .cache/models (Scripts/setup.sh).
   public static var resNet50: URL? { model("resnet50-random-bnstats.pth") ?? model("resnet50-seeded.pth") }
 
-  public static var hasImages: Bool { FileManager.default.fileExists(atPath: valImages.appendingPathComponent("labels.tsv").path) }
+  public static var hasImages: Bool {
+    FileManager.default.fileExists(atPath: valImages.appendingPathComponent("labels.tsv").path)
+  }
   public static var hasCalibrationImages: Bool { FileManager.default.fileExists(atPath: calibrationImages.path) }
   public static var hasLite0AndImages: Bool { lite0 != nil && hasImages && hasCalibrationImages }
 
   public static let needsLite0AndImages =
     "needs EfficientNet-Lite0 (.cache/models) and .cache/data/eval and calibration: run Scripts/setup.sh"
   public static let needsLite0 = "needs EfficientNet-Lite0 (.cache/models): run Scripts/setup.sh"
-  public static let needsResNet50 = "needs a ResNet50 checkpoint (.cache/models/resnet50-seeded.pth): run Scripts/setup.sh"
+  public static let needsResNet50 =
+    "needs a ResNet50 checkpoint (.cache/models/resnet50-seeded.pth): run Scripts/setup.sh"
   public static let needsImages = "needs .cache/data/eval: run Scripts/setup.sh"
   public static let needsResNet50AndImages =
     "needs a ResNet50 checkpoint (.cache/models/resnet50-seeded.pth) and .cache/data/eval: run Scripts/setup.sh"
@@ -62,7 +68,9 @@ public enum TestData {
 
 /// Cosine similarity, summed in Double.
 public func cosine(_ a: [Float], _ b: [Float]) -> Double {
-  var dot = 0.0, na = 0.0, nb = 0.0
+  var dot = 0.0
+  var na = 0.0
+  var nb = 0.0
   for (x, y) in zip(a, b) {
     dot += Double(x) * Double(y)
     na += Double(x) * Double(x)

@@ -53,7 +53,8 @@ struct FastPlanner {
   var layers: [Int8FastExecutor.Layer] = []
 
   init(
-    reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool, scalarDepthwise: Bool, avx2Kernel: GemmKernel? = nil
+    reference: Int8ReferenceExecutor, isa: octet_i8_isa, fuse: Bool, scalarDepthwise: Bool,
+    avx2Kernel: GemmKernel? = nil
   ) {
     let planned = reference.steps
     // Residual adds fused into the convolution before them (the shared rule, `ResidualAddFusion`),
@@ -99,8 +100,9 @@ struct FastPlanner {
         var nodes = [name]
         var out = bufferOf[i] ?? -1
         var residual: (Int, AddParameters)?
-        if let j = fusedAdd[i], case .add(let a, let b, let za, let zb, let mult, let zo, let lo, let hi) =
-          planned[j].step
+        if let j = fusedAdd[i],
+          case .add(let a, let b, let za, let zb, let mult, let zo, let lo, let hi) =
+            planned[j].step
         {
           let convIsA = a == i
           let other = convIsA ? b : a
@@ -125,7 +127,9 @@ struct FastPlanner {
             scratchSize = max(scratchSize, paddedBytes)
             steps.append(FastStep(op: .depthwise(step), observable: observable))
             layers.append(
-              .init(name: name, kind: "depthwise", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k, nodes: nodes))
+              .init(
+                name: name, kind: "depthwise", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k,
+                nodes: nodes))
           } else {
             if !step.direct { scratchSize = max(scratchSize, step.m * step.kp * step.kernel.aElementSize) }
             steps.append(FastStep(op: .conv(step), observable: observable))
@@ -147,7 +151,8 @@ struct FastPlanner {
         let p = AddParameters(za: za, zb: zb, ma: mult.a, mb: mult.b, shift: mult.shift, zo: zo, lo: lo, hi: hi)
         steps.append(
           FastStep(
-            op: .add(bufferOf[a]!, bufferOf[b]!, count: shape.reduce(1, *), p, out: bufferOf[i]!), observable: observable))
+            op: .add(bufferOf[a]!, bufferOf[b]!, count: shape.reduce(1, *), p, out: bufferOf[i]!),
+            observable: observable))
         layers.append(.init(name: name, kind: "add", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
       case .maxPool(let kernel, let stride, let padding, let input):
         let s = planned[input].shape

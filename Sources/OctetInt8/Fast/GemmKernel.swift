@@ -2,8 +2,11 @@ import CInt8Kernels
 
 /// The GEMM kernel of one layer, and the packed layout it reads.
 enum GemmKernel: String, Sendable {
-  case scalar, avx2Int16 = "avx2 (vpmaddwd)", avx2Pairs = "avx2 (vpmaddubsw)"
-  case avx2Quads = "avx2 (vpmaddubsw quads)", avx512vnni, amx
+  case scalar
+  case avx2Int16 = "avx2 (vpmaddwd)"
+  case avx2Pairs = "avx2 (vpmaddubsw)"
+  case avx2Quads = "avx2 (vpmaddubsw quads)"
+  case avx512vnni, amx
 
   init(_ isa: octet_i8_isa) {
     switch isa {
@@ -54,7 +57,8 @@ final class QuadFixups: @unchecked Sendable {
     let panelStart = AlignedBytes(count: (panels + 1) * 4)
     var fit = [Int8](repeating: 0, count: weights.count)
     func split(capacity: Int) -> (count: Int, k: AlignedBytes, d: AlignedBytes) {
-      let kBytes = AlignedBytes(count: capacity * 4), dBytes = AlignedBytes(count: capacity * Int(OCTET_I8_NR) * 4)
+      let kBytes = AlignedBytes(count: capacity * 4)
+      let dBytes = AlignedBytes(count: capacity * Int(OCTET_I8_NR) * 4)
       let count = weights.withUnsafeBufferPointer { w in
         fit.withUnsafeMutableBufferPointer { f in
           octet_i8_quads_split(
@@ -76,7 +80,8 @@ final class QuadFixups: @unchecked Sendable {
     let entryStart = panelStart.pointer.assumingMemoryBound(to: UInt32.self)
     let pairs = octet_i8_quads_pair_count(entryStart, panels)
     let pairStart = AlignedBytes(count: (panels + 1) * 4)
-    let pairK = AlignedBytes(count: max(1, pairs) * 4), pairD = AlignedBytes(count: max(1, pairs) * Int(OCTET_I8_NR) * 4)
+    let pairK = AlignedBytes(count: max(1, pairs) * 4)
+    let pairD = AlignedBytes(count: max(1, pairs) * Int(OCTET_I8_NR) * 4)
     guard
       octet_i8_quads_pair(
         entryStart, result.k.pointer.assumingMemoryBound(to: UInt32.self),

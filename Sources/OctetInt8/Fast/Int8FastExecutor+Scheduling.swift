@@ -123,7 +123,8 @@ extension Int8FastExecutor {
       parallel(columnTasks * bands) { t in
         let n0 = t / bands * perTask * columnGrain
         let n1 = min(conv.n, n0 + perTask * columnGrain)
-        let m0 = t % bands * bandGrain, m1 = min(m, m0 + bandGrain)
+        let m0 = t % bands * bandGrain
+        let m1 = min(m, m0 + bandGrain)
         guard n0 < n1, m0 < m1 else { return }
         for n in 0..<batch {
           var e = epilogue(n)

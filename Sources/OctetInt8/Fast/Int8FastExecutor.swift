@@ -145,7 +145,8 @@ extension Int8FastExecutor {
         // One slice per thread, in multiples of 64 values.
         let slice = max(64, ((x.count + threads - 1) / threads + 63) / 64 * 64)
         parallel((x.count + slice - 1) / slice) { t in
-          let start = t * slice, count = min(slice, x.count - start)
+          let start = t * slice
+          let count = min(slice, x.count - start)
           if isa == OCTET_I8_SCALAR || emulatedISA {
             octet_i8_quantize_input(x.baseAddress! + start, count, q.scale, q.zeroPoint, o + start)
           } else {
@@ -174,7 +175,9 @@ extension Int8FastExecutor {
       let rows = (height + bands - 1) / bands
       parallel(batch * bands) { t in
         var w = window
-        let n = t / bands, oy0 = t % bands * rows, oy1 = min(height, oy0 + rows)
+        let n = t / bands
+        let oy0 = t % bands * rows
+        let oy1 = min(height, oy0 + rows)
         if oy1 > oy0 {
           octet_i8_maxpool_rows(
             &w, workspace.buffers[input] + n * inSize, Int32(oy0), Int32(oy1), workspace.buffers[out] + n * outSize)

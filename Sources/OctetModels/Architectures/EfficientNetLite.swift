@@ -49,7 +49,8 @@ public enum EfficientNetLite {
   static func shape(_ weights: TensorDictionary, _ name: String, rank: Int) throws(ModelError) -> [Int] {
     guard let tensor = weights[name] else { throw .tensor(.missing(name: name)) }
     guard tensor.shape.count == rank else {
-      throw .architectureMismatch("tensor '\(name)' has shape \(tensor.shape); expected rank \(rank) for EfficientNet-Lite")
+      throw .architectureMismatch(
+        "tensor '\(name)' has shape \(tensor.shape); expected rank \(rank) for EfficientNet-Lite")
     }
     return tensor.shape
   }
@@ -125,8 +126,13 @@ public enum EfficientNetLite {
 
   static func graph(_ s: Structure) -> Graph {
     var nodes: [Node] = []
-    func convBN(_ conv: String, _ bn: String, input: String, kernel: Int, stride: Int, groups: Int = 1, relu6: Bool) -> String {
-      nodes.append(.conv2d(conv, input: input, weight: conv + ".weight", kernel: [kernel, kernel], stride: stride, same: true, groups: groups))
+    func convBN(_ conv: String, _ bn: String, input: String, kernel: Int, stride: Int, groups: Int = 1, relu6: Bool)
+      -> String
+    {
+      nodes.append(
+        .conv2d(
+          conv, input: input, weight: conv + ".weight", kernel: [kernel, kernel], stride: stride, same: true,
+          groups: groups))
       nodes.append(.batchNorm(bn, input: conv, prefix: bn, epsilon: epsilon))
       guard relu6 else { return bn }
       nodes.append(Node(name: bn + ".relu6", op: .relu6, inputs: [bn]))
@@ -139,7 +145,9 @@ public enum EfficientNetLite {
       if b.expand {
         y = convBN("\(p)._expand_conv", "\(p)._bn0", input: y, kernel: 1, stride: 1, relu6: true)
       }
-      y = convBN("\(p)._depthwise_conv", "\(p)._bn1", input: y, kernel: b.kernel, stride: b.stride, groups: b.midChannels, relu6: true)
+      y = convBN(
+        "\(p)._depthwise_conv", "\(p)._bn1", input: y, kernel: b.kernel, stride: b.stride, groups: b.midChannels,
+        relu6: true)
       y = convBN("\(p)._project_conv", "\(p)._bn2", input: y, kernel: 1, stride: 1, relu6: false)
       if b.residual {
         nodes.append(Node(name: "\(p).add", op: .add, inputs: [y, x]))
@@ -163,7 +171,8 @@ public enum EfficientNetLite {
     let variant = variants.first { $0.blocks == s.blocks.count && $0.lastWidth == last }
     guard let size = resolution ?? variant?.resolution else {
       throw .architectureMismatch(
-        "EfficientNet-Lite with \(s.blocks.count) blocks and last width \(last) is not Lite0…Lite4; give its input resolution")
+        "EfficientNet-Lite with \(s.blocks.count) blocks and last width \(last) is not Lite0…Lite4; give its input resolution"
+      )
     }
     // The family's evaluation crop is 87.5% of the resized image (224 of 256).
     let preprocessing = Preprocessing(

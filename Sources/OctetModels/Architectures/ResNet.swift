@@ -47,8 +47,13 @@ public enum ResNet50 {
 
   public static func graph() -> Graph {
     var nodes: [Node] = []
-    func convBN(_ conv: String, _ bn: String, input: String, kernel: Int, stride: Int, pad: Int, relu: String?) -> String {
-      nodes.append(.conv2d(conv, input: input, weight: conv + ".weight", kernel: [kernel, kernel], stride: stride, padding: [pad, pad, pad, pad]))
+    func convBN(_ conv: String, _ bn: String, input: String, kernel: Int, stride: Int, pad: Int, relu: String?)
+      -> String
+    {
+      nodes.append(
+        .conv2d(
+          conv, input: input, weight: conv + ".weight", kernel: [kernel, kernel], stride: stride,
+          padding: [pad, pad, pad, pad]))
       nodes.append(.batchNorm(bn, input: conv, prefix: bn, epsilon: epsilon))
       guard let relu else { return bn }
       nodes.append(Node(name: relu, op: .relu, inputs: [bn]))
@@ -65,7 +70,8 @@ public enum ResNet50 {
         // the order does not change the result).
         var shortcut = x
         if block == 0 {
-          shortcut = convBN("\(p).downsample.0", "\(p).downsample.1", input: x, kernel: 1, stride: stride, pad: 0, relu: nil)
+          shortcut = convBN(
+            "\(p).downsample.0", "\(p).downsample.1", input: x, kernel: 1, stride: stride, pad: 0, relu: nil)
         }
         var y = convBN("\(p).conv1", "\(p).bn1", input: x, kernel: 1, stride: 1, pad: 0, relu: "\(p).relu1")
         y = convBN("\(p).conv2", "\(p).bn2", input: y, kernel: 3, stride: stride, pad: 1, relu: "\(p).relu2")

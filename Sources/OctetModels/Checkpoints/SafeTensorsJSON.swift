@@ -1,4 +1,5 @@
 import OctetCore
+
 /// The JSON a safetensors header needs, parsed strictly (RFC 8259) and exactly: integers stay
 /// text until they are converted with overflow checks, object keys keep their order, and a
 /// duplicate key is an error (two readers must not disagree about which one counts).
