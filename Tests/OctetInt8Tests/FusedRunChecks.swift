@@ -29,7 +29,8 @@ func convolutionsFusedAway(_ model: QuantizedModel) -> Set<String> {
 /// Runs `fused` (an executor that fuses residual adds) with an observer and requires every node
 /// output it materializes to equal the reference's (`expected`, by node name), and the set of
 /// nodes it materializes to be exactly the reference's minus `convolutionsFusedAway`: the fused
-/// epilogues are checked on every node they write, not only through the logits. Returns the logits.
+/// epilogues are checked on every node they write, not only through the logits. An unfused run
+/// (`fusesResidualAdds` false) must materialize every reference node exactly once. Returns the logits.
 @discardableResult
 func expectFusedNodesEqual(
   _ fused: Int8FastExecutor, input: Tensor, expected: [String: QuantizedTensor], context: String

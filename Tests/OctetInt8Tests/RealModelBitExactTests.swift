@@ -56,14 +56,7 @@ struct RealModelCase: Sendable {
     let unfused = try Int8FastExecutor(
       model: quantized, backend: path.backend, threads: 2, fuseResidualAdds: false, emulatedISA: path.emulated,
       avx2Kernel: path.avx2Kernel)
-    var differing: [String] = []
-    var seen = 0
-    let got = unfused.run(input) { name, t in
-      seen += 1
-      if expected[name] != t { differing.append(name) }
-    }
-    #expect(differing.isEmpty, "\(context): nodes differ (unfused): \(differing)")
-    #expect(seen == expected.count, "\(context): \(seen) of \(expected.count) nodes observed (unfused)")
+    let got = expectFusedNodesEqual(unfused, input: input, expected: expected, context: "\(context) (unfused)")
     #expect(got == logits, "\(context): logits differ (unfused)")
     let fused = try Int8FastExecutor(
       model: quantized, backend: path.backend, threads: 2, fuseResidualAdds: true, emulatedISA: path.emulated,

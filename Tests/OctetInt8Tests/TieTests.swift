@@ -205,14 +205,8 @@ func checkTies(_ path: TiePath) throws {
       let unfused = try Int8FastExecutor(
         model: model, backend: path.backend, threads: threads, fuseResidualAdds: false, emulatedISA: path.emulated,
         avx2Kernel: path.avx2Kernel)
-      var differing: [String] = []
-      var seen = 0
-      let got = unfused.run(input) { name, t in
-        seen += 1
-        if expected[name] != t { differing.append(name) }
-      }
-      #expect(differing.isEmpty, "\(context), \(threads) threads: nodes differ: \(differing)")
-      #expect(seen == expected.count, "\(context): \(seen) of \(expected.count) nodes observed")
+      let got = expectFusedNodesEqual(
+        unfused, input: input, expected: expected, context: "\(context), \(threads) threads (unfused)")
       #expect(got == logits, "\(context), \(threads) threads: logits differ (unfused)")
       let fused = try Int8FastExecutor(
         model: model, backend: path.backend, threads: threads, fuseResidualAdds: true, emulatedISA: path.emulated,
