@@ -30,8 +30,16 @@ public enum Quantizer {
   public static func quantize(
     model: Model, weightBits: WeightBits = .eight, range: @escaping (String) -> (lo: Float, hi: Float)?
   ) throws -> QuantizationResult {
+    try quantize(model: model, options: QuantizationOptions(weightBits: weightBits), range: range)
+  }
+
+  /// Quantizes `model` with the model-only techniques of `options` (see `QuantizationOptions`).
+  public static func quantize(
+    model: Model, options: QuantizationOptions, range: @escaping (String) -> (lo: Float, hi: Float)?
+  ) throws -> QuantizationResult {
     var builder = try Builder(model: model, range: range)
-    builder.weightMax = weightBits.maxMagnitude
+    builder.options = options
+    builder.weightMax = options.weightBits.maxMagnitude
     try builder.run()
     let qmodel = QuantizedModel(info: model.info, nodes: builder.nodes, output: builder.output)
     try qmodel.validate()
@@ -197,6 +205,7 @@ struct Builder {
   let plan: LayerPlan
   /// 127 (8-bit weights) or 63 (7-bit).
   var weightMax: Int64 = 127
+  var options = QuantizationOptions()
   let range: (String) -> (lo: Float, hi: Float)?
   var nodes: [QuantizedNode] = []
   var warnings: [QuantizationWarning] = []

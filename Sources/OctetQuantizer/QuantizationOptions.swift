@@ -1,0 +1,32 @@
+import OctetModels
+
+/// What `octet quantize` does beyond plain post-training quantization (round-to-nearest weights,
+/// calibrated activation ranges). One field per technique; each is documented where it is
+/// implemented and in docs/quantization.md when it changes the integer arithmetic.
+///
+/// Model-only techniques (weight bits, exact input, equalization, 16-bit layers) act inside
+/// `Quantizer.quantize(model:options:range:)`. Data-driven techniques (bias correction, AdaRound)
+/// need calibration images and run in the one-step pipeline (`octet quantize --images`), which
+/// records the options it used in the int8 model's metadata.
+public struct QuantizationOptions: Sendable, Equatable, Codable {
+  /// 8-bit weights [-127, 127] (default) or 7-bit [-63, 63].
+  public var weightBits: WeightBits = .eight
+  /// Quantize the network input straight from the decoded uint8 pixels, with the normalization
+  /// folded into the first convolution (docs/quantization.md §12), instead of quantizing the
+  /// normalized float input.
+  public var exactInput = false
+  /// Cross-layer equalization of depthwise-separable blocks (Nagel et al. 2019), with ReLU6 kept
+  /// exact through per-channel clamp bounds.
+  public var equalization = false
+  /// Empirical bias correction: per output channel, the mean float − int8 difference over the
+  /// calibration images, folded into the int32 bias.
+  public var biasCorrection = false
+  /// AdaRound: learned up/down rounding of each weight, layer by layer, on calibration activations.
+  public var adaRound = false
+  /// Layers (integer node names) whose input activations run at 16 bits.
+  public var a16Layers: [String] = []
+
+  public init(weightBits: WeightBits = .eight) { self.weightBits = weightBits }
+}
+
+extension WeightBits: Codable {}
