@@ -16,6 +16,42 @@ public struct DriftReport: Codable, Sendable {
     public var name: String
     public var sqnr_db: Double
     public var cosine: Double
+    /// The layer's place in network order (0 first); nil in reports from before it was recorded.
+    public var order: Int?
+    /// The same measures with the int8 layer fed the float values of its own inputs (nil when not computed).
+    public var local_sqnr_db: Double?
+    public var local_cosine: Double?
+    /// The checkpoint's tensor names of the layer's weights.
+    public var source_tensors: [String]?
+    /// "a8w8", "a16w8" or "a16w16" (nil: not recorded, an 8-bit layer).
+    public var precision: String?
+  }
+
+  /// How much the logits change when only `layer` is quantized (`compare --sensitivity`).
+  public struct Sensitivity: Codable, Sendable {
+    public var layer: String
+    /// Top-1 agreement with float, 0...1.
+    public var agreement: Double
+    /// Mean KL(float softmax ‖ that run's softmax).
+    public var kl: Double
+    /// Multiply-adds per image of the layer.
+    public var macs: Int
+  }
+
+  /// An image whose top-1 class differs between float and int8 (DriftReport+Flips.swift).
+  public struct Flip: Codable, Sendable {
+    public struct Prediction: Codable, Sendable {
+      public var `class`: Int
+      public var name: String
+      /// Softmax probability, 0...1.
+      public var probability: Double
+    }
+    /// The image's path.
+    public var image: String
+    /// Its class index in labels.tsv.
+    public var label: Int
+    public var float_top3: [Prediction]
+    public var int8_top3: [Prediction]
   }
 
   /// Images compared (images skipped as unreadable are not counted).
@@ -29,6 +65,16 @@ public struct DriftReport: Codable, Sendable {
   public var unmatched: [String]
   /// Operators the quantized model runs in float (none when the whole network is integer).
   public var not_quantized: [String]
+  /// Sensitivity ranking, most sensitive first (nil unless asked for).
+  public var sensitivity: [Sensitivity]?
+  /// Every image whose top-1 flipped, in labels.tsv order.
+  public var flips: [Flip]?
+  /// What was compared, and where: the models' architecture, the int8 kernels, the CPU, the files.
+  public var architecture: String?
+  public var backend: String?
+  public var cpu: String?
+  public var float_model: String?
+  public var int8_model: String?
 }
 
 /// Accumulates the drift statistics of one tensor; sums in Double so 1300 images of 802,816 values
@@ -150,6 +196,7 @@ public final class DriftComparison: @unchecked Sendable {
       var floatTop1 = 0, floatTop5 = 0, int8Top1 = 0, int8Top5 = 0, agree = 0
       var layers: [String: LayerAccumulator] = [:]
       var unmatched = Set<String>()
+      var flips: [(index: Int, flip: DriftReport.Flip)] = []
     }
     let totals = Mutex(Totals())
     try forEachInParallel(entries.count, threads: threads) { index in
@@ -158,6 +205,12 @@ public final class DriftComparison: @unchecked Sendable {
       let result = compare(image: image)
       let f5 = Classifier.topIndices(5, of: result.floatLogits)
       let q5 = Classifier.topIndices(5, of: result.int8Logits)
+      let flip =
+        f5.first == q5.first
+        ? nil
+        : DriftReport.Flip(
+          image: entry.url.path, label: entry.label, floatLogits: result.floatLogits, int8Logits: result.int8Logits,
+          classes: info.classes)
       let (done, agreement) = totals.withLock { t in
         t.floatTop1 += f5.first == entry.label ? 1 : 0
         t.floatTop5 += f5.contains(entry.label) ? 1 : 0
@@ -166,6 +219,7 @@ public final class DriftComparison: @unchecked Sendable {
         t.agree += f5.first == q5.first ? 1 : 0
         for (name, layer) in result.layers { t.layers[name, default: LayerAccumulator()].merge(layer) }
         t.unmatched.formUnion(result.unmatched)
+        if let flip { t.flips.append((index, flip)) }
         t.done += 1
         return (t.done, Double(t.agree) / Double(t.done))
       }
@@ -174,14 +228,15 @@ public final class DriftComparison: @unchecked Sendable {
     let t = totals.withLock { $0 }
     let n = Double(max(t.done, 1))
     let order = int8.model.nodes.map(\.name)
-    let layers = order.compactMap { name in
-      t.layers[name].map { DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine) }
+    let layers = order.enumerated().compactMap { position, name in
+      t.layers[name].map { DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine, order: position) }
     }.sorted { $0.sqnr_db < $1.sqnr_db }
     return DriftReport(
       count: t.done,
       float: .init(top1: Double(t.floatTop1) / n, top5: Double(t.floatTop5) / n),
       int8: .init(top1: Double(t.int8Top1) / n, top5: Double(t.int8Top5) / n),
       top1_agreement: Double(t.agree) / n, layers: layers, unmatched: t.unmatched.sorted(),
-      not_quantized: notQuantized)
+      not_quantized: notQuantized, flips: t.flips.sorted { $0.index < $1.index }.map(\.flip),
+      architecture: info.architecture, backend: int8.backendName)
   }
 }

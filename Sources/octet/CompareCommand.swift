@@ -42,6 +42,9 @@ struct CompareCommand: ParsableCommand {
   @Option(help: "Write the report as JSON to this file.")
   var json: String?
 
+  @Option(help: "Write the report as one self-contained HTML page (charts, flipped images) to this file.")
+  var html: String?
+
   @OptionGroup var backendOption: BackendOption
 
   @Flag(help: "Stop at the first image that cannot be decoded instead of skipping it.")
@@ -51,6 +54,8 @@ struct CompareCommand: ParsableCommand {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1, worst >= 0 else { throw ValidationError("--threads must be at least 1, --worst at least 0") }
     try validateOutputPath(json, option: "--json")
+    try validateOutputPath(html, option: "--html")
+    try validateHTMLPath()
     try ModelArgument.expectComparePair(float: floatModel, int8: quantizedModel)
   }
 
@@ -94,7 +99,7 @@ struct CompareCommand: ParsableCommand {
     let bar = Mutex(ProgressBar(total: entries.count, label: "compare"))
     let skipper = UnreadableImages(strict: strict)
     let start = Date()
-    let drift: DriftReport
+    var drift: DriftReport
     do {
       drift = try comparison.run(
         entries, threads: threads,
@@ -107,6 +112,7 @@ struct CompareCommand: ParsableCommand {
       throw error
     }
     bar.withLock { $0.finish() }
+    describeRun(&drift)
     try skipper.checkSomeDecoded(total: entries.count, folder: images)
 
     // Overlapping images that were skipped were not compared: they do not count.
@@ -147,6 +153,7 @@ struct CompareCommand: ParsableCommand {
     }
     for warning in report.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
     if let json { try writeJSON(report, to: json) }
+    if let html { try writeHTML(drift, to: html) }
   }
 
   /// The evaluation images whose file bytes have the SHA-256 of a calibration image, in `entries` order.
