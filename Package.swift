@@ -99,7 +99,8 @@ let package = Package(
     .testTarget(
       name: "OctetInt8Tests", dependencies: ["OctetTestSupport", "OctetInt8", "Octet", "CInt8Kernels"]),
     // Runs the built `octet` binary: exit codes, error lines, JSON reports, no partial files.
-    .testTarget(name: "OctetCLITests", dependencies: ["OctetTestSupport", "octet", "OctetModels"]),
+    .testTarget(
+      name: "OctetCLITests", dependencies: ["OctetTestSupport", "octet", "OctetModels", "OctetReport", "OctetImages"]),
   ]
 )
 

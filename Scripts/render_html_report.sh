@@ -24,11 +24,12 @@ profile="$(mktemp -d)"
 log="$(mktemp)"
 trap 'rm -rf "$profile" "$log"' EXIT
 rm -f "$out"
-# A fresh profile per run, so that concurrent renders do not share a profile lock.
-if ! "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
+# A fresh profile per run, so that concurrent renders do not share a profile lock. The time limit is
+# for a browser that hangs (a page that opens a dialog does); a render takes seconds.
+if ! timeout 120 "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
   --user-data-dir="$profile" --window-size=1400,2000 --screenshot="$out" \
   "file://$(cd "$(dirname "$report")" && pwd)/$(basename "$report")" >"$log" 2>&1 || [ ! -s "$out" ]; then
-  echo "render_html_report: chromium did not write $out:" >&2
+  echo "render_html_report: chromium did not write $out (exit status, or 124 after 120 s):" >&2
   cat "$log" >&2
   exit 1
 fi

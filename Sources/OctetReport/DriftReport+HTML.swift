@@ -27,6 +27,10 @@ extension DriftReport {
     let title = "Octet drift report" + (architecture.map { ": \($0)" } ?? "")
     page.line("<!DOCTYPE html>")
     page.line("<html lang=\"en\"><head><meta charset=\"utf-8\">")
+    // The page loads and runs nothing, and says so to the browser: a name that slipped past escaping
+    // still could not run a script or fetch anything.
+    page.line(
+      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">")
     page.line("<title>\(escapeHTML(title))</title>")
     page.line("<style>\(Self.htmlStyle)</style>")
     page.line("</head><body>")
