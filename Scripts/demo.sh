@@ -45,7 +45,7 @@ step "quantize to int8"
 "$octet" quantize "$float" --ranges "$ranges" -o "$int8"
 
 step "compare float and int8 on $eval"
-"$octet" compare "$float" "$int8" --images "$eval" ${limit[@]+"${limit[@]}"} --json "$out/compare.json"
+"$octet" compare "$float" "$int8" --images "$eval" ${limit[@]+"${limit[@]}"} --json "$out/compare.json" --html "$out/report.html"
 
 step "classify two evaluation images with the int8 model"
 first_two=()
@@ -86,5 +86,5 @@ for name, bench in (("int8", int8), ("float", float32)):
 if n < 200:
     print(f"Only {n} images: one image moves top-1 by {100 / n:.1f} points; these numbers are a smoke test,")
     print("not an accuracy measurement. For one, compare on a few thousand labeled ImageNet images.")
-print(f"Files: {out}/")
+print(f"Files: {out}/ (the drift report as a page: {out}/report.html)")
 PY

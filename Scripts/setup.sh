@@ -11,6 +11,8 @@ cache="$root/.cache"
 
 # libopenblas-dev: the float GEMM; libjpeg62-turbo-dev and libpng-dev: image decoding.
 packages=(libopenblas-dev libjpeg62-turbo-dev libpng-dev pkg-config)
+# chromium: the tests render `compare --html` pages headless (Scripts/render_html_report.sh).
+if [ "${1:-}" = "--tests" ]; then packages+=(chromium); fi
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
