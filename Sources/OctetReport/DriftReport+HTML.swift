@@ -1,4 +1,5 @@
 import Foundation
+import Octet
 
 /// `octet compare --html`: the drift report as one self-contained HTML page. Charts are inline SVG
 /// (hovering a point shows its `<title>`), styles are inline, and there is no script, font, image or
@@ -272,7 +273,11 @@ extension DriftReport {
     page.line("<table class=\"flips\"><tr><th>image</th><th>label</th><th>float top-3</th><th>int8 top-3</th></tr>")
     for flip in flips.prefix(Self.htmlFlipLimit) {
       let file = URL(fileURLWithPath: flip.image).lastPathComponent
-      let labelName = (flip.float_top3 + flip.int8_top3).first { $0.class == flip.label }?.name
+      let predictions = flip.float_top3 + flip.int8_top3
+      // The label's name: ImageNet's when the predictions are named from it, else a prediction's.
+      let imageNet = predictions.allSatisfy { $0.name == ClassNames.name($0.class) }
+      let labelName =
+        imageNet ? ClassNames.name(flip.label) : predictions.first { $0.class == flip.label }?.name
       page.line(
         "<tr><td title=\"\(escapeHTML(flip.image))\">\(escapeHTML(file))</td><td>\(flip.label)\(labelName.map { " " + escapeHTML($0) } ?? "")</td>"
           + "<td>\(top3(flip.float_top3, label: flip.label))</td><td>\(top3(flip.int8_top3, label: flip.label))</td></tr>"

@@ -314,6 +314,21 @@ struct CompareHTMLTests {
     #expect(Set(startTags(html).map(\.name)).isSubset(of: allowedHTMLElements))
   }
 
+  /// A comparison that fails after loading the models (no image could be decoded) writes no page.
+  @Test func failedComparisonWritesNoPage() throws {
+    let files = try Lite0Files.get()
+    let dir = try Paths.temporaryDirectory()
+    try Data("not an image\n".utf8).write(to: dir.appendingPathComponent("text.JPEG"))
+    try Data("text.JPEG\t1\n".utf8).write(to: dir.appendingPathComponent("labels.tsv"))
+    let page = dir.appendingPathComponent("report.html")
+    let result = try OctetProcess.run([
+      "compare", files.float.path, files.int8.path, "--images", dir.path, "--html", page.path,
+    ])
+    expectCleanFailure(result, mentions: ["none of its 1 images could be decoded"], noFile: page)
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("report") }
+    #expect(leftovers.isEmpty, "\(leftovers)")
+  }
+
   @Test(.enabled(if: Chromium.installed, Comment(rawValue: Chromium.needed)))
   func reportRendersInChromium() throws {
     let run = try Self.compared.get()
