@@ -171,6 +171,16 @@ public final class FloatExecutor: @unchecked Sendable {
   /// Runs the network. `input` is `[N, S, S, 3]`; the result is `[N, classes]`.
   /// `observe`, when given, sees every step's output (after fusion) under its graph node name.
   public func run(_ input: Tensor, observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
+    run(input, observe: observe, replace: nil)
+  }
+
+  /// `run(_:observe:)`, where `replace`, when given, sees each step's output under its name before
+  /// anything reads it and may return another tensor of the same shape to use instead: what later
+  /// steps read, what `observe` sees and, for the last step, what is returned. Sensitivity analysis
+  /// swaps one layer's output for its int8 simulation this way.
+  public func run(
+    _ input: Tensor, observe: ((String, Tensor) -> Void)?, replace: ((String, Tensor) -> Tensor?)?
+  ) -> Tensor {
     precondition(
       input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
       "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
@@ -201,8 +211,15 @@ public final class FloatExecutor: @unchecked Sendable {
         let x = values[input]!
         result = Tensor(shape: [x.shape[0], x.count / x.shape[0]], scalars: x.scalars)
       }
-      observe?(p.name, result)
-      values[p.output] = result
+      var value = result
+      if let replacement = replace?(p.name, result) {
+        precondition(
+          replacement.shape == result.shape,
+          "'\(p.name)': replacement shape \(replacement.shape) differs from \(result.shape)")
+        value = replacement
+      }
+      observe?(p.name, value)
+      values[p.output] = value
       for s in p.release { values[s] = nil }
     }
     return values[outputSlot]!

@@ -12,10 +12,20 @@ public struct DriftReport: Codable, Sendable {
 
   /// One quantized tensor, over all images: SQNR = 10·log10(Σ f² / Σ (f − dq)²) in dB, and the cosine
   /// between the float and dequantized int8 activations (both summed over every element of every image).
+  /// `sqnr_db` and `cosine` are the accumulated error (the int8 network run end to end); the local
+  /// error is the layer alone, fed the float values of its inputs (docs/debugging.md).
   public struct Layer: Codable, Sendable {
     public var name: String
     public var sqnr_db: Double
     public var cosine: Double
+    /// Position of the int8 node in network order (0 is the input quantization).
+    public var order: Int? = nil
+    /// SQNR and cosine of the int8 layer fed the float values of its own inputs.
+    public var local_sqnr_db: Double? = nil
+    public var local_cosine: Double? = nil
+    /// The checkpoint's tensor names of the layer's weights (convolution, folded BatchNorm,
+    /// classifier), empty for layers without weights.
+    public var source_tensors: [String]? = nil
   }
 
   /// Images compared (images skipped as unreadable are not counted).
@@ -29,6 +39,8 @@ public struct DriftReport: Codable, Sendable {
   public var unmatched: [String]
   /// Operators the quantized model runs in float (none when the whole network is integer).
   public var not_quantized: [String]
+  /// With `--sensitivity`: every layer, most sensitive first (`SensitivityAnalysis`).
+  public var sensitivity: [LayerSensitivity]? = nil
 }
 
 /// Accumulates the drift statistics of one tensor; sums in Double so 1300 images of 802,816 values
@@ -84,6 +96,10 @@ public final class DriftComparison: @unchecked Sendable {
   public let info: ModelInfo
   /// Float graph nodes that no int8 node implements.
   public let notQuantized: [String]
+  /// Each int8 layer run alone on float inputs by the reference kernels, for the local error.
+  public let simulation: LayerSimulation
+  /// The float model's weight tensors of each int8 node.
+  let sourceTensors: [String: [String]]
 
   public init(float model: Model, int8 quantized: QuantizedModel, backend: Int8Backend = .auto) throws {
     guard model.info.inputSize == quantized.info.inputSize, model.info.classes == quantized.info.classes,
@@ -101,6 +117,23 @@ public final class DriftComparison: @unchecked Sendable {
     info = model.info
     let covered = Set(quantized.nodes.flatMap { [$0.name] + $0.fused })
     notQuantized = model.graph.nodes.map(\.name).filter { !covered.contains($0) }
+    simulation = try LayerSimulation(model: quantized)
+    sourceTensors = Self.sourceTensors(float: model, int8: quantized)
+  }
+
+  /// For each int8 node, the weight-dictionary names (the checkpoint's names) of the float nodes it
+  /// fuses: convolution weight and bias, BatchNorm weight, bias, running mean and variance, classifier
+  /// weight and bias.
+  public static func sourceTensors(float: Model, int8: QuantizedModel) -> [String: [String]] {
+    let graphNodes = Dictionary(float.graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    var result: [String: [String]] = [:]
+    for node in int8.nodes {
+      result[node.name] = node.fused.flatMap { name -> [String] in
+        guard let n = graphNodes[name] else { return [] }
+        return [n.weight, n.bias, n.runningMean, n.runningVariance].compactMap { $0 }
+      }
+    }
+    return result
   }
 
   /// One image's comparison.
@@ -108,6 +141,7 @@ public final class DriftComparison: @unchecked Sendable {
     var floatLogits: [Float]
     var int8Logits: [Float]
     var layers: [String: LayerAccumulator]
+    var local: [String: LayerAccumulator]
     var unmatched: Set<String>
   }
 
@@ -133,7 +167,34 @@ public final class DriftComparison: @unchecked Sendable {
     logitAccumulator.add(float: floatLogits.scalars, dequantized: int8Logits)
     layers[int8.model.output] = logitAccumulator
     unmatched.remove(int8.model.output)
-    return ImageResult(floatLogits: floatLogits.scalars, int8Logits: int8Logits, layers: layers, unmatched: unmatched)
+    floatTensors[int8.model.output] = floatLogits.scalars
+    let local = localErrors(floatTensors)
+    return ImageResult(
+      floatLogits: floatLogits.scalars, int8Logits: int8Logits, layers: layers, local: local, unmatched: unmatched)
+  }
+
+  /// Each int8 node's local error on one image: the node fed the float values of its inputs
+  /// (`floatTensors`, by name, "input" the network input), its dequantized output against the float
+  /// value of its own tensor. Nodes whose float tensors are missing are skipped (they are listed as
+  /// unmatched by the accumulated comparison).
+  func localErrors(_ floatTensors: [String: [Float]]) -> [String: LayerAccumulator] {
+    var local: [String: LayerAccumulator] = [:]
+    for node in int8.model.nodes {
+      let inputNames = node.op == .quantizeInput ? [Graph.inputName] : node.inputs
+      let inputs = inputNames.compactMap { floatTensors[$0] }
+      guard let expected = floatTensors[node.name], inputs.count == inputNames.count else { continue }
+      // One image; `simulate` reads each input by its element count, the network input by its shape.
+      let floatInputs =
+        node.op == .quantizeInput
+        ? [Tensor(shape: [1] + float.inputShape, scalars: inputs[0])]
+        : inputs.map { Tensor(shape: [1, $0.count], scalars: $0) }
+      let simulated = simulation.simulate(node.name, floatInputs: floatInputs)
+      guard simulated.count == expected.count else { continue }
+      var accumulator = LayerAccumulator()
+      accumulator.add(float: expected, dequantized: simulated.scalars)
+      local[node.name] = accumulator
+    }
+    return local
   }
 
   /// Compares over labeled images on `threads` threads; `progress` is called after each image.
@@ -149,6 +210,7 @@ public final class DriftComparison: @unchecked Sendable {
       var done = 0
       var floatTop1 = 0, floatTop5 = 0, int8Top1 = 0, int8Top5 = 0, agree = 0
       var layers: [String: LayerAccumulator] = [:]
+      var local: [String: LayerAccumulator] = [:]
       var unmatched = Set<String>()
     }
     let totals = Mutex(Totals())
@@ -165,6 +227,7 @@ public final class DriftComparison: @unchecked Sendable {
         t.int8Top5 += q5.contains(entry.label) ? 1 : 0
         t.agree += f5.first == q5.first ? 1 : 0
         for (name, layer) in result.layers { t.layers[name, default: LayerAccumulator()].merge(layer) }
+        for (name, layer) in result.local { t.local[name, default: LayerAccumulator()].merge(layer) }
         t.unmatched.formUnion(result.unmatched)
         t.done += 1
         return (t.done, Double(t.agree) / Double(t.done))
@@ -174,8 +237,12 @@ public final class DriftComparison: @unchecked Sendable {
     let t = totals.withLock { $0 }
     let n = Double(max(t.done, 1))
     let order = int8.model.nodes.map(\.name)
-    let layers = order.compactMap { name in
-      t.layers[name].map { DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine) }
+    let layers = order.enumerated().compactMap { index, name in
+      t.layers[name].map {
+        DriftReport.Layer(
+          name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine, order: index, local_sqnr_db: t.local[name]?.sqnrDB,
+          local_cosine: t.local[name]?.cosine, source_tensors: sourceTensors[name] ?? [])
+      }
     }.sorted { $0.sqnr_db < $1.sqnr_db }
     return DriftReport(
       count: t.done,

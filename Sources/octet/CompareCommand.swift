@@ -11,7 +11,10 @@ struct CompareCommand: ParsableCommand {
     discussion: """
       Reports top-1/top-5 of both models against the labels, their top-1 agreement, and for every \
       quantized tensor the SQNR (dB) and cosine of the dequantized int8 activation against the float one, \
-      worst layers first. The int8 model runs on --backend's kernels with every node's output kept \
+      worst layers first: accumulated (the int8 network end to end) and local (the layer alone, fed the \
+      float values of its inputs, on the reference kernels). --sensitivity ranks the layers by how much \
+      the logits move (mean KL, top-1 agreement) when each one alone runs in int8 (docs/debugging.md). \
+      The int8 model runs on --backend's kernels with every node's output kept \
       (residual adds unfused); all backends give the same bits. An image that cannot be decoded is \
       skipped with a warning naming it and listed (`unreadable` in the JSON); --strict makes the first \
       one fatal. Warns when evaluation images were among the images the int8 model was calibrated on \
@@ -47,9 +50,16 @@ struct CompareCommand: ParsableCommand {
   @Flag(help: "Stop at the first image that cannot be decoded instead of skipping it.")
   var strict = false
 
+  @Flag(help: "Also rank the layers by how much the logits change when each one alone runs in int8.")
+  var sensitivity = false
+
+  @Option(help: "Images the --sensitivity ranking runs on (the first of those compared).")
+  var sensitivityImages: Int = 100
+
   func validate() throws {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1, worst >= 0 else { throw ValidationError("--threads must be at least 1, --worst at least 0") }
+    guard sensitivityImages >= 1 else { throw ValidationError("--sensitivity-images must be at least 1") }
     try validateOutputPath(json, option: "--json")
     try ModelArgument.expectComparePair(float: floatModel, int8: quantizedModel)
   }
@@ -94,7 +104,7 @@ struct CompareCommand: ParsableCommand {
     let bar = Mutex(ProgressBar(total: entries.count, label: "compare"))
     let skipper = UnreadableImages(strict: strict)
     let start = Date()
-    let drift: DriftReport
+    var drift: DriftReport
     do {
       drift = try comparison.run(
         entries, threads: threads,
@@ -108,6 +118,9 @@ struct CompareCommand: ParsableCommand {
     }
     bar.withLock { $0.finish() }
     try skipper.checkSomeDecoded(total: entries.count, folder: images)
+    let sensitivityStart = Date()
+    if sensitivity { drift.sensitivity = try sensitivityRanking(float: float, quantized: quantized, entries: entries) }
+    let sensitivitySeconds = Date().timeIntervalSince(sensitivityStart)
 
     // Overlapping images that were skipped were not compared: they do not count.
     let skippedPaths = Set(skipper.list.map(\.image))
@@ -134,9 +147,12 @@ struct CompareCommand: ParsableCommand {
     if !drift.unmatched.isEmpty {
       print("  int8 tensors with no float counterpart: \(drift.unmatched.joined(separator: ", "))")
     }
-    print("  worst layers (SQNR dB, cosine):")
-    for layer in drift.layers.prefix(worst) {
-      print(String(format: "    %8.2f  %.6f  %@", layer.sqnr_db, layer.cosine, layer.name))
+    for line in Self.layerLines(drift.layers, count: worst) { print(line) }
+    if let ranking = drift.sensitivity {
+      for line in Self.sensitivityLines(ranking, count: worst, images: min(sensitivityImages, drift.count)) {
+        print(line)
+      }
+      print(String(format: "  sensitivity took %.1f s", sensitivitySeconds))
     }
     if let line = skipper.summary(total: entries.count) { print(line) }
     if quantized.calibrationImages == nil {
