@@ -51,7 +51,9 @@ import Testing
     _ = simulation.reference.run(golden.inputTensor) { name, tensor in outputs[name] = tensor }
     for node in model.nodes where node.op != .quantizeInput && node.op != .linear {
       let simulated = simulation.simulate(node.name, floatInputs: node.inputs.map { outputs[$0]!.dequantized() })
-      #expect(simulated == outputs[node.name]!.dequantized(), "\(node.name)")
+      let expected = outputs[node.name]!.dequantized()
+      let differing = zip(simulated.scalars, expected.scalars).filter { $0 != $1 }.count
+      #expect(simulated.shape == expected.shape && differing == 0, "\(node.name): \(differing) values differ")
     }
   }
 }

@@ -21,7 +21,9 @@ import Testing
   }
 
   @Test func localErrorOfAConvolutionEqualsAHandComputation() throws {
-    let net = TinyNet()
+    // a's range [0, 100]: its whole-number outputs fall between grid points (and above 100 are
+    // clamped), so b's input quantization rounds and clamps.
+    let net = TinyNet(aRange: (0, 100))
     let c = try comparison(net)
     let node = try #require(c.int8.model.node(named: "b"))
     let aQuantization = try #require(c.int8.model.node(named: "a")).output
@@ -39,9 +41,8 @@ import Testing
       let sOut = Double(node.output.scale)
       let zOut = Double(node.output.zeroPoint)
       for pixel in 0..<4 {
-        let q = (0..<4).map { i in
-          min(255, max(0, (Double(x[pixel * 4 + i]) / Double(aQuantization.scale)).rounded() + 0))
-        }
+        // The contract's quantize (§1), as every reader of a quantizes it.
+        let q = (0..<4).map { i in Double(aQuantization.quantize(x[pixel * 4 + i])) }
         for o in 0..<4 {
           var acc = Double(node.bias[o])
           for i in 0..<4 { acc += q[i] * Double(node.weights[o * 4 + i]) }
@@ -54,6 +55,7 @@ import Testing
         }
       }
     }
+    #expect(aQuantization.zeroPoint == 0 && aQuantization.scale != 1)
     #expect(noise > 0, "the hand computation should see some rounding error in b")
     let handSQNR = 10 * log10(signal / noise)
     #expect(abs(local.sqnrDB - handSQNR) < 1e-9, "local SQNR \(local.sqnrDB) dB, by hand \(handSQNR) dB")

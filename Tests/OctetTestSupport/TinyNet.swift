@@ -10,9 +10,12 @@ import OctetModels
 /// `b`'s range is `bRange`: widen it to coarsen that layer alone.
 public struct TinyNet: Sendable {
   public var model: Model
+  public var aRange: (lo: Float, hi: Float)
   public var bRange: (lo: Float, hi: Float)
 
-  public init(seed: UInt64 = 7, bRange: (lo: Float, hi: Float) = (-200, 200)) {
+  /// `aRange` other than [0, 255] puts `a`'s outputs off its grid, so that `b` reads rounded inputs.
+  public init(seed: UInt64 = 7, aRange: (lo: Float, hi: Float) = (0, 255), bRange: (lo: Float, hi: Float) = (-200, 200))
+  {
     var generator = SeededGenerator(seed: seed)
     // Every output channel of `a` reads at least one input, so none is all zero.
     let a: [Float] = [1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0]
@@ -38,13 +41,15 @@ public struct TinyNet: Sendable {
     model = Model(
       info: ModelInfo(architecture: "tiny-net", inputSize: 2, classes: 5, preprocessing: .imagenet, source: "tiny"),
       graph: graph, weights: weights)
+    self.aRange = aRange
     self.bRange = bRange
   }
 
-  /// Activation ranges: the input and `a` at scale 1 and zero point 0, `b` and `pool` `bRange`.
+  /// Activation ranges: the input at scale 1 and zero point 0, `a` `aRange`, `b` and `pool` `bRange`.
   public func range(_ name: String) -> (lo: Float, hi: Float)? {
     switch name {
-    case Graph.inputName, "a": (0, 255)
+    case Graph.inputName: (0, 255)
+    case "a": aRange
     case "b", "pool": bRange
     default: nil
     }
