@@ -35,6 +35,8 @@ public struct DriftReport: Codable, Sendable {
   public var top1_agreement: Double
   /// Worst SQNR first.
   public var layers: [Layer]
+  /// Images the local error was computed on (the first `--local-images` of those compared).
+  public var local_images: Int? = nil
   /// Int8 tensors with no float counterpart to compare with (named, never silently dropped).
   public var unmatched: [String]
   /// Operators the quantized model runs in float (none when the whole network is integer).
@@ -145,7 +147,9 @@ public final class DriftComparison: @unchecked Sendable {
     var unmatched: Set<String>
   }
 
-  func compare(image: RGBImage) -> ImageResult {
+  /// `local`: also each layer's local error (a reference run of every node, several times the cost
+  /// of the rest).
+  func compare(image: RGBImage, local: Bool = true) -> ImageResult {
     let input = info.preprocessing.apply(to: image)
     var floatTensors: [String: [Float]] = [:]
     let floatLogits = float.run(input) { name, tensor in floatTensors[name] = tensor.scalars }
@@ -168,7 +172,7 @@ public final class DriftComparison: @unchecked Sendable {
     layers[int8.model.output] = logitAccumulator
     unmatched.remove(int8.model.output)
     floatTensors[int8.model.output] = floatLogits.scalars
-    let local = localErrors(floatTensors)
+    let local = local ? localErrors(floatTensors) : [:]
     return ImageResult(
       floatLogits: floatLogits.scalars, int8Logits: int8Logits, layers: layers, local: local, unmatched: unmatched)
   }
@@ -198,16 +202,19 @@ public final class DriftComparison: @unchecked Sendable {
   }
 
   /// Compares over labeled images on `threads` threads; `progress` is called after each image.
+  /// The local error is computed on the first `localImages` entries only (all by default).
   /// `decode` reads the `index`th image; when it returns nil the image is skipped (left out of every
   /// statistic and of `count`).
   public func run(
-    _ entries: [LabeledFolder.Entry], threads: Int, progress: @Sendable (Int, Double) -> Void = { _, _ in },
+    _ entries: [LabeledFolder.Entry], threads: Int, localImages: Int = .max,
+    progress: @Sendable (Int, Double) -> Void = { _, _ in },
     decode: @Sendable (_ url: URL, _ index: Int) throws -> RGBImage? = { url, _ in
       try ImageDecoder.decode(contentsOf: url)
     }
   ) throws -> DriftReport {
     struct Totals {
       var done = 0
+      var localDone = 0
       var floatTop1 = 0, floatTop5 = 0, int8Top1 = 0, int8Top5 = 0, agree = 0
       var layers: [String: LayerAccumulator] = [:]
       var local: [String: LayerAccumulator] = [:]
@@ -217,7 +224,7 @@ public final class DriftComparison: @unchecked Sendable {
     try forEachInParallel(entries.count, threads: threads) { index in
       let entry = entries[index]
       guard let image = try decode(entry.url, index) else { return }
-      let result = compare(image: image)
+      let result = compare(image: image, local: index < localImages)
       let f5 = Classifier.topIndices(5, of: result.floatLogits)
       let q5 = Classifier.topIndices(5, of: result.int8Logits)
       let (done, agreement) = totals.withLock { t in
@@ -230,6 +237,7 @@ public final class DriftComparison: @unchecked Sendable {
         for (name, layer) in result.local { t.local[name, default: LayerAccumulator()].merge(layer) }
         t.unmatched.formUnion(result.unmatched)
         t.done += 1
+        t.localDone += result.local.isEmpty ? 0 : 1
         return (t.done, Double(t.agree) / Double(t.done))
       }
       progress(done, agreement)
@@ -248,7 +256,8 @@ public final class DriftComparison: @unchecked Sendable {
       count: t.done,
       float: .init(top1: Double(t.floatTop1) / n, top5: Double(t.floatTop5) / n),
       int8: .init(top1: Double(t.int8Top1) / n, top5: Double(t.int8Top5) / n),
-      top1_agreement: Double(t.agree) / n, layers: layers, unmatched: t.unmatched.sorted(),
+      top1_agreement: Double(t.agree) / n, layers: layers, local_images: t.localDone,
+      unmatched: t.unmatched.sorted(),
       not_quantized: notQuantized)
   }
 }

@@ -36,8 +36,10 @@ extension CompareCommand {
   }
 
   /// The worst layers by accumulated SQNR, with the local SQNR beside it.
-  static func layerLines(_ layers: [DriftReport.Layer], count: Int) -> [String] {
-    var lines = ["  worst layers (accumulated SQNR dB, local SQNR dB, accumulated cosine):"]
+  static func layerLines(_ layers: [DriftReport.Layer], count: Int, localImages: Int?, images: Int) -> [String] {
+    let local =
+      (localImages ?? images) < images ? "local SQNR dB on the first \(localImages ?? 0) images" : "local SQNR dB"
+    var lines = ["  worst layers (accumulated SQNR dB, \(local), accumulated cosine):"]
     for layer in layers.prefix(count) {
       let local = layer.local_sqnr_db.map { String(format: "%8.2f", $0) } ?? "       -"
       lines.append(String(format: "    %8.2f  %@  %.6f  %@", layer.sqnr_db, local, layer.cosine, layer.name))

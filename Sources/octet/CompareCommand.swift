@@ -56,10 +56,18 @@ struct CompareCommand: ParsableCommand {
   @Option(help: "Images the --sensitivity ranking runs on (the first of those compared).")
   var sensitivityImages: Int = 100
 
+  @Option(
+    help: """
+      Compute the local error on the first N compared images only (default: all; 0: none). It runs \
+      every layer on the reference kernels, several times the cost of the rest of the comparison.
+      """)
+  var localImages: Int?
+
   func validate() throws {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1, worst >= 0 else { throw ValidationError("--threads must be at least 1, --worst at least 0") }
     guard sensitivityImages >= 1 else { throw ValidationError("--sensitivity-images must be at least 1") }
+    if let localImages, localImages < 0 { throw ValidationError("--local-images must be at least 0") }
     try validateOutputPath(json, option: "--json")
     try ModelArgument.expectComparePair(float: floatModel, int8: quantizedModel)
   }
@@ -107,7 +115,7 @@ struct CompareCommand: ParsableCommand {
     var drift: DriftReport
     do {
       drift = try comparison.run(
-        entries, threads: threads,
+        entries, threads: threads, localImages: localImages ?? .max,
         progress: { done, agreement in
           bar.withLock { $0.update(done, detail: String(format: "agreement %.2f%%", agreement * 100)) }
         },
@@ -147,7 +155,9 @@ struct CompareCommand: ParsableCommand {
     if !drift.unmatched.isEmpty {
       print("  int8 tensors with no float counterpart: \(drift.unmatched.joined(separator: ", "))")
     }
-    for line in Self.layerLines(drift.layers, count: worst) { print(line) }
+    for line in Self.layerLines(drift.layers, count: worst, localImages: drift.local_images, images: drift.count) {
+      print(line)
+    }
     if let ranking = drift.sensitivity {
       for line in Self.sensitivityLines(ranking, count: worst, images: min(sensitivityImages, drift.count)) {
         print(line)
