@@ -48,7 +48,11 @@ import Testing
     let model = try Quantizer.quantize(model: golden.model, range: golden.range).model
     let simulation = try LayerSimulation(model: model)
     var outputs: [String: QuantizedTensor] = [:]
-    _ = simulation.reference.run(golden.inputTensor) { name, tensor in outputs[name] = tensor }
+    let logits = simulation.reference.run(golden.inputTensor) { name, tensor in outputs[name] = tensor }
+    #expect(simulation.simulate("input", floatInputs: [golden.inputTensor]) == outputs["input"]!.dequantized())
+    let fc = try #require(model.nodes.last)
+    #expect(
+      simulation.simulate(fc.name, floatInputs: fc.inputs.map { outputs[$0]!.dequantized() }) == logits.dequantized())
     for node in model.nodes where node.op != .quantizeInput && node.op != .linear {
       let simulated = simulation.simulate(node.name, floatInputs: node.inputs.map { outputs[$0]!.dequantized() })
       let expected = outputs[node.name]!.dequantized()
