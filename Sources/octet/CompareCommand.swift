@@ -126,6 +126,7 @@ struct CompareCommand: ParsableCommand {
     }
     bar.withLock { $0.finish() }
     try skipper.checkSomeDecoded(total: entries.count, folder: images)
+    let compareSeconds = Date().timeIntervalSince(start)
     let sensitivityStart = Date()
     if sensitivity { drift.sensitivity = try sensitivityRanking(float: float, quantized: quantized, entries: entries) }
     let sensitivitySeconds = Date().timeIntervalSince(sensitivityStart)
@@ -141,7 +142,7 @@ struct CompareCommand: ParsableCommand {
         compared: drift.count, overlapping: overlapping, calibrationCount: quantized.calibrationImages?.count))
 
     print(
-      String(format: "%@ on %d images (%.1f s)", float.info.architecture, drift.count, Date().timeIntervalSince(start)))
+      String(format: "%@ on %d images (%.1f s)", float.info.architecture, drift.count, compareSeconds))
     print(String(format: "  float  top-1 %6.2f%%  top-5 %6.2f%%", drift.float.top1 * 100, drift.float.top5 * 100))
     print(String(format: "  int8   top-1 %6.2f%%  top-5 %6.2f%%", drift.int8.top1 * 100, drift.int8.top5 * 100))
     print(
