@@ -130,6 +130,18 @@ func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL?
     expectCleanFailure(badOption, mentions: ["--limit"])
   }
 
+  @Test func compareRefusesDebuggerCountsBelowTheirMinimum() throws {
+    let dir = try Paths.temporaryDirectory()
+    let model = Paths.fixtures.appendingPathComponent("tiny_zip.pth").path
+    let json = dir.appendingPathComponent("compare.json")
+    for (option, value) in [("--sensitivity-images", "0"), ("--local-images", "-1")] {
+      let result = try OctetProcess.run([
+        "compare", model, model, "--images", dir.path, "--sensitivity", "\(option)=\(value)", "--json", json.path,
+      ])
+      expectCleanFailure(result, mentions: [option, "at least"], noFile: json)
+    }
+  }
+
   @Test func missingCheckpointIsNamed() throws {
     let dir = try Paths.temporaryDirectory()
     let result = try OctetProcess.run([
