@@ -29,14 +29,14 @@ public struct LayerSensitivity: Codable, Sendable, Equatable {
 ///
 /// For every int8 node L and every input, the float network runs with L's output replaced by L's
 /// int8 simulation (`LayerSimulation`: L's float inputs quantized as L reads them, L's integer
-/// reference kernel, the result dequantized); everything else stays float. The float run is whole
-/// for every layer (no cached prefix): it keeps memory at one image's activations per thread, and
-/// on Lite0 costs about as much again as the integer simulation of the layer.
+/// reference kernel, the result dequantized); everything else stays float. Each image runs in float
+/// once with every activation kept (`FloatExecutor.activations`), and for each layer only the steps
+/// after it run again (`FloatExecutor.resume`): memory is one image's activations per thread.
 public enum SensitivityAnalysis {
   /// The layers of `int8`, most sensitive first: by mean KL, descending; ties by agreement,
   /// ascending, then network order. `inputs` are preprocessed network inputs `[N, S, S, 3]` (each
   /// row counts as one image); `float` is the model `int8` was quantized from. `progress(done,
-  /// total)` is called after each layer. Throws when the models do not match.
+  /// total)` is called after each input. Throws when the models do not match.
   public static func rank(
     float: Model, int8: QuantizedModel, inputs: [Tensor],
     threads: Int = ProcessInfo.processInfo.activeProcessorCount,
@@ -55,72 +55,59 @@ public enum SensitivityAnalysis {
     let images = inputs.map { $0.shape.first ?? 0 }.reduce(0, +)
     guard images > 0 else { throw SensitivityError.noImages }
 
-    // The plain float run: each image's log-softmax and top-1.
-    let baseline = Mutex([[Double]?](repeating: nil, count: inputs.count))
-    concurrentForEach(inputs.count, threads: threads) { i in
-      let logits = executor.run(inputs[i])
-      baseline.withLock { $0[i] = logSoftmaxRows(logits) }
+    // Per image: the float run with every activation kept, then for each layer its int8 simulation
+    // on the float inputs and the rest of the network from there.
+    struct Sums {
+      var kl: [Double]
+      var agree: [Int]
+      var done = 0
     }
-    let reference = baseline.withLock { $0.map { $0! } }
-    let classes = int8.nodes.last.map { $0.outChannels ?? 0 } ?? 0
-
-    var result: [(LayerSensitivity, order: Int)] = []
-    for (order, node) in int8.nodes.enumerated() {
-      struct Sums {
-        var kl = 0.0
-        var agree = 0
-      }
-      let sums = Mutex(Sums())
-      concurrentForEach(inputs.count, threads: threads) { i in
-        let logits = perturbedLogits(inputs[i], node: node, executor: executor, simulation: simulation)
-        let p = reference[i]
-        let q = logSoftmaxRows(logits)
-        var kl = 0.0
-        var agree = 0
-        let n = p.count / max(classes, 1)
-        for row in 0..<n {
+    let nodes = int8.nodes
+    let sums = Mutex(
+      Sums(kl: [Double](repeating: 0, count: nodes.count), agree: [Int](repeating: 0, count: nodes.count)))
+    let classes = int8.nodes.last?.outChannels ?? 0
+    concurrentForEach(inputs.count, threads: threads) { i in
+      let (logits, activations) = executor.activations(inputs[i])
+      let p = logSoftmaxRows(logits)
+      var kl = [Double](repeating: 0, count: nodes.count)
+      var agree = [Int](repeating: 0, count: nodes.count)
+      for (l, node) in nodes.enumerated() {
+        let floatInputs =
+          node.op == .quantizeInput
+          ? [inputs[i]] : node.inputs.map { executor.value($0, in: activations)! }
+        let simulated = simulation.simulate(node.name, floatInputs: floatInputs)
+        let q = logSoftmaxRows(
+          executor.resume(
+            activations, replacing: node.op == .quantizeInput ? Graph.inputName : node.name, with: simulated))
+        for row in 0..<(p.count / max(classes, 1)) {
           let r = (row * classes)..<((row + 1) * classes)
-          for c in r where p[c] > -.infinity { kl += exp(p[c]) * (p[c] - q[c]) }
-          agree += argmax(p[r]) == argmax(q[r]) ? 1 : 0
-        }
-        sums.withLock {
-          $0.kl += kl
-          $0.agree += agree
+          for c in r where p[c] > -.infinity { kl[l] += exp(p[c]) * (p[c] - q[c]) }
+          agree[l] += argmax(p[r]) == argmax(q[r]) ? 1 : 0
         }
       }
-      let s = sums.withLock { $0 }
-      result.append(
-        (
-          LayerSensitivity(
-            layer: node.name, agreement: Double(s.agree) / Double(images), kl: finite(max(0, s.kl / Double(images))),
-            macs: macs[node.name] ?? 0), order
-        ))
-      progress(order + 1, int8.nodes.count)
+      let done = sums.withLock { s in
+        for l in 0..<nodes.count {
+          s.kl[l] += kl[l]
+          s.agree[l] += agree[l]
+        }
+        s.done += 1
+        return s.done
+      }
+      progress(done, inputs.count)
+    }
+    let s = sums.withLock { $0 }
+    let result = nodes.enumerated().map { l, node in
+      (
+        LayerSensitivity(
+          layer: node.name, agreement: Double(s.agree[l]) / Double(images),
+          kl: finite(max(0, s.kl[l] / Double(images))), macs: macs[node.name] ?? 0), order: l
+      )
     }
     return result.sorted { a, b in
       if a.0.kl != b.0.kl { return a.0.kl > b.0.kl }
       if a.0.agreement != b.0.agreement { return a.0.agreement < b.0.agreement }
       return a.order < b.order
     }.map(\.0)
-  }
-
-  /// The float network's logits on `input` with `node`'s output replaced by its int8 simulation.
-  static func perturbedLogits(
-    _ input: Tensor, node: QuantizedNode, executor: FloatExecutor, simulation: LayerSimulation
-  ) -> Tensor {
-    if node.op == .quantizeInput {
-      return executor.run(simulation.simulate(node.name, floatInputs: [input]))
-    }
-    // The layer's float inputs, kept as the run goes (observe sees a step's output after any
-    // replacement, and the layer's inputs come before it).
-    var captured: [String: Tensor] = [Graph.inputName: input]
-    let needed = Set(node.inputs)
-    return executor.run(
-      input,
-      observe: { name, tensor in if needed.contains(name) { captured[name] = tensor } },
-      replace: { name, _ in
-        name == node.name ? simulation.simulate(name, floatInputs: node.inputs.map { captured[$0]! }) : nil
-      })
   }
 }
 

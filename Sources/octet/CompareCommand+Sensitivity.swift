@@ -6,7 +6,7 @@ import Synchronization
 extension CompareCommand {
   /// `--sensitivity`: every layer of `quantized` ranked by `SensitivityAnalysis` on the first
   /// `--sensitivity-images` readable images of `entries` (unreadable ones were reported by the drift
-  /// pass and are passed over here), with a progress bar of layers done.
+  /// pass and are passed over here), with a progress bar of images done (each image runs every layer).
   func sensitivityRanking(float: Model, quantized: QuantizedModel, entries: [LabeledFolder.Entry]) throws
     -> [LayerSensitivity]
   {
@@ -15,11 +15,11 @@ extension CompareCommand {
       guard let image = try? ImageDecoder.decode(contentsOf: entry.url) else { continue }
       inputs.append(float.info.preprocessing.apply(to: image))
     }
-    let bar = Mutex(ProgressBar(total: quantized.nodes.count, label: "sensitivity (\(inputs.count) images)"))
+    let bar = Mutex(ProgressBar(total: inputs.count, label: "sensitivity (\(quantized.nodes.count) layers)"))
     defer { bar.withLock { $0.finish() } }
     return try SensitivityAnalysis.rank(
       float: float, int8: quantized, inputs: inputs, threads: threads,
-      progress: { done, _ in bar.withLock { $0.update(done, detail: "layers") } })
+      progress: { done, _ in bar.withLock { $0.update(done, detail: "images") } })
   }
 
   /// The text lines of the ranking: the `count` most sensitive layers.

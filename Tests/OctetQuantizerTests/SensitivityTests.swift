@@ -61,3 +61,34 @@ import Testing
     }
   }
 }
+
+/// `FloatExecutor.resume`: the rest of a kept run from one replaced value is the whole run with that
+/// replacement, bit for bit.
+@Suite struct FloatResumeTests {
+  @Test(arguments: [false, true])
+  func resumingFromAnyValueEqualsTheWholeRunWithThatReplacement(_ fuseResidualAdd: Bool) throws {
+    let golden = try SmallNetGolden.load()
+    let executor = try FloatExecutor(model: golden.model, fuseResidualAdd: fuseResidualAdd)
+    let input = golden.inputTensor
+    let (logits, activations) = executor.activations(input)
+    #expect(logits == executor.run(input))
+    var seen: [String: Tensor] = [Graph.inputName: input]
+    _ = executor.run(input) { name, tensor in seen[name] = tensor }
+    for name in [Graph.inputName] + executor.observableNames {
+      let kept = try #require(executor.value(name, in: activations), "\(name)")
+      #expect(kept == seen[name], "\(name): the kept value is the run's")
+      // Halve the value: every later step sees it.
+      let half = Tensor(shape: kept.shape, scalars: kept.scalars.map { $0 / 2 })
+      let resumed = executor.resume(activations, replacing: name, with: half)
+      let whole =
+        name == Graph.inputName
+        ? executor.run(half)
+        : executor.run(input, observe: nil, replace: { step, _ in step == name ? half : nil })
+      #expect(resumed == whole, "\(name)")
+      #expect(resumed != logits, "\(name): halving it changes the logits")
+    }
+    // The kept activations are not changed by resuming.
+    #expect(executor.activations(input).logits == logits)
+    #expect(executor.value("fc", in: activations) == logits)
+  }
+}
