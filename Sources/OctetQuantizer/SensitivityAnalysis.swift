@@ -57,14 +57,17 @@ public enum SensitivityAnalysis {
 
     // Per image: the float run with every activation kept, then for each layer its int8 simulation
     // on the float inputs and the rest of the network from there.
-    struct Sums {
-      var kl: [Double]
-      var agree: [Int]
+    // Each image's per-layer KL and agreement, summed in image order at the end, so that the
+    // ranking is the same whatever the threads' timing.
+    struct PerImage {
+      var kl: [[Double]?]
+      var agree: [[Int]?]
       var done = 0
     }
     let nodes = int8.nodes
-    let sums = Mutex(
-      Sums(kl: [Double](repeating: 0, count: nodes.count), agree: [Int](repeating: 0, count: nodes.count)))
+    let perImage = Mutex(
+      PerImage(
+        kl: [[Double]?](repeating: nil, count: inputs.count), agree: [[Int]?](repeating: nil, count: inputs.count)))
     let classes = int8.nodes.last?.outChannels ?? 0
     concurrentForEach(inputs.count, threads: threads) { i in
       let (logits, activations) = executor.activations(inputs[i])
@@ -85,22 +88,22 @@ public enum SensitivityAnalysis {
           agree[l] += argmax(p[r]) == argmax(q[r]) ? 1 : 0
         }
       }
-      let done = sums.withLock { s in
-        for l in 0..<nodes.count {
-          s.kl[l] += kl[l]
-          s.agree[l] += agree[l]
-        }
+      let done = perImage.withLock { s in
+        s.kl[i] = kl
+        s.agree[i] = agree
         s.done += 1
         return s.done
       }
       progress(done, inputs.count)
     }
-    let s = sums.withLock { $0 }
+    let s = perImage.withLock { $0 }
     let result = nodes.enumerated().map { l, node in
-      (
+      let kl = s.kl.reduce(0.0) { $0 + $1![l] }
+      let agree = s.agree.reduce(0) { $0 + $1![l] }
+      return (
         LayerSensitivity(
-          layer: node.name, agreement: Double(s.agree[l]) / Double(images),
-          kl: finite(max(0, s.kl[l] / Double(images))), macs: macs[node.name] ?? 0), order: l
+          layer: node.name, agreement: Double(agree) / Double(images), kl: finite(max(0, kl / Double(images))),
+          macs: macs[node.name] ?? 0), order: l
       )
     }
     return result.sorted { a, b in

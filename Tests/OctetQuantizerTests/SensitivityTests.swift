@@ -34,6 +34,16 @@ import Testing
     #expect(zip(ranking, ranking.dropFirst()).allSatisfy { $0.kl >= $1.kl })
   }
 
+  @Test func theRankingDoesNotDependOnTheThreads() throws {
+    let net = TinyNet(aRange: (0, 100))
+    let model = try coarsened(net)
+    let inputs = TinyNet.inputs(count: 40, seed: 3)
+    let one = try SensitivityAnalysis.rank(float: net.model, int8: model, inputs: inputs, threads: 1)
+    for _ in 0..<3 {
+      #expect(try SensitivityAnalysis.rank(float: net.model, int8: model, inputs: inputs, threads: 2) == one)
+    }
+  }
+
   @Test func macsCountMultiplyAddsPerImage() throws {
     let net = TinyNet()
     let macs = try LayerCost.macs(of: Quantizer.quantize(model: net.model, range: net.range).model)
