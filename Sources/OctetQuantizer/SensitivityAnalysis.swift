@@ -56,9 +56,9 @@ public enum SensitivityAnalysis {
     guard images > 0 else { throw SensitivityError.noImages }
 
     // Per image: the float run with every activation kept, then for each layer its int8 simulation
-    // on the float inputs and the rest of the network from there.
-    // Each image's per-layer KL and agreement, summed in image order at the end, so that the
-    // ranking is the same whatever the threads' timing.
+    // on the float inputs and the rest of the network from there. Each image's per-layer KL and
+    // agreement are summed in image order at the end, so that the ranking is the same whatever the
+    // threads' timing.
     struct PerImage {
       var kl: [[Double]?]
       var agree: [[Int]?]
