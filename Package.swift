@@ -56,7 +56,9 @@ let package = Package(
     ),
     .target(
       name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
-    .target(name: "OctetQuantizer", dependencies: ["OctetCore", "OctetModels", "OctetCalibration", "OctetInt8"]),
+    .target(
+      name: "OctetQuantizer",
+      dependencies: ["OctetCore", "OctetModels", "OctetFloat", "OctetCalibration", "OctetInt8"]),
     .target(name: "OctetInt8", dependencies: ["OctetCore", "OctetModels", "CInt8Kernels"]),
     .target(
       name: "Octet",
@@ -98,6 +100,7 @@ let package = Package(
       resources: [.copy("Goldens")]),
     .testTarget(
       name: "OctetInt8Tests", dependencies: ["OctetTestSupport", "OctetInt8", "Octet", "CInt8Kernels"]),
+    .testTarget(name: "OctetReportTests", dependencies: ["OctetTestSupport", "OctetReport"]),
     // Runs the built `octet` binary: exit codes, error lines, JSON reports, no partial files.
     .testTarget(
       name: "OctetCLITests", dependencies: ["OctetTestSupport", "octet", "OctetModels", "OctetReport", "OctetImages"]),

@@ -171,41 +171,113 @@ public final class FloatExecutor: @unchecked Sendable {
   /// Runs the network. `input` is `[N, S, S, 3]`; the result is `[N, classes]`.
   /// `observe`, when given, sees every step's output (after fusion) under its graph node name.
   public func run(_ input: Tensor, observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
+    run(input, observe: observe, replace: nil)
+  }
+
+  /// `run(_:observe:)`, where `replace`, when given, sees each step's output under its name before
+  /// anything reads it and may return another tensor of the same shape to use instead: what later
+  /// steps read, what `observe` sees and, for the last step, what is returned. Sensitivity analysis
+  /// swaps one layer's output for its int8 simulation this way.
+  public func run(
+    _ input: Tensor, observe: ((String, Tensor) -> Void)?, replace: ((String, Tensor) -> Tensor?)?
+  ) -> Tensor {
     precondition(
       input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
       "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
     var values = [Tensor?](repeating: nil, count: slotCount)
     values[0] = input
     for p in steps {
-      let result: Tensor
-      switch p.step {
-      case .conv(let conv, let input, let residual):
-        result = conv(values[input]!, residual: residual.map { values[$0]! })
-      case .linear(let linear, let input):
-        result = linear(values[input]!)
-      case .batchNorm(let scale, let shift, let input):
-        result = batchNormInference(values[input]!, scale: scale, shift: shift)
-      case .activation(let activation, let input):
-        var x = values[input]!
-        applyActivation(&x, activation)
-        result = x
-      case .add(let a, let b, let activation):
-        result = add(values[a]!, values[b]!, activation: activation)
-      case .maxPool(let k, let s, let pads, let input):
-        result = maxPool2D(
-          values[input]!, kernelH: k[0], kernelW: k[1], strideH: s[0], strideW: s[1],
-          padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3])
-      case .globalAveragePool(let input):
-        result = globalAveragePool(values[input]!)
-      case .flatten(let input):
-        let x = values[input]!
-        result = Tensor(shape: [x.shape[0], x.count / x.shape[0]], scalars: x.scalars)
+      let result = compute(p.step, values)
+      var value = result
+      if let replacement = replace?(p.name, result) {
+        precondition(
+          replacement.shape == result.shape,
+          "'\(p.name)': replacement shape \(replacement.shape) differs from \(result.shape)")
+        value = replacement
       }
-      observe?(p.name, result)
-      values[p.output] = result
+      observe?(p.name, value)
+      values[p.output] = value
       for s in p.release { values[s] = nil }
     }
     return values[outputSlot]!
+  }
+
+  /// Every value of one run (the input and each step's output), kept so that `resume` can run the
+  /// network again from any step. Holds all of a run's activations at once.
+  public struct Activations: @unchecked Sendable {
+    let values: [Tensor?]
+  }
+
+  /// Runs the network like `run(_:)` and keeps every value: the logits `[N, classes]` and the
+  /// activations.
+  public func activations(_ input: Tensor) -> (logits: Tensor, activations: Activations) {
+    precondition(
+      input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
+      "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
+    var values = [Tensor?](repeating: nil, count: slotCount)
+    values[0] = input
+    for p in steps { values[p.output] = compute(p.step, values) }
+    return (values[outputSlot]!, Activations(values: values))
+  }
+
+  /// The value named `name` (the graph input, or a step's output as `observe` names it) in
+  /// `activations`; nil when no step has that name.
+  public func value(_ name: String, in activations: Activations) -> Tensor? {
+    if name == Graph.inputName { return activations.values[0] }
+    return steps.first { $0.name == name }.flatMap { activations.values[$0.output] }
+  }
+
+  /// The logits of the run that gave `activations` with the value `name` (the graph input or a
+  /// step's output) replaced by `tensor` (same shape): only the steps after it run again. The same
+  /// arithmetic as `run(_:observe:replace:)` with that replacement.
+  public func resume(_ activations: Activations, replacing name: String, with tensor: Tensor) -> Tensor {
+    var values = activations.values
+    let first: Int
+    if name == Graph.inputName {
+      values[0] = tensor
+      first = 0
+    } else {
+      guard let k = steps.firstIndex(where: { $0.name == name }) else {
+        preconditionFailure("the float network has no value '\(name)'")
+      }
+      precondition(
+        values[steps[k].output]?.shape == tensor.shape,
+        "'\(name)': replacement shape \(tensor.shape) differs from \(values[steps[k].output]?.shape ?? [])")
+      values[steps[k].output] = tensor
+      first = k + 1
+    }
+    for p in steps[first...] {
+      values[p.output] = compute(p.step, values)
+      for s in p.release { values[s] = nil }
+    }
+    return values[outputSlot]!
+  }
+
+  /// One step's output from the values it reads.
+  private func compute(_ step: Step, _ values: [Tensor?]) -> Tensor {
+    switch step {
+    case .conv(let conv, let input, let residual):
+      return conv(values[input]!, residual: residual.map { values[$0]! })
+    case .linear(let linear, let input):
+      return linear(values[input]!)
+    case .batchNorm(let scale, let shift, let input):
+      return batchNormInference(values[input]!, scale: scale, shift: shift)
+    case .activation(let activation, let input):
+      var x = values[input]!
+      applyActivation(&x, activation)
+      return x
+    case .add(let a, let b, let activation):
+      return add(values[a]!, values[b]!, activation: activation)
+    case .maxPool(let k, let s, let pads, let input):
+      return maxPool2D(
+        values[input]!, kernelH: k[0], kernelW: k[1], strideH: s[0], strideW: s[1],
+        padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3])
+    case .globalAveragePool(let input):
+      return globalAveragePool(values[input]!)
+    case .flatten(let input):
+      let x = values[input]!
+      return Tensor(shape: [x.shape[0], x.count / x.shape[0]], scalars: x.scalars)
+    }
   }
 }
 

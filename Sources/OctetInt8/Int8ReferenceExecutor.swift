@@ -173,51 +173,118 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     var values = [[UInt8]?](repeating: nil, count: steps.count)
     var logits = [Int32](repeating: 0, count: batch * classes)
     for (index, p) in steps.enumerated() {
-      let perImage = p.shape.reduce(1, *)
-      var out = [UInt8](repeating: 0, count: batch * perImage)
-      switch p.step {
-      case .quantizeInput(let q):
-        for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
-      case .conv(let plan, let input):
-        forEachImage(values[input]!, &out, batch: batch) { x, out in plan.run(x, out) }
-      case .add(let a, let b, let za, let zb, let multipliers, let zOut, let lo, let hi):
-        values[a]!.withUnsafeBufferPointer { a in
-          values[b]!.withUnsafeBufferPointer { b in
-            out.withUnsafeMutableBufferPointer { out in
-              int8Add(
-                a, b, out, zeroPointA: za, zeroPointB: zb, multipliers: multipliers, outputZeroPoint: zOut,
-                lo: lo, hi: hi)
-            }
-          }
-        }
-      case .maxPool(let kernel, let stride, let padding, let input):
-        let s = steps[input].shape
-        forEachImage(values[input]!, &out, batch: batch) { x, out in
-          int8MaxPool(
-            x, out, height: s[0], width: s[1], channels: s[2], kernel: kernel, stride: stride, padding: padding,
-            outHeight: p.shape[0], outWidth: p.shape[1])
-        }
-      case .globalAveragePool(let input, let zIn, let requant, let zOut):
-        let s = steps[input].shape
-        forEachImage(values[input]!, &out, batch: batch) { x, out in
-          int8GlobalAveragePool(
-            x, out, pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant,
-            outputZeroPoint: zOut)
-        }
-      case .flatten(let input):
-        out = values[input]!
-      case .linear(let plan, let input):
-        forEachImage(values[input]!, &logits, batch: batch) { x, logits in plan.run(x, logits) }
-        for s in p.release { values[s] = nil }
-        continue
+      let out = execute(p, values: values, input: input, batch: batch, logits: &logits)
+      if let out {
+        observe?(p.name, QuantizedTensor(shape: [batch] + p.shape, values: out, quantization: p.quantization))
+        values[index] = out
       }
-      observe?(p.name, QuantizedTensor(shape: [batch] + p.shape, values: out, quantization: p.quantization))
-      values[index] = out
       for s in p.release { values[s] = nil }
     }
     return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
   }
 
+  /// One node's output: uint8 for every node but the classifier, whose output is the int32 logits.
+  public enum NodeOutput: Sendable, Equatable {
+    case uint8(QuantizedTensor)
+    case int32(Int32Logits)
+
+    /// The real values (`s · (q − z)`, or `scale · logit`), `[N, …]`.
+    public func dequantized() -> Tensor {
+      switch self {
+      case .uint8(let t): t.dequantized()
+      case .int32(let t): t.dequantized()
+      }
+    }
+  }
+
+  /// The per-image output shape of node `name` (`[H, W, C]`, or `[C]` after a flatten and for the
+  /// classifier), nil when the model has no such node.
+  public func outputShape(of name: String) -> [Int]? {
+    steps.first { $0.name == name }?.shape
+  }
+
+  /// Runs the single node `name` with the same integer kernel as `run`, on given inputs instead of
+  /// its producers' outputs: `inputs` in the node's `inputs` order, each `[N, …]` uint8 in the
+  /// quantization its producer writes (the node's input quantization). `quantize_input` reads
+  /// `floatInput`, the preprocessed `[N, S, S, 3]`, instead. For local error and sensitivity
+  /// analysis: one layer fed values that did not come from the integer network.
+  public func runNode(_ name: String, inputs: [QuantizedTensor], floatInput: Tensor? = nil) -> NodeOutput {
+    guard let index = steps.firstIndex(where: { $0.name == name }) else {
+      preconditionFailure("the int8 model has no node '\(name)'")
+    }
+    let p = steps[index]
+    let slots = Self.inputs(of: p.step)
+    precondition(slots.count == inputs.count, "node '\(name)' reads \(slots.count) inputs, \(inputs.count) given")
+    let batch: Int
+    if case .quantizeInput = p.step {
+      guard let floatInput, floatInput.rank == 4, Array(floatInput.shape.dropFirst()) == inputShape else {
+        preconditionFailure("node '\(name)' quantizes the network input: give floatInput [N, \(inputShape)]")
+      }
+      batch = floatInput.shape[0]
+    } else {
+      batch = inputs[0].shape[0]
+    }
+    var values = [[UInt8]?](repeating: nil, count: steps.count)
+    for (slot, tensor) in zip(slots, inputs) {
+      precondition(
+        tensor.shape == [batch] + steps[slot].shape && tensor.quantization == steps[slot].quantization,
+        "node '\(name)': input '\(steps[slot].name)' must be \([batch] + steps[slot].shape) in \(steps[slot].quantization), got \(tensor.shape) in \(tensor.quantization)"
+      )
+      values[slot] = tensor.values
+    }
+    var logits = [Int32](repeating: 0, count: batch * classes)
+    if let out = execute(p, values: values, input: floatInput, batch: batch, logits: &logits) {
+      return .uint8(QuantizedTensor(shape: [batch] + p.shape, values: out, quantization: p.quantization))
+    }
+    return .int32(Int32Logits(shape: [batch, classes], values: logits, scale: logitScale))
+  }
+
+  /// Computes step `p` from `values` (its inputs' slots filled) for `batch` images: its uint8 output,
+  /// or nil for the classifier, which writes `logits`. `input` is the float network input, read by
+  /// `quantize_input` only.
+  private func execute(
+    _ p: PlannedStep, values: [[UInt8]?], input: Tensor?, batch: Int, logits: inout [Int32]
+  ) -> [UInt8]? {
+    let perImage = p.shape.reduce(1, *)
+    var out = [UInt8](repeating: 0, count: batch * perImage)
+    switch p.step {
+    case .quantizeInput(let q):
+      let input = input!
+      for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
+    case .conv(let plan, let input):
+      forEachImage(values[input]!, &out, batch: batch) { x, out in plan.run(x, out) }
+    case .add(let a, let b, let za, let zb, let multipliers, let zOut, let lo, let hi):
+      values[a]!.withUnsafeBufferPointer { a in
+        values[b]!.withUnsafeBufferPointer { b in
+          out.withUnsafeMutableBufferPointer { out in
+            int8Add(
+              a, b, out, zeroPointA: za, zeroPointB: zb, multipliers: multipliers, outputZeroPoint: zOut,
+              lo: lo, hi: hi)
+          }
+        }
+      }
+    case .maxPool(let kernel, let stride, let padding, let input):
+      let s = steps[input].shape
+      forEachImage(values[input]!, &out, batch: batch) { x, out in
+        int8MaxPool(
+          x, out, height: s[0], width: s[1], channels: s[2], kernel: kernel, stride: stride, padding: padding,
+          outHeight: p.shape[0], outWidth: p.shape[1])
+      }
+    case .globalAveragePool(let input, let zIn, let requant, let zOut):
+      let s = steps[input].shape
+      forEachImage(values[input]!, &out, batch: batch) { x, out in
+        int8GlobalAveragePool(
+          x, out, pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant,
+          outputZeroPoint: zOut)
+      }
+    case .flatten(let input):
+      out = values[input]!
+    case .linear(let plan, let input):
+      forEachImage(values[input]!, &logits, batch: batch) { x, logits in plan.run(x, logits) }
+      return nil
+    }
+    return out
+  }
 }
 
 /// Calls `body` once per image of a batch with that image's slice of `input` and of `output` (both

@@ -12,6 +12,8 @@ public struct DriftReport: Codable, Sendable {
 
   /// One quantized tensor, over all images: SQNR = 10·log10(Σ f² / Σ (f − dq)²) in dB, and the cosine
   /// between the float and dequantized int8 activations (both summed over every element of every image).
+  /// `sqnr_db` and `cosine` are the accumulated error (the int8 network run end to end); the local
+  /// error is the layer alone, fed the float values of its inputs (docs/debugging.md).
   public struct Layer: Codable, Sendable {
     public var name: String
     public var sqnr_db: Double
@@ -28,15 +30,7 @@ public struct DriftReport: Codable, Sendable {
   }
 
   /// How much the logits change when only `layer` is quantized (`compare --sensitivity`).
-  public struct Sensitivity: Codable, Sendable {
-    public var layer: String
-    /// Top-1 agreement with float, 0...1.
-    public var agreement: Double
-    /// Mean KL(float softmax ‖ that run's softmax).
-    public var kl: Double
-    /// Multiply-adds per image of the layer.
-    public var macs: Int
-  }
+  public typealias Sensitivity = LayerSensitivity
 
   /// An image whose top-1 class differs between float and int8 (DriftReport+Flips.swift).
   public struct Flip: Codable, Sendable {
@@ -61,12 +55,14 @@ public struct DriftReport: Codable, Sendable {
   public var top1_agreement: Double
   /// Worst SQNR first.
   public var layers: [Layer]
+  /// Images the local error was computed on (the first `--local-images` of those compared).
+  public var local_images: Int? = nil
   /// Int8 tensors with no float counterpart to compare with (named, never silently dropped).
   public var unmatched: [String]
   /// Operators the quantized model runs in float (none when the whole network is integer).
   public var not_quantized: [String]
   /// Sensitivity ranking, most sensitive first (nil unless asked for).
-  public var sensitivity: [Sensitivity]?
+  public var sensitivity: [LayerSensitivity]?
   /// Every image whose top-1 flipped, in labels.tsv order.
   public var flips: [Flip]?
   /// What was compared, and where: the models' architecture, the int8 kernels, the CPU, the files.
@@ -130,6 +126,10 @@ public final class DriftComparison: @unchecked Sendable {
   public let info: ModelInfo
   /// Float graph nodes that no int8 node implements.
   public let notQuantized: [String]
+  /// Each int8 layer run alone on float inputs by the reference kernels, for the local error.
+  public let simulation: LayerSimulation
+  /// The float model's weight tensors of each int8 node.
+  let sourceTensors: [String: [String]]
 
   public init(float model: Model, int8 quantized: QuantizedModel, backend: Int8Backend = .auto) throws {
     guard model.info.inputSize == quantized.info.inputSize, model.info.classes == quantized.info.classes,
@@ -147,6 +147,23 @@ public final class DriftComparison: @unchecked Sendable {
     info = model.info
     let covered = Set(quantized.nodes.flatMap { [$0.name] + $0.fused })
     notQuantized = model.graph.nodes.map(\.name).filter { !covered.contains($0) }
+    simulation = try LayerSimulation(model: quantized)
+    sourceTensors = Self.sourceTensors(float: model, int8: quantized)
+  }
+
+  /// For each int8 node, the weight-dictionary names (the checkpoint's names) of the float nodes it
+  /// fuses: convolution weight and bias, BatchNorm weight, bias, running mean and variance, classifier
+  /// weight and bias.
+  public static func sourceTensors(float: Model, int8: QuantizedModel) -> [String: [String]] {
+    let graphNodes = Dictionary(float.graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    var result: [String: [String]] = [:]
+    for node in int8.nodes {
+      result[node.name] = node.fused.flatMap { name -> [String] in
+        guard let n = graphNodes[name] else { return [] }
+        return [n.weight, n.bias, n.runningMean, n.runningVariance].compactMap { $0 }
+      }
+    }
+    return result
   }
 
   /// One image's comparison.
@@ -154,10 +171,13 @@ public final class DriftComparison: @unchecked Sendable {
     var floatLogits: [Float]
     var int8Logits: [Float]
     var layers: [String: LayerAccumulator]
+    var local: [String: LayerAccumulator]
     var unmatched: Set<String>
   }
 
-  func compare(image: RGBImage) -> ImageResult {
+  /// `local`: also each layer's local error (a reference run of every node, several times the cost
+  /// of the rest).
+  func compare(image: RGBImage, local: Bool = true) -> ImageResult {
     let input = info.preprocessing.apply(to: image)
     var floatTensors: [String: [Float]] = [:]
     let floatLogits = float.run(input) { name, tensor in floatTensors[name] = tensor.scalars }
@@ -179,22 +199,53 @@ public final class DriftComparison: @unchecked Sendable {
     logitAccumulator.add(float: floatLogits.scalars, dequantized: int8Logits)
     layers[int8.model.output] = logitAccumulator
     unmatched.remove(int8.model.output)
-    return ImageResult(floatLogits: floatLogits.scalars, int8Logits: int8Logits, layers: layers, unmatched: unmatched)
+    floatTensors[int8.model.output] = floatLogits.scalars
+    let local = local ? localErrors(floatTensors) : [:]
+    return ImageResult(
+      floatLogits: floatLogits.scalars, int8Logits: int8Logits, layers: layers, local: local, unmatched: unmatched)
+  }
+
+  /// Each int8 node's local error on one image: the node fed the float values of its inputs
+  /// (`floatTensors`, by name, "input" the network input), its dequantized output against the float
+  /// value of its own tensor. Nodes whose float tensors are missing are skipped (they are listed as
+  /// unmatched by the accumulated comparison).
+  func localErrors(_ floatTensors: [String: [Float]]) -> [String: LayerAccumulator] {
+    var local: [String: LayerAccumulator] = [:]
+    for node in int8.model.nodes {
+      let inputNames = node.op == .quantizeInput ? [Graph.inputName] : node.inputs
+      let inputs = inputNames.compactMap { floatTensors[$0] }
+      guard let expected = floatTensors[node.name], inputs.count == inputNames.count else { continue }
+      // One image; `simulate` reads each input by its element count, the network input by its shape.
+      let floatInputs =
+        node.op == .quantizeInput
+        ? [Tensor(shape: [1] + float.inputShape, scalars: inputs[0])]
+        : inputs.map { Tensor(shape: [1, $0.count], scalars: $0) }
+      let simulated = simulation.simulate(node.name, floatInputs: floatInputs)
+      guard simulated.count == expected.count else { continue }
+      var accumulator = LayerAccumulator()
+      accumulator.add(float: expected, dequantized: simulated.scalars)
+      local[node.name] = accumulator
+    }
+    return local
   }
 
   /// Compares over labeled images on `threads` threads; `progress` is called after each image.
+  /// The local error is computed on the first `localImages` entries only (all by default).
   /// `decode` reads the `index`th image; when it returns nil the image is skipped (left out of every
   /// statistic and of `count`).
   public func run(
-    _ entries: [LabeledFolder.Entry], threads: Int, progress: @Sendable (Int, Double) -> Void = { _, _ in },
+    _ entries: [LabeledFolder.Entry], threads: Int, localImages: Int = .max,
+    progress: @Sendable (Int, Double) -> Void = { _, _ in },
     decode: @Sendable (_ url: URL, _ index: Int) throws -> RGBImage? = { url, _ in
       try ImageDecoder.decode(contentsOf: url)
     }
   ) throws -> DriftReport {
     struct Totals {
       var done = 0
+      var localDone = 0
       var floatTop1 = 0, floatTop5 = 0, int8Top1 = 0, int8Top5 = 0, agree = 0
       var layers: [String: LayerAccumulator] = [:]
+      var local: [String: LayerAccumulator] = [:]
       var unmatched = Set<String>()
       var flips: [(index: Int, flip: DriftReport.Flip)] = []
     }
@@ -202,7 +253,7 @@ public final class DriftComparison: @unchecked Sendable {
     try forEachInParallel(entries.count, threads: threads) { index in
       let entry = entries[index]
       guard let image = try decode(entry.url, index) else { return }
-      let result = compare(image: image)
+      let result = compare(image: image, local: index < localImages)
       let f5 = Classifier.topIndices(5, of: result.floatLogits)
       let q5 = Classifier.topIndices(5, of: result.int8Logits)
       let flip =
@@ -218,9 +269,11 @@ public final class DriftComparison: @unchecked Sendable {
         t.int8Top5 += q5.contains(entry.label) ? 1 : 0
         t.agree += f5.first == q5.first ? 1 : 0
         for (name, layer) in result.layers { t.layers[name, default: LayerAccumulator()].merge(layer) }
+        for (name, layer) in result.local { t.local[name, default: LayerAccumulator()].merge(layer) }
         t.unmatched.formUnion(result.unmatched)
         if let flip { t.flips.append((index, flip)) }
         t.done += 1
+        t.localDone += result.local.isEmpty ? 0 : 1
         return (t.done, Double(t.agree) / Double(t.done))
       }
       progress(done, agreement)
@@ -228,15 +281,20 @@ public final class DriftComparison: @unchecked Sendable {
     let t = totals.withLock { $0 }
     let n = Double(max(t.done, 1))
     let order = int8.model.nodes.map(\.name)
-    let layers = order.enumerated().compactMap { position, name in
-      t.layers[name].map { DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine, order: position) }
+    let layers = order.enumerated().compactMap { index, name in
+      t.layers[name].map {
+        DriftReport.Layer(
+          name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine, order: index, local_sqnr_db: t.local[name]?.sqnrDB,
+          local_cosine: t.local[name]?.cosine, source_tensors: sourceTensors[name] ?? [])
+      }
     }.sorted { $0.sqnr_db < $1.sqnr_db }
     return DriftReport(
       count: t.done,
       float: .init(top1: Double(t.floatTop1) / n, top5: Double(t.floatTop5) / n),
       int8: .init(top1: Double(t.int8Top1) / n, top5: Double(t.int8Top5) / n),
-      top1_agreement: Double(t.agree) / n, layers: layers, unmatched: t.unmatched.sorted(),
-      not_quantized: notQuantized, flips: t.flips.sorted { $0.index < $1.index }.map(\.flip),
+      top1_agreement: Double(t.agree) / n, layers: layers, local_images: t.localDone,
+      unmatched: t.unmatched.sorted(), not_quantized: notQuantized,
+      flips: t.flips.sorted { $0.index < $1.index }.map(\.flip),
       architecture: info.architecture, backend: int8.backendName)
   }
 }

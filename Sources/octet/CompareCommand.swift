@@ -11,7 +11,10 @@ struct CompareCommand: ParsableCommand {
     discussion: """
       Reports top-1/top-5 of both models against the labels, their top-1 agreement, and for every \
       quantized tensor the SQNR (dB) and cosine of the dequantized int8 activation against the float one, \
-      worst layers first. The int8 model runs on --backend's kernels with every node's output kept \
+      worst layers first: accumulated (the int8 network end to end) and local (the layer alone, fed the \
+      float values of its inputs, on the reference kernels). --sensitivity ranks the layers by how much \
+      the logits move (mean KL, top-1 agreement) when each one alone runs in int8 (docs/debugging.md). \
+      The int8 model runs on --backend's kernels with every node's output kept \
       (residual adds unfused); all backends give the same bits. An image that cannot be decoded is \
       skipped with a warning naming it and listed (`unreadable` in the JSON); --strict makes the first \
       one fatal. Warns when evaluation images were among the images the int8 model was calibrated on \
@@ -50,9 +53,24 @@ struct CompareCommand: ParsableCommand {
   @Flag(help: "Stop at the first image that cannot be decoded instead of skipping it.")
   var strict = false
 
+  @Flag(help: "Also rank the layers by how much the logits change when each one alone runs in int8.")
+  var sensitivity = false
+
+  @Option(help: "Images the --sensitivity ranking runs on (the first of those compared).")
+  var sensitivityImages: Int = 100
+
+  @Option(
+    help: """
+      Compute the local error on the first N compared images only (default: all; 0: none). It runs \
+      every layer on the reference kernels, several times the cost of the rest of the comparison.
+      """)
+  var localImages: Int?
+
   func validate() throws {
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
     guard threads >= 1, worst >= 0 else { throw ValidationError("--threads must be at least 1, --worst at least 0") }
+    guard sensitivityImages >= 1 else { throw ValidationError("--sensitivity-images must be at least 1") }
+    if let localImages, localImages < 0 { throw ValidationError("--local-images must be at least 0") }
     try validateOutputPath(json, option: "--json")
     try validateOutputPath(html, option: "--html")
     try validateHTMLPath()
@@ -102,7 +120,7 @@ struct CompareCommand: ParsableCommand {
     var drift: DriftReport
     do {
       drift = try comparison.run(
-        entries, threads: threads,
+        entries, threads: threads, localImages: localImages ?? .max,
         progress: { done, agreement in
           bar.withLock { $0.update(done, detail: String(format: "agreement %.2f%%", agreement * 100)) }
         },
@@ -114,6 +132,10 @@ struct CompareCommand: ParsableCommand {
     bar.withLock { $0.finish() }
     describeRun(&drift)
     try skipper.checkSomeDecoded(total: entries.count, folder: images)
+    let compareSeconds = Date().timeIntervalSince(start)
+    let sensitivityStart = Date()
+    if sensitivity { drift.sensitivity = try sensitivityRanking(float: float, quantized: quantized, entries: entries) }
+    let sensitivitySeconds = Date().timeIntervalSince(sensitivityStart)
 
     // Overlapping images that were skipped were not compared: they do not count.
     let skippedPaths = Set(skipper.list.map(\.image))
@@ -126,7 +148,7 @@ struct CompareCommand: ParsableCommand {
         compared: drift.count, overlapping: overlapping, calibrationCount: quantized.calibrationImages?.count))
 
     print(
-      String(format: "%@ on %d images (%.1f s)", float.info.architecture, drift.count, Date().timeIntervalSince(start)))
+      String(format: "%@ on %d images (%.1f s)", float.info.architecture, drift.count, compareSeconds))
     print(String(format: "  float  top-1 %6.2f%%  top-5 %6.2f%%", drift.float.top1 * 100, drift.float.top5 * 100))
     print(String(format: "  int8   top-1 %6.2f%%  top-5 %6.2f%%", drift.int8.top1 * 100, drift.int8.top5 * 100))
     print(
@@ -140,9 +162,14 @@ struct CompareCommand: ParsableCommand {
     if !drift.unmatched.isEmpty {
       print("  int8 tensors with no float counterpart: \(drift.unmatched.joined(separator: ", "))")
     }
-    print("  worst layers (SQNR dB, cosine):")
-    for layer in drift.layers.prefix(worst) {
-      print(String(format: "    %8.2f  %.6f  %@", layer.sqnr_db, layer.cosine, layer.name))
+    for line in Self.layerLines(drift.layers, count: worst, localImages: drift.local_images, images: drift.count) {
+      print(line)
+    }
+    if let ranking = drift.sensitivity {
+      for line in Self.sensitivityLines(ranking, count: worst, images: min(sensitivityImages, drift.count)) {
+        print(line)
+      }
+      print(String(format: "  sensitivity took %.1f s", sensitivitySeconds))
     }
     if let line = skipper.summary(total: entries.count) { print(line) }
     if quantized.calibrationImages == nil {

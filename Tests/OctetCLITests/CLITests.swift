@@ -130,6 +130,18 @@ func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL?
     expectCleanFailure(badOption, mentions: ["--limit"])
   }
 
+  @Test func compareRefusesDebuggerCountsBelowTheirMinimum() throws {
+    let dir = try Paths.temporaryDirectory()
+    let model = Paths.fixtures.appendingPathComponent("tiny_zip.pth").path
+    let json = dir.appendingPathComponent("compare.json")
+    for (option, value) in [("--sensitivity-images", "0"), ("--local-images", "-1")] {
+      let result = try OctetProcess.run([
+        "compare", model, model, "--images", dir.path, "--sensitivity", "\(option)=\(value)", "--json", json.path,
+      ])
+      expectCleanFailure(result, mentions: [option, "at least"], noFile: json)
+    }
+  }
+
   @Test func missingCheckpointIsNamed() throws {
     let dir = try Paths.temporaryDirectory()
     let result = try OctetProcess.run([
@@ -204,7 +216,10 @@ struct CLIInt8PipelineTests {
 
     let report = dir.appendingPathComponent("compare.json")
     let compared = try OctetProcess.run(
-      ["compare", model.path, int8.path, "--images", Paths.valImages.path, "--limit", "3", "--json", report.path])
+      [
+        "compare", model.path, int8.path, "--images", Paths.valImages.path, "--limit", "3", "--local-images", "2",
+        "--sensitivity", "--sensitivity-images", "1", "--json", report.path,
+      ])
     #expect(compared.status == 0, "\(compared.stderr)")
     let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as! [String: Any]
     #expect(json["count"] as? Int == 3)
@@ -225,6 +240,22 @@ struct CLIInt8PipelineTests {
     #expect(layers.count >= 50)
     let sqnr = layers.compactMap { $0["sqnr_db"] as? Double }
     #expect(sqnr == sqnr.sorted(), "layers are listed worst first")
+    // The debugger's fields: local error (on the first 2 images), network order, checkpoint names.
+    #expect(json["local_images"] as? Int == 2)
+    #expect(layers.allSatisfy { $0["local_sqnr_db"] is Double && $0["local_cosine"] is Double && $0["order"] is Int })
+    #expect(Set(layers.compactMap { $0["order"] as? Int }) == Set(0..<layers.count))
+    // `_blocks.7._bn2` is block 7's projection (1x1 convolution, then BatchNorm `_bn2`).
+    let projection = try #require(layers.first { $0["name"] as? String == "_blocks.7._bn2" })
+    #expect(
+      projection["source_tensors"] as? [String] == [
+        "_blocks.7._project_conv.weight", "_blocks.7._bn2.weight", "_blocks.7._bn2.bias",
+        "_blocks.7._bn2.running_mean", "_blocks.7._bn2.running_var",
+      ], "\(projection)")
+    let sensitivity = try #require(json["sensitivity"] as? [[String: Any]])
+    #expect(Set(sensitivity.compactMap { $0["layer"] as? String }) == Set(layers.compactMap { $0["name"] as? String }))
+    let kl = sensitivity.compactMap { $0["kl"] as? Double }
+    #expect(kl.count == layers.count && kl == kl.sorted(by: >), "most sensitive first")
+    #expect(sensitivity.contains { ($0["macs"] as? Int ?? 0) > 0 })
 
     // The int8 model runs through classify and eval as well.
     let image = try TestData.firstValImage().path
