@@ -155,3 +155,42 @@ void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t 
     out[i] = !(v >= 0) ? 0 : (v >= 255 ? 255 : (uint8_t)v);
   }
 }
+
+void octet_i8_input_pixels(const float* x, size_t count, const float* mean, const float* std, uint8_t* out) {
+#pragma STDC FP_CONTRACT OFF
+  for (size_t i = 0; i < count; i++) {
+    const size_t c = i % 3;
+    const double v = round(((double)x[i] * (double)std[c] + (double)mean[c]) * 255.0);
+    out[i] = v == v ? (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v)) : 0;
+  }
+}
+
+void octet_i8_conv_border(const octet_i8_window* w, const uint8_t* input, const int8_t* weights, size_t n,
+                          const int32_t* class_bias, const int32_t* row_class, const int32_t* col_class,
+                          int32_t col_classes, int32_t full_class, const octet_i8_epilogue* ep, uint8_t* out) {
+  const size_t c_in = (size_t)w->channels;
+  const size_t k = (size_t)(w->kernel_h * w->kernel_w) * c_in;
+  for (int32_t oy = 0; oy < w->out_h; oy++)
+    for (int32_t ox = 0; ox < w->out_w; ox++) {
+      const int32_t cls = row_class[oy] * col_classes + col_class[ox];
+      if (cls == full_class) continue;
+      const size_t row = (size_t)oy * (size_t)w->out_w + (size_t)ox;
+      const uint8_t* res = ep->residual ? ep->residual + row * ep->ld_residual : NULL;
+      for (size_t j = 0; j < n; j++) {
+        uint32_t acc = (uint32_t)class_bias[(size_t)cls * n + j];
+        const int8_t* wj = weights + j * k;
+        for (int32_t ky = 0; ky < w->kernel_h; ky++) {
+          const int32_t iy = oy * w->stride_h - w->pad_top + ky;
+          if (iy < 0 || iy >= w->in_h) continue;
+          for (int32_t kx = 0; kx < w->kernel_w; kx++) {
+            const int32_t ix = ox * w->stride_w - w->pad_left + kx;
+            if (ix < 0 || ix >= w->in_w) continue;
+            const uint8_t* x = input + ((size_t)iy * (size_t)w->in_w + (size_t)ix) * c_in;
+            const int8_t* wt = wj + ((size_t)(ky * w->kernel_w + kx)) * c_in;
+            for (size_t c = 0; c < c_in; c++) acc += (uint32_t)((int32_t)x[c] * (int32_t)wt[c]);
+          }
+        }
+        out[row * n + j] = (uint8_t)octet_epilogue_value((int32_t)acc, j, ep, res ? res[j] : 0);
+      }
+    }
+}
