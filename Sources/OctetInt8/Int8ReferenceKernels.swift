@@ -61,7 +61,8 @@ struct Int8ConvPlan {
       borderBias = node.borderBias
       rowClass =
         BorderClasses.axis(size: inHeight, out: outHeight, kernel: kernelH, stride: strideH, pad: padTop).classOf
-      colClass = BorderClasses.axis(size: inWidth, out: outWidth, kernel: kernelW, stride: strideW, pad: padLeft).classOf
+      colClass =
+        BorderClasses.axis(size: inWidth, out: outWidth, kernel: kernelW, stride: strideW, pad: padLeft).classOf
       colClasses = classes.colTaps.count
     }
     if groups == inChannels && groups == outChannels {

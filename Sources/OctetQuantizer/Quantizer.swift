@@ -294,7 +294,8 @@ struct Builder {
       guard pixels.isValid else {
         throw QuantizerError.unsupported(
           node: Graph.inputName,
-          reason: "exact input quantization needs 3 finite means and 3 positive stds, the model has \(pre.mean), \(pre.std)")
+          reason:
+            "exact input quantization needs 3 finite means and 3 positive stds, the model has \(pre.mean), \(pre.std)")
       }
       var node = QuantizedNode(
         name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [],

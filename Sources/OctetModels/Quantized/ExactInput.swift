@@ -59,8 +59,7 @@ public struct BorderClasses: Codable, Sendable, Equatable {
   }
 
   /// Per output position along one axis: the class index, and the classes' tap ranges.
-  public static func axis(size: Int, out: Int, kernel: Int, stride: Int, pad: Int) -> (taps: [[Int]], classOf: [Int])
-  {
+  public static func axis(size: Int, out: Int, kernel: Int, stride: Int, pad: Int) -> (taps: [[Int]], classOf: [Int]) {
     var taps: [[Int]] = []
     var classOf: [Int] = []
     for o in 0..<max(out, 0) {

@@ -264,7 +264,9 @@ extension QuantizedModel {
       }
     }
     guard let classes = node.borderClasses else {
-      if !node.borderBias.isEmpty { throw .tensor("\(node.name).border_bias", "belongs to a node without border classes") }
+      if !node.borderBias.isEmpty {
+        throw .tensor("\(node.name).border_bias", "belongs to a node without border classes")
+      }
       return
     }
     guard readsInput, readsPixels, node.op == .conv2d, let k = node.kernel, let s = node.stride,

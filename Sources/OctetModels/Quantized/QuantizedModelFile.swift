@@ -161,7 +161,8 @@ public enum QuantizedModelFile {
         guard t.shape == [classes.count, nodes[i].outChannels ?? -1] else {
           throw QuantizedModelError.tensor(
             "\(name).border_bias",
-            "has shape \(t.shape), expected [\(classes.count), \(nodes[i].outChannels ?? 0)] (classes, output channels)")
+            "has shape \(t.shape), expected [\(classes.count), \(nodes[i].outChannels ?? 0)] (classes, output channels)"
+          )
         }
         nodes[i].borderBias = int32s(t)
       }
