@@ -280,7 +280,7 @@ struct Builder {
     }
     if options.exactInput {
       // docs/quantization.md §12: the integer graph reads the uint8 pixels; the `input` range is not needed.
-      let readers = plan.layers.filter { layer in layer.node.inputs.contains(Graph.inputName) }
+      let readers = plan.layers.filter { $0.inputs.contains(LayerInput.graphInput) }
       for layer in readers {
         guard case .conv(let c) = layer.operation, c.attributes.groups == 1 else {
           throw QuantizerError.unsupported(

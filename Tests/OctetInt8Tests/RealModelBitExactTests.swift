@@ -196,27 +196,32 @@ let avx2RealPaths = [
 
   // Exact input quantization (docs/quantization.md §12), 8-bit weights: the stems' border positions
   // are recomputed after the GEMM on every backend.
-  static let lite0Exact = RealModelCases.efficientNetExact
   static let needsLite0 = Comment(rawValue: TestData.needsLite0AndImages)
   static let needsResNet = Comment(rawValue: TestData.needsResNet50AndImages)
 
   @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0), arguments: portableRealPaths)
-  func efficientNetLite0ExactInput(_ path: TiePath) throws { try lite0Exact.get().check(path) }
+  func efficientNetLite0ExactInput(_ path: TiePath) throws { try RealModelCases.efficientNetExact.get().check(path) }
 
   @Test(
     .enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0),
     .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: avx2RealPaths)
-  func efficientNetLite0ExactInputAVX2(_ path: TiePath) throws { try lite0Exact.get().check(path) }
+  func efficientNetLite0ExactInputAVX2(_ path: TiePath) throws {
+    try RealModelCases.efficientNetExact.get().check(path)
+  }
 
   @Test(
     .enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0),
     .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
-  func efficientNetLite0ExactInputAVX512VNNI() throws { try lite0Exact.get().check(TiePath(backend: .avx512vnni)) }
+  func efficientNetLite0ExactInputAVX512VNNI() throws {
+    try RealModelCases.efficientNetExact.get().check(TiePath(backend: .avx512vnni))
+  }
 
   @Test(
     .enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0),
     .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
-  func efficientNetLite0ExactInputAMX() throws { try lite0Exact.get().check(TiePath(backend: .amx)) }
+  func efficientNetLite0ExactInputAMX() throws {
+    try RealModelCases.efficientNetExact.get().check(TiePath(backend: .amx))
+  }
 
   @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages, needsResNet), arguments: portableRealPaths)
   func resNet50ExactInput(_ path: TiePath) throws { try RealModelCases.resNetExact.get().check(path) }
