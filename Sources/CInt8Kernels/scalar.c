@@ -158,10 +158,14 @@ void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t 
 
 void octet_i8_input_pixels(const float* x, size_t count, const float* mean, const float* std, uint8_t* out) {
 #pragma STDC FP_CONTRACT OFF
-  for (size_t i = 0; i < count; i++) {
-    const size_t c = i % 3;
-    const double v = round(((double)x[i] * (double)std[c] + (double)mean[c]) * 255.0);
-    out[i] = v == v ? (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v)) : 0;
+  const double m0 = mean[0], m1 = mean[1], m2 = mean[2];
+  const double s0 = std[0], s1 = std[1], s2 = std[2];
+  for (size_t i = 0; i + 2 < count; i += 3) {
+    const double v[3] = {((double)x[i] * s0 + m0) * 255.0 + 0.5, ((double)x[i + 1] * s1 + m1) * 255.0 + 0.5,
+                         ((double)x[i + 2] * s2 + m2) * 255.0 + 0.5};
+    for (int c = 0; c < 3; c++)
+      // floor(v) for 0 < v < 255 is its truncation; NaN and v <= 0 give 0.
+      out[i + (size_t)c] = v[c] > 0 ? (v[c] < 255 ? (uint8_t)(int32_t)v[c] : 255) : 0;
   }
 }
 

@@ -1,3 +1,4 @@
+import CInt8Kernels
 import Foundation
 import Octet
 import OctetModels
@@ -160,6 +161,39 @@ let avx2ExactPaths = avx2RealPaths
       for i in 0..<x.scalars.count {
         #expect(pixels.pixel(x.scalars[i], channel: i % 3) == image.pixels[i], "\(pre.mean) value \(i)")
       }
+    }
+  }
+
+  /// The fast runtimes' pixel recovery (C) gives the reference's (Swift) bytes on any float, not
+  /// only on normalized pixels: NaN, infinities, values far outside, and values whose pixel is within
+  /// 10^-12 of a half (where a different rounding rule or an FMA would show).
+  @Test func cPixelRecoveryEqualsSwiftOnAnyFloat() throws {
+    var rng = SeededGenerator(seed: 0x9E1)
+    for pre in [Preprocessing.imagenet, .symmetric] {
+      let pixels = PixelNormalization(mean: pre.mean, std: pre.std)
+      var x: [Float] = [.nan, -.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30, .leastNonzeroMagnitude]
+      while x.count % 3 != 0 { x.append(0) }
+      for i in 0..<30_000 {
+        let c = x.count % 3
+        switch i % 3 {
+        case 0: x.append(Float.random(in: -4...4, using: &rng))
+        case 1:
+          // The float nearest to the input whose pixel would be k + 1/2.
+          let k = Double(Int.random(in: -2...257, using: &rng)) + 0.5
+          let v = Float((k / 255 - Double(pre.mean[c])) / Double(pre.std[c]))
+          x.append([v, v.nextUp, v.nextDown][Int.random(in: 0...2, using: &rng)])
+        default: x.append(Float.random(in: -1e6...1e6, using: &rng))
+        }
+      }
+      while x.count % 3 != 0 { x.append(0) }
+      let expected = x.indices.map { pixels.pixel(x[$0], channel: $0 % 3) }
+      var got = [UInt8](repeating: 0, count: x.count)
+      octet_i8_input_pixels(x, x.count, pixels.mean, pixels.std, &got)
+      let differing = x.indices.filter { got[$0] != expected[$0] }
+      #expect(
+        differing.isEmpty,
+        "\(differing.count) values differ, first \(differing.first.map { "x \(x[$0]) C \(got[$0]) Swift \(expected[$0])" } ?? "")"
+      )
     }
   }
 

@@ -14,14 +14,15 @@ public struct PixelNormalization: Codable, Sendable, Equatable {
     self.std = std
   }
 
-  /// The pixel a normalized input value came from: `round((x · std + mean) · 255)` in Double,
+  /// The pixel a normalized input value came from: `floor((x · std + mean) · 255 + 1/2)` in Double,
   /// clamped to [0, 255] (NaN → 0). Exact for every x that `Preprocessing.normalize` makes from a
-  /// uint8 (its Float rounding errors are below 10^-4 of a pixel step).
+  /// uint8 (its Float rounding errors are below 10^-4 of a pixel step). The C kernel
+  /// `octet_i8_input_pixels` computes the same Double operations.
   @inline(__always)
   public func pixel(_ x: Float, channel c: Int) -> UInt8 {
-    let v = ((Double(x) * Double(std[c]) + Double(mean[c])) * 255).rounded()
-    guard v == v else { return 0 }
-    return UInt8(min(max(v, 0), 255))
+    let v = (Double(x) * Double(std[c]) + Double(mean[c])) * 255 + 0.5
+    guard v > 0 else { return 0 }  // and NaN
+    return v < 255 ? UInt8(v) : 255  // UInt8(v) truncates: floor for v > 0
   }
 
   /// What `QuantizedModel.validate` checks: three finite means and three positive finite stds.
