@@ -211,8 +211,8 @@ void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t 
 void octet_i8_quantize_input__avx2(const float* x, size_t count, float scale, int32_t zero_point, uint8_t* out);
 #endif
 
-/// §12 exact input: out[i] = the pixel floor((x[i] * std[c] + mean[c]) * 255 + 1/2) (Double),
-/// clamped to [0, 255], NaN -> 0, with c = i % 3 (NHWC RGB); `count` a multiple of 3.
+/// §12 exact input: out[i] = the pixel floor(x[i] * (255 * std[c]) + (255 * mean[c] + 1/2)), each
+/// operation in float32, clamped to [0, 255], NaN -> 0, with c = i % 3 (NHWC RGB).
 void octet_i8_input_pixels(const float* x, size_t count, const float* mean, const float* std, uint8_t* out);
 
 /// §12 exact input: recomputes the output positions of one image whose window overhangs the

@@ -14,13 +14,14 @@ public struct PixelNormalization: Codable, Sendable, Equatable {
     self.std = std
   }
 
-  /// The pixel a normalized input value came from: `floor((x · std + mean) · 255 + 1/2)` in Double,
-  /// clamped to [0, 255] (NaN → 0). Exact for every x that `Preprocessing.normalize` makes from a
-  /// uint8 (its Float rounding errors are below 10^-4 of a pixel step). The C kernel
-  /// `octet_i8_input_pixels` computes the same Double operations.
+  /// The pixel a normalized input value came from, `(x · std + mean) · 255` rounded:
+  /// `floor(x · (255 · std) + (255 · mean + 1/2))`, each operation in Float, clamped to [0, 255]
+  /// (NaN → 0). Exact for every x that `Preprocessing.normalize` makes from a uint8: its Float
+  /// rounding errors and these move the value by less than 10^-3 of a pixel step, far from the
+  /// half-way points. The C kernel `octet_i8_input_pixels` computes the same Float operations.
   @inline(__always)
   public func pixel(_ x: Float, channel c: Int) -> UInt8 {
-    let v = (Double(x) * Double(std[c]) + Double(mean[c])) * 255 + 0.5
+    let v = x * (255 * std[c]) + (255 * mean[c] + 0.5)
     guard v > 0 else { return 0 }  // and NaN
     return v < 255 ? UInt8(v) : 255  // UInt8(v) truncates: floor for v > 0
   }
