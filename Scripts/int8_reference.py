@@ -20,7 +20,13 @@ Sources/OctetQuantizer/Quantizer.swift's doc comment and OctetCore's ActivationQ
 activation scales and zero points in float32, BatchNorm folding, weight quantization, bias and
 multipliers in float64, rounding half away from zero.
 
-Usage: python3 Scripts/int8_reference.py [--seed 20240611] [--out PATH]
+With --exact-input (docs/quantization.md §12) the input is a seeded random uint8 image normalized
+with ImageNet's mean/std in float32 (torchvision's order), the stem reads the pixels (its weights
+divided by 255 · std, the mean in one bias per border class), and the golden goes to
+small_net_exact.json; its "expected" has no "input" (a pixel input is not observed) and adds
+"pixels", the uint8 image.
+
+Usage: python3 Scripts/int8_reference.py [--seed 20240611] [--out PATH] [--exact-input]
 """
 import argparse
 import json
@@ -218,12 +224,75 @@ def conv_float(x, w, b, pads, stride, groups):
     return out
 
 
+# ---- §12 exact input: the stem reads uint8 pixels ----
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=F32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=F32)
+
+
+def tap_range(o, stride, pad, k, size):
+    """Kernel taps [first, end) of output position o that fall inside an axis of `size`."""
+    start = o * stride - pad
+    first = max(0, -start)
+    return first, max(first, min(k, size - start))
+
+
+def exact_stem(w, b, pads, stride, size):
+    """w'' = w' / (255 std_c); weights per channel at s_in = 1, z_in = 0; then for every output
+    position (oy, ox) the bias round(b' / s_w - sum over inside taps of w_q * 255 mean_c)."""
+    std = IMAGENET_STD.astype(np.float64)
+    mean = IMAGENET_MEAN.astype(np.float64)
+    w2 = w / (255.0 * std).reshape(1, 3, 1, 1)
+    interior = b - (w2 * (255.0 * mean).reshape(1, 3, 1, 1)).sum(axis=(1, 2, 3))
+    wq, scales, _ = quantize_channels(w2, interior, F32(1), 0)
+    o, _, kh, kw = wq.shape
+    oh = (size + pads[0] + pads[2] - kh) // stride + 1
+    ow = (size + pads[1] + pads[3] - kw) // stride + 1
+    bias = np.zeros((oh, ow, o), dtype=object)
+    for oy in range(oh):
+        r0, r1 = tap_range(oy, stride, pads[0], kh, size)
+        for ox in range(ow):
+            c0, c1 = tap_range(ox, stride, pads[1], kw, size)
+            for oc in range(o):
+                term = np.float64(0)
+                for c in range(3):
+                    for y in range(r0, r1):
+                        for x in range(c0, c1):
+                            term += np.float64(wq[oc, c, y, x]) * (255.0 * mean[c])
+                bias[oy, ox, oc] = int(round_half_away(np.float64(b[oc]) / np.float64(scales[oc]) - term))
+    return wq, scales, bias
+
+
+def conv_int_pixels(p, wq_oihw, bias, mult, pads, stride, z_out, lo, hi):
+    """conv_int on uint8 pixels (zero point 0, padding 0) with a bias per output position."""
+    h, w_, c = p.shape
+    o, _, kh, kw = wq_oihw.shape
+    top, left, bottom, right = pads
+    xp = np.zeros((h + top + bottom, w_ + left + right, c), dtype=np.int64)
+    xp[top:top + h, left:left + w_] = p
+    oh, ow = bias.shape[0], bias.shape[1]
+    out = np.zeros((oh, ow, o), dtype=np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            window = xp[oy * stride:oy * stride + kh, ox * stride:ox * stride + kw].transpose(2, 0, 1)
+            for oc in range(o):
+                acc = bias[oy, ox, oc] + int(np.sum(window * wq_oihw[oc]))
+                assert -(2**31) <= acc < 2**31
+                m, n = mult[oc]
+                out[oy, ox, oc] = min(max(((acc * m + (1 << (n - 1))) >> n) + z_out, lo), hi)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=20240611)
     here = os.path.dirname(os.path.abspath(__file__))
-    parser.add_argument("--out", default=os.path.join(here, "..", "Tests", "OctetQuantizerTests", "Goldens", "small_net.json"))
+    parser.add_argument("--out")
+    parser.add_argument("--exact-input", action="store_true")
     args = parser.parse_args()
+    if args.out is None:
+        name = "small_net_exact.json" if args.exact_input else "small_net.json"
+        args.out = os.path.join(here, "..", "Tests", "OctetQuantizerTests", "Goldens", name)
     rng = np.random.default_rng(args.seed)
 
     def uniform(shape, lo, hi):
@@ -251,7 +320,11 @@ def main():
     weights["short.conv.bias"] = uniform([C], -0.3, 0.3)
     weights["fc.weight"] = uniform([10, C], -0.6, 0.6)
     weights["fc.bias"] = uniform([10], -0.2, 0.2)
-    x = uniform([1, S, S, 3], -2.0, 2.5)
+    if args.exact_input:
+        pixels = rng.integers(0, 256, size=[1, S, S, 3]).astype(np.uint8)
+        x = ((pixels.astype(F32) / F32(255) - IMAGENET_MEAN) / IMAGENET_STD).astype(F32)
+    else:
+        x = uniform([1, S, S, 3], -2.0, 2.5)
     # A conv with both a bias and a BatchNorm (drawn last, so the tensors above keep their values).
     bn_params("short.bn")
 
@@ -341,7 +414,15 @@ def main():
         lo, hi = clamp_bounds(activation, s_o, z_o)
         expected[name] = conv_int(expected[src], wq, biases, mult, pads, stride, groups, z_i, z_o, lo, hi)
 
-    qconv("stem.relu6", "input", *folded["stem"], [0, 0, 1, 1], 2, 1, "relu6")
+    if args.exact_input:
+        del expected["input"]
+        s_o, z_o = qp["stem.relu6"]
+        wq, scales, class_bias = exact_stem(*folded["stem"], [0, 0, 1, 1], 2, S)
+        mult = [requant_multiplier(np.float64(sw) / np.float64(s_o)) for sw in scales]
+        lo, hi = clamp_bounds("relu6", s_o, z_o)
+        expected["stem.relu6"] = conv_int_pixels(pixels[0], wq, class_bias, mult, [0, 0, 1, 1], 2, z_o, lo, hi)
+    else:
+        qconv("stem.relu6", "input", *folded["stem"], [0, 0, 1, 1], 2, 1, "relu6")
     qconv("dw.relu6", "stem.relu6", *folded["dw"], dw_pads, 1, C, "relu6")
     qconv("pw.bn", "dw.relu6", *folded["pw"], [0, 0, 0, 0], 1, 1, None)
     qconv("short.bn", "stem.relu6", *folded["short"], [0, 0, 0, 0], 1, 1, None)
@@ -377,6 +458,7 @@ def main():
         "weights": {k: {"shape": list(v.shape), "data": [float(t) for t in v.reshape(-1)]} for k, v in weights.items()},
         "ranges": ranges,
         "input": {"shape": list(x.shape), "data": [float(t) for t in x.reshape(-1)]},
+        **({"pixels": [int(t) for t in pixels.reshape(-1)]} if args.exact_input else {}),
         "expected": {k: [int(t) for t in np.asarray(v).reshape(-1)] for k, v in expected.items()},
         "logits": logits,
         "logit_scale": logit_scale,

@@ -155,3 +155,54 @@ void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t 
     out[i] = !(v >= 0) ? 0 : (v >= 255 ? 255 : (uint8_t)v);
   }
 }
+
+static inline uint8_t octet_pixel(float x, float a, float b) {
+  const float v = x * a + b;  // no contraction into an FMA (FP_CONTRACT OFF below)
+  // floor(v) for 0 < v < 255 is its truncation; NaN and v <= 0 give 0.
+  return v > 0 ? (v < 255 ? (uint8_t)(int32_t)v : 255) : 0;
+}
+
+void octet_i8_input_pixels(const float* x, size_t count, const float* mean, const float* std, uint8_t* out) {
+#pragma STDC FP_CONTRACT OFF
+  // Blocks of 24 values (8 pixels) with the per-channel coefficients laid out alongside, so the
+  // compiler vectorizes the block.
+  float a[24], b[24];
+  for (int j = 0; j < 24; j++) {
+    a[j] = 255.0f * std[j % 3];
+    b[j] = 255.0f * mean[j % 3] + 0.5f;
+  }
+  size_t i = 0;
+  for (; i + 24 <= count; i += 24)
+    for (int j = 0; j < 24; j++) out[i + (size_t)j] = octet_pixel(x[i + (size_t)j], a[j], b[j]);
+  for (; i < count; i++) out[i] = octet_pixel(x[i], a[i % 3], b[i % 3]);
+}
+
+void octet_i8_conv_border(const octet_i8_window* w, const uint8_t* input, const int8_t* weights, size_t n,
+                          const int32_t* class_bias, const int32_t* row_class, const int32_t* col_class,
+                          int32_t col_classes, int32_t full_class, const octet_i8_epilogue* ep, uint8_t* out) {
+  const size_t c_in = (size_t)w->channels;
+  const size_t k = (size_t)(w->kernel_h * w->kernel_w) * c_in;
+  for (int32_t oy = 0; oy < w->out_h; oy++)
+    for (int32_t ox = 0; ox < w->out_w; ox++) {
+      const int32_t cls = row_class[oy] * col_classes + col_class[ox];
+      if (cls == full_class) continue;
+      const size_t row = (size_t)oy * (size_t)w->out_w + (size_t)ox;
+      const uint8_t* res = ep->residual ? ep->residual + row * ep->ld_residual : NULL;
+      for (size_t j = 0; j < n; j++) {
+        uint32_t acc = (uint32_t)class_bias[(size_t)cls * n + j];
+        const int8_t* wj = weights + j * k;
+        for (int32_t ky = 0; ky < w->kernel_h; ky++) {
+          const int32_t iy = oy * w->stride_h - w->pad_top + ky;
+          if (iy < 0 || iy >= w->in_h) continue;
+          for (int32_t kx = 0; kx < w->kernel_w; kx++) {
+            const int32_t ix = ox * w->stride_w - w->pad_left + kx;
+            if (ix < 0 || ix >= w->in_w) continue;
+            const uint8_t* x = input + ((size_t)iy * (size_t)w->in_w + (size_t)ix) * c_in;
+            const int8_t* wt = wj + ((size_t)(ky * w->kernel_w + kx)) * c_in;
+            for (size_t c = 0; c < c_in; c++) acc += (uint32_t)((int32_t)x[c] * (int32_t)wt[c]);
+          }
+        }
+        out[row * n + j] = (uint8_t)octet_epilogue_value((int32_t)acc, j, ep, res ? res[j] : 0);
+      }
+    }
+}

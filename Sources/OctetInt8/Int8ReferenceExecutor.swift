@@ -23,7 +23,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   public let model: QuantizedModel
 
   enum Step {
-    case quantizeInput(ActivationQuantization)
+    /// With a `PixelNormalization`, the uint8 pixels the input was normalized from (§12).
+    case quantizeInput(ActivationQuantization, PixelNormalization?)
     case conv(Int8ConvPlan, input: Int)
     case add(
       Int, Int, zeroPointA: Int32, zeroPointB: Int32, AddMultipliers, outputZeroPoint: Int32, lo: Int32,
@@ -83,7 +84,7 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       do { operation = try node.operation() } catch { throw .model(error) }
       switch operation {
       case .quantizeInput:
-        step = .quantizeInput(node.output)
+        step = .quantizeInput(node.output, node.pixelInput)
         shape = inputShape
       case .conv2d(let attributes):
         let s = inShapes[0]
@@ -159,8 +160,11 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     }
   }
 
-  /// The names of the uint8 tensors `run(_:observe:)` reports, in order (every node but the classifier).
-  public var observableNames: [String] { steps.dropLast().map(\.name) }
+  /// The names of the uint8 tensors `run(_:observe:)` reports, in order (every node but the
+  /// classifier, and but a pixel input, which is the image itself, not a quantized float tensor).
+  public var observableNames: [String] {
+    steps.dropLast().filter { if case .quantizeInput(_, _?) = $0.step { false } else { true } }.map(\.name)
+  }
 
   /// Runs the network on `input` `[N, S, S, 3]` and returns int32 logits `[N, classes]`.
   /// `observe`, when given, sees every node's uint8 output `[N, …]` with its quantization, under the
@@ -175,7 +179,11 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     for (index, p) in steps.enumerated() {
       let out = execute(p, values: values, input: input, batch: batch, logits: &logits)
       if let out {
-        observe?(p.name, QuantizedTensor(shape: [batch] + p.shape, values: out, quantization: p.quantization))
+        // An exact-input model's first tensor is the image itself (§12): not a quantized activation to observe.
+        if case .quantizeInput(_, _?) = p.step {
+        } else {
+          observe?(p.name, QuantizedTensor(shape: [batch] + p.shape, values: out, quantization: p.quantization))
+        }
         values[index] = out
       }
       for s in p.release { values[s] = nil }
@@ -248,9 +256,13 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     let perImage = p.shape.reduce(1, *)
     var out = [UInt8](repeating: 0, count: batch * perImage)
     switch p.step {
-    case .quantizeInput(let q):
+    case .quantizeInput(let q, nil):
       let input = input!
       for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
+    case .quantizeInput(_, let pixels?):
+      // docs/quantization.md §12: p = round((x · std_c + mean_c) · 255), NHWC so c = i mod 3.
+      let input = input!
+      for i in 0..<out.count { out[i] = pixels.pixel(input.scalars[i], channel: i % 3) }
     case .conv(let plan, let input):
       forEachImage(values[input]!, &out, batch: batch) { x, out in plan.run(x, out) }
     case .add(let a, let b, let za, let zb, let multipliers, let zOut, let lo, let hi):

@@ -20,6 +20,11 @@ struct Int8ConvPlan {
   var inputZeroPoint: Int32
   var outputZeroPoint: Int32
   var clampLo: Int32, clampHi: Int32
+  /// Exact input (docs/quantization.md §12): `[classes, O]` biases, and the class of each output
+  /// row and column (class = rowClass[oy] · colClasses + colClass[ox]); empty otherwise.
+  var borderBias: [Int32] = []
+  var rowClass: [Int] = [], colClass: [Int] = []
+  var colClasses = 0
 
   var isDepthwise: Bool { groups == inChannels && groups == outChannels }
 
@@ -52,6 +57,14 @@ struct Int8ConvPlan {
     clampLo = a.clampLo
     clampHi = a.clampHi
     weights = node.weights
+    if let classes = node.borderClasses {
+      borderBias = node.borderBias
+      rowClass =
+        BorderClasses.axis(size: inHeight, out: outHeight, kernel: kernelH, stride: strideH, pad: padTop).classOf
+      colClass =
+        BorderClasses.axis(size: inWidth, out: outWidth, kernel: kernelW, stride: strideW, pad: padLeft).classOf
+      colClasses = classes.colTaps.count
+    }
     if groups == inChannels && groups == outChannels {
       // [C, kh, kw, 1] → [kh, kw, C], so the inner loop runs over contiguous channels.
       let taps = kernelH * kernelW
@@ -84,6 +97,11 @@ struct Int8ConvPlan {
         for oy in 0..<outHeight {
           for ox in 0..<outWidth {
             let o = (oy * outWidth + ox) * outChannels
+            // Exact input (§12): the bias of this position's border class; padded taps read z_in = 0.
+            let bias =
+              borderBias.isEmpty
+              ? self.bias
+              : Array(borderBias[((rowClass[oy] * colClasses + colClass[ox]) * outChannels)...].prefix(outChannels))
             if direct {
               let p = x.baseAddress! + (oy * inWidth + ox) * inChannels
               for oc in 0..<outChannels {

@@ -41,8 +41,12 @@ public struct LayerSimulation: Sendable {
       precondition(
         tensor.count % perImage == 0 && tensor.count > 0,
         "'\(name)': input '\(input)' has \(tensor.count) values, not a multiple of \(shape)")
-      return QuantizedTensor(
-        shape: [tensor.count / perImage] + shape, values: tensor.scalars.map(q.quantize), quantization: q)
+      // An exact-input model's first tensor is the uint8 image, recovered from the float input (§12).
+      let values =
+        nodes[input]?.pixelInput.map { pixels in
+          tensor.scalars.enumerated().map { pixels.pixel($0.element, channel: $0.offset % 3) }
+        } ?? tensor.scalars.map(q.quantize)
+      return QuantizedTensor(shape: [tensor.count / perImage] + shape, values: values, quantization: q)
     }
     return reference.runNode(name, inputs: inputs).dequantized()
   }

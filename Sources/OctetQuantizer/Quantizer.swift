@@ -278,8 +278,34 @@ struct Builder {
           "the integer runtime fuses batch_norm and relu/relu6 into the convolution or add before them; "
           + "\(unsupported.count) node(s) cannot be: \(unsupported.joined(separator: "; "))")
     }
-    let inputQ = try calibrated(Graph.inputName)
-    emit(QuantizedNode(name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [], output: inputQ))
+    if options.exactInput {
+      // docs/quantization.md §12: the integer graph reads the uint8 pixels; the `input` range is not needed.
+      let readers = plan.layers.filter { $0.inputs.contains(LayerInput.graphInput) }
+      for layer in readers {
+        guard case .conv(let c) = layer.operation, c.attributes.groups == 1 else {
+          throw QuantizerError.unsupported(
+            node: layer.name,
+            reason: "exact input quantization folds the normalization into the convolutions that read the input; "
+              + "'\(layer.name)' reads it and is not an ungrouped convolution")
+        }
+      }
+      let pre = model.info.preprocessing
+      let pixels = PixelNormalization(mean: pre.mean, std: pre.std)
+      guard pixels.isValid else {
+        throw QuantizerError.unsupported(
+          node: Graph.inputName,
+          reason:
+            "exact input quantization needs 3 finite means and 3 positive stds, the model has \(pre.mean), \(pre.std)")
+      }
+      var node = QuantizedNode(
+        name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [],
+        output: ActivationQuantization(scale: 1, zeroPoint: 0))
+      node.pixelInput = pixels
+      emit(node)
+    } else {
+      let inputQ = try calibrated(Graph.inputName)
+      emit(QuantizedNode(name: Graph.inputName, op: .quantizeInput, inputs: [], fused: [], output: inputQ))
+    }
 
     for layer in plan.layers {
       let name = layer.name
@@ -346,9 +372,24 @@ struct Builder {
       folded = (w.map(Double.init), (b ?? [Float](repeating: 0, count: o)).map(Double.init))
     }
     let outQ = try calibrated(name)
-    let (wq, scales, bias) = try Quantizer.quantizeChannels(
-      weights: folded.weights, bias: folded.bias, outChannels: o, input: inQ, node: name, weightMax: weightMax,
-      warnings: &warnings)
+    let exact = options.exactInput && t == Graph.inputName
+    var wq: [Int8]
+    var scales: [Float]
+    var bias: [Int32]
+    var border: (classes: BorderClasses, bias: [Int32])?
+    if exact {
+      let s = layer.inputShapes[0]
+      let e = try Quantizer.exactInputConv(
+        weights: folded.weights, bias: folded.bias, outChannels: o, kernel: [kh, kw], stride: c.attributes.stride,
+        padding: c.padding, inHeight: s[0], inWidth: s[1], preprocessing: model.info.preprocessing, node: name,
+        weightMax: weightMax, warnings: &warnings)
+      (wq, scales, bias) = (e.weights, e.scales, e.bias)
+      border = (e.classes, e.borderBias)
+    } else {
+      (wq, scales, bias) = try Quantizer.quantizeChannels(
+        weights: folded.weights, bias: folded.bias, outChannels: o, input: inQ, node: name, weightMax: weightMax,
+        warnings: &warnings)
+    }
 
     // OIHW → [O, kh, kw, I/g], the order the runtime gathers a receptive field in.
     var ohwi = [Int8](repeating: 0, count: wq.count)
@@ -394,6 +435,10 @@ struct Builder {
     n.multipliers = multipliers
     n.shifts = shifts
     n.weightScales = scales
+    if let border {
+      n.borderClasses = border.classes
+      n.borderBias = border.bias
+    }
     emit(n)
   }
 

@@ -31,6 +31,13 @@ struct QuantizeCommand: ParsableCommand {
       """)
   var weightBits: Int = 8
 
+  @Flag(
+    help: """
+      Exact input quantization: the int8 network reads the image's uint8 pixels, with the mean/std \
+      normalization folded into the first convolution (docs/quantization.md §12).
+      """)
+  var exactInput = false
+
   @Flag(help: "Print every warning, layer by layer (by default one line per kind of warning, with its count).")
   var verbose = false
 
@@ -99,8 +106,9 @@ struct QuantizeCommand: ParsableCommand {
     }
     let result: QuantizationResult
     do {
-      result = try Quantizer.quantize(
-        model: floatModel, ranges: table, weightBits: WeightBits(rawValue: weightBits)!)
+      var options = QuantizationOptions(weightBits: WeightBits(rawValue: weightBits)!)
+      options.exactInput = exactInput
+      result = try Quantizer.quantize(model: floatModel, ranges: table, options: options)
     } catch let error as QuantizerError {
       guard case .missingRange = error else { throw error }
       throw FileError(path: ranges, reason: error.description)

@@ -20,17 +20,23 @@ struct RealModelCase: Sendable {
   var logits: Int32Logits
   var weightBits: WeightBits
 
-  init(_ checkpoint: String, size: Int, weightBits: WeightBits) throws {
-    self.checkpoint = checkpoint
+  /// With `exactInput` (docs/quantization.md §12) the float model is quantized at `size`, since
+  /// the stem's border classes depend on the input size.
+  init(_ checkpoint: String, size: Int, weightBits: WeightBits, exactInput: Bool = false) throws {
+    self.checkpoint = checkpoint + (exactInput ? " (exact input)" : "")
     self.weightBits = weightBits
-    let model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
+    var model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
     let inputs = try validationInputs(for: model, count: 3)
     let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
-    var quantized = try Quantizer.quantize(model: model, weightBits: weightBits) { ranges[$0] }.model
-    let limit = Int8(weightBits.maxMagnitude)
-    #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })
     let full = model.info.inputSize
     let s = ProcessInfo.processInfo.environment["OCTET_FULL_SIZE"] == "1" ? full : size
+    var options = QuantizationOptions(weightBits: weightBits)
+    options.exactInput = exactInput
+    if exactInput { model.info.inputSize = s }
+    var quantized = try Quantizer.quantize(model: model, options: options) { ranges[$0] }.model
+    let limit = Int8(weightBits.maxMagnitude)
+    #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })
+    #expect(quantized.readsPixels == exactInput)
     quantized.info.inputSize = s
     // Centre crop of the third image, [1, s, s, 3].
     let x = inputs[2]
@@ -96,6 +102,14 @@ enum RealModelCases {
   }
   static let resNet7 = Result {
     try RealModelCase(try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .seven)
+  }
+
+  static let efficientNetExact = Result {
+    try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .eight, exactInput: true)
+  }
+  static let resNetExact = Result {
+    try RealModelCase(
+      try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .eight, exactInput: true)
   }
 
   static func efficientNet(_ bits: WeightBits) throws -> RealModelCase {
@@ -179,4 +193,53 @@ let avx2RealPaths = [
   func resNet50AMX(_ bits: WeightBits) throws {
     try RealModelCases.resNet(bits).check(TiePath(backend: .amx))
   }
+
+  // Exact input quantization (docs/quantization.md §12), 8-bit weights: the stems' border positions
+  // are recomputed after the GEMM on every backend.
+  static let needsLite0 = Comment(rawValue: TestData.needsLite0AndImages)
+  static let needsResNet = Comment(rawValue: TestData.needsResNet50AndImages)
+
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0), arguments: portableRealPaths)
+  func efficientNetLite0ExactInput(_ path: TiePath) throws { try RealModelCases.efficientNetExact.get().check(path) }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0),
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: avx2RealPaths)
+  func efficientNetLite0ExactInputAVX2(_ path: TiePath) throws {
+    try RealModelCases.efficientNetExact.get().check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0),
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func efficientNetLite0ExactInputAVX512VNNI() throws {
+    try RealModelCases.efficientNetExact.get().check(TiePath(backend: .avx512vnni))
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, needsLite0),
+    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
+  func efficientNetLite0ExactInputAMX() throws {
+    try RealModelCases.efficientNetExact.get().check(TiePath(backend: .amx))
+  }
+
+  @Test(.enabled(if: TestData.resNet50 != nil && TestData.hasImages, needsResNet), arguments: portableRealPaths)
+  func resNet50ExactInput(_ path: TiePath) throws { try RealModelCases.resNetExact.get().check(path) }
+
+  @Test(
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, needsResNet),
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: avx2RealPaths)
+  func resNet50ExactInputAVX2(_ path: TiePath) throws { try RealModelCases.resNetExact.get().check(path) }
+
+  @Test(
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, needsResNet),
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func resNet50ExactInputAVX512VNNI() throws {
+    try RealModelCases.resNetExact.get().check(TiePath(backend: .avx512vnni))
+  }
+
+  @Test(
+    .enabled(if: TestData.resNet50 != nil && TestData.hasImages, needsResNet),
+    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
+  func resNet50ExactInputAMX() throws { try RealModelCases.resNetExact.get().check(TiePath(backend: .amx)) }
 }

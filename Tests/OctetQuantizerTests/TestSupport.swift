@@ -24,16 +24,19 @@ struct SmallNetGolden: Decodable {
   var floatTensors: [String: [Double]]
 
   enum CodingKeys: String, CodingKey {
-    case seed, graph, weights, ranges, input, expected, logits
+    case seed, graph, weights, ranges, input, expected, logits, pixels
     case inputSize = "input_size"
     case logitScale = "logit_scale"
     case floatLogits = "float_logits"
     case floatTensors = "float_tensors"
   }
 
-  static func load() throws -> SmallNetGolden {
+  /// The uint8 image of the exact-input golden (small_net_exact.json), nil in small_net.json.
+  var pixels: [Int]?
+
+  static func load(_ name: String = "small_net") throws -> SmallNetGolden {
     let url = try #require(
-      Bundle.module.url(forResource: "small_net", withExtension: "json", subdirectory: "Goldens"))
+      Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Goldens"))
     return try JSONDecoder().decode(SmallNetGolden.self, from: Data(contentsOf: url))
   }
 

@@ -211,6 +211,19 @@ void octet_i8_quantize_input(const float* x, size_t count, float scale, int32_t 
 void octet_i8_quantize_input__avx2(const float* x, size_t count, float scale, int32_t zero_point, uint8_t* out);
 #endif
 
+/// §12 exact input: out[i] = the pixel floor(x[i] * (255 * std[c]) + (255 * mean[c] + 1/2)), each
+/// operation in float32, clamped to [0, 255], NaN -> 0, with c = i % 3 (NHWC RGB).
+void octet_i8_input_pixels(const float* x, size_t count, const float* mean, const float* std, uint8_t* out);
+
+/// §12 exact input: recomputes the output positions of one image whose window overhangs the
+/// input (border class != `full_class`) with their class's bias. `input` holds uint8 pixels (zero
+/// point 0: padded taps add nothing), `weights` are [N][kh][kw][C] int8, `class_bias` is
+/// [classes][N], class = row_class[oy] * col_classes + col_class[ox]. The epilogue (bias ignored,
+/// residual honoured) writes out[(oy * out_w + ox) * N + c]. `full_class` < 0: no class is full.
+void octet_i8_conv_border(const octet_i8_window* w, const uint8_t* input, const int8_t* weights, size_t n,
+                          const int32_t* class_bias, const int32_t* row_class, const int32_t* col_class,
+                          int32_t col_classes, int32_t full_class, const octet_i8_epilogue* ep, uint8_t* out);
+
 /// Max pool of one image; padded taps are skipped (docs/quantization.md §9).
 void octet_i8_maxpool(const octet_i8_window* w, const uint8_t* input, uint8_t* out);
 /// Output rows oy0 ..< oy1 only (`out` is still the whole output image), for splitting between threads.

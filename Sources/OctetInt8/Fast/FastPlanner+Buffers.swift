@@ -10,7 +10,7 @@ extension FastStep.Op {
   /// each kind of step keeps its buffer indices: listing them and remapping them both use it.
   func mappingBuffers(read: (Int) -> Int, write: (Int) -> Int) -> Self {
     switch self {
-    case .quantizeInput(let q, let out): return .quantizeInput(q, out: write(out))
+    case .quantizeInput(let q, let pixels, let out): return .quantizeInput(q, pixels, out: write(out))
     case .conv(var c), .depthwise(var c):
       c.input = read(c.input)
       if var r = c.residual {

@@ -22,6 +22,31 @@ struct ConvStep {
   var epilogue: octet_i8_epilogue
   var residual: FusedResidual?
   var input: Int, output: Int
+  /// Exact input (docs/quantization.md §12): the positions to recompute with their class bias.
+  var border: BorderFixup? = nil
+}
+
+/// What `octet_i8_conv_border` needs for a convolution that reads pixels: its weights unpacked
+/// ([N][kh][kw][C]), the class biases and the class of each output row and column.
+final class BorderFixup: @unchecked Sendable {
+  let weights: [Int8]
+  let classBias: [Int32]
+  let rowClass: [Int32], colClass: [Int32]
+  let colClasses: Int32
+  /// The class whose window is wholly inside the input (-1: none), which the GEMM already computed.
+  let fullClass: Int32
+
+  init?(_ plan: Int8ConvPlan, classes: BorderClasses?) {
+    guard let classes, !plan.borderBias.isEmpty else { return nil }
+    weights = plan.weights
+    classBias = plan.borderBias
+    rowClass = plan.rowClass.map(Int32.init)
+    colClass = plan.colClass.map(Int32.init)
+    colClasses = Int32(plan.colClasses)
+    let fullRow = classes.rowTaps.firstIndex(of: [0, plan.kernelH])
+    let fullCol = classes.colTaps.firstIndex(of: [0, plan.kernelW])
+    if let fullRow, let fullCol { fullClass = Int32(fullRow * classes.colTaps.count + fullCol) } else { fullClass = -1 }
+  }
 }
 
 struct AddParameters {
@@ -30,7 +55,7 @@ struct AddParameters {
 
 struct FastStep {
   enum Op {
-    case quantizeInput(ActivationQuantization, out: Int)
+    case quantizeInput(ActivationQuantization, PixelNormalization?, out: Int)
     case conv(ConvStep)
     case depthwise(ConvStep)
     case groupedReference(Int8ConvPlan, input: Int, out: Int, inSize: Int, outSize: Int)
@@ -92,8 +117,10 @@ struct FastPlanner {
       var observable: (String, [Int], ActivationQuantization, Int)? =
         bufferOf[i].map { (name, shape, p.quantization, $0) }
       switch p.step {
-      case .quantizeInput(let q):
-        steps.append(FastStep(op: .quantizeInput(q, out: bufferOf[i]!), observable: observable))
+      case .quantizeInput(let q, let pixels):
+        // A pixel input (§12) is the image, not a quantized tensor: not observed, as in the reference.
+        if pixels != nil { observable = nil }
+        steps.append(FastStep(op: .quantizeInput(q, pixels, out: bufferOf[i]!), observable: observable))
         layers.append(.init(name: name, kind: "quantize_input", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
       case .conv(let plan, let input):
         let inShape = planned[input].shape
@@ -119,7 +146,8 @@ struct FastPlanner {
         let step = Self.convStep(
           plan, inShape: inShape, input: bufferOf[input]!, output: out, residual: residual, isa: isa,
           avx2Kernel: avx2Kernel, scalarDepthwise: scalarDepthwise)
-        if let step {
+        if var step {
+          step.border = BorderFixup(plan, classes: reference.model.node(named: name)?.borderClasses)
           if plan.isDepthwise {
             let paddedBytes =
               (Int(step.window.in_h) + step.padding.top + step.padding.bottom)

@@ -139,7 +139,17 @@ extension Int8FastExecutor {
     _ step: FastStep, input: Tensor, batch: Int, workspace: Workspace, logits: UnsafeMutablePointer<Int32>
   ) {
     switch step.op {
-    case .quantizeInput(let q, let out):
+    case .quantizeInput(_, let pixels?, let out):
+      let o = workspace.buffers[out]
+      input.scalars.withUnsafeBufferPointer { x in
+        // One slice per thread, in multiples of 3 · 64 values (whole pixels).
+        let slice = max(192, ((x.count + threads - 1) / threads + 191) / 192 * 192)
+        parallel((x.count + slice - 1) / slice) { t in
+          let start = t * slice
+          octet_i8_input_pixels(x.baseAddress! + start, min(slice, x.count - start), pixels.mean, pixels.std, o + start)
+        }
+      }
+    case .quantizeInput(let q, nil, let out):
       let o = workspace.buffers[out]
       input.scalars.withUnsafeBufferPointer { x in
         // One slice per thread, in multiples of 64 values.
@@ -156,6 +166,7 @@ extension Int8FastExecutor {
       }
     case .conv(let conv):
       runConv(conv, batch: batch, workspace: workspace, logits: logits)
+      if let border = conv.border { fixBorder(conv, border, batch: batch, workspace: workspace) }
     case .depthwise(let conv):
       runDepthwise(conv, batch: batch, workspace: workspace)
     case .groupedReference(let plan, let input, let out, let inSize, let outSize):
@@ -222,6 +233,27 @@ extension Int8FastExecutor {
       octet_i8_gemm__amx(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
     case .scalar:
       octet_i8_gemm__scalar(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+    }
+  }
+}
+
+// MARK: - Exact input
+
+extension Int8FastExecutor {
+  /// docs/quantization.md §12: the GEMM ran every position with the full-window bias; the border
+  /// positions (a few percent of the stem's output) are computed again, per image, with their class
+  /// bias by the scalar `octet_i8_conv_border`, on every backend.
+  func fixBorder(_ conv: ConvStep, _ border: BorderFixup, batch: Int, workspace: Workspace) {
+    let input = workspace.buffers[conv.input]
+    let output = workspace.buffers[conv.output]
+    let residual = conv.residual.map { workspace.buffers[$0.buffer] }
+    parallel(batch) { n in
+      var window = conv.window
+      var e = conv.epilogue
+      if let residual { e.residual = UnsafePointer(residual + n * conv.m * conv.n) }
+      octet_i8_conv_border(
+        &window, input + n * conv.inSize, border.weights, conv.n, border.classBias, border.rowClass, border.colClass,
+        border.colClasses, border.fullClass, &e, output + n * conv.m * conv.n)
     }
   }
 }

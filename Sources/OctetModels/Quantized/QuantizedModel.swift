@@ -65,9 +65,20 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
   /// `[O]`: s_w[c], real weight = s_w[c] · w_q.
   public var weightScales: [Float] = []
 
+  // Exact input quantization (docs/quantization.md §12).
+  /// quantize_input: present when the node outputs the uint8 pixels the normalized input came
+  /// from (scale 1, zero point 0) instead of quantizing the float input.
+  public var pixelInput: PixelNormalization?
+  /// conv2d reading pixels: its border classes; `borderBias` holds one bias vector per class.
+  public var borderClasses: BorderClasses?
+  /// `[classes, O]` (tensor `<node>.border_bias`), class `r · colClasses + c`, at scale s_w[c]
+  /// (the pixel input has scale 1).
+  public var borderBias: [Int32] = []
+
   enum CodingKeys: String, CodingKey {
     case name, op, inputs, fused, output, inChannels, outChannels, kernel, stride, padding, groups
     case inputQuantization, clamp, addMultipliers, requant
+    case pixelInput, borderClasses
   }
 
   public init(
@@ -220,11 +231,60 @@ public struct QuantizedModel: Sendable, Equatable {
       case .quantizeInput, .flatten:
         break
       }
+      try validateExactInput(node)
     }
     guard let out = node(named: output) else { throw .invalidGraph("graph output '\(output)' is not a node") }
     guard out.op == .linear else {
       throw .invalidGraph(
         "graph output '\(output)' is \(out.op.rawValue); the integer graph ends in a linear classifier")
+    }
+  }
+}
+
+extension QuantizedModel {
+  /// Whether the network reads the uint8 pixels (exact input quantization, docs/quantization.md §12).
+  public var readsPixels: Bool { nodes.first?.pixelInput != nil }
+
+  /// docs/quantization.md §12: a pixel input is read only by convolutions with border classes that
+  /// match their geometry at this model's input size, and only those have border classes.
+  func validateExactInput(_ node: QuantizedNode) throws(QuantizedModelError) {
+    if let p = node.pixelInput {
+      guard node.op == .quantizeInput, p.isValid else {
+        throw .invalidNode(node.name, "pixel input needs a quantize_input node with 3 finite means and positive stds")
+      }
+      guard node.output == ActivationQuantization(scale: 1, zeroPoint: 0) else {
+        throw .invalidNode(node.name, "a pixel input has scale 1 and zero point 0, not \(node.output)")
+      }
+    }
+    let readsInput = node.inputs.contains(Graph.inputName)
+    if readsInput, readsPixels {
+      guard node.op == .conv2d, node.borderClasses != nil, node.groups ?? 1 == 1 else {
+        throw .invalidNode(
+          node.name, "reads the pixel input; only an ungrouped conv2d with border classes can (exact input)")
+      }
+    }
+    guard let classes = node.borderClasses else {
+      if !node.borderBias.isEmpty {
+        throw .tensor("\(node.name).border_bias", "belongs to a node without border classes")
+      }
+      return
+    }
+    guard readsInput, readsPixels, node.op == .conv2d, let k = node.kernel, let s = node.stride,
+      let p = node.padding, let o = node.outChannels
+    else {
+      throw .invalidNode(node.name, "has border classes but is not a conv2d reading the pixel input")
+    }
+    let size = info.inputSize
+    let expected = BorderClasses(inHeight: size, inWidth: size, kernel: k, stride: s, padding: p)
+    guard expected == classes else {
+      throw .invalidNode(
+        node.name,
+        "border classes \(classes.rowTaps) x \(classes.colTaps) do not match the geometry at input \(size) (\(expected.rowTaps) x \(expected.colTaps))"
+      )
+    }
+    guard node.borderBias.count == classes.count * o else {
+      throw .tensor(
+        "\(node.name).border_bias", "has \(node.borderBias.count) values, expected \(classes.count) classes x \(o)")
     }
   }
 }

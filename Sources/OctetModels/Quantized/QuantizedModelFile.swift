@@ -15,13 +15,27 @@ import OctetCore
 /// (conv2d `[O, kh, kw, I/groups]`, linear `[O, I]`), `<node>.bias` I32 `[O]` (zero point folded),
 /// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`.
 ///
-/// Versions: "2" added `octet.tensor_crc32`. Version "1" files (no checksums, otherwise the same) are
-/// still read, unverified; any other version is refused with a message to upgrade or quantize again.
+/// Exact input quantization (docs/quantization.md §12) adds `pixelInput` to the `quantize_input`
+/// node, `borderClasses` to the first convolution and its tensor `<node>.border_bias` I32
+/// `[classes, O]`.
+///
+/// Versions: "2" added `octet.tensor_crc32`. "3" added exact input quantization; a model without
+/// it is still written as version "2" (the same bytes as before, readable by older Octet), one with
+/// it as "3", so that an older Octet refuses it instead of running it wrongly. Version "1" files (no
+/// checksums, otherwise the same as "2") are still read, unverified; any other version is refused
+/// with a message to upgrade or quantize again.
 public enum QuantizedModelFile {
   public static let format = "octet-int8"
   public static let formatVersion = "2"
+  /// The version of models that use exact input quantization.
+  public static let exactInputFormatVersion = "3"
   /// The versions `decode` accepts.
-  public static let readableVersions = ["1", "2"]
+  public static let readableVersions = ["1", "2", "3"]
+
+  /// The version `model` is written with.
+  public static func version(for model: QuantizedModel) -> String {
+    model.nodes.contains { $0.pixelInput != nil || $0.borderClasses != nil } ? exactInputFormatVersion : formatVersion
+  }
 
   struct GraphJSON: Codable {
     var nodes: [QuantizedNode]
@@ -40,7 +54,7 @@ public enum QuantizedModelFile {
     var metadata = [
       TensorChecksums.metadataKey: try TensorChecksums.metadataValue(for: tensors),
       "octet.format": format,
-      "octet.format_version": formatVersion,
+      "octet.format_version": version(for: model),
       "octet.model": String(decoding: try encoder.encode(model.info), as: UTF8.self),
       "octet.int8_graph": String(
         decoding: try encoder.encode(GraphJSON(nodes: model.nodes, output: model.output)), as: UTF8.self),
@@ -70,6 +84,10 @@ public enum QuantizedModelFile {
         type: .int32, shape: [o], bytes: littleEndianBytes(node.shifts))
       tensors["\(node.name).weight_scale"] = HostTensor(
         type: .float32, shape: [o], bytes: littleEndianBytes(node.weightScales.map { $0.bitPattern }))
+      if let classes = node.borderClasses {
+        tensors["\(node.name).border_bias"] = HostTensor(
+          type: .int32, shape: [classes.count, o], bytes: littleEndianBytes(node.borderBias))
+      }
     }
     return tensors
   }
@@ -134,6 +152,20 @@ public enum QuantizedModelFile {
       nodes[i].multipliers = int32s(try tensor("multiplier", .int32))
       nodes[i].shifts = int32s(try tensor("shift", .int32))
       nodes[i].weightScales = try tensor("weight_scale", .float32).floats()
+      if let classes = nodes[i].borderClasses {
+        guard version == exactInputFormatVersion else {
+          throw QuantizedModelError.notAQuantizedModel(
+            path: path, reason: "node '\(name)' has border classes, which format version \(version) does not have")
+        }
+        let t = try tensor("border_bias", .int32)
+        guard t.shape == [classes.count, nodes[i].outChannels ?? -1] else {
+          throw QuantizedModelError.tensor(
+            "\(name).border_bias",
+            "has shape \(t.shape), expected [\(classes.count), \(nodes[i].outChannels ?? 0)] (classes, output channels)"
+          )
+        }
+        nodes[i].borderBias = int32s(t)
+      }
     }
     if let extra = tensors.names.first(where: { !used.contains($0) }) {
       throw QuantizedModelError.tensor(extra, "in '\(path)' belongs to no int8 node")
