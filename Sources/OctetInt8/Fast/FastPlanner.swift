@@ -22,6 +22,18 @@ struct ConvStep {
   var epilogue: octet_i8_epilogue
   var residual: FusedResidual?
   var input: Int, output: Int
+  /// Per-channel clamp bounds (docs/quantization.md §7.1), applied by a post-pass after the kernel,
+  /// whose own clamp is the node's hull of them; nil for every other convolution.
+  var channelClamp: ChannelClamp? = nil
+}
+
+/// A convolution's per-channel clamp bounds `[N]`, for `octet_i8_channel_clamp`.
+final class ChannelClamp: @unchecked Sendable {
+  let lo: [UInt8], hi: [UInt8]
+  init(lo: [Int32], hi: [Int32]) {
+    self.lo = lo.map { UInt8($0) }
+    self.hi = hi.map { UInt8($0) }
+  }
 }
 
 struct AddParameters {
@@ -66,7 +78,12 @@ struct FastPlanner {
         output: planned.count - 1,
         isAdd: { if case .add = planned[$0].step { true } else { false } },
         canTakeResidual: {
-          if case .conv(let plan, _) = planned[$0].step { plan.groups == 1 || plan.isDepthwise } else { false }
+          // Not a convolution with per-channel clamps: the post-pass needs its own output stored.
+          if case .conv(let plan, _) = planned[$0].step {
+            (plan.groups == 1 || plan.isDepthwise) && plan.channelClampLo.isEmpty
+          } else {
+            false
+          }
         })
       : [:]
     let fusedAdd = Dictionary(uniqueKeysWithValues: fusedInto.map { ($0.value, $0.key) })  // conv index -> add index
@@ -116,9 +133,12 @@ struct FastPlanner {
           nodes.append(planned[j].name)
           observable = (planned[j].name, planned[j].shape, planned[j].quantization, out)
         }
-        let step = Self.convStep(
+        var step = Self.convStep(
           plan, inShape: inShape, input: bufferOf[input]!, output: out, residual: residual, isa: isa,
           avx2Kernel: avx2Kernel, scalarDepthwise: scalarDepthwise)
+        if !plan.channelClampLo.isEmpty {
+          step?.channelClamp = ChannelClamp(lo: plan.channelClampLo, hi: plan.channelClampHi)
+        }
         if let step {
           if plan.isDepthwise {
             let paddedBytes =

@@ -13,7 +13,9 @@ import OctetCore
 ///   tensor checksums; files without it (written before it existed) read with `calibrationImages` nil.
 /// The tensors are the per-channel arrays of conv2d and linear nodes: `<node>.weight` I8
 /// (conv2d `[O, kh, kw, I/groups]`, linear `[O, I]`), `<node>.bias` I32 `[O]` (zero point folded),
-/// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`.
+/// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`; and, for a
+/// conv2d with per-channel clamps only (cross-layer equalization), `<node>.clamp_lo` and
+/// `<node>.clamp_hi` U8 `[O]` (optional: files without them read as before).
 ///
 /// Versions: "2" added `octet.tensor_crc32`. Version "1" files (no checksums, otherwise the same) are
 /// still read, unverified; any other version is refused with a message to upgrade or quantize again.
@@ -70,6 +72,12 @@ public enum QuantizedModelFile {
         type: .int32, shape: [o], bytes: littleEndianBytes(node.shifts))
       tensors["\(node.name).weight_scale"] = HostTensor(
         type: .float32, shape: [o], bytes: littleEndianBytes(node.weightScales.map { $0.bitPattern }))
+      if !node.channelClampLo.isEmpty || !node.channelClampHi.isEmpty {
+        tensors["\(node.name).clamp_lo"] = HostTensor(
+          type: .uint8, shape: [node.channelClampLo.count], bytes: node.channelClampLo)
+        tensors["\(node.name).clamp_hi"] = HostTensor(
+          type: .uint8, shape: [node.channelClampHi.count], bytes: node.channelClampHi)
+      }
     }
     return tensors
   }
@@ -134,6 +142,10 @@ public enum QuantizedModelFile {
       nodes[i].multipliers = int32s(try tensor("multiplier", .int32))
       nodes[i].shifts = int32s(try tensor("shift", .int32))
       nodes[i].weightScales = try tensor("weight_scale", .float32).floats()
+      if tensors["\(name).clamp_lo"] != nil || tensors["\(name).clamp_hi"] != nil {
+        nodes[i].channelClampLo = try tensor("clamp_lo", .uint8).bytes
+        nodes[i].channelClampHi = try tensor("clamp_hi", .uint8).bytes
+      }
     }
     if let extra = tensors.names.first(where: { !used.contains($0) }) {
       throw QuantizedModelError.tensor(extra, "in '\(path)' belongs to no int8 node")

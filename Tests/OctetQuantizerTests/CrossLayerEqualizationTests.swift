@@ -1,0 +1,104 @@
+import Foundation
+import Octet
+import OctetInt8
+import OctetQuantizer
+import OctetTestSupport
+import Testing
+
+/// Cross-layer equalization of EfficientNet-Lite0: the equalized float model computes the same
+/// function (ReLU6 kept exact by per-channel bounds), its weight ranges are balanced, and the int8
+/// model carries the bounds as per-channel clamps.
+@Suite struct CrossLayerEqualizationTests {
+  static let lite0 = Result { try ModelLoader.load(contentsOf: try #require(TestData.lite0)) }
+  static let equalized = Result { try CrossLayerEqualization.apply(to: try lite0.get()) }
+
+  /// Largest |a − b| over the logits, relative to the largest |a|.
+  static func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+    let scale = a.reduce(0) { max($0, Double(abs($1))) }
+    return zip(a, b).reduce(0) { max($0, Double(abs($1.0 - $1.1))) } / scale
+  }
+
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
+  func equalizedModelComputesTheSameLogits() throws {
+    let model = try Self.lite0.get()
+    let (equalized, report) = try Self.equalized.get()
+    // The stem → block 0 depthwise, and per block expand → depthwise → project.
+    #expect(report.pairs.count == 1 + 1 + 2 * 15, "\(report.pairs.map { "\($0.first)→\($0.second)" })")
+    #expect(report.boundedActivations.count == 32)
+    let inputs = try validationInputs(for: model, count: 2)
+    let original = try FloatExecutor(model: model)
+    let transformed = try FloatExecutor(model: equalized)
+    // Without the per-channel bounds (plain ReLU6 at 6 on the rescaled channels) the function
+    // changes: that is what the bounds keep exact.
+    var unbounded = equalized
+    for i in unbounded.graph.nodes.indices { unbounded.graph.nodes[i].clampMax = nil }
+    let wrong = try FloatExecutor(model: unbounded)
+    for x in inputs {
+      let a = original.run(x).scalars
+      let b = transformed.run(x).scalars
+      let d = Self.relativeDifference(a, b)
+      print("equalized Lite0: max |Δlogit| / max |logit| = \(d)")
+      #expect(d < 2e-5, "equalized logits differ by \(d) (relative)")
+      #expect(Classifier.topIndices(5, of: a) == Classifier.topIndices(5, of: b))
+      let dw = Self.relativeDifference(a, wrong.run(x).scalars)
+      #expect(dw > 1e-2, "dropping the bounds changed the logits by only \(dw)")
+    }
+  }
+
+  @Test(.enabled(if: TestData.lite0 != nil, Comment(rawValue: TestData.needsLite0)))
+  func weightRangesAreBalanced() throws {
+    let report = try Self.equalized.get().report
+    var logBefore = 0.0
+    var logAfter = 0.0
+    for p in report.pairs {
+      let before = max(p.firstSpreadBefore, p.secondSpreadBefore)
+      let after = max(p.firstSpreadAfter, p.secondSpreadAfter)
+      logBefore += log(before)
+      logAfter += log(after)
+      // The layer that is B of the pair (the project convolution's input channels, or the
+      // depthwise one's) ends up no less balanced than A and B were at worst before.
+      #expect(after <= before * 1.0001, "\(p.first) → \(p.second): spread \(before) → \(after)")
+    }
+    let meanBefore = exp(logBefore / Double(report.pairs.count))
+    let meanAfter = exp(logAfter / Double(report.pairs.count))
+    print("Lite0 per-channel range spread (geometric mean of max/min over pairs): \(meanBefore) → \(meanAfter)")
+    #expect(meanAfter < meanBefore / 4, "spread \(meanBefore) → \(meanAfter)")
+  }
+
+  @Test(.enabled(if: TestData.lite0 != nil, Comment(rawValue: TestData.needsLite0)))
+  func equalizingTwiceIsRefusedAndTheResultIsDeterministic() throws {
+    let (equalized, _) = try Self.equalized.get()
+    #expect(throws: CrossLayerEqualization.EqualizationError.self) {
+      _ = try CrossLayerEqualization.apply(to: equalized)
+    }
+    let again = try CrossLayerEqualization.apply(to: try Self.lite0.get()).model
+    #expect(again.weights == equalized.weights && again.graph == equalized.graph)
+  }
+
+  /// The quantizer, given the original model and `equalization`, equalizes it itself; with ranges
+  /// calibrated on the equalized model, every ReLU6 layer of a pair gets per-channel clamps that
+  /// nest in its clamp, and the file keeps them.
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)))
+  func quantizedModelCarriesPerChannelClamps() throws {
+    let model = try Self.lite0.get()
+    let (equalized, report) = try Self.equalized.get()
+    let inputs = try validationInputs(for: model, count: 3)
+    let ranges = try minMaxRanges(of: equalized, over: Array(inputs.prefix(2)))
+    var options = QuantizationOptions()
+    options.equalization = true
+    let q = try Quantizer.quantize(model: model, options: options) { ranges[$0] }.model
+    let clamped = q.nodes.filter { !$0.channelClampHi.isEmpty }
+    #expect(Set(clamped.map(\.name)) == Set(report.boundedActivations))
+    #expect(clamped.contains { Set($0.channelClampHi).count > 1 })
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-cle-\(getpid()).safetensors")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try QuantizedModelFile.write(q, to: url)
+    #expect(try QuantizedModelFile.read(contentsOf: url) == q)
+    // int8 still agrees with float on the third image.
+    let x = inputs[2]
+    let f = try FloatExecutor(model: model).run(x).scalars
+    let i8 = try Int8ReferenceExecutor(model: q).run(x).dequantized().scalars
+    #expect(cosine(f, i8) > 0.98)
+    #expect(Classifier.topIndices(3, of: i8).contains(Classifier.topIndices(1, of: f)[0]))
+  }
+}
