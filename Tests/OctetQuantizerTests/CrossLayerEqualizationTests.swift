@@ -2,6 +2,7 @@ import Foundation
 import Octet
 import OctetCalibration
 import OctetInt8
+import OctetModels
 import OctetQuantizer
 import OctetTestSupport
 import Testing
@@ -82,6 +83,31 @@ import Testing
     }
     let again = try CrossLayerEqualization.apply(to: try Self.lite0.get()).model
     #expect(again.weights == equalized.weights && again.graph == equalized.graph)
+  }
+
+  /// A bound tensor that is missing, of the wrong size or not positive is an error naming the
+  /// layer; so are per-channel bounds on a relu6 that no convolution takes.
+  @Test(.enabled(if: TestData.lite0 != nil, Comment(rawValue: TestData.needsLite0)))
+  func badBoundsAreRefused() throws {
+    let (equalized, report) = try Self.equalized.get()
+    let relu6 = try #require(report.boundedActivations.first)
+    let tensor = relu6 + ".clamp_max"
+    var short = equalized
+    short.weights[tensor] = HostTensor(shape: [1], float32: [6])
+    var negative = equalized
+    let values = equalized.weights[tensor]!.floats()
+    negative.weights[tensor] = HostTensor(shape: [values.count], float32: [-1] + values.dropFirst())
+    var missing = equalized
+    missing.weights[tensor] = nil
+    for bad in [short, negative, missing] {
+      #expect(throws: GraphPlanError.self) { _ = try LayerPlan(model: bad) }
+    }
+    var onAdd = equalized
+    let add = try #require(onAdd.graph.nodes.firstIndex { $0.op == .add })
+    var node = Node(name: "extra.relu6", op: .relu6, inputs: [onAdd.graph.nodes[add].name])
+    node.clampMax = tensor
+    onAdd.graph.nodes.insert(node, at: add + 1)
+    #expect(throws: GraphPlanError.self) { _ = try LayerPlan(model: onAdd) }
   }
 
   /// The quantizer, given the original model and `equalization`, equalizes it itself; with ranges
