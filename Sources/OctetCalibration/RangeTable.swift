@@ -86,6 +86,10 @@ public struct RangeTable: Sendable, Equatable {
   public var tensors: [Entry]
   /// The images calibrated on, when known (nil in tables written before it was recorded).
   public var calibrationImages: [CalibrationImage]?
+  /// The ranges are those of the model after cross-layer equalization (`octet calibrate --equalize`,
+  /// `CrossLayerEqualization` in OctetQuantizer), so the quantizer must equalize the model too.
+  /// JSON `"equalized": true`, absent otherwise.
+  public var equalized = false
 
   public init(
     model: ModelDescription, method: String, images: Int, tensors: [Entry], calibrationImages: [CalibrationImage]? = nil
@@ -153,11 +157,12 @@ public struct RangeTable: Sendable, Equatable {
     var images: Int?
     var tensors: [Entry]?
     var calibrationImages: [CalibrationImage]?
+    var equalized: Bool?
     /// Only in calibration recipes: told apart to say what the file is.
     var architecture: String?
 
     enum CodingKeys: String, CodingKey {
-      case format, version, model, method, images, tensors, architecture
+      case format, version, model, method, images, tensors, architecture, equalized
       case calibrationImages = "calibration_images"
     }
   }
@@ -205,8 +210,9 @@ public struct RangeTable: Sendable, Equatable {
     guard let method = document.method else { throw fail("has no \"method\"") }
     guard let images = document.images else { throw fail("has no \"images\"") }
     guard let tensors = document.tensors else { throw fail("has no \"tensors\"") }
-    let table = RangeTable(
+    var table = RangeTable(
       model: model, method: method, images: images, tensors: tensors, calibrationImages: document.calibrationImages)
+    table.equalized = document.equalized ?? false
     try table.validate(path: path)
     return table
   }
@@ -248,6 +254,7 @@ public struct RangeTable: Sendable, Equatable {
       "  \"method\": \(jsonStringLiteral(method)),",
       "  \"images\": \(images),",
     ]
+    if equalized { lines.append("  \"equalized\": true,") }
     if let calibrationImages {
       lines.append("  \"calibration_images\": [")
       for (i, image) in calibrationImages.enumerated() {

@@ -16,7 +16,9 @@ public final class FloatExecutor: @unchecked Sendable {
   public let model: Model
 
   enum Step {
-    case conv(PackedConv2D, input: Int, residual: Int?)
+    /// `clampMax`: a relu6's per-channel upper bounds (cross-layer equalization); the kernel then
+    /// applies ReLU and the bounds are applied after it.
+    case conv(PackedConv2D, input: Int, residual: Int?, clampMax: [Float]?)
     case linear(PackedLinear, input: Int)
     case batchNorm(scale: [Float], shift: [Float], input: Int)
     case activation(Activation, input: Int)
@@ -76,6 +78,11 @@ public final class FloatExecutor: @unchecked Sendable {
           c.attributes.bias != nil ? try floats(c.attributes.bias, name, count: o) : [Float](repeating: 0, count: o)
         var activation = Activation(c.activation)
         var residual: Int? = nil
+        var clampMax: [Float]? = nil
+        if let bounds = c.clampMax {
+          clampMax = try floats(bounds, layer.name, count: o)
+          activation = .relu
+        }
         // conv → batch_norm, folded
         if let bn = c.batchNorm?.attributes, let bnName = c.batchNorm?.name {
           let gamma = try floats(bn.weight, bnName, count: o)
@@ -106,7 +113,7 @@ public final class FloatExecutor: @unchecked Sendable {
           dilationH: c.attributes.dilation[0], dilationW: c.attributes.dilation[1])
         step = .conv(
           PackedConv2D(weightOIHW: w, bias: b, geometry: geometry, activation: activation), input: input,
-          residual: residual)
+          residual: residual, clampMax: clampMax)
       case .batchNorm(let bn):
         let c = layer.shape.last!
         let gamma = try floats(bn.weight, name, count: c)
@@ -157,7 +164,7 @@ public final class FloatExecutor: @unchecked Sendable {
 
   static func inputs(of step: Step) -> [Int] {
     switch step {
-    case .conv(_, let input, let residual): [input] + (residual.map { [$0] } ?? [])
+    case .conv(_, let input, let residual, _): [input] + (residual.map { [$0] } ?? [])
     case .linear(_, let input), .batchNorm(_, _, let input), .activation(_, let input),
       .maxPool(_, _, _, let input), .globalAveragePool(let input), .flatten(let input):
       [input]
@@ -256,8 +263,10 @@ public final class FloatExecutor: @unchecked Sendable {
   /// One step's output from the values it reads.
   private func compute(_ step: Step, _ values: [Tensor?]) -> Tensor {
     switch step {
-    case .conv(let conv, let input, let residual):
-      return conv(values[input]!, residual: residual.map { values[$0]! })
+    case .conv(let conv, let input, let residual, let clampMax):
+      var y = conv(values[input]!, residual: residual.map { values[$0]! })
+      if let clampMax { clampChannels(&y, upper: clampMax) }
+      return y
     case .linear(let linear, let input):
       return linear(values[input]!)
     case .batchNorm(let scale, let shift, let input):

@@ -25,6 +25,13 @@ struct Int8ConvPlan {
   var borderBias: [Int32] = []
   var rowClass: [Int] = [], colClass: [Int] = []
   var colClasses = 0
+  /// Per-channel clamp bounds (docs/quantization.md §7.1), `[O]` each, or empty: `clampLo/Hi` for all.
+  var channelClampLo: [Int32] = [], channelClampHi: [Int32] = []
+
+  /// The output clamp of channel `c`.
+  @inline(__always) func bounds(_ c: Int) -> (lo: Int32, hi: Int32) {
+    channelClampLo.isEmpty ? (clampLo, clampHi) : (channelClampLo[c], channelClampHi[c])
+  }
 
   var isDepthwise: Bool { groups == inChannels && groups == outChannels }
 
@@ -56,6 +63,8 @@ struct Int8ConvPlan {
     outputZeroPoint = node.output.zeroPoint
     clampLo = a.clampLo
     clampHi = a.clampHi
+    channelClampLo = node.channelClampLo.map(Int32.init)
+    channelClampHi = node.channelClampHi.map(Int32.init)
     weights = node.weights
     if let classes = node.borderClasses {
       borderBias = node.borderBias
@@ -106,8 +115,8 @@ struct Int8ConvPlan {
               let p = x.baseAddress! + (oy * inWidth + ox) * inChannels
               for oc in 0..<outChannels {
                 let acc = bias[oc] &+ dotUInt8Int8(p, w.baseAddress! + oc * taps, taps)
-                out[o + oc] = clampToUInt8(
-                  requant[oc].apply(acc) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+                let (lo, hi) = bounds(oc)
+                out[o + oc] = clampToUInt8(requant[oc].apply(acc) + Int64(outputZeroPoint), lo: lo, hi: hi)
               }
               continue
             }
@@ -129,8 +138,8 @@ struct Int8ConvPlan {
               }
               for oc in (g * ocg)..<((g + 1) * ocg) {
                 let acc = bias[oc] &+ dotUInt8Int8(patch.baseAddress!, w.baseAddress! + oc * taps, taps)
-                out[o + oc] = clampToUInt8(
-                  requant[oc].apply(acc) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+                let (lo, hi) = bounds(oc)
+                out[o + oc] = clampToUInt8(requant[oc].apply(acc) + Int64(outputZeroPoint), lo: lo, hi: hi)
               }
             }
           }
@@ -162,8 +171,8 @@ struct Int8ConvPlan {
             }
             let o = (oy * outWidth + ox) * c
             for ch in 0..<c {
-              out[o + ch] = clampToUInt8(
-                requant[ch].apply(acc[ch]) + Int64(outputZeroPoint), lo: clampLo, hi: clampHi)
+              let (lo, hi) = bounds(ch)
+              out[o + ch] = clampToUInt8(requant[ch].apply(acc[ch]) + Int64(outputZeroPoint), lo: lo, hi: hi)
             }
           }
         }

@@ -16,7 +16,10 @@ public struct QuantizationOptions: Sendable, Equatable, Codable {
   /// normalized float input.
   public var exactInput = false
   /// Cross-layer equalization of depthwise-separable blocks (Nagel et al. 2019), with ReLU6 kept
-  /// exact through per-channel clamp bounds.
+  /// exact through per-channel clamp bounds (docs/quantization.md §7.1). The quantizer equalizes
+  /// the model it is given; the activation ranges must be those of the equalized model, i.e.
+  /// calibrate `CrossLayerEqualization.apply(to: model).model` (deterministic) and pass the
+  /// original model here.
   public var equalization = false
   /// Empirical bias correction: per output channel, the mean float − int8 difference over the
   /// calibration images, folded into the int32 bias.

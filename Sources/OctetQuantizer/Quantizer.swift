@@ -37,6 +37,9 @@ public enum Quantizer {
   public static func quantize(
     model: Model, options: QuantizationOptions, range: @escaping (String) -> (lo: Float, hi: Float)?
   ) throws -> QuantizationResult {
+    // Cross-layer equalization changes the float model; `range` must hold the equalized model's
+    // ranges (calibrate `CrossLayerEqualization.apply(to: model).model`, which is deterministic).
+    let model = options.equalization ? try CrossLayerEqualization.apply(to: model).model : model
     var builder = try Builder(model: model, range: range)
     builder.options = options
     builder.weightMax = options.weightBits.maxMagnitude
@@ -430,6 +433,15 @@ struct Builder {
     n.groups = c.attributes.groups
     n.inputQuantization = [inQ]
     n.clamp = [Int(bounds.lo), Int(bounds.hi)]
+    if let clampMax = c.clampMax {
+      // A ReLU6 after cross-layer equalization: channel c clamps at its own bound (§7.1); the node's
+      // clamp is the hull, so the fast kernels' clamp contains every channel's.
+      let upper = try floats(clampMax, layer.members.last!, count: o)
+      let perChannel = upper.map { outQ.clampBounds(min: 0, max: $0) }
+      n.channelClampLo = perChannel.map { UInt8($0.lo) }
+      n.channelClampHi = perChannel.map { UInt8($0.hi) }
+      n.clamp = [Int(n.channelClampLo.min()!), Int(n.channelClampHi.max()!)]
+    }
     n.weights = ohwi
     n.bias = bias
     n.multipliers = multipliers

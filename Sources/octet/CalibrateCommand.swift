@@ -45,6 +45,12 @@ struct CalibrateCommand: ParsableCommand {
   )
   var recipe: String?
 
+  @Flag(
+    help:
+      "Cross-layer equalization first (docs/quantization.md §7.1): calibrate the equalized model; the table says so, and `octet quantize` then equalizes too."
+  )
+  var equalize = false
+
   @Option(help: "Images run at once, one per thread (default: all cores).")
   var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -107,7 +113,15 @@ struct CalibrateCommand: ParsableCommand {
           + "\(urls.count) images\(limit == nil ? "" : " (--limit)") from \(images)\(self.images == nil ? "" : " (--images)")"
       )
     }
-    let calibrator = try Calibrator(model: floatModel, method: method)
+    var calibrated = floatModel
+    if equalize {
+      let (equalized, report) = try CrossLayerEqualization.apply(to: floatModel)
+      calibrated = equalized
+      print(
+        "cross-layer equalization: \(report.pairs.count) layer pairs, \(report.boundedActivations.count) ReLU6 with per-channel bounds"
+      )
+    }
+    let calibrator = try Calibrator(model: calibrated, method: method)
     let bar = Mutex(ProgressBar(total: urls.count, label: "calibrate"))
     let result = try calibrator.calibrate(
       images: urls, threads: threads,
@@ -127,7 +141,9 @@ struct CalibrateCommand: ParsableCommand {
         "tensor '\(name)' is constant (\(entry.observedMin)) over all images; its range is [\(entry.min), \(entry.max)]"
       )
     }
-    try result.table.write(to: URL(fileURLWithPath: output))
+    var table = result.table
+    table.equalized = equalize
+    try table.write(to: URL(fileURLWithPath: output))
     let skipped = result.skipped.isEmpty ? "" : ", \(result.skipped.count) skipped (unreadable)"
     print(
       String(

@@ -8,7 +8,8 @@ import Testing
 /// The convolutions whose output a fused run does not materialize, predicted from the graph alone
 /// (not from the executor's plan): a residual add is fused into the later, in node order, of its
 /// two inputs when that input is a convolution, plain (groups 1) or depthwise (groups = in = out
-/// channels), that nothing but the add reads.
+/// channels), that nothing but the add reads and that has no per-channel clamps (their post-pass
+/// needs the convolution's own output).
 func convolutionsFusedAway(_ model: QuantizedModel) -> Set<String> {
   var position: [String: Int] = [:]
   for (i, node) in model.nodes.enumerated() { position[node.name] = i }
@@ -21,7 +22,7 @@ func convolutionsFusedAway(_ model: QuantizedModel) -> Set<String> {
     else { continue }
     let groups = conv.groups ?? 1
     let depthwise = groups == conv.inChannels && groups == conv.outChannels
-    if groups == 1 || depthwise, readers[later] == 1 { fused.insert(later) }
+    if groups == 1 || depthwise, readers[later] == 1, conv.channelClampLo.isEmpty { fused.insert(later) }
   }
   return fused
 }

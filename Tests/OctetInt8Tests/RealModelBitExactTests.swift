@@ -21,22 +21,28 @@ struct RealModelCase: Sendable {
   var weightBits: WeightBits
 
   /// With `exactInput` (docs/quantization.md §12) the float model is quantized at `size`, since
-  /// the stem's border classes depend on the input size.
-  init(_ checkpoint: String, size: Int, weightBits: WeightBits, exactInput: Bool = false) throws {
-    self.checkpoint = checkpoint + (exactInput ? " (exact input)" : "")
+  /// the stem's border classes depend on the input size. `equalization`: cross-layer equalization
+  /// first (the ReLU6 layers get per-channel clamps).
+  init(
+    _ checkpoint: String, size: Int, weightBits: WeightBits, exactInput: Bool = false, equalization: Bool = false
+  ) throws {
+    self.checkpoint = checkpoint + (exactInput ? " (exact input)" : "") + (equalization ? " equalized" : "")
     self.weightBits = weightBits
     var model = try ModelLoader.load(contentsOf: try #require(TestData.model(checkpoint)))
     let inputs = try validationInputs(for: model, count: 3)
-    let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
+    let calibrated = equalization ? try CrossLayerEqualization.apply(to: model).model : model
+    let ranges = try minMaxRanges(of: calibrated, over: Array(inputs.prefix(2)))
     let full = model.info.inputSize
     let s = ProcessInfo.processInfo.environment["OCTET_FULL_SIZE"] == "1" ? full : size
     var options = QuantizationOptions(weightBits: weightBits)
     options.exactInput = exactInput
+    options.equalization = equalization
     if exactInput { model.info.inputSize = s }
     var quantized = try Quantizer.quantize(model: model, options: options) { ranges[$0] }.model
     let limit = Int8(weightBits.maxMagnitude)
     #expect(quantized.nodes.allSatisfy { $0.weights.allSatisfy { -limit <= $0 && $0 <= limit } })
     #expect(quantized.readsPixels == exactInput)
+    #expect(quantized.nodes.contains { !$0.channelClampHi.isEmpty } == equalization)
     quantized.info.inputSize = s
     // Centre crop of the third image, [1, s, s, 3].
     let x = inputs[2]
@@ -111,6 +117,10 @@ enum RealModelCases {
     try RealModelCase(
       try #require(TestData.resNet50).lastPathComponent, size: 64, weightBits: .eight, exactInput: true)
   }
+  /// Equalized (per-channel ReLU6 clamps), 8-bit weights.
+  static let efficientNetEqualized = Result {
+    try RealModelCase("efficientnet-lite0-57934424.pth", size: 96, weightBits: .eight, equalization: true)
+  }
 
   static func efficientNet(_ bits: WeightBits) throws -> RealModelCase {
     try (bits == .eight ? efficientNet8 : efficientNet7).get()
@@ -163,6 +173,28 @@ let avx2RealPaths = [
     .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: bits)
   func efficientNetLite0AMX(_ bits: WeightBits) throws {
     try RealModelCases.efficientNet(bits).check(TiePath(backend: .amx))
+  }
+
+  /// Equalized Lite0: the per-channel clamp post-pass on every path.
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    arguments: portableRealPaths)
+  func efficientNetLite0Equalized(_ path: TiePath) throws {
+    try RealModelCases.efficientNetEqualized.get().check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: avx2RealPaths)
+  func efficientNetLite0EqualizedAVX2(_ path: TiePath) throws {
+    try RealModelCases.efficientNetEqualized.get().check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func efficientNetLite0EqualizedAVX512VNNI() throws {
+    try RealModelCases.efficientNetEqualized.get().check(TiePath(backend: .avx512vnni))
   }
 
   @Test(

@@ -240,6 +240,14 @@ void octet_i8_add(const uint8_t* a, const uint8_t* b, size_t count, int32_t za, 
                   int32_t ma, int32_t mb, int32_t shift, int32_t zo, int32_t lo, int32_t hi,
                   uint8_t* out);
 
+/// Per-channel clamp post-pass (§7.1), in place over [rows][channels] uint8:
+/// q = min(max(q, lo[c]), hi[c]). The scalar twin and the AVX2 form (32 channels at a time).
+void octet_i8_channel_clamp(uint8_t* data, size_t rows, size_t channels, const uint8_t* lo, const uint8_t* hi);
+#if defined(__x86_64__)
+void octet_i8_channel_clamp__avx2(uint8_t* data, size_t rows, size_t channels, const uint8_t* lo,
+                                  const uint8_t* hi);
+#endif
+
 /// A pool of `threads - 1` persistent workers (pool.c). `octet_pool_run` runs fn(ctx, t) for
 /// t in 0 ..< tasks on the workers and the calling thread and returns when all are done; while
 /// another run is in progress (or without workers) the caller runs its tasks itself, in order.

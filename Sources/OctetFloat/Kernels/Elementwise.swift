@@ -46,3 +46,19 @@ public func batchNormInference(_ x: Tensor, scale: [Float], shift: [Float]) -> T
   }
   return Tensor(shape: x.shape, scalars: scalars)
 }
+
+/// `x[…, c] = min(x[…, c], upper[c])` over the last dimension (C in NHWC), in place: a ReLU6 whose
+/// bound 6 became a per-channel `upper` under cross-layer equalization (the kernel applied the ReLU).
+public func clampChannels(_ x: inout Tensor, upper: [Float]) {
+  let c = upper.count
+  precondition(c > 0 && x.count % c == 0, "per-channel bounds of \(c) channels for shape \(x.shape)")
+  upper.withUnsafeBufferPointer { hi in
+    x.scalars.withUnsafeMutableBufferPointer { v in
+      var i = 0
+      while i < v.count {
+        for ch in 0..<c { v[i + ch] = Swift.min(v[i + ch], hi[ch]) }
+        i += c
+      }
+    }
+  }
+}

@@ -24,6 +24,9 @@ struct ConvStep {
   var input: Int, output: Int
   /// Exact input (docs/quantization.md §12): the positions to recompute with their class bias.
   var border: BorderFixup? = nil
+  /// Per-channel clamp bounds (docs/quantization.md §7.1), applied by a post-pass after the kernel,
+  /// whose own clamp is the node's hull of them; nil for every other convolution.
+  var channelClamp: ChannelClamp? = nil
 }
 
 /// What `octet_i8_conv_border` needs for a convolution that reads pixels: its weights unpacked
@@ -46,6 +49,15 @@ final class BorderFixup: @unchecked Sendable {
     let fullRow = classes.rowTaps.firstIndex(of: [0, plan.kernelH])
     let fullCol = classes.colTaps.firstIndex(of: [0, plan.kernelW])
     if let fullRow, let fullCol { fullClass = Int32(fullRow * classes.colTaps.count + fullCol) } else { fullClass = -1 }
+  }
+}
+
+/// A convolution's per-channel clamp bounds `[N]`, for `octet_i8_channel_clamp`.
+final class ChannelClamp: @unchecked Sendable {
+  let lo: [UInt8], hi: [UInt8]
+  init(lo: [Int32], hi: [Int32]) {
+    self.lo = lo.map { UInt8($0) }
+    self.hi = hi.map { UInt8($0) }
   }
 }
 
@@ -91,7 +103,12 @@ struct FastPlanner {
         output: planned.count - 1,
         isAdd: { if case .add = planned[$0].step { true } else { false } },
         canTakeResidual: {
-          if case .conv(let plan, _) = planned[$0].step { plan.groups == 1 || plan.isDepthwise } else { false }
+          // Not a convolution with per-channel clamps: the post-pass needs its own output stored.
+          if case .conv(let plan, _) = planned[$0].step {
+            (plan.groups == 1 || plan.isDepthwise) && plan.channelClampLo.isEmpty
+          } else {
+            false
+          }
         })
       : [:]
     let fusedAdd = Dictionary(uniqueKeysWithValues: fusedInto.map { ($0.value, $0.key) })  // conv index -> add index
@@ -143,9 +160,12 @@ struct FastPlanner {
           nodes.append(planned[j].name)
           observable = (planned[j].name, planned[j].shape, planned[j].quantization, out)
         }
-        let step = Self.convStep(
+        var step = Self.convStep(
           plan, inShape: inShape, input: bufferOf[input]!, output: out, residual: residual, isa: isa,
           avx2Kernel: avx2Kernel, scalarDepthwise: scalarDepthwise)
+        if !plan.channelClampLo.isEmpty {
+          step?.channelClamp = ChannelClamp(lo: plan.channelClampLo, hi: plan.channelClampHi)
+        }
         if var step {
           step.border = BorderFixup(plan, classes: reference.model.node(named: name)?.borderClasses)
           if plan.isDepthwise {

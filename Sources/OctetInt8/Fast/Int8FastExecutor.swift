@@ -167,8 +167,11 @@ extension Int8FastExecutor {
     case .conv(let conv):
       runConv(conv, batch: batch, workspace: workspace, logits: logits)
       if let border = conv.border { fixBorder(conv, border, batch: batch, workspace: workspace) }
+      // After the border fix-up, which writes with the kernel's hull clamp (§7.1, §12).
+      if let clamp = conv.channelClamp { clampChannels(clamp, conv, batch: batch, workspace: workspace) }
     case .depthwise(let conv):
       runDepthwise(conv, batch: batch, workspace: workspace)
+      if let clamp = conv.channelClamp { clampChannels(clamp, conv, batch: batch, workspace: workspace) }
     case .groupedReference(let plan, let input, let out, let inSize, let outSize):
       for n in 0..<batch {
         plan.run(
@@ -202,6 +205,35 @@ extension Int8FastExecutor {
       }
     case .alias:
       break
+    }
+  }
+
+  /// The per-channel clamp post-pass (docs/quantization.md §7.1) over the step's uint8 output, in
+  /// bands of rows per thread: the AVX2 form where the CPU has it (every backend but scalar), else
+  /// its scalar twin.
+  func clampChannels(_ clamp: ChannelClamp, _ conv: ConvStep, batch: Int, workspace: Workspace) {
+    let out = workspace.buffers[conv.output]
+    let rows = batch * conv.m
+    let channels = conv.n
+    let useAVX2 = isa != OCTET_I8_SCALAR && Int8Backend.avx2.isSupported
+    let tasks = max(1, min(threads, rows / 64))
+    let band = (rows + tasks - 1) / tasks
+    clamp.lo.withUnsafeBufferPointer { lo in
+      clamp.hi.withUnsafeBufferPointer { hi in
+        parallel(tasks) { t in
+          let r0 = t * band
+          let r1 = min(rows, r0 + band)
+          guard r1 > r0 else { return }
+          let base = out + r0 * channels
+          #if arch(x86_64)
+            if useAVX2 {
+              octet_i8_channel_clamp__avx2(base, r1 - r0, channels, lo.baseAddress!, hi.baseAddress!)
+              return
+            }
+          #endif
+          octet_i8_channel_clamp(base, r1 - r0, channels, lo.baseAddress!, hi.baseAddress!)
+        }
+      }
     }
   }
 

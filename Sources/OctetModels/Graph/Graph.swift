@@ -46,6 +46,12 @@ public struct Node: Codable, Sendable, Equatable {
   public var padding: [Int]?  // [top, left, bottom, right] when explicit
   public var groups: Int?
 
+  /// relu6 only: a weight tensor of per-channel upper bounds `[C]` that replaces 6, so that the
+  /// node computes `min(max(x, 0), clampMax[c])`. Cross-layer equalization writes it (scaling
+  /// channel c of the layer before by 1/s_c turns ReLU6 into a clamp at 6/s_c, exactly); nil for
+  /// every imported model.
+  public var clampMax: String?
+
   public init(name: String, op: OperatorKind, inputs: [String]) {
     self.name = name
     self.op = op
@@ -138,6 +144,6 @@ public struct Graph: Codable, Sendable, Equatable {
 
   /// Every weight-dictionary name the graph refers to.
   public var tensorNames: [String] {
-    nodes.flatMap { [$0.weight, $0.bias, $0.runningMean, $0.runningVariance].compactMap { $0 } }
+    nodes.flatMap { [$0.weight, $0.bias, $0.runningMean, $0.runningVariance, $0.clampMax].compactMap { $0 } }
   }
 }

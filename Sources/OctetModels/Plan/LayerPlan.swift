@@ -75,19 +75,35 @@ public struct LayerPlan: Sendable {
           members.append(bn.name)
         }
         var fusedActivation: FusedActivation? = nil
+        var clampMax: String? = nil
         if let next = activation(after: members.last!) {
           fusedActivation = next.activation
+          clampMax = next.node.clampMax
           members.append(next.node.name)
         }
-        let conv = try ConvLayer(
+        var conv = try ConvLayer(
           node: node, attributes: attributes, batchNorm: batchNorm, activation: fusedActivation, input: s,
           weights: model.weights)
+        if let clampMax {
+          guard let t = model.weights[clampMax], t.elementCount == conv.outChannels else {
+            throw .layer(
+              members.last!, "per-channel bound tensor '\(clampMax)' is missing or not [\(conv.outChannels)]")
+          }
+          guard t.floats().allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw .layer(
+              members.last!, "per-channel bound tensor '\(clampMax)' holds a value that is not finite and > 0")
+          }
+          conv.clampMax = clampMax
+        }
         operation = .conv(conv)
         outShape = [conv.outHeight, conv.outWidth, conv.outChannels]
       case .add:
         guard inShapes[0] == inShapes[1] else { throw .layer(name, "adds \(inShapes[0]) to \(inShapes[1])") }
         var fusedActivation: FusedActivation? = nil
         if let next = activation(after: name) {
+          guard next.node.clampMax == nil else {
+            throw .layer(next.node.name, "per-channel relu6 bounds are supported after a convolution only")
+          }
           fusedActivation = next.activation
           members.append(next.node.name)
         }
@@ -97,6 +113,9 @@ public struct LayerPlan: Sendable {
         operation = .batchNorm(attributes)
         outShape = s
       case .relu, .relu6:
+        guard node.clampMax == nil else {
+          throw .layer(name, "per-channel relu6 bounds are supported after a convolution only")
+        }
         operation = .activation(op == .relu ? .relu : .relu6)
         outShape = s
       case .maxPool(let attributes):
@@ -203,6 +222,9 @@ public struct ConvLayer: Sendable {
   public var attributes: ConvAttributes
   public var batchNorm: NamedBatchNorm?
   public var activation: FusedActivation?
+  /// With a relu6 activation: the weight tensor of its per-channel upper bounds (`Node.clampMax`,
+  /// checked here: `[outChannels]`, finite, > 0), which replace 6; nil: the plain ReLU6.
+  public var clampMax: String?
   public var inChannels: Int, outChannels: Int
   /// From the weight, OIHW.
   public var kernelH: Int, kernelW: Int

@@ -102,7 +102,9 @@ extension Node {
         BatchNormAttributes(
           weight: weight, bias: bias, runningMean: runningMean, runningVariance: runningVariance,
           epsilon: epsilon ?? 1e-5))
-    case .relu: return .relu
+    case .relu:
+      guard clampMax == nil else { throw .layer(name, "only relu6 takes per-channel bounds (clampMax)") }
+      return .relu
     case .relu6: return .relu6
     case .add: return .add
     case .maxPool:

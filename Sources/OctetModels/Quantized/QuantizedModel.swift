@@ -64,6 +64,13 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
   public var shifts: [Int32] = []
   /// `[O]`: s_w[c], real weight = s_w[c] · w_q.
   public var weightScales: [Float] = []
+  /// conv2d only, empty or `[O]` each: per-channel output clamp bounds in the uint8 domain, applied
+  /// instead of `clamp` (docs/quantization.md §7.1: a ReLU6 after cross-layer equalization clamps
+  /// channel c at `z_out + round(6 / (s_c · s_out))`). They nest inside `clamp`
+  /// (`clamp[0] <= lo[c] <= hi[c] <= clamp[1]`), which stays the hull of all channels. File tensors
+  /// `<node>.clamp_lo`, `<node>.clamp_hi` (U8), present only when non-empty.
+  public var channelClampLo: [UInt8] = []
+  public var channelClampHi: [UInt8] = []
 
   // Exact input quantization (docs/quantization.md §12).
   /// quantize_input: present when the node outputs the uint8 pixels the normalized input came
@@ -200,6 +207,24 @@ public struct QuantizedModel: Sendable, Equatable {
           let expected = label == "weight" ? o * perChannel : o
           guard count == expected else {
             throw .tensor("\(node.name).\(label)", "has \(count) values, expected \(expected)")
+          }
+        }
+        if !node.channelClampLo.isEmpty || !node.channelClampHi.isEmpty {
+          guard node.op == .conv2d, node.channelClampLo.count == o, node.channelClampHi.count == o,
+            let clamp = node.clamp
+          else {
+            throw .tensor(
+              "\(node.name).clamp_lo",
+              "per-channel clamps need a conv2d and [\(o)] values each, have \(node.channelClampLo.count) and \(node.channelClampHi.count)"
+            )
+          }
+          for c in 0..<o {
+            let (lo, hi) = (Int(node.channelClampLo[c]), Int(node.channelClampHi[c]))
+            guard clamp[0] <= lo, lo <= hi, hi <= clamp[1] else {
+              throw .tensor(
+                "\(node.name).clamp_hi",
+                "channel \(c): [\(lo), \(hi)] is not nested in the clamp \(clamp) with lo <= hi")
+            }
           }
         }
         if node.weights.contains(-128) {

@@ -13,14 +13,16 @@ import OctetCore
 ///   tensor checksums; files without it (written before it existed) read with `calibrationImages` nil.
 /// The tensors are the per-channel arrays of conv2d and linear nodes: `<node>.weight` I8
 /// (conv2d `[O, kh, kw, I/groups]`, linear `[O, I]`), `<node>.bias` I32 `[O]` (zero point folded),
-/// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`.
+/// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`; and, for a
+/// conv2d with per-channel clamps only (cross-layer equalization), `<node>.clamp_lo` and
+/// `<node>.clamp_hi` U8 `[O]` (optional: files without them read as before).
 ///
 /// Exact input quantization (docs/quantization.md §12) adds `pixelInput` to the `quantize_input`
 /// node, `borderClasses` to the first convolution and its tensor `<node>.border_bias` I32
 /// `[classes, O]`.
 ///
-/// Versions: "2" added `octet.tensor_crc32`. "3" added exact input quantization; a model without
-/// it is still written as version "2" (the same bytes as before, readable by older Octet), one with
+/// Versions: "2" added `octet.tensor_crc32`. "3" added exact input quantization and per-channel
+/// clamps; a model without them is still written as version "2" (the same bytes as before, readable by older Octet), one with
 /// it as "3", so that an older Octet refuses it instead of running it wrongly. Version "1" files (no
 /// checksums, otherwise the same as "2") are still read, unverified; any other version is refused
 /// with a message to upgrade or quantize again.
@@ -34,7 +36,8 @@ public enum QuantizedModelFile {
 
   /// The version `model` is written with.
   public static func version(for model: QuantizedModel) -> String {
-    model.nodes.contains { $0.pixelInput != nil || $0.borderClasses != nil } ? exactInputFormatVersion : formatVersion
+    model.nodes.contains { $0.pixelInput != nil || $0.borderClasses != nil || !$0.channelClampHi.isEmpty }
+      ? exactInputFormatVersion : formatVersion
   }
 
   struct GraphJSON: Codable {
@@ -87,6 +90,12 @@ public enum QuantizedModelFile {
       if let classes = node.borderClasses {
         tensors["\(node.name).border_bias"] = HostTensor(
           type: .int32, shape: [classes.count, o], bytes: littleEndianBytes(node.borderBias))
+      }
+      if !node.channelClampLo.isEmpty || !node.channelClampHi.isEmpty {
+        tensors["\(node.name).clamp_lo"] = HostTensor(
+          type: .uint8, shape: [node.channelClampLo.count], bytes: node.channelClampLo)
+        tensors["\(node.name).clamp_hi"] = HostTensor(
+          type: .uint8, shape: [node.channelClampHi.count], bytes: node.channelClampHi)
       }
     }
     return tensors
@@ -165,6 +174,10 @@ public enum QuantizedModelFile {
           )
         }
         nodes[i].borderBias = int32s(t)
+      }
+      if tensors["\(name).clamp_lo"] != nil || tensors["\(name).clamp_hi"] != nil {
+        nodes[i].channelClampLo = try tensor("clamp_lo", .uint8).bytes
+        nodes[i].channelClampHi = try tensor("clamp_hi", .uint8).bytes
       }
     }
     if let extra = tensors.names.first(where: { !used.contains($0) }) {
