@@ -262,7 +262,9 @@ struct Target {
       for oc in 0..<o {
         for i in 0..<ig {
           for y in 0..<kh {
-            for x in 0..<kw { ohwi[((oc * kh + y) * kw + x) * ig + i] = folded.weights[((oc * ig + i) * kh + y) * kw + x] }
+            for x in 0..<kw {
+              ohwi[((oc * kh + y) * kw + x) * ig + i] = folded.weights[((oc * ig + i) * kh + y) * kw + x]
+            }
           }
         }
       }
@@ -284,7 +286,8 @@ struct Target {
     for c in 0..<t.outC {
       let s = Double(node.weightScales[c])
       for i in 0..<perChannel {
-        let q = min(max(Quantizer.roundToInt64(folded.weights[c * perChannel + i] / s), -Int64(weightMax)), Int64(weightMax))
+        let q = min(
+          max(Quantizer.roundToInt64(folded.weights[c * perChannel + i] / s), -Int64(weightMax)), Int64(weightMax))
         if q != Int64(node.weights[c * perChannel + i]) {
           return .failure(
             .init(
@@ -324,7 +327,8 @@ struct Samples {
 
   mutating func append(image: Int, source: PatchSource, output: [Float], seed: UInt64) {
     let t = target
-    var g = SeededGenerator(seed: seed ^ (UInt64(t.nodeIndex) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(image) &* 0xD1B5_4A32_D192_ED03))
+    var g = SeededGenerator(
+      seed: seed ^ (UInt64(t.nodeIndex) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(image) &* 0xD1B5_4A32_D192_ED03))
     let positions = t.outH * t.outW
     for j in 0..<t.positionsPerImage {
       // Every position when there are few; else a seeded draw (with replacement) per image and layer.

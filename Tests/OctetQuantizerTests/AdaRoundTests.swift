@@ -126,7 +126,9 @@ import Testing
     var changed = 0
     for (index, node) in refined.nodes.enumerated() where node.op == .conv2d || node.op == .linear {
       let layer = try #require(plan.layers.first { $0.name == node.name })
-      guard case .success(let t) = Target.make(node: quantized.nodes[index], index: index, layer: layer, model: model, weightMax: 127)
+      guard
+        case .success(let t) = Target.make(
+          node: quantized.nodes[index], index: index, layer: layer, model: model, weightMax: 127)
       else {
         Issue.record("\(node.name) not refinable")
         continue
