@@ -30,11 +30,18 @@ extension Target {
       result.skipped = "no samples"
       return OptimizeOutcome(result: result, apply: nil)
     }
-    // Split the rows into X [n, kTotal] and Y [n, o], in a seeded shuffled order, so that each
-    // minibatch (a contiguous block) mixes images and positions.
+    // The rows come image after image. The last fifth of them (the last fifth of the images, when
+    // there are at least 50 rows) is held out: the learned rounding is kept only if it lowers the
+    // error there, on images it was not fitted on, so a layer with few samples for its weights (the
+    // classifier: one position per image) cannot keep a rounding that fits only its training images.
+    let heldOut = n >= 50 ? n / 5 : 0
+    let train = n - heldOut
+    let evalStart = heldOut > 0 ? train : 0
+    // The training rows are shuffled (seeded), so that each minibatch, a contiguous block, mixes
+    // images and positions. X is [n, kTotal], Y [n, o].
     var order = Array(0..<n)
     var g = SeededGenerator(seed: p.seed ^ (UInt64(nodeIndex) &* 0xA24B_AED4_963E_E407))
-    order.shuffle(using: &g)
+    order[0..<train].shuffle(using: &g)
     var x = [Float](repeating: 0, count: n * kTotal)
     var y = [Float](repeating: 0, count: n * o)
     let rf = rowFloats
@@ -68,13 +75,6 @@ extension Target {
       }
     }
     let nearest: [Float] = self.nearest.map(Float.init)
-
-    // The last fifth of the shuffled rows (when there are enough) is held out: the learned rounding
-    // is kept only if it lowers the error there, so a layer with few samples for its weights (the
-    // classifier: one position per image) cannot keep a rounding that only fits its training rows.
-    let heldOut = n >= 50 ? n / 5 : 0
-    let train = n - heldOut
-    let evalStart = heldOut > 0 ? train : 0
 
     // Hard-rounded loss on the held-out rows (all rows when none are) for integer weights `q`.
     func hardLoss(_ q: [Float]) -> Double {
