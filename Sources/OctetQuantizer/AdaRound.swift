@@ -8,11 +8,12 @@ import OctetModels
 /// The knobs of AdaRound (Nagel et al., "Up or Down? Adaptive Rounding for Post-Training
 /// Quantization", 2020). docs/quantization.md §17.
 public struct AdaRoundParameters: Sendable, Equatable {
-  /// Where a layer's inputs x̃ come from: the int8 network (`quantized`: the layers before it already
-  /// refined, so their errors are compensated) or the float network (`float`).
+  /// Where a layer's inputs x̃ come from: the float network (`float`, the default: measured better,
+  /// docs/quantization.md §17) or the int8 network (`quantized`: the layers before it already
+  /// refined, so that their errors would be compensated).
   public enum Inputs: String, Sendable, CaseIterable { case quantized, float }
 
-  public var inputs: Inputs = .quantized
+  public var inputs: Inputs = .float
   /// Adam steps per layer.
   public var iterations = 500
   /// Output positions per minibatch.

@@ -40,7 +40,7 @@ struct QuantizeCommand: ParsableCommand {
   // Temporary, hidden (issue 13, AdaRound): refine the weights' rounding on these images before
   // writing. The one-step `quantize --images` with `--adaround` replaces it.
   @Option(help: .hidden) var adaroundImages: String?
-  @Option(help: .hidden) var adaroundInputs: String = "quantized"
+  @Option(help: .hidden) var adaroundInputs: String = "float"
   @Option(help: .hidden) var adaroundIterations: Int = 500
   @Option(help: .hidden) var adaroundLearningRate: Float = 0.01
 
