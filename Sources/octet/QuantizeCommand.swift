@@ -44,6 +44,13 @@ struct QuantizeCommand: ParsableCommand {
   @Option(help: "Also write the report, with every warning (kind, layer, channel), as JSON to this file.")
   var json: String?
 
+  // Temporary, hidden (issue 13, AdaRound): refine the weights' rounding on these images before
+  // writing. The one-step `quantize --images` with `--adaround` replaces it.
+  @Option(help: .hidden) var adaroundImages: String?
+  @Option(help: .hidden) var adaroundInputs: String = "float"
+  @Option(help: .hidden) var adaroundIterations: Int = 500
+  @Option(help: .hidden) var adaroundLearningRate: Float = 0.01
+
   func validate() throws {
     guard WeightBits(rawValue: weightBits) != nil else { throw ValidationError("--weight-bits must be 7 or 8") }
     try validateOutputPath(output, option: "-o")
@@ -104,7 +111,7 @@ struct QuantizeCommand: ParsableCommand {
         reason: "holds the ranges of \(table.model.architecture), but '\(model)' is \(floatModel.info.architecture); "
           + "calibrate this model with `octet calibrate`")
     }
-    let result: QuantizationResult
+    var result: QuantizationResult
     do {
       var options = QuantizationOptions(weightBits: WeightBits(rawValue: weightBits)!)
       options.exactInput = exactInput
@@ -112,6 +119,11 @@ struct QuantizeCommand: ParsableCommand {
     } catch let error as QuantizerError {
       guard case .missingRange = error else { throw error }
       throw FileError(path: ranges, reason: error.description)
+    }
+    if let adaroundImages {
+      result.model = try Self.adaRound(
+        floatModel, result.model, weightBits: WeightBits(rawValue: weightBits)!, folder: adaroundImages,
+        inputs: adaroundInputs, iterations: adaroundIterations, learningRate: adaroundLearningRate)
     }
     // Planning checks every shape before anything is written.
     _ = try Int8ReferenceExecutor(model: result.model)
@@ -143,6 +155,46 @@ struct QuantizeCommand: ParsableCommand {
           ranges: ranges, output: output, weightBits: weightBits), to: json)
     }
     print("wrote \(output) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+  }
+
+  static func adaRound(
+    _ model: Model, _ quantized: QuantizedModel, weightBits: WeightBits, folder: String, inputs: String,
+    iterations: Int, learningRate: Float
+  ) throws -> QuantizedModel {
+    let urls = try CalibrationImages.list(folder: folder)
+    var parameters = AdaRoundParameters()
+    guard let i = AdaRoundParameters.Inputs(rawValue: inputs) else {
+      throw ValidationError("--adaround-inputs must be quantized or float")
+    }
+    parameters.inputs = i
+    parameters.iterations = iterations
+    parameters.learningRate = learningRate
+    let start = Date()
+    var bar: ProgressBar? = nil
+    let (refined, layers) = try AdaRound.refine(
+      float: model, quantized: quantized, weightBits: weightBits, imageCount: urls.count,
+      image: { try model.info.preprocessing.apply(to: ImageDecoder.decode(contentsOf: urls[$0])) },
+      parameters: parameters,
+      progress: { event in
+        switch event {
+        case .collecting(let pass, let passes, let image, let images):
+          if image == 0 { bar = ProgressBar(total: images, label: "AdaRound pass \(pass + 1)/\(passes)") }
+          bar?.update(image + 1)
+          if image + 1 == images { bar?.finish() }
+        case .layer(let index, let count, let r):
+          let what =
+            r.skipped.map { "skipped: \($0)" }
+            ?? String(
+              format: "loss %.5g -> %.5g, %d/%d weights changed%@", r.lossNearest, r.lossAdaRound, r.changedWeights,
+              r.weights, r.revertedChannels > 0 ? ", \(r.revertedChannels) channel(s) kept nearest" : "")
+          FileHandle.standardError.write(
+            Data("AdaRound layer \(index + 1)/\(count) \(r.name) (\(r.positions) positions): \(what)\n".utf8))
+        }
+      })
+    print(
+      "AdaRound: \(layers.filter(\.refined).count)/\(layers.count) layers refined in "
+        + String(format: "%.1f s", Date().timeIntervalSince(start)))
+    return refined
   }
 
   static func report(
