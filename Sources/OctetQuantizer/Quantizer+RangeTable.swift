@@ -8,8 +8,15 @@ extension Quantizer {
   public static func quantize(model: Model, ranges: RangeTable, weightBits: WeightBits = .eight) throws
     -> QuantizationResult
   {
+    try quantize(model: model, ranges: ranges, options: QuantizationOptions(weightBits: weightBits))
+  }
+
+  /// The same with every model-only technique of `options`.
+  public static func quantize(model: Model, ranges: RangeTable, options: QuantizationOptions) throws
+    -> QuantizationResult
+  {
     let byName = Dictionary(ranges.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-    var result = try quantize(model: model, weightBits: weightBits) { name in
+    var result = try quantize(model: model, options: options) { name in
       byName[name].map { (lo: $0.min, hi: $0.max) }
     }
     // Which images the ranges came from travels with the model, for `octet compare` to check.

@@ -16,6 +16,9 @@ public struct DriftReport: Codable, Sendable {
     public var name: String
     public var sqnr_db: Double
     public var cosine: Double
+    /// "a8w8", "a16w8" or "a16w16" for convolutions and the classifier (docs/quantization.md §17);
+    /// nil for other layers and in reports written before it existed.
+    public var precision: String? = nil
   }
 
   /// Images compared (images skipped as unreadable are not counted).
@@ -174,8 +177,12 @@ public final class DriftComparison: @unchecked Sendable {
     let t = totals.withLock { $0 }
     let n = Double(max(t.done, 1))
     let order = int8.model.nodes.map(\.name)
+    var precisions: [String: String] = [:]
+    for node in int8.model.nodes where node.op == .conv2d || node.op == .linear { precisions[node.name] = node.precision }
     let layers = order.compactMap { name in
-      t.layers[name].map { DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine) }
+      t.layers[name].map {
+        DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine, precision: precisions[name])
+      }
     }.sorted { $0.sqnr_db < $1.sqnr_db }
     return DriftReport(
       count: t.done,
