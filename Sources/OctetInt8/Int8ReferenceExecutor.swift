@@ -174,7 +174,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   static func inputs(of step: Step) -> [Int] {
     switch step {
     case .quantizeInput: []
-    case .conv(_, let input), .wideConv(_, let input), .maxPool(_, _, _, let input), .globalAveragePool(let input, _, _, _),
+    case .conv(_, let input), .wideConv(_, let input), .maxPool(_, _, _, let input),
+      .globalAveragePool(let input, _, _, _),
       .flatten(let input), .linear(_, let input):
       [input]
     case .add(let a, let b, _, _, _, _, _, _): [a, b]

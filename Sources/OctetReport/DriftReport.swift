@@ -178,7 +178,9 @@ public final class DriftComparison: @unchecked Sendable {
     let n = Double(max(t.done, 1))
     let order = int8.model.nodes.map(\.name)
     var precisions: [String: String] = [:]
-    for node in int8.model.nodes where node.op == .conv2d || node.op == .linear { precisions[node.name] = node.precision }
+    for node in int8.model.nodes where node.op == .conv2d || node.op == .linear {
+      precisions[node.name] = node.precision
+    }
     let layers = order.compactMap { name in
       t.layers[name].map {
         DriftReport.Layer(name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine, precision: precisions[name])

@@ -128,7 +128,9 @@ enum A16RealModelCases {
     node.inputBits = 16
     node.outputBits = 16
     var w = [Int32](repeating: 0, count: n * k)
-    for c in 0..<n { for j in 0..<k { w[c * k + j] = Int32(c % 2 == 0 ? wMax : -wMax) * (j % 7 == 6 && c > 6 ? 0 : 1) } }
+    for c in 0..<n {
+      for j in 0..<k { w[c * k + j] = Int32(c % 2 == 0 ? wMax : -wMax) * (j % 7 == 6 && c > 6 ? 0 : 1) }
+    }
     if weightBits == 16 {
       node.weightBits = 16
       node.weights16 = w.map { Int16($0) }

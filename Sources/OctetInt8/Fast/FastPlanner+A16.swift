@@ -48,7 +48,9 @@ struct WideConvStep {
       kind = .dense(avx2: avx2)
       var packed = [Int16](repeating: 0, count: (n + 7) / 8 * kp * 8)
       for c in 0..<n {
-        for j in 0..<k { packed[(c / 8) * (kp / 2) * 16 + (j / 2) * 16 + (c % 8) * 2 + j % 2] = Int16(plan.weights[c * k + j]) }
+        for j in 0..<k {
+          packed[(c / 8) * (kp / 2) * 16 + (j / 2) * 16 + (c % 8) * 2 + j % 2] = Int16(plan.weights[c * k + j])
+        }
       }
       weights = packed
     } else if plan.isDepthwise {

@@ -82,7 +82,9 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
   enum CodingKeys: String, CodingKey {
     case name, op, inputs, fused, output, inChannels, outChannels, kernel, stride, padding, groups
     case inputQuantization, clamp, addMultipliers, requant
-    case inputBits = "input_bits", outputBits = "output_bits", weightBits = "weight_bits"
+    case inputBits = "input_bits"
+    case outputBits = "output_bits"
+    case weightBits = "weight_bits"
   }
 
   /// A conv2d node with a 16-bit input or output (docs/quantization.md §17).
@@ -159,7 +161,9 @@ public struct QuantizedModel: Sendable, Equatable {
       guard node.output.scale > 0, node.output.scale.isFinite else {
         throw bad(node, "output scale \(node.output.scale) is not a positive finite number")
       }
-      for (label, bits) in [("input_bits", node.inputBits), ("output_bits", node.outputBits), ("weight_bits", node.weightBits)]
+      for (label, bits) in [
+        ("input_bits", node.inputBits), ("output_bits", node.outputBits), ("weight_bits", node.weightBits),
+      ]
       where bits != nil {
         guard node.op == .conv2d, bits == 16 else {
           throw bad(node, "\(label) \(bits!): only conv2d nodes can be 16-bit, and only 16 may be given")
@@ -171,7 +175,9 @@ public struct QuantizedModel: Sendable, Equatable {
       let outRange: ClosedRange<Int32> = node.outputBits == 16 ? -32768...32767 : 0...255
       let inRange: ClosedRange<Int32> = node.inputBits == 16 ? -32768...32767 : 0...255
       if node.op != .linear, !outRange.contains(node.output.zeroPoint) {
-        throw bad(node, "output zero point \(node.output.zeroPoint) is outside [\(outRange.lowerBound), \(outRange.upperBound)]")
+        throw bad(
+          node, "output zero point \(node.output.zeroPoint) is outside [\(outRange.lowerBound), \(outRange.upperBound)]"
+        )
       }
       if let q = node.inputQuantization {
         guard q.count == node.inputs.count else {
