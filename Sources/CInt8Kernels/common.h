@@ -37,3 +37,22 @@ static inline int32_t octet_load_i32(const void* p) {
   memcpy(&v, p, sizeof v);
   return v;
 }
+
+/// §17: clamp(floor((acc·m + 2^(n-1)) / 2^n) + z_out, lo, hi), the product exact in 128 bits
+/// (RequantMultiplier.applyWide's arithmetic; lo and hi are within int16, so its ±2^62 clamp
+/// changes nothing).
+static inline int32_t octet_a16_requant(int64_t acc, size_t col, const octet_a16_conv* c) {
+  const int32_t n = c->shift[col];
+  const __int128 x = (__int128)acc * c->multiplier[col] + ((__int128)1 << (n - 1));
+  __int128 y = (x >> n) + c->z_out;
+  if (y < c->lo) y = c->lo;
+  if (y > c->hi) y = c->hi;
+  return (int32_t)y;
+}
+
+static inline void octet_a16_store(const octet_a16_conv* c, void* out, size_t i, int32_t v) {
+  if (c->out_bits == 16)
+    ((int16_t*)out)[i] = (int16_t)v;
+  else
+    ((uint8_t*)out)[i] = (uint8_t)v;
+}

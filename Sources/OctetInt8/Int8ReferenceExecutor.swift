@@ -26,6 +26,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     /// With a `PixelNormalization`, the uint8 pixels the input was normalized from (§12).
     case quantizeInput(ActivationQuantization, PixelNormalization?)
     case conv(Int8ConvPlan, input: Int)
+    /// A convolution with a 16-bit input or output (docs/quantization.md §17).
+    case wideConv(Int8WideConvPlan, input: Int)
     case add(
       Int, Int, zeroPointA: Int32, zeroPointB: Int32, AddMultipliers, outputZeroPoint: Int32, lo: Int32,
       hi: Int32)
@@ -42,6 +44,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     var shape: [Int]
     var quantization: ActivationQuantization
     var release: [Int]
+    /// 8 (uint8 codes) or 16 (int16 codes, docs/quantization.md §17).
+    var bits = 8
   }
 
   let steps: [PlannedStep]
@@ -86,6 +90,20 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       case .quantizeInput:
         step = .quantizeInput(node.output, node.pixelInput)
         shape = inputShape
+      case .conv2d(let attributes) where node.isWide:
+        let s = inShapes[0]
+        guard s.count == 3, s[2] == attributes.inChannels else {
+          throw .node(name, "expects an input of \(attributes.inChannels) channels, gets per-image shape \(s)")
+        }
+        guard planned[inSlots[0]].bits == (node.inputBits ?? 8) else {
+          throw .node(name, "reads a \(planned[inSlots[0]].bits)-bit tensor as \(node.inputBits ?? 8)-bit")
+        }
+        let plan = Int8WideConvPlan(node: node, attributes: attributes, inHeight: s[0], inWidth: s[1])
+        guard plan.outHeight > 0, plan.outWidth > 0 else {
+          throw .node(name, "input \(s[0])x\(s[1]) is too small for this convolution")
+        }
+        step = .wideConv(plan, input: inSlots[0])
+        shape = [plan.outHeight, plan.outWidth, plan.outChannels]
       case .conv2d(let attributes):
         let s = inShapes[0]
         guard s.count == 3, s[2] == attributes.inChannels else {
@@ -134,9 +152,13 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         step = .linear(Int8LinearPlan(node: node, attributes: a), input: inSlots[0])
         shape = [a.outFeatures]
       }
+      if node.inputBits != 16, let s = inSlots.first(where: { planned[$0].bits != 8 }) {
+        throw .node(name, "reads the 16-bit tensor '\(planned[s].name)' but its input is not 16-bit")
+      }
       slotOf[name] = planned.count
       planned.append(
-        PlannedStep(step: step, name: name, shape: shape, quantization: node.output, release: []))
+        PlannedStep(
+          step: step, name: name, shape: shape, quantization: node.output, release: [], bits: node.outputBits ?? 8))
     }
     let outIndex = slotOf[model.output]!
     guard outIndex == planned.count - 1 else {
@@ -153,7 +175,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   static func inputs(of step: Step) -> [Int] {
     switch step {
     case .quantizeInput: []
-    case .conv(_, let input), .maxPool(_, _, _, let input), .globalAveragePool(let input, _, _, _),
+    case .conv(_, let input), .wideConv(_, let input), .maxPool(_, _, _, let input),
+      .globalAveragePool(let input, _, _, _),
       .flatten(let input), .linear(_, let input):
       [input]
     case .add(let a, let b, _, _, _, _, _, _): [a, b]
@@ -161,22 +184,54 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   }
 
   /// The names of the uint8 tensors `run(_:observe:)` reports, in order (every node but the
-  /// classifier, and but a pixel input, which is the image itself, not a quantized float tensor).
+  /// classifier, the 16-bit twins, and a pixel input, which is the image itself, not a quantized
+  /// float tensor).
   public var observableNames: [String] {
-    steps.dropLast().filter { if case .quantizeInput(_, _?) = $0.step { false } else { true } }.map(\.name)
+    steps.dropLast().filter {
+      if case .quantizeInput(_, _?) = $0.step { false } else { $0.bits == 8 }
+    }.map(\.name)
   }
 
   /// Runs the network on `input` `[N, S, S, 3]` and returns int32 logits `[N, classes]`.
   /// `observe`, when given, sees every node's uint8 output `[N, …]` with its quantization, under the
-  /// node's name (the float graph's name for the same tensor).
+  /// node's name (the float graph's name for the same tensor). `observe16` sees the int16 tensors of
+  /// 16-bit twins (docs/quantization.md §17), `[N, …]` flattened, which `observe` does not.
   public func run(_ input: Tensor, observe: ((String, QuantizedTensor) -> Void)? = nil) -> Int32Logits {
+    run(input, observe: observe, observe16: nil)
+  }
+
+  public func run(
+    _ input: Tensor, observe: ((String, QuantizedTensor) -> Void)?, observe16: ((String, [Int16]) -> Void)?
+  ) -> Int32Logits {
     precondition(
       input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
       "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
     let batch = input.shape[0]
     var values = [[UInt8]?](repeating: nil, count: steps.count)
+    var values16 = [[Int16]?](repeating: nil, count: steps.count)
     var logits = [Int32](repeating: 0, count: batch * classes)
     for (index, p) in steps.enumerated() {
+      if case .wideConv(let plan, let input) = p.step {
+        // docs/quantization.md §17: a 16-bit input or output, computed in Int32 codes.
+        let perImage = p.shape.reduce(1, *)
+        let x: [Int32] = plan.inputBits == 16 ? values16[input]!.map(Int32.init) : values[input]!.map(Int32.init)
+        var y = [Int32](repeating: 0, count: batch * perImage)
+        forEachImage(x, &y, batch: batch) { x, y in plan.run(x, y) }
+        if plan.outputBits == 16 {
+          let codes = y.map { Int16($0) }
+          observe16?(p.name, codes)
+          values16[index] = codes
+        } else {
+          let out = y.map { UInt8($0) }
+          observe?(p.name, QuantizedTensor(shape: [batch] + p.shape, values: out, quantization: p.quantization))
+          values[index] = out
+        }
+        for s in p.release {
+          values[s] = nil
+          values16[s] = nil
+        }
+        continue
+      }
       let out = execute(p, values: values, input: input, batch: batch, logits: &logits)
       if let out {
         // An exact-input model's first tensor is the image itself (§12): not a quantized activation to observe.
@@ -186,7 +241,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         }
         values[index] = out
       }
-      for s in p.release { values[s] = nil }
+      for s in p.release {
+        values[s] = nil
+        values16[s] = nil
+      }
     }
     return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
   }
@@ -265,6 +323,13 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       for i in 0..<out.count { out[i] = pixels.pixel(input.scalars[i], channel: i % 3) }
     case .conv(let plan, let input):
       forEachImage(values[input]!, &out, batch: batch) { x, out in plan.run(x, out) }
+    case .wideConv(let plan, let input):
+      // One node on given uint8 inputs (`runNode`): 16-bit tensors are `run`'s alone (§17).
+      precondition(
+        plan.inputBits == 8 && plan.outputBits == 8, "node '\(p.name)' reads or writes a 16-bit tensor")
+      var y = [Int32](repeating: 0, count: batch * perImage)
+      forEachImage(values[input]!.map(Int32.init), &y, batch: batch) { x, y in plan.run(x, y) }
+      out = y.map { UInt8($0) }
     case .add(let a, let b, let za, let zb, let multipliers, let zOut, let lo, let hi):
       values[a]!.withUnsafeBufferPointer { a in
         values[b]!.withUnsafeBufferPointer { b in

@@ -274,3 +274,84 @@ func int8GlobalAveragePool(
     out[c] = clampToUInt8(requant.apply(sum) + Int64(outputZeroPoint), lo: 0, hi: 255)
   }
 }
+
+/// A convolution with a 16-bit input or output (docs/quantization.md §17), one plain loop for
+/// every geometry (dense, grouped, depthwise): `acc = bias64[c] + Σ x·w` in Int64, taps outside
+/// the input read `z_in`, then `clamp(applyWide(acc) + z_out, lo, hi)` in the output's domain
+/// (uint8 or int16). Inputs and outputs are passed as Int32 codes.
+struct Int8WideConvPlan {
+  var inHeight: Int, inWidth: Int, inChannels: Int
+  var outHeight: Int, outWidth: Int, outChannels: Int
+  var kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
+  var padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
+  var groups: Int
+  /// `[O, kh, kw, I/groups]`, int8 or int16 weights widened.
+  var weights: [Int32]
+  var bias: [Int64]
+  var requant: [RequantMultiplier]
+  var inputZeroPoint: Int32, outputZeroPoint: Int32
+  var clampLo: Int32, clampHi: Int32
+  var inputBits: Int, outputBits: Int, weightBits: Int
+
+  var isDepthwise: Bool { groups == inChannels && groups == outChannels }
+
+  init(node: QuantizedNode, attributes a: Int8ConvAttributes, inHeight: Int, inWidth: Int) {
+    let (k, s, p) = (a.kernel, a.stride, a.padding)
+    self.inHeight = inHeight
+    self.inWidth = inWidth
+    inChannels = a.inChannels
+    outChannels = a.outChannels
+    kernelH = k[0]
+    kernelW = k[1]
+    strideH = s[0]
+    strideW = s[1]
+    padTop = p[0]
+    padLeft = p[1]
+    padBottom = p[2]
+    padRight = p[3]
+    groups = a.groups
+    (outHeight, outWidth) = WindowShape.outputSize(height: inHeight, width: inWidth, kernel: k, stride: s, padding: p)
+    weights = node.weightBits == 16 ? node.weights16.map(Int32.init) : node.weights.map(Int32.init)
+    bias = node.bias64
+    requant = zip(node.multipliers, node.shifts).map { RequantMultiplier(multiplier: $0, shift: $1) }
+    inputZeroPoint = a.input.zeroPoint
+    outputZeroPoint = node.output.zeroPoint
+    clampLo = a.clampLo
+    clampHi = a.clampHi
+    inputBits = node.inputBits ?? 8
+    outputBits = node.outputBits ?? 8
+    weightBits = node.weightBits ?? 8
+  }
+
+  func run(_ x: UnsafeBufferPointer<Int32>, _ out: UnsafeMutableBufferPointer<Int32>) {
+    precondition(
+      x.count == inHeight * inWidth * inChannels && out.count == outHeight * outWidth * outChannels)
+    let icg = inChannels / groups
+    let ocg = outChannels / groups
+    let taps = kernelH * kernelW * icg
+    for oy in 0..<outHeight {
+      for ox in 0..<outWidth {
+        for oc in 0..<outChannels {
+          let g = oc / ocg
+          var acc = bias[oc]
+          var k = oc * taps
+          for ky in 0..<kernelH {
+            let iy = oy * strideH - padTop + ky
+            for kx in 0..<kernelW {
+              let ix = ox * strideW - padLeft + kx
+              let inside = iy >= 0 && iy < inHeight && ix >= 0 && ix < inWidth
+              let base = (iy * inWidth + ix) * inChannels + g * icg
+              for i in 0..<icg {
+                let v = inside ? x[base + i] : inputZeroPoint
+                acc += Int64(v) * Int64(weights[k])
+                k += 1
+              }
+            }
+          }
+          let y = requant[oc].applyWide(acc) + Int64(outputZeroPoint)
+          out[(oy * outWidth + ox) * outChannels + oc] = Int32(min(max(y, Int64(clampLo)), Int64(clampHi)))
+        }
+      }
+    }
+  }
+}

@@ -15,7 +15,7 @@ struct OptimizeOutcome {
 }
 
 extension Target {
-  /// Learns the rounding of this layer's weights on `samples` (docs/quantization.md §17): Adam on V
+  /// Learns the rounding of this layer's weights on `samples` (docs/quantization.md §18): Adam on V
   /// over minibatches, loss (1/B) Σ_b Σ_c (act(W̃x̃ + b) − y)² + λ Σ (1 − |2h(V) − 1|^β), then
   /// w_q = floor(w/s) + [V ≥ 0], kept only if its error on the samples is below nearest's.
   func optimize(_ samples: Samples, parameters p: AdaRoundParameters) -> OptimizeOutcome {

@@ -6,10 +6,10 @@ import OctetInt8
 import OctetModels
 
 /// The knobs of AdaRound (Nagel et al., "Up or Down? Adaptive Rounding for Post-Training
-/// Quantization", 2020). docs/quantization.md §17.
+/// Quantization", 2020). docs/quantization.md §18.
 public struct AdaRoundParameters: Sendable, Equatable {
   /// Where a layer's inputs x̃ come from: the float network (`float`, the default: measured better,
-  /// docs/quantization.md §17) or the int8 network (`quantized`: the layers before it already
+  /// docs/quantization.md §18) or the int8 network (`quantized`: the layers before it already
   /// refined, so that their errors would be compensated).
   public enum Inputs: String, Sendable, CaseIterable { case quantized, float }
 
@@ -78,7 +78,7 @@ public enum AdaRoundError: Error, CustomStringConvertible {
 /// Learned rounding of the weights of every convolution (dense, grouped, depthwise) and of the
 /// classifier, layer by layer in network order. Only which integer each weight rounds to changes
 /// (floor or ceiling of w / s_w, within ±weightMax); scales, multipliers and the arithmetic stay;
-/// the int32 bias is re-folded for the new Σ w_q (§5). docs/quantization.md §17.
+/// the int32 bias is re-folded for the new Σ w_q (§5). docs/quantization.md §18.
 public enum AdaRound {
   /// Refines `quantized` (quantized from `model` with round-to-nearest weights) on `imageCount`
   /// network inputs `image(i)`, each `[1, S, S, 3]`, read once per pass (streamed; never all held).

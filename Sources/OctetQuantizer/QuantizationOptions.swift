@@ -26,10 +26,22 @@ public struct QuantizationOptions: Sendable, Equatable, Codable {
   public var biasCorrection = false
   /// AdaRound: learned up/down rounding of each weight, layer by layer, on calibration activations.
   public var adaRound = false
-  /// Layers (integer node names) whose input activations run at 16 bits.
+  /// Layers (integer node names) whose input activations run at 16 bits (docs/quantization.md §17).
+  /// Each must be a convolution whose input is a convolution's output; an unknown name is an error.
   public var a16Layers: [String] = []
+  /// The weights of the `a16Layers`: 8-bit [-127, 127] (a16w8, the default) or 16-bit
+  /// [-32767, 32767] (a16w16).
+  public var a16WeightBits: A16WeightBits = .eight
 
   public init(weightBits: WeightBits = .eight) { self.weightBits = weightBits }
 }
 
 extension WeightBits: Codable {}
+
+/// The weight width of the 16-bit-input layers (docs/quantization.md §17).
+public enum A16WeightBits: Int, Sendable, Codable, CaseIterable {
+  case eight = 8
+  case sixteen = 16
+
+  public var maxMagnitude: Int64 { self == .eight ? 127 : 32767 }
+}

@@ -110,6 +110,14 @@ public struct QuantizationReport: Codable, Sendable, Equatable {
   /// Float graph nodes or tensors left in float, by name. Empty for every supported model.
   public var leftInFloat: [String]
   public var warnings: [QuantizationWarning]
+  /// The layers whose input runs at 16 bits, with their precision ("a16w8" or "a16w16"), in network
+  /// order (docs/quantization.md §17); nil when there are none.
+  public var a16Layers: [A16Layer]? = nil
+
+  public struct A16Layer: Codable, Sendable, Equatable {
+    public var name: String
+    public var precision: String
+  }
 
   public var quantizedNodes: Int { nodesByOperator.values.reduce(0, +) }
 

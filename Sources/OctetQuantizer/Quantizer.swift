@@ -43,14 +43,19 @@ public enum Quantizer {
     var builder = try Builder(model: model, range: range)
     builder.options = options
     builder.weightMax = options.weightBits.maxMagnitude
+    try builder.resolveA16Layers()
     try builder.run()
     let qmodel = QuantizedModel(info: model.info, nodes: builder.nodes, output: builder.output)
     try qmodel.validate()
     var counts: [String: Int] = [:]
-    for n in qmodel.nodes { counts[n.op.rawValue, default: 0] += 1 }
-    let report = QuantizationReport(
-      nodesByOperator: counts, floatNodesCovered: qmodel.nodes.reduce(0) { $0 + $1.fused.count },
+    // The 16-bit twins (docs/quantization.md §17) are the same layers, not more of them.
+    for n in qmodel.nodes where !MixedPrecision.isTwin(n.name) { counts[n.op.rawValue, default: 0] += 1 }
+    var report = QuantizationReport(
+      nodesByOperator: counts,
+      floatNodesCovered: qmodel.nodes.filter { !MixedPrecision.isTwin($0.name) }.reduce(0) { $0 + $1.fused.count },
       leftInFloat: [], warnings: builder.warnings)
+    let a16 = qmodel.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }
+    if !a16.isEmpty { report.a16Layers = a16.map { .init(name: $0.name, precision: $0.precision) } }
     return QuantizationResult(model: qmodel, report: report)
   }
 
@@ -182,6 +187,62 @@ public enum Quantizer {
     return (q, scales, bias)
   }
 
+  /// Per-output-channel weights (±`weightMax`: 127 or 32767), scales and zero-point-folded 64-bit
+  /// biases of a layer with a 16-bit input (docs/quantization.md §17): as §2 and §5, but the bias
+  /// is kept in 64 bits and a dead channel's weight scale is raised only when |b_q| would pass 2^40.
+  static func quantizeChannelsWide(
+    weights w: [Double], bias b: [Double], outChannels o: Int, input: ActivationQuantization, node: String,
+    weightMax: Int64, warnings: inout [QuantizationWarning]
+  ) throws -> (weights: [Int64], scales: [Float], bias: [Int64]) {
+    let perChannel = w.count / o
+    var q = [Int64](repeating: 0, count: w.count)
+    var scales = [Float](repeating: 1, count: o)
+    var bias = [Int64](repeating: 0, count: o)
+    var zeroChannels: [Int] = []
+    var raised: [Int] = []
+    for c in 0..<o {
+      let row = c * perChannel
+      var maxAbs = 0.0
+      for i in 0..<perChannel { maxAbs = max(maxAbs, abs(w[row + i])) }
+      guard maxAbs.isFinite, Float(maxAbs).isFinite else {
+        throw QuantizerError.layer(
+          node, "output channel \(c) has a weight of magnitude \(maxAbs) after BatchNorm folding")
+      }
+      if maxAbs == 0 { zeroChannels.append(c) }
+      var s = symmetricWeightScale(maxAbs: Float(maxAbs), levels: Float(weightMax))
+      let scaleFloor = abs(b[c]) / (Double(input.scale) * 1_099_511_627_776.0)  // 2^40
+      if Double(s) < scaleFloor {
+        var raisedScale = Float(scaleFloor)
+        if Double(raisedScale) < scaleFloor { raisedScale = raisedScale.nextUp }
+        s = raisedScale
+        raised.append(c)
+      }
+      scales[c] = s
+      var sum: Int64 = 0
+      for i in 0..<perChannel {
+        let v = min(max(roundToInt64(w[row + i] / Double(s)), -weightMax), weightMax)
+        q[row + i] = v
+        sum += v
+      }
+      let bq = min(max(roundToInt64(b[c] / (Double(input.scale) * Double(s))), -(1 << 40)), 1 << 40)
+      bias[c] = bq - Int64(input.zeroPoint) * sum
+    }
+    if !zeroChannels.isEmpty {
+      warnings.append(
+        .init(
+          node: node, message: "all-zero weights in output channel(s) \(zeroChannels) (weight scale 1, weights 0)",
+          kind: .allZeroWeights, channels: zeroChannels))
+    }
+    if !raised.isEmpty {
+      warnings.append(
+        .init(
+          node: node,
+          message: "weight scale raised so that |bias| fits in 2^40 (16-bit input) in output channel(s) \(raised)",
+          kind: .weightScaleRaised, channels: raised))
+    }
+    return (q, scales, bias)
+  }
+
   /// A requantization multiplier with the node named in its error, and a warning when it is below
   /// what 31 bits at shift 62 represent at full precision.
   static func multiplier(
@@ -216,6 +277,10 @@ struct Builder {
 
   /// Per produced tensor (layer name): its quantization.
   var quantization: [String: ActivationQuantization] = [:]
+  /// The layers whose input runs at 16 bits, and the tensors that therefore also get a 16-bit twin
+  /// (docs/quantization.md §17).
+  var a16Layers: Set<String> = []
+  var sixteenBitTensors: Set<String> = []
 
   init(model: Model, range: @escaping (String) -> (lo: Float, hi: Float)?) throws {
     self.model = model
@@ -352,10 +417,48 @@ struct Builder {
     output = out
   }
 
+  /// Checks `options.a16Layers` against the plan: each must name a convolution whose input is
+  /// another convolution's output (the producers that can write a 16-bit twin, §17).
+  mutating func resolveA16Layers() throws {
+    var byName: [String: PlannedLayer] = [:]
+    for layer in plan.layers { byName[layer.name] = layer }
+    if options.equalization, let first = options.a16Layers.first {
+      // A 16-bit twin has no per-channel clamps (§7.1) in this version.
+      throw QuantizerError.layer(first, "16-bit layers and cross-layer equalization cannot be combined yet")
+    }
+    for name in options.a16Layers {
+      guard let layer = byName[name] else {
+        throw QuantizerError.layer(
+          name, "is not a layer of this model; 16-bit layers are named by their integer node (e.g. '_blocks.7._bn2')")
+      }
+      guard case .conv = layer.operation else {
+        throw QuantizerError.layer(name, "only convolutions can run with a 16-bit input (docs/quantization.md §17)")
+      }
+      let producer = layer.inputs[0]
+      guard producer != LayerInput.graphInput, case .conv = plan.layers[producer].operation else {
+        throw QuantizerError.layer(
+          name,
+          "its input '\(plan.inputName(layer, 0))' is not a convolution's output; only those have a 16-bit "
+            + "twin in this version (docs/quantization.md §17)")
+      }
+      a16Layers.insert(name)
+      sixteenBitTensors.insert(plan.inputName(layer, 0))
+    }
+  }
+
+  /// The calibrated 16-bit quantization of tensor `name` (§17).
+  func calibrated16(_ name: String) throws -> ActivationQuantization {
+    guard let r = range(name) else { throw QuantizerError.missingRange(tensor: name) }
+    return ActivationQuantization.int16(range: r.lo, hi: r.hi)
+  }
+
   mutating func conv(_ layer: PlannedLayer, _ c: ConvLayer) throws {
     let name = layer.name
     let node = layer.node
-    let (t, inQ, _) = source(layer, 0)
+    let (t8, inQ8, _) = source(layer, 0)
+    let a16 = a16Layers.contains(name)
+    let t = a16 ? MixedPrecision.twinName(t8) : t8
+    let inQ = a16 ? quantization[t]! : inQ8
     let (o, ig, kh, kw) = (c.outChannels, c.inChannels / c.attributes.groups, c.kernelH, c.kernelW)
     guard c.attributes.dilation == [1, 1] else {
       throw QuantizerError.unsupported(node: node.name, reason: "dilated convolutions are not supported")
@@ -376,9 +479,10 @@ struct Builder {
     }
     let outQ = try calibrated(name)
     let exact = options.exactInput && t == Graph.inputName
-    var wq: [Int8]
-    var scales: [Float]
-    var bias: [Int32]
+    var wq: [Int64]
+    let scales: [Float]
+    var bias: [Int32] = []
+    var bias64: [Int64] = []
     var border: (classes: BorderClasses, bias: [Int32])?
     if exact {
       let s = layer.inputShapes[0]
@@ -386,16 +490,23 @@ struct Builder {
         weights: folded.weights, bias: folded.bias, outChannels: o, kernel: [kh, kw], stride: c.attributes.stride,
         padding: c.padding, inHeight: s[0], inWidth: s[1], preprocessing: model.info.preprocessing, node: name,
         weightMax: weightMax, warnings: &warnings)
-      (wq, scales, bias) = (e.weights, e.scales, e.bias)
+      (wq, scales, bias) = (e.weights.map(Int64.init), e.scales, e.bias)
       border = (e.classes, e.borderBias)
+    } else if a16 {
+      let weightMax16 = options.a16WeightBits.maxMagnitude
+      (wq, scales, bias64) = try Quantizer.quantizeChannelsWide(
+        weights: folded.weights, bias: folded.bias, outChannels: o, input: inQ, node: name, weightMax: weightMax16,
+        warnings: &warnings)
     } else {
-      (wq, scales, bias) = try Quantizer.quantizeChannels(
+      let q8: [Int8]
+      (q8, scales, bias) = try Quantizer.quantizeChannels(
         weights: folded.weights, bias: folded.bias, outChannels: o, input: inQ, node: name, weightMax: weightMax,
         warnings: &warnings)
+      wq = q8.map(Int64.init)
     }
 
     // OIHW → [O, kh, kw, I/g], the order the runtime gathers a receptive field in.
-    var ohwi = [Int8](repeating: 0, count: wq.count)
+    var ohwi = [Int64](repeating: 0, count: wq.count)
     for oc in 0..<o {
       for i in 0..<ig {
         for y in 0..<kh {
@@ -403,6 +514,7 @@ struct Builder {
         }
       }
     }
+    wq = []
     var multipliers = [Int32](repeating: 0, count: o)
     var shifts = multipliers
     var clampedChannels: [Int] = []
@@ -442,8 +554,18 @@ struct Builder {
       n.channelClampHi = perChannel.map { UInt8($0.hi) }
       n.clamp = [Int(n.channelClampLo.min()!), Int(n.channelClampHi.max()!)]
     }
-    n.weights = ohwi
-    n.bias = bias
+    if a16 && options.a16WeightBits == .sixteen {
+      n.weightBits = 16
+      n.weights16 = ohwi.map { Int16($0) }
+    } else {
+      n.weights = ohwi.map { Int8($0) }
+    }
+    if a16 {
+      n.inputBits = 16
+      n.bias64 = bias64
+    } else {
+      n.bias = bias
+    }
     n.multipliers = multipliers
     n.shifts = shifts
     n.weightScales = scales
@@ -452,6 +574,33 @@ struct Builder {
       n.borderBias = border.bias
     }
     emit(n)
+    guard sixteenBitTensors.contains(name) else { return }
+    // The 16-bit twin (§17): the same layer, its accumulator requantized to int16.
+    let outQ16 = try calibrated16(name)
+    var twin = n
+    twin.name = MixedPrecision.twinName(name)
+    twin.output = outQ16
+    twin.outputBits = 16
+    if !a16 {
+      twin.bias64 = bias.map(Int64.init)
+      twin.bias = []
+    }
+    let bounds16: (lo: Int32, hi: Int32)
+    switch c.activation {
+    case .relu: bounds16 = outQ16.clampBounds16(min: 0)
+    case .relu6: bounds16 = outQ16.clampBounds16(min: 0, max: 6)
+    case nil: bounds16 = outQ16.clampBounds16()
+    }
+    twin.clamp = [Int(bounds16.lo), Int(bounds16.hi)]
+    for c in 0..<o {
+      do {
+        let m = try RequantMultiplier(
+          inputScale: Double(inQ.scale), weightScale: Double(scales[c]), outputScale: Double(outQ16.scale))
+        twin.multipliers[c] = m.multiplier
+        twin.shifts[c] = m.shift
+      } catch { throw QuantizerError.layer(twin.name, "output channel \(c): \(error)") }
+    }
+    emit(twin)
   }
 
   mutating func add(_ layer: PlannedLayer, activation: FusedActivation?) throws {

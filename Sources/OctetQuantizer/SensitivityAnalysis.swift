@@ -46,6 +46,7 @@ public enum SensitivityAnalysis {
     let simulation = try LayerSimulation(model: int8)
     let macs = try LayerCost.macs(of: int8)
     let floatNames = Set(executor.observableNames)
+    if let wide = int8.nodes.first(where: \.isWide) { throw SensitivityError.sixteenBit(node: wide.name) }
     for node in int8.nodes where node.op != .quantizeInput {
       for name in [node.name] + node.inputs where name != Graph.inputName && !floatNames.contains(name) {
         throw SensitivityError.unmatched(
@@ -117,6 +118,7 @@ public enum SensitivityAnalysis {
 public enum SensitivityError: Error, CustomStringConvertible, Equatable {
   case unmatched(node: String, tensor: String, model: String)
   case noImages
+  case sixteenBit(node: String)
 
   public var description: String {
     switch self {
@@ -124,6 +126,8 @@ public enum SensitivityError: Error, CustomStringConvertible, Equatable {
       "\(model): int8 node '\(node)' needs tensor '\(tensor)', which the float model does not compute: "
         + "it was quantized from another model"
     case .noImages: "sensitivity analysis needs at least one image"
+    case .sixteenBit(let node):
+      "int8 node '\(node)' runs at 16 bits: sensitivity is measured on a model quantized with every layer at 8 bits"
     }
   }
 }

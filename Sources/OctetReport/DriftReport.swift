@@ -25,7 +25,8 @@ public struct DriftReport: Codable, Sendable {
     public var local_cosine: Double?
     /// The checkpoint's tensor names of the layer's weights.
     public var source_tensors: [String]?
-    /// "a8w8", "a16w8" or "a16w16" (nil: not recorded, an 8-bit layer).
+    /// "a8w8", "a16w8" or "a16w16" for convolutions and the classifier (docs/quantization.md §17);
+    /// nil for other layers and in reports written before it existed.
     public var precision: String?
   }
 
@@ -281,11 +282,16 @@ public final class DriftComparison: @unchecked Sendable {
     let t = totals.withLock { $0 }
     let n = Double(max(t.done, 1))
     let order = int8.model.nodes.map(\.name)
+    var precisions: [String: String] = [:]
+    for node in int8.model.nodes where node.op == .conv2d || node.op == .linear {
+      precisions[node.name] = node.precision
+    }
     let layers = order.enumerated().compactMap { index, name in
       t.layers[name].map {
         DriftReport.Layer(
           name: name, sqnr_db: $0.sqnrDB, cosine: $0.cosine, order: index, local_sqnr_db: t.local[name]?.sqnrDB,
-          local_cosine: t.local[name]?.cosine, source_tensors: sourceTensors[name] ?? [])
+          local_cosine: t.local[name]?.cosine, source_tensors: sourceTensors[name] ?? [],
+          precision: precisions[name])
       }
     }.sorted { $0.sqnr_db < $1.sqnr_db }
     return DriftReport(

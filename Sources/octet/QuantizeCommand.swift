@@ -38,6 +38,18 @@ struct QuantizeCommand: ParsableCommand {
       """)
   var exactInput = false
 
+  // Minimal flags for the 16-bit layers (docs/quantization.md §17); the one-step quantize work
+  // owns this command's flags and may fold these into its own.
+  @Option(
+    help: """
+      Comma-separated integer layer names whose input runs at 16 bits (a16), e.g. \
+      _blocks.9._bn2,_bn1.relu6: convolutions whose input is a convolution's output.
+      """)
+  var a16Layers: String?
+
+  @Option(help: "Weight bits of the --a16-layers: 8 (a16w8, the default) or 16 (a16w16).")
+  var a16WeightBits: Int = 8
+
   @Flag(help: "Print every warning, layer by layer (by default one line per kind of warning, with its count).")
   var verbose = false
 
@@ -53,6 +65,9 @@ struct QuantizeCommand: ParsableCommand {
 
   func validate() throws {
     guard WeightBits(rawValue: weightBits) != nil else { throw ValidationError("--weight-bits must be 7 or 8") }
+    guard A16WeightBits(rawValue: a16WeightBits) != nil else {
+      throw ValidationError("--a16-weight-bits must be 8 or 16")
+    }
     try validateOutputPath(output, option: "-o")
     try validateOutputPath(json, option: "--json")
     try ModelArgument.expectFloat(
@@ -98,6 +113,13 @@ struct QuantizeCommand: ParsableCommand {
     var warning_kinds: [KindRecord]
     /// Every warning, one record per layer and channel.
     var warnings: [WarningRecord]
+    /// The 16-bit layers and their precision (docs/quantization.md §17); absent when there are none.
+    var a16_layers: [A16Record]? = nil
+  }
+
+  struct A16Record: Encodable {
+    var layer: String
+    var precision: String
   }
 
   func run() throws {
@@ -115,6 +137,10 @@ struct QuantizeCommand: ParsableCommand {
     do {
       var options = QuantizationOptions(weightBits: WeightBits(rawValue: weightBits)!)
       options.exactInput = exactInput
+      options.a16Layers = (a16Layers ?? "").split(separator: ",").map {
+        String($0).trimmingCharacters(in: .whitespaces)
+      }.filter { !$0.isEmpty }
+      options.a16WeightBits = A16WeightBits(rawValue: a16WeightBits)!
       result = try Quantizer.quantize(model: floatModel, ranges: table, options: options)
     } catch let error as QuantizerError {
       guard case .missingRange = error else { throw error }
@@ -135,6 +161,9 @@ struct QuantizeCommand: ParsableCommand {
     print(
       "\(floatModel.info.architecture): \(report.quantizedNodes) int8 nodes (\(byOp)) for \(report.floatNodesCovered) float nodes"
     )
+    if let a16 = report.a16Layers {
+      print("16-bit layers: \(a16.map { "\($0.name) (\($0.precision))" }.joined(separator: ", "))")
+    }
     print(
       report.leftInFloat.isEmpty
         ? "left in float: none" : "left in float: \(report.leftInFloat.joined(separator: ", "))")
@@ -216,6 +245,7 @@ struct QuantizeCommand: ParsableCommand {
     return Report(
       model: model, architecture: architecture, ranges: ranges, output: output, weight_bits: weightBits,
       int8_nodes: result.report.nodesByOperator, float_nodes_covered: result.report.floatNodesCovered,
-      left_in_float: result.report.leftInFloat, warning_kinds: kinds, warnings: records)
+      left_in_float: result.report.leftInFloat, warning_kinds: kinds, warnings: records,
+      a16_layers: result.report.a16Layers?.map { A16Record(layer: $0.name, precision: $0.precision) })
   }
 }

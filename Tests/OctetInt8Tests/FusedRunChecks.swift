@@ -8,8 +8,9 @@ import Testing
 /// The convolutions whose output a fused run does not materialize, predicted from the graph alone
 /// (not from the executor's plan): a residual add is fused into the later, in node order, of its
 /// two inputs when that input is a convolution, plain (groups 1) or depthwise (groups = in = out
-/// channels), that nothing but the add reads and that has no per-channel clamps (their post-pass
-/// needs the convolution's own output).
+/// channels), that nothing but the add reads, that has no per-channel clamps (their post-pass
+/// needs the convolution's own output) and that is not a 16-bit layer (docs/quantization.md §17:
+/// those run their own kernels, without an add epilogue).
 func convolutionsFusedAway(_ model: QuantizedModel) -> Set<String> {
   var position: [String: Int] = [:]
   for (i, node) in model.nodes.enumerated() { position[node.name] = i }
@@ -18,7 +19,7 @@ func convolutionsFusedAway(_ model: QuantizedModel) -> Set<String> {
   var fused: Set<String> = []
   for node in model.nodes where node.op == .add {
     guard let later = node.inputs.max(by: { position[$0, default: -1] < position[$1, default: -1] }),
-      let conv = model.nodes.first(where: { $0.name == later }), conv.op == .conv2d
+      let conv = model.nodes.first(where: { $0.name == later }), conv.op == .conv2d, !conv.isWide
     else { continue }
     let groups = conv.groups ?? 1
     let depthwise = groups == conv.inChannels && groups == conv.outChannels

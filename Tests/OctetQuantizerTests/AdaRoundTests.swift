@@ -6,7 +6,7 @@ import Testing
 
 @testable import OctetQuantizer
 
-/// AdaRound (docs/quantization.md §17): learned rounding lowers a layer's output error, keeps every
+/// AdaRound (docs/quantization.md §18): learned rounding lowers a layer's output error, keeps every
 /// weight on floor or ceiling of w/s, re-folds the bias, and is deterministic.
 @Suite struct AdaRoundTests {
   /// Random network inputs for the small golden network, `[1, 12, 12, 3]` each.

@@ -258,6 +258,35 @@ octet_pool* octet_pool_create(size_t threads);
 void octet_pool_run(octet_pool* pool, size_t tasks, octet_task_fn fn, void* ctx);
 void octet_pool_destroy(octet_pool* pool);
 
+/// A convolution with a 16-bit input or output (docs/quantization.md §17). Inputs are uint8
+/// (in_bits 8) or int16 (16) NHWC codes, outputs uint8 or int16 (out_bits); the accumulator is
+/// int64: acc = bias[c] + Σ x·w, then clamp(floor((acc·m + 2^(n-1)) / 2^n) + z_out, lo, hi) with the
+/// product in 128 bits. Dense layers (groups 1) run as a GEMM over int16 im2col rows `a` [rows][kp]
+/// (kp = K rounded up to even, padded with 0) and weights packed [ceil(N/8)][kp/2][8][2] int16
+/// (zero padded); depthwise layers read weights [kh·kw][C] int16.
+typedef struct octet_a16_conv {
+  int32_t in_h, in_w, in_c, out_h, out_w, out_c;
+  int32_t kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
+  int32_t in_bits, out_bits, weight_bits;
+  int32_t z_in, z_out, lo, hi;
+  int32_t k, kp;
+  const int16_t* weights;
+  const int64_t* bias;
+  const int32_t* multiplier;
+  const int32_t* shift;
+} octet_a16_conv;
+
+/// Rows [m0, m1) of one image's int16 im2col matrix (row = oy·out_w + ox, K in (ky, kx, cin)
+/// order, padding taps z_in, K padding 0) into a [(m1-m0)][kp].
+void octet_a16_im2col(const octet_a16_conv* c, const void* in, int32_t m0, int32_t m1, int16_t* a);
+/// out rows [0, rows) (out points at the first row's first channel, uint8 or int16 by out_bits)
+/// from im2col rows a [rows][kp]: the plain twin, and the AVX2 one (vpmaddwd, int32 partial sums
+/// over blocks of K that cannot overflow, added into int64).
+void octet_a16_gemm__scalar(const octet_a16_conv* c, const int16_t* a, int32_t rows, void* out);
+void octet_a16_gemm__avx2(const octet_a16_conv* c, const int16_t* a, int32_t rows, void* out);
+/// Depthwise output rows [oy0, oy1) of one image.
+void octet_a16_dwconv__scalar(const octet_a16_conv* c, const void* in, int32_t oy0, int32_t oy1, void* out);
+
 #ifdef __cplusplus
 }
 #endif

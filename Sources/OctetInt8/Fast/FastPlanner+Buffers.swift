@@ -22,6 +22,10 @@ extension FastStep.Op {
       return .depthwise(c)
     case .groupedReference(let plan, let input, let out, let inSize, let outSize):
       return .groupedReference(plan, input: read(input), out: write(out), inSize: inSize, outSize: outSize)
+    case .wideConv(var w):
+      w.input = read(w.input)
+      w.output = write(w.output)
+      return .wideConv(w)
     case .add(let a, let b, let n, let p, let out): return .add(read(a), read(b), count: n, p, out: write(out))
     case .maxPool(let w, let input, let out, let inSize, let outSize):
       return .maxPool(w, input: read(input), out: write(out), inSize: inSize, outSize: outSize)

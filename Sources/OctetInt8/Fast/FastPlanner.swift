@@ -71,6 +71,8 @@ struct FastStep {
     case conv(ConvStep)
     case depthwise(ConvStep)
     case groupedReference(Int8ConvPlan, input: Int, out: Int, inSize: Int, outSize: Int)
+    /// A convolution with a 16-bit input or output (FastPlanner+A16.swift).
+    case wideConv(WideConvStep)
     case add(Int, Int, count: Int, AddParameters, out: Int)
     case maxPool(octet_i8_window, input: Int, out: Int, inSize: Int, outSize: Int)
     case globalAveragePool(
@@ -124,7 +126,7 @@ struct FastPlanner {
       case .flatten(let input): bufferOf[i] = bufferOf[input]
       case .linear: break
       case .add where fusedInto[i] != nil: bufferOf[i] = newBuffer(size)
-      default: if fusedAdd[i] == nil { bufferOf[i] = newBuffer(size) }
+      default: if fusedAdd[i] == nil { bufferOf[i] = newBuffer(size * p.bits / 8) }
       }
     }
     for (i, p) in planned.enumerated() {
@@ -132,8 +134,18 @@ struct FastPlanner {
       let name = p.name
       let shape = p.shape
       var observable: (String, [Int], ActivationQuantization, Int)? =
-        bufferOf[i].map { (name, shape, p.quantization, $0) }
+        p.bits == 8 ? bufferOf[i].map { (name, shape, p.quantization, $0) } : nil
       switch p.step {
+      case .wideConv(let plan, let input):
+        // docs/quantization.md §17: AVX2 on every backend whose CPU has it (scalar: the plain twin).
+        let avx2 = isa != OCTET_I8_SCALAR && Int8Backend.avx2.isSupported
+        let step = WideConvStep(plan: plan, avx2: avx2, input: bufferOf[input]!, output: bufferOf[i]!)
+        steps.append(FastStep(op: .wideConv(step), observable: observable))
+        let k = Int(step.params.k)
+        layers.append(
+          .init(
+            name: name, kind: plan.isDepthwise ? "depthwise" : "conv", m: step.m, n: plan.outChannels, k: k,
+            macs: step.m * plan.outChannels * k, nodes: [name], kernel: step.kindName))
       case .quantizeInput(let q, let pixels):
         // A pixel input (§12) is the image, not a quantized tensor: not observed, as in the reference.
         if pixels != nil { observable = nil }

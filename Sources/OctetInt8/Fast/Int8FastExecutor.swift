@@ -172,6 +172,8 @@ extension Int8FastExecutor {
     case .depthwise(let conv):
       runDepthwise(conv, batch: batch, workspace: workspace)
       if let clamp = conv.channelClamp { clampChannels(clamp, conv, batch: batch, workspace: workspace) }
+    case .wideConv(let step):
+      runWide(step, batch: batch, workspace: workspace)
     case .groupedReference(let plan, let input, let out, let inSize, let outSize):
       for n in 0..<batch {
         plan.run(

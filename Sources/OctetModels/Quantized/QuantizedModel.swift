@@ -82,10 +82,35 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
   /// (the pixel input has scale 1).
   public var borderBias: [Int32] = []
 
+  // 16-bit layers (docs/quantization.md §17), conv2d only; nil means 8. A conv2d node with a 16-bit
+  // input or output is "wide": its bias is `bias64` (file tensor `<node>.bias` I64) and its
+  // accumulator 64-bit; with `weightBits` 16 its weights are `weights16` (`<node>.weight` I16).
+  /// 16: the input is int16 with `inputQuantization[0]`'s zero point in [−32768, 32767].
+  public var inputBits: Int?
+  /// 16: the output is int16 (`output`'s zero point and `clamp` in the int16 domain).
+  public var outputBits: Int?
+  /// 16: int16 weights in [−32767, 32767] (`weights16`); nil: int8 in `weights`.
+  public var weightBits: Int?
+  /// `[O, kh, kw, I/groups]` int16 weights of an a16w16 node.
+  public var weights16: [Int16] = []
+  /// `[O]` 64-bit biases of a wide node, at scale s_in · s_w[c], with −z_in · Σ w_q[c] folded in.
+  public var bias64: [Int64] = []
+
   enum CodingKeys: String, CodingKey {
     case name, op, inputs, fused, output, inChannels, outChannels, kernel, stride, padding, groups
     case inputQuantization, clamp, addMultipliers, requant
     case pixelInput, borderClasses
+    case inputBits = "input_bits"
+    case outputBits = "output_bits"
+    case weightBits = "weight_bits"
+  }
+
+  /// A conv2d node with a 16-bit input or output (docs/quantization.md §17).
+  public var isWide: Bool { inputBits == 16 || outputBits == 16 }
+
+  /// "a8w8", "a16w8" or "a16w16": the precision of the node's input activations and weights.
+  public var precision: String {
+    inputBits == 16 ? (weightBits == 16 ? "a16w16" : "a16w8") : "a8w8"
   }
 
   public init(
@@ -154,20 +179,36 @@ public struct QuantizedModel: Sendable, Equatable {
       guard node.output.scale > 0, node.output.scale.isFinite else {
         throw bad(node, "output scale \(node.output.scale) is not a positive finite number")
       }
-      if node.op != .linear, !(0...255).contains(node.output.zeroPoint) {
-        throw bad(node, "output zero point \(node.output.zeroPoint) is outside [0, 255]")
+      for (label, bits) in [
+        ("input_bits", node.inputBits), ("output_bits", node.outputBits), ("weight_bits", node.weightBits),
+      ]
+      where bits != nil {
+        guard node.op == .conv2d, bits == 16 else {
+          throw bad(node, "\(label) \(bits!): only conv2d nodes can be 16-bit, and only 16 may be given")
+        }
+      }
+      if node.weightBits == 16, node.inputBits != 16 {
+        throw bad(node, "16-bit weights need a 16-bit input (a16w16)")
+      }
+      let outRange: ClosedRange<Int32> = node.outputBits == 16 ? -32768...32767 : 0...255
+      let inRange: ClosedRange<Int32> = node.inputBits == 16 ? -32768...32767 : 0...255
+      if node.op != .linear, !outRange.contains(node.output.zeroPoint) {
+        throw bad(
+          node, "output zero point \(node.output.zeroPoint) is outside [\(outRange.lowerBound), \(outRange.upperBound)]"
+        )
       }
       if let q = node.inputQuantization {
         guard q.count == node.inputs.count else {
           throw bad(node, "has \(q.count) input quantizations for \(node.inputs.count) inputs")
         }
-        for p in q where !(p.scale > 0 && p.scale.isFinite && (0...255).contains(p.zeroPoint)) {
+        for p in q where !(p.scale > 0 && p.scale.isFinite && inRange.contains(p.zeroPoint)) {
           throw bad(node, "input quantization (scale \(p.scale), zero point \(p.zeroPoint)) is invalid")
         }
       }
       if let clamp = node.clamp {
-        guard clamp.count == 2, 0 <= clamp[0], clamp[0] <= clamp[1], clamp[1] <= 255 else {
-          throw bad(node, "clamp \(clamp) is not 0 <= lo <= hi <= 255")
+        let (a, b) = (Int(outRange.lowerBound), Int(outRange.upperBound))
+        guard clamp.count == 2, a <= clamp[0], clamp[0] <= clamp[1], clamp[1] <= b else {
+          throw bad(node, "clamp \(clamp) is not \(a) <= lo <= hi <= \(b)")
         }
       }
       switch node.op {
@@ -200,11 +241,16 @@ public struct QuantizedModel: Sendable, Equatable {
           weightCount = product
         }
         let perChannel = node.weightsPerChannel
+        let wide = node.isWide
+        let weights16 = node.weightBits == 16
         for (label, count) in [
-          ("weight", node.weights.count), ("bias", node.bias.count), ("multiplier", node.multipliers.count),
+          ("weight", weights16 ? node.weights16.count : node.weights.count),
+          ("bias", wide ? node.bias64.count : node.bias.count), ("multiplier", node.multipliers.count),
           ("shift", node.shifts.count), ("weight_scale", node.weightScales.count),
+          ("unused weight", weights16 ? node.weights.count : node.weights16.count),
+          ("unused bias", wide ? node.bias.count : node.bias64.count),
         ] {
-          let expected = label == "weight" ? o * perChannel : o
+          let expected = label.hasPrefix("unused") ? 0 : label == "weight" ? o * perChannel : o
           guard count == expected else {
             throw .tensor("\(node.name).\(label)", "has \(count) values, expected \(expected)")
           }
@@ -229,6 +275,13 @@ public struct QuantizedModel: Sendable, Equatable {
         }
         if node.weights.contains(-128) {
           throw .tensor("\(node.name).weight", "holds -128; weights are in [-127, 127]")
+        }
+        if node.weights16.contains(-32768) {
+          throw .tensor("\(node.name).weight", "holds -32768; 16-bit weights are in [-32767, 32767]")
+        }
+        // docs/quantization.md §17: |b| <= 2^52 keeps |acc · m| far below 2^127.
+        if let b = node.bias64.first(where: { $0.magnitude > 1 << 52 }) {
+          throw .tensor("\(node.name).bias", "holds \(b); 64-bit biases are within ±2^52")
         }
         for c in 0..<o {
           let (m, n) = (node.multipliers[c], node.shifts[c])
@@ -257,6 +310,17 @@ public struct QuantizedModel: Sendable, Equatable {
         break
       }
       try validateExactInput(node)
+    }
+    // A 16-bit tensor is read only by conv2d nodes with a 16-bit input (docs/quantization.md §17).
+    let sixteen = Set(nodes.filter { $0.outputBits == 16 }.map(\.name))
+    for node in nodes {
+      for input in node.inputs where sixteen.contains(input) != (node.inputBits == 16) {
+        throw bad(
+          node,
+          sixteen.contains(input)
+            ? "reads the 16-bit tensor '\(input)' but its input is not 16-bit"
+            : "has a 16-bit input but '\(input)' is 8-bit")
+      }
     }
     guard let out = node(named: output) else { throw .invalidGraph("graph output '\(output)' is not a node") }
     guard out.op == .linear else {

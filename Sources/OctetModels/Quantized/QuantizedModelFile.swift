@@ -19,24 +19,29 @@ import OctetCore
 ///
 /// Exact input quantization (docs/quantization.md §12) adds `pixelInput` to the `quantize_input`
 /// node, `borderClasses` to the first convolution and its tensor `<node>.border_bias` I32
-/// `[classes, O]`.
+/// `[classes, O]`. 16-bit layers (§17): a conv2d node with `input_bits` or `output_bits` 16 has
+/// `<node>.bias` I64 instead of I32, and one with `weight_bits` 16 has `<node>.weight` I16.
 ///
-/// Versions: "2" added `octet.tensor_crc32`. "3" added exact input quantization and per-channel
-/// clamps; a model without them is still written as version "2" (the same bytes as before, readable by older Octet), one with
-/// it as "3", so that an older Octet refuses it instead of running it wrongly. Version "1" files (no
-/// checksums, otherwise the same as "2") are still read, unverified; any other version is refused
-/// with a message to upgrade or quantize again.
+/// Versions: "2" added `octet.tensor_crc32`. "3" added exact input quantization, per-channel clamps
+/// and 16-bit layers; a model without them is still written as version "2" (the same bytes as
+/// before, readable by older Octet), one with them as "3", so that an older Octet refuses it instead
+/// of running it wrongly. Version "1" files (no checksums, otherwise the same as "2") are still read,
+/// unverified; any other version is refused with a message to upgrade or quantize again.
 public enum QuantizedModelFile {
   public static let format = "octet-int8"
   public static let formatVersion = "2"
-  /// The version of models that use exact input quantization.
+  /// The version of models that use exact input quantization, per-channel clamps or 16-bit layers.
   public static let exactInputFormatVersion = "3"
+  /// The version of files with 16-bit layers (docs/quantization.md §17): the same "3".
+  public static let mixedPrecisionFormatVersion = exactInputFormatVersion
   /// The versions `decode` accepts.
   public static let readableVersions = ["1", "2", "3"]
 
   /// The version `model` is written with.
   public static func version(for model: QuantizedModel) -> String {
-    model.nodes.contains { $0.pixelInput != nil || $0.borderClasses != nil || !$0.channelClampHi.isEmpty }
+    model.nodes.contains {
+      $0.pixelInput != nil || $0.borderClasses != nil || !$0.channelClampHi.isEmpty || $0.isWide
+    }
       ? exactInputFormatVersion : formatVersion
   }
 
@@ -78,9 +83,14 @@ public enum QuantizedModelFile {
         node.op == .conv2d
         ? [o] + (node.kernel ?? [1, 1]) + [(node.inChannels ?? 0) / max(node.groups ?? 1, 1)]
         : [o, node.inChannels ?? 0]
-      tensors["\(node.name).weight"] = HostTensor(
-        type: .int8, shape: weightShape, bytes: node.weights.map { UInt8(bitPattern: $0) })
-      tensors["\(node.name).bias"] = HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.bias))
+      tensors["\(node.name).weight"] =
+        node.weightBits == 16
+        ? HostTensor(type: .int16, shape: weightShape, bytes: littleEndianBytes(node.weights16))
+        : HostTensor(type: .int8, shape: weightShape, bytes: node.weights.map { UInt8(bitPattern: $0) })
+      tensors["\(node.name).bias"] =
+        node.isWide
+        ? HostTensor(type: .int64, shape: [o], bytes: littleEndianBytes(node.bias64))
+        : HostTensor(type: .int32, shape: [o], bytes: littleEndianBytes(node.bias))
       tensors["\(node.name).multiplier"] = HostTensor(
         type: .int32, shape: [o], bytes: littleEndianBytes(node.multipliers))
       tensors["\(node.name).shift"] = HostTensor(
@@ -144,6 +154,10 @@ public enum QuantizedModelFile {
         path: path, reason: "its int8 graph description is not valid: \(error)")
     }
     var nodes = graph.nodes
+    if version != mixedPrecisionFormatVersion, let wide = nodes.first(where: { $0.isWide }) {
+      throw QuantizedModelError.invalidNode(
+        wide.name, "is a 16-bit layer in a version \(version) file; 16-bit layers need version 3")
+    }
     var used: Set<String> = []
     for i in nodes.indices where nodes[i].op == .conv2d || nodes[i].op == .linear {
       let name = nodes[i].name
@@ -156,8 +170,16 @@ public enum QuantizedModelFile {
         used.insert(key)
         return t
       }
-      nodes[i].weights = try tensor("weight", .int8).bytes.map { Int8(bitPattern: $0) }
-      nodes[i].bias = int32s(try tensor("bias", .int32))
+      if version == "3", nodes[i].weightBits == 16 {
+        nodes[i].weights16 = integers(try tensor("weight", .int16))
+      } else {
+        nodes[i].weights = try tensor("weight", .int8).bytes.map { Int8(bitPattern: $0) }
+      }
+      if version == "3", nodes[i].isWide {
+        nodes[i].bias64 = integers(try tensor("bias", .int64))
+      } else {
+        nodes[i].bias = int32s(try tensor("bias", .int32))
+      }
       nodes[i].multipliers = int32s(try tensor("multiplier", .int32))
       nodes[i].shifts = int32s(try tensor("shift", .int32))
       nodes[i].weightScales = try tensor("weight_scale", .float32).floats()
@@ -200,6 +222,14 @@ public enum QuantizedModelFile {
     bytes.reserveCapacity(values.count * MemoryLayout<T>.size)
     for v in values { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     return bytes
+  }
+
+  static func integers<T: FixedWidthInteger>(_ t: HostTensor) -> [T] {
+    t.bytes.withUnsafeBytes { raw in
+      (0..<t.elementCount).map {
+        T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self))
+      }
+    }
   }
 
   static func int32s(_ t: HostTensor) -> [Int32] {

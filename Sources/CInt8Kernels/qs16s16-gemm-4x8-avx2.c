@@ -1,0 +1,61 @@
+// The GEMM of 16-bit layers on AVX2 (docs/quantization.md §17): 4 rows x 8 columns per tile. Each
+// vpmaddwd multiplies a row's int16 pair (a[k], a[k+1]), broadcast, by 8 columns' weight pairs and
+// adds each pair into int32. |x| <= 32768 and |w| <= w_max, so a pair sum is at most
+// 2 · 32768 · w_max: with 8-bit weights 256 pairs stay below 2^31 (256 · 2 · 32768 · 127 < 2^31),
+// with 16-bit weights only one does. Partial sums over such blocks of K are exact int32 and are
+// added into int64 accumulators; integer addition is associative, so the result is the scalar
+// twin's (qs16-conv-scalar.c) bit for bit, and the epilogue is the same C function.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include "common.h"
+
+#define AVX2 __attribute__((target("avx2")))
+
+AVX2 static inline void tile(const octet_a16_conv* c, const int16_t* a, int32_t rows, size_t col0, void* out) {
+  const size_t kp = (size_t)c->kp, n = (size_t)c->out_c;
+  const size_t block = c->weight_bits == 16 ? 2 : 512;  // K values per exact int32 block
+  const int16_t* panel = c->weights + (col0 / 8) * (kp / 2) * 16;
+  __m256i lo[4], hi[4];
+  for (int32_t r = 0; r < 4; r++) lo[r] = hi[r] = _mm256_setzero_si256();
+  for (size_t k0 = 0; k0 < kp; k0 += block) {
+    const size_t k1 = k0 + block < kp ? k0 + block : kp;
+    __m256i s[4];
+    for (int32_t r = 0; r < 4; r++) s[r] = _mm256_setzero_si256();
+    for (size_t k = k0; k < k1; k += 2) {
+      const __m256i w = _mm256_loadu_si256((const __m256i*)(panel + k / 2 * 16));
+      for (int32_t r = 0; r < rows; r++) {
+        const __m256i x = _mm256_set1_epi32(octet_load_i32(a + (size_t)r * kp + k));
+        s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(x, w));
+      }
+    }
+    for (int32_t r = 0; r < rows; r++) {
+      lo[r] = _mm256_add_epi64(lo[r], _mm256_cvtepi32_epi64(_mm256_castsi256_si128(s[r])));
+      hi[r] = _mm256_add_epi64(hi[r], _mm256_cvtepi32_epi64(_mm256_extracti128_si256(s[r], 1)));
+    }
+  }
+  for (int32_t r = 0; r < rows; r++) {
+    int64_t acc[8];
+    _mm256_storeu_si256((__m256i*)acc, lo[r]);
+    _mm256_storeu_si256((__m256i*)(acc + 4), hi[r]);
+    for (size_t j = 0; j < 8 && col0 + j < n; j++) {
+      const size_t col = col0 + j;
+      octet_a16_store(c, out, (size_t)r * n + col, octet_a16_requant(acc[j] + c->bias[col], col, c));
+    }
+  }
+}
+
+AVX2 void octet_a16_gemm__avx2(const octet_a16_conv* c, const int16_t* a, int32_t rows, void* out) {
+  const size_t kp = (size_t)c->kp, n = (size_t)c->out_c;
+  const size_t esize = c->out_bits == 16 ? 2 : 1;
+  for (int32_t r0 = 0; r0 < rows; r0 += 4) {
+    const int32_t tile_rows = rows - r0 < 4 ? rows - r0 : 4;
+    for (size_t col0 = 0; col0 < n; col0 += 8)
+      tile(c, a + (size_t)r0 * kp, tile_rows, col0, (uint8_t*)out + (size_t)r0 * n * esize);
+  }
+}
+#else
+#include "common.h"
+void octet_a16_gemm__avx2(const octet_a16_conv* c, const int16_t* a, int32_t rows, void* out) {
+  octet_a16_gemm__scalar(c, a, rows, out);
+}
+#endif

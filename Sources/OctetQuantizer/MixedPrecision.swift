@@ -1,0 +1,78 @@
+import OctetCore
+import OctetModels
+
+/// Integer-only mixed precision (docs/quantization.md §17): which layers run with a 16-bit input,
+/// chosen by hand (`QuantizationOptions.a16Layers`) or under a multiply-add budget (`choose`).
+public enum MixedPrecision {
+  /// The integer node that holds the 16-bit twin of tensor `name` (§17): `<name>@int16`.
+  public static func twinName(_ name: String) -> String { name + twinSuffix }
+  public static let twinSuffix = "@int16"
+  public static func isTwin(_ name: String) -> Bool { name.hasSuffix(twinSuffix) }
+
+  public enum BudgetError: Error, CustomStringConvertible, Equatable {
+    case budgetOutOfRange(Double)
+    case unknownLayer(String)
+
+    public var description: String {
+      switch self {
+      case .budgetOutOfRange(let b):
+        "the 16-bit budget \(b) is outside [0, 1]: it is the fraction of the network's multiply-adds that may run at 16 bits"
+      case .unknownLayer(let name):
+        "layer '\(name)' of the sensitivity ranking has no multiply-add count; rank layers of the same model"
+      }
+    }
+  }
+
+  /// The layers to run at 16 bits: walking `ranking` (most sensitive first), each layer is taken
+  /// when the multiply-adds taken so far plus its own stay ≤ `budget` · (Σ of every value of
+  /// `macs`), and skipped otherwise (a later, cheaper one may still fit). Returned in ranking order.
+  /// `budget` must be in [0, 1]; every ranked layer must have a count in `macs`. Pass a ranking
+  /// restricted to `candidates(in:)` so that every chosen layer can be quantized.
+  public static func choose(budget: Double, ranking: [String], macs: [String: Int]) throws(BudgetError) -> [String] {
+    guard budget >= 0, budget <= 1 else { throw .budgetOutOfRange(budget) }
+    let total = macs.values.reduce(0, +)
+    let allowed = budget * Double(total)
+    var used = 0
+    var chosen: [String] = []
+    for name in ranking where !chosen.contains(name) {
+      guard let cost = macs[name] else { throw .unknownLayer(name) }
+      if Double(used + cost) <= allowed {
+        used += cost
+        chosen.append(name)
+      }
+    }
+    return chosen
+  }
+
+  /// Multiply-adds per image of every convolution and linear layer of `model`, by layer name (the
+  /// integer node's name): out_h · out_w · out_channels · kh · kw · in_channels / groups for a
+  /// convolution, in · out for the classifier. Named for what the 16-bit budget counts; the
+  /// debugger's per-layer MACs count the same thing.
+  public static func a16MultiplyAdds(model: Model) throws -> [String: Int] {
+    let plan = try LayerPlan(model: model)
+    var macs: [String: Int] = [:]
+    for layer in plan.layers {
+      switch layer.operation {
+      case .conv(let c):
+        macs[layer.name] =
+          c.outHeight * c.outWidth * c.outChannels * c.kernelH * c.kernelW * c.inChannels / c.attributes.groups
+      case .linear(let l):
+        macs[layer.name] = l.inFeatures * l.outFeatures
+      default: break
+      }
+    }
+    return macs
+  }
+
+  /// The layers that can run with a 16-bit input in this version (§17): convolutions whose input is
+  /// another convolution's output, in network order.
+  public static func candidates(in model: Model) throws -> [String] {
+    let plan = try LayerPlan(model: model)
+    return plan.layers.compactMap { layer in
+      guard case .conv = layer.operation, layer.inputs[0] != LayerInput.graphInput,
+        case .conv = plan.layers[layer.inputs[0]].operation
+      else { return nil }
+      return layer.name
+    }
+  }
+}

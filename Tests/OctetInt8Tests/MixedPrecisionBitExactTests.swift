@@ -1,0 +1,201 @@
+import CInt8Kernels
+import Foundation
+import Octet
+import OctetModels
+import OctetQuantizer
+import OctetTestSupport
+import Testing
+
+@testable import OctetInt8
+
+/// EfficientNet-Lite0 with several 16-bit layers (docs/quantization.md §17): a depthwise one
+/// (`_blocks.10._bn1.relu6`) chained into a 1x1 with K = 672 (`_blocks.10._bn2`, so the depthwise
+/// layer has a 16-bit input and output), a 1x1 with K = 1152 (`_blocks.13._bn2`) and the head
+/// (`_bn1.relu6`); quantized from min/max ranges of 2 images and run at 96x96 like RealModelCase.
+struct A16RealModelCase: Sendable {
+  static let layers = ["_blocks.10._bn1.relu6", "_blocks.10._bn2", "_blocks.13._bn2", "_bn1.relu6"]
+  var quantized: QuantizedModel
+  var input: Tensor
+  var expected: [String: QuantizedTensor]
+  var logits: Int32Logits
+  var weightBits: A16WeightBits
+
+  init(weightBits: A16WeightBits, size: Int = 96) throws {
+    self.weightBits = weightBits
+    let model = try ModelLoader.load(contentsOf: try #require(TestData.lite0))
+    let inputs = try validationInputs(for: model, count: 3)
+    let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
+    var options = QuantizationOptions()
+    options.a16Layers = Self.layers
+    options.a16WeightBits = weightBits
+    var quantized = try Quantizer.quantize(model: model, options: options) { ranges[$0] }.model
+    let full = model.info.inputSize
+    quantized.info.inputSize = size
+    let x = inputs[2]
+    let offset = (full - size) / 2
+    var crop: [Float] = []
+    for y in 0..<size {
+      let row = ((y + offset) * full + offset) * 3
+      crop += x.scalars[row..<(row + size * 3)]
+    }
+    input = Tensor(shape: [1, size, size, 3], scalars: crop)
+    self.quantized = quantized
+    var expected: [String: QuantizedTensor] = [:]
+    logits = try Int8ReferenceExecutor(model: quantized).run(input) { name, t in expected[name] = t }
+    self.expected = expected
+  }
+
+  func check(_ path: TiePath) throws {
+    let context = "Lite0 a16 (\(weightBits) weights) on \(path)"
+    for fuse in [false, true] {
+      let fast = try Int8FastExecutor(
+        model: quantized, backend: path.backend, threads: 2, fuseResidualAdds: fuse, emulatedISA: path.emulated,
+        avx2Kernel: path.avx2Kernel)
+      let wide = fast.layers.filter { $0.kernel.hasPrefix("a16") }
+      // 4 layers at a16 and the 16-bit twins of their 4 producers.
+      #expect(wide.count == 8, "\(context): 16-bit steps \(wide.map(\.name))")
+      let got = expectFusedNodesEqual(fast, input: input, expected: expected, context: "\(context) fuse \(fuse)")
+      #expect(got == logits, "\(context): logits differ (fuse \(fuse))")
+    }
+  }
+}
+
+enum A16RealModelCases {
+  static let eight = Result { try A16RealModelCase(weightBits: .eight) }
+  static let sixteen = Result { try A16RealModelCase(weightBits: .sixteen) }
+  static func get(_ bits: A16WeightBits) throws -> A16RealModelCase {
+    try (bits == .eight ? eight : sixteen).get()
+  }
+}
+
+@Suite struct MixedPrecisionBitExactTests {
+  static let bits: [A16WeightBits] = [.eight, .sixteen]
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    arguments: bits, portableRealPaths)
+  func efficientNetLite0A16(_ bits: A16WeightBits, _ path: TiePath) throws {
+    let c = try A16RealModelCases.get(bits)
+    #expect(
+      Set(c.quantized.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name))
+        == Set(A16RealModelCase.layers))
+    try c.check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: bits)
+  func efficientNetLite0A16AVX2(_ bits: A16WeightBits) throws {
+    try A16RealModelCases.get(bits).check(TiePath(backend: .avx2))
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"), arguments: bits)
+  func efficientNetLite0A16AVX512VNNI(_ bits: A16WeightBits) throws {
+    try A16RealModelCases.get(bits).check(TiePath(backend: .avx512vnni))
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: bits)
+  func efficientNetLite0A16AMX(_ bits: A16WeightBits) throws {
+    try A16RealModelCases.get(bits).check(TiePath(backend: .amx))
+  }
+
+  /// The 64-bit accumulator at the overflow edge (§17): every input code −32768 and every weight
+  /// at ±w_max with one sign per channel, K = 1152, so |Σ x·w| is far beyond 2^31 (an int32
+  /// accumulator would wrap); the reference plan, the scalar C GEMM and the AVX2 one (int32 blocks
+  /// into int64) must all equal the exact value computed here with plain Int64 sums and the
+  /// 128-bit rounding of §3.
+  @Test(arguments: [8, 16])
+  func accumulatorAtTheOverflowEdge(_ weightBits: Int) throws {
+    let (k, n) = (1152, 11)
+    let wMax = weightBits == 16 ? 32767 : 127
+    var node = QuantizedNode(
+      name: "edge", op: .conv2d, inputs: ["x"], fused: ["edge"], output: ActivationQuantization(scale: 1, zeroPoint: 0))
+    node.output.zeroPoint = -3
+    node.inChannels = k
+    node.outChannels = n
+    node.kernel = [1, 1]
+    node.stride = [1, 1]
+    node.padding = [0, 0, 0, 0]
+    node.groups = 1
+    var inQ = ActivationQuantization(scale: 1, zeroPoint: 0)
+    inQ.zeroPoint = 5
+    node.inputQuantization = [inQ]
+    node.clamp = [-32768, 32767]
+    node.inputBits = 16
+    node.outputBits = 16
+    var w = [Int32](repeating: 0, count: n * k)
+    for c in 0..<n {
+      for j in 0..<k { w[c * k + j] = Int32(c % 2 == 0 ? wMax : -wMax) * (j % 7 == 6 && c > 6 ? 0 : 1) }
+    }
+    if weightBits == 16 {
+      node.weightBits = 16
+      node.weights16 = w.map { Int16($0) }
+    } else {
+      node.weights = w.map { Int8($0) }
+    }
+    node.bias64 = (0..<n).map { Int64($0) * 1_000_003 - 5_000_000 }
+    // Shifts from 31 (8-bit weights) or 36 (16-bit) up by 2 per channel, odd multipliers: the wide
+    // products need the 128-bit rounding, and only the first channels saturate.
+    let firstShift = weightBits == 16 ? 36 : 31
+    node.multipliers = (0..<n).map { Int32((1 << 30) + 2 * $0 + 1) }
+    node.shifts = (0..<n).map { Int32(firstShift + 2 * $0) }
+    node.weightScales = [Float](repeating: 1, count: n)
+    let attributes = try #require(
+      { if case .conv2d(let a) = try node.operation() { a } else { nil } }())
+    let plan = Int8WideConvPlan(node: node, attributes: attributes, inHeight: 2, inWidth: 3)
+    let pixels = 6
+    var x = [Int32](repeating: -32768, count: pixels * k)
+    x[k + 1] = 32767  // one pixel not quite uniform
+    // Exact expectation.
+    var expected = [Int32](repeating: 0, count: pixels * n)
+    var wrapped = false
+    for p in 0..<pixels {
+      for c in 0..<n {
+        var acc = node.bias64[c]
+        for j in 0..<k { acc += Int64(x[p * k + j]) * Int64(w[c * k + j]) }
+        if Int64(Int32(truncatingIfNeeded: acc)) != acc { wrapped = true }
+        let m = Int128(node.multipliers[c])
+        let s = Int(node.shifts[c])
+        let y = (Int128(acc) * m + (Int128(1) << (s - 1))) >> s
+        expected[p * n + c] = Int32(max(min(y + Int128(node.output.zeroPoint), 32767), -32768))
+      }
+    }
+    #expect(wrapped, "the case must overflow an int32 accumulator")
+    #expect(Set(expected).count > 3, "the case must not saturate every output: \(Set(expected))")
+    var reference = [Int32](repeating: 0, count: pixels * n)
+    x.withUnsafeBufferPointer { xs in reference.withUnsafeMutableBufferPointer { plan.run(xs, $0) } }
+    #expect(reference == expected, "reference plan, \(weightBits)-bit weights")
+    let step = WideConvStep(plan: plan, avx2: false, input: 0, output: 0)
+    let x16 = x.map { Int16($0) }
+    for avx2 in Int8Backend.avx2.isSupported ? [false, true] : [false] {
+      var out = [Int16](repeating: 0, count: pixels * n)
+      step.weights.withUnsafeBufferPointer { wp in
+        step.bias.withUnsafeBufferPointer { bp in
+          step.multipliers.withUnsafeBufferPointer { mp in
+            step.shifts.withUnsafeBufferPointer { sp in
+              var c = step.params
+              c.weights = wp.baseAddress
+              c.bias = bp.baseAddress
+              c.multiplier = mp.baseAddress
+              c.shift = sp.baseAddress
+              var a = [Int16](repeating: 0, count: pixels * Int(c.kp))
+              x16.withUnsafeBufferPointer { octet_a16_im2col(&c, $0.baseAddress!, 0, Int32(pixels), &a) }
+              out.withUnsafeMutableBufferPointer { o in
+                if avx2 {
+                  octet_a16_gemm__avx2(&c, a, Int32(pixels), o.baseAddress!)
+                } else {
+                  octet_a16_gemm__scalar(&c, a, Int32(pixels), o.baseAddress!)
+                }
+              }
+            }
+          }
+        }
+      }
+      #expect(out.map(Int32.init) == expected, "C a16 GEMM (\(avx2 ? "avx2" : "scalar")), \(weightBits)-bit weights")
+    }
+  }
+}
