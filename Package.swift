@@ -56,7 +56,9 @@ let package = Package(
     ),
     .target(
       name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
-    .target(name: "OctetQuantizer", dependencies: ["OctetCore", "OctetModels", "OctetCalibration", "OctetInt8"]),
+    .target(
+      name: "OctetQuantizer",
+      dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat", "OctetCalibration", "OctetInt8"]),
     .target(name: "OctetInt8", dependencies: ["OctetCore", "OctetModels", "CInt8Kernels"]),
     .target(
       name: "Octet",

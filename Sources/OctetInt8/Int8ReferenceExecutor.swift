@@ -1,3 +1,4 @@
+import Foundation
 import OctetCore
 import OctetModels
 
@@ -169,7 +170,37 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     precondition(
       input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
       "input shape \(input.shape) does not match [N, \(inputShape.map(String.init).joined(separator: ", "))]")
-    let batch = input.shape[0]
+    return execute(
+      batch: input.shape[0], float: input, quantized: nil, threads: 1, observe: observe, adjustsBiases: false,
+      biases: { _, _ in nil })
+  }
+
+  /// Runs the network on a batch of inputs already quantized by the `quantize_input` node (uint8
+  /// `[N, S, S, 3]` flattened, `batch` images), `threads` images at a time (each image's integers
+  /// are those of `run`: images are independent). Before each conv2d and linear node, `biases` sees
+  /// the node's name and its uint8 input `[N, …]`; when it returns an array, the node runs with
+  /// those int32 biases instead of its own (same count). Bias correction uses this to correct the
+  /// layers one after the other, each seeing the corrected layers before it.
+  public func run(
+    quantized input: [UInt8], batch: Int, threads: Int = 1,
+    biases: (String, QuantizedTensor) throws -> [Int32]?
+  ) rethrows -> Int32Logits {
+    precondition(input.count == batch * inputShape.reduce(1, *), "expected \(batch) images of \(inputShape)")
+    return try execute(
+      batch: batch, float: nil, quantized: input, threads: threads, observe: nil, adjustsBiases: true, biases: biases)
+  }
+
+  /// What the `quantize_input` node makes of `input` `[N, S, S, 3]`: the uint8 values `run(quantized:)` takes.
+  public func quantizeInput(_ input: Tensor) -> [UInt8] {
+    guard case .quantizeInput(let q) = steps[0].step else { preconditionFailure("the first step quantizes the input") }
+    return input.scalars.map { q.quantize($0) }
+  }
+
+  private func execute(
+    batch: Int, float input: Tensor?, quantized: [UInt8]?, threads: Int,
+    observe: ((String, QuantizedTensor) -> Void)?, adjustsBiases: Bool,
+    biases: (String, QuantizedTensor) throws -> [Int32]?
+  ) rethrows -> Int32Logits {
     var values = [[UInt8]?](repeating: nil, count: steps.count)
     var logits = [Int32](repeating: 0, count: batch * classes)
     for (index, p) in steps.enumerated() {
@@ -177,9 +208,19 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       var out = [UInt8](repeating: 0, count: batch * perImage)
       switch p.step {
       case .quantizeInput(let q):
-        for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
-      case .conv(let plan, let input):
-        forEachImage(values[input]!, &out, batch: batch) { x, out in plan.run(x, out) }
+        if let quantized {
+          out = quantized
+        } else {
+          let input = input!
+          for i in 0..<out.count { out[i] = q.quantize(input.scalars[i]) }
+        }
+      case .conv(var plan, let input):
+        if adjustsBiases, let b = try biases(p.name, tensor(input, values, batch: batch)) {
+          precondition(b.count == plan.bias.count, "'\(p.name)': \(b.count) biases for \(plan.bias.count) channels")
+          plan.bias = b
+        }
+        let conv = plan
+        forEachImage(values[input]!, &out, batch: batch, threads: threads) { x, out in conv.run(x, out) }
       case .add(let a, let b, let za, let zb, let multipliers, let zOut, let lo, let hi):
         values[a]!.withUnsafeBufferPointer { a in
           values[b]!.withUnsafeBufferPointer { b in
@@ -192,22 +233,27 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         }
       case .maxPool(let kernel, let stride, let padding, let input):
         let s = steps[input].shape
-        forEachImage(values[input]!, &out, batch: batch) { x, out in
+        forEachImage(values[input]!, &out, batch: batch, threads: threads) { x, out in
           int8MaxPool(
             x, out, height: s[0], width: s[1], channels: s[2], kernel: kernel, stride: stride, padding: padding,
             outHeight: p.shape[0], outWidth: p.shape[1])
         }
       case .globalAveragePool(let input, let zIn, let requant, let zOut):
         let s = steps[input].shape
-        forEachImage(values[input]!, &out, batch: batch) { x, out in
+        forEachImage(values[input]!, &out, batch: batch, threads: threads) { x, out in
           int8GlobalAveragePool(
             x, out, pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant,
             outputZeroPoint: zOut)
         }
       case .flatten(let input):
         out = values[input]!
-      case .linear(let plan, let input):
-        forEachImage(values[input]!, &logits, batch: batch) { x, logits in plan.run(x, logits) }
+      case .linear(var plan, let input):
+        if adjustsBiases, let b = try biases(p.name, tensor(input, values, batch: batch)) {
+          precondition(b.count == plan.bias.count, "'\(p.name)': \(b.count) biases for \(plan.bias.count) classes")
+          plan.bias = b
+        }
+        let linear = plan
+        forEachImage(values[input]!, &logits, batch: batch, threads: threads) { x, logits in linear.run(x, logits) }
         for s in p.release { values[s] = nil }
         continue
       }
@@ -218,22 +264,44 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
   }
 
+  /// Step `index`'s output as a tensor `[N, …]` (the array is shared, not copied).
+  private func tensor(_ index: Int, _ values: [[UInt8]?], batch: Int) -> QuantizedTensor {
+    QuantizedTensor(shape: [batch] + steps[index].shape, values: values[index]!, quantization: steps[index].quantization)
+  }
+
 }
 
 /// Calls `body` once per image of a batch with that image's slice of `input` and of `output` (both
-/// split evenly into `batch` images).
+/// split evenly into `batch` images), `threads` images at a time.
 private func forEachImage<In, Out>(
-  _ input: [In], _ output: inout [Out], batch: Int,
+  _ input: [In], _ output: inout [Out], batch: Int, threads: Int = 1,
   _ body: (UnsafeBufferPointer<In>, UnsafeMutableBufferPointer<Out>) -> Void
 ) {
   let inSize = input.count / batch
   let outSize = output.count / batch
   input.withUnsafeBufferPointer { x in
     output.withUnsafeMutableBufferPointer { out in
-      for n in 0..<batch {
-        body(
-          UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
-          UnsafeMutableBufferPointer(rebasing: out[(n * outSize)..<((n + 1) * outSize)]))
+      if threads <= 1 || batch <= 1 {
+        for n in 0..<batch {
+          body(
+            UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+            UnsafeMutableBufferPointer(rebasing: out[(n * outSize)..<((n + 1) * outSize)]))
+        }
+      } else {
+        // Images write disjoint slices of `out`; each image's integers do not depend on the others.
+        let chunks = Swift.min(threads, batch)
+        nonisolated(unsafe) let x = x
+        nonisolated(unsafe) let out = out
+        withoutActuallyEscaping(body) { body in
+          nonisolated(unsafe) let body = body
+          DispatchQueue.concurrentPerform(iterations: chunks) { t in
+            for n in stride(from: t, to: batch, by: chunks) {
+              body(
+                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+                UnsafeMutableBufferPointer(rebasing: out[(n * outSize)..<((n + 1) * outSize)]))
+            }
+          }
+        }
       }
     }
   }
