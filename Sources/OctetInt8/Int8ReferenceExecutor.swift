@@ -266,7 +266,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
 
   /// Step `index`'s output as a tensor `[N, …]` (the array is shared, not copied).
   private func tensor(_ index: Int, _ values: [[UInt8]?], batch: Int) -> QuantizedTensor {
-    QuantizedTensor(shape: [batch] + steps[index].shape, values: values[index]!, quantization: steps[index].quantization)
+    QuantizedTensor(
+      shape: [batch] + steps[index].shape, values: values[index]!, quantization: steps[index].quantization)
   }
 
 }

@@ -190,7 +190,8 @@ public enum BiasCorrection {
     guard let floatSums else { preconditionFailure("every image was merged") }
     if let missing = targets.indices.first(where: { floatSums[$0].isEmpty }) {
       throw QuantizerError.layer(
-        targets[missing].name, "bias correction: the float model does not compute its input '\(targets[missing].inputs[0])'")
+        targets[missing].name,
+        "bias correction: the float model does not compute its input '\(targets[missing].inputs[0])'")
     }
 
     // 2. The integer run, correcting each layer before it runs.

@@ -45,7 +45,8 @@ public struct DataDrivenPass: Sendable {
 
   public init(
     name: String,
-    run: @escaping @Sendable (Model, QuantizedModel, CalibrationInputs, @Sendable (PassProgress) -> Void) throws ->
+    run:
+      @escaping @Sendable (Model, QuantizedModel, CalibrationInputs, @Sendable (PassProgress) -> Void) throws ->
       QuantizedModel
   ) {
     self.name = name

@@ -69,7 +69,8 @@ struct QuantizeCommand: ParsableCommand {
     help: "Bias correction: fold each channel's mean float − int8 error into its int32 bias (needs --images).")
   var biasCorrection: Bool?
 
-  @Flag(inversion: .prefixedNo, help: "AdaRound: learn each weight's rounding on the calibration images (needs --images).")
+  @Flag(
+    inversion: .prefixedNo, help: "AdaRound: learn each weight's rounding on the calibration images (needs --images).")
   var adaround: Bool?
 
   @Option(help: "Layers (int8 node names, comma-separated) whose input activations run at 16 bits.")
@@ -129,8 +130,9 @@ struct QuantizeCommand: ParsableCommand {
     if let method {
       do { _ = try CalibrationMethod(parsing: method) } catch { throw ValidationError("--method: \(error)") }
     }
-    if let a16Layers, a16Layers.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty })
-      || a16Layers.isEmpty
+    if let a16Layers,
+      a16Layers.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty })
+        || a16Layers.isEmpty
     {
       throw ValidationError("--a16-layers '\(a16Layers)': expected layer names separated by commas")
     }
@@ -281,7 +283,8 @@ struct QuantizeCommand: ParsableCommand {
     for name in calibration.constantTensors {
       let entry = calibration.table[name]!
       display.warn(
-        "tensor '\(name)' is constant (\(entry.observedMin)) over all images; its range is [\(entry.min), \(entry.max)]")
+        "tensor '\(name)' is constant (\(entry.observedMin)) over all images; its range is [\(entry.min), \(entry.max)]"
+      )
     }
     // The passes read the images calibration read (an unreadable one was skipped there).
     let skipped = Set(calibration.skipped.map(\.url))
