@@ -104,8 +104,9 @@ import Testing
         ("fc.weight", HostTensor(shape: [3, 2], float32: [1, -1, 0.5, 0.25, -0.5, 1])),
         ("fc.bias", HostTensor(shape: [3], float32: [0.1, -0.2, 0])),
       ]))
-    // Input range [0, 2.55]: steps of 0.01; every input value a whole number of steps.
-    let inputQ = ActivationQuantization(range: 0, hi: 2.55)
+    // Input range [-1.28, 1.27]: steps of 0.01, zero point 128 (padded taps read 128 in int8, 0 in
+    // float); every input value a whole number of steps.
+    let inputQ = ActivationQuantization(range: -1.28, hi: 1.27)
     let images = (0..<6).map { _ in
       Tensor(
         shape: [1, 4, 4, 3], scalars: (0..<48).map { _ in inputQ.dequantize(UInt8.random(in: 0...255, using: &g)) })
@@ -114,12 +115,14 @@ import Testing
     let fixed = RangeTable(
       model: table.model, method: table.method, images: table.images,
       tensors: table.tensors.map { e in
-        e.name == "input" ? RangeTable.Entry(name: "input", min: 0, max: 2.55, observedMin: 0, observedMax: 2.55) : e
+        e.name == "input"
+          ? RangeTable.Entry(name: "input", min: -1.28, max: 1.27, observedMin: -1.28, observedMax: 1.27) : e
       })
     let plain = try Quantizer.quantize(
       model: model, ranges: fixed, options: QuantizationOptions(), inputs: nil, mode: "ranges"
     ).model
     #expect(plain.node(named: "input")?.output == inputQ)
+    #expect(inputQ.zeroPoint == 128)
     let (corrected, layers) = try BiasCorrection.correct(float: model, quantized: plain, inputs: Self.inputs(images))
     #expect(corrected.node(named: "conv")?.bias == plain.node(named: "conv")?.bias)
     #expect(layers.first { $0.layer == "conv" }?.changed == 0)
