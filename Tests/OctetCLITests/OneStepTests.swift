@@ -94,11 +94,16 @@ struct OneStepTests {
     try Data("not an image".utf8).write(to: empty.appendingPathComponent("notes.txt"))
     let run = try OctetProcess.run(["quantize", tinyModel, "--images", empty.path, "-o", out.path])
     expectCleanFailure(run, mentions: [empty.path, "no images"], noFile: out)
-    // Images that are all unreadable: calibration stops, nothing is written.
-    let broken = dir.appendingPathComponent("broken")
-    try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
-    for i in 0..<2 { try Data("not a jpeg".utf8).write(to: broken.appendingPathComponent("\(i).jpg")) }
-    let unreadable = try OctetProcess.run(["quantize", tinyModel, "--images", broken.path, "-o", out.path])
+  }
+
+  /// Images that are all unreadable: calibration stops, nothing is written.
+  @Test(.enabled(if: TestData.lite0 != nil && TestData.hasCalibrationImages, "needs EfficientNet-Lite0"))
+  func folderOfUnreadableImages() throws {
+    let files = try Lite0Files.get()
+    let dir = try Paths.temporaryDirectory()
+    let out = dir.appendingPathComponent("q.safetensors")
+    for i in 0..<2 { try Data("not a jpeg".utf8).write(to: dir.appendingPathComponent("\(i).jpg")) }
+    let unreadable = try OctetProcess.run(["quantize", files.float.path, "--images", dir.path, "-o", out.path])
     expectCleanFailure(unreadable, mentions: ["2 of 2 images could not be read"], noFile: out)
   }
 
