@@ -58,7 +58,7 @@ let package = Package(
       name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
     .target(
       name: "OctetQuantizer",
-      dependencies: ["OctetCore", "OctetModels", "OctetCalibration", "OctetInt8", "OctetFloat", "COpenBLAS"]),
+      dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat", "OctetCalibration", "OctetInt8", "COpenBLAS"]),
     .target(name: "OctetInt8", dependencies: ["OctetCore", "OctetModels", "CInt8Kernels"]),
     .target(
       name: "Octet",

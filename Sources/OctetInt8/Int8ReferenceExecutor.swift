@@ -1,3 +1,4 @@
+import Foundation
 import OctetCore
 import OctetModels
 
@@ -249,6 +250,62 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
   }
 
+  /// Runs the network on a batch of inputs already quantized by the `quantize_input` node (uint8
+  /// `[N, S, S, 3]` flattened, `batch` images), `threads` images at a time (each image's integers
+  /// are those of `run`: images are independent). Before each conv2d and linear node, `biases` sees
+  /// the node's name and its uint8 input `[N, …]`; when it returns an array, the node runs with
+  /// those int32 biases instead of its own (same count). Bias correction uses this to correct the
+  /// layers one after the other, each seeing the corrected layers before it. Models with 16-bit
+  /// layers (§17) are not supported here.
+  public func run(
+    quantized input: [UInt8], batch: Int, threads: Int = 1,
+    biases: (String, QuantizedTensor) throws -> [Int32]?
+  ) rethrows -> Int32Logits {
+    precondition(input.count == batch * inputShape.reduce(1, *), "expected \(batch) images of \(inputShape)")
+    var values = [[UInt8]?](repeating: nil, count: steps.count)
+    var logits = [Int32](repeating: 0, count: batch * classes)
+    for (index, p) in steps.enumerated() {
+      var bias: [Int32]? = nil
+      switch p.step {
+      case .quantizeInput:
+        values[index] = input
+        continue
+      case .conv(let plan, let i):
+        bias = try biases(p.name, tensor(i, values, batch: batch))
+        if let bias { precondition(bias.count == plan.bias.count, "'\(p.name)': \(bias.count) biases") }
+      case .linear(let plan, let i):
+        bias = try biases(p.name, tensor(i, values, batch: batch))
+        if let bias { precondition(bias.count == plan.bias.count, "'\(p.name)': \(bias.count) biases") }
+      case .wideConv:
+        preconditionFailure("'\(p.name)' is a 16-bit layer: run(quantized:) takes 8-bit models only")
+      default: break
+      }
+      if let out = execute(
+        p, values: values, input: nil, batch: batch, logits: &logits, threads: threads, bias: bias)
+      {
+        values[index] = out
+      }
+      for s in p.release { values[s] = nil }
+    }
+    return Int32Logits(shape: [batch, classes], values: logits, scale: logitScale)
+  }
+
+  /// What the `quantize_input` node makes of `input` `[N, S, S, 3]`: the uint8 values `run(quantized:)`
+  /// takes (the pixels themselves for an exact-input model, §12).
+  public func quantizeInput(_ input: Tensor) -> [UInt8] {
+    guard case .quantizeInput(let q, let pixels) = steps[0].step else {
+      preconditionFailure("the first step quantizes the input")
+    }
+    if let pixels { return input.scalars.enumerated().map { pixels.pixel($0.element, channel: $0.offset % 3) } }
+    return input.scalars.map { q.quantize($0) }
+  }
+
+  /// Step `index`'s output as a tensor `[N, …]` (the array is shared, not copied).
+  private func tensor(_ index: Int, _ values: [[UInt8]?], batch: Int) -> QuantizedTensor {
+    QuantizedTensor(
+      shape: [batch] + steps[index].shape, values: values[index]!, quantization: steps[index].quantization)
+  }
+
   /// One node's output: uint8 for every node but the classifier, whose output is the int32 logits.
   public enum NodeOutput: Sendable, Equatable {
     case uint8(QuantizedTensor)
@@ -309,7 +366,8 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
   /// or nil for the classifier, which writes `logits`. `input` is the float network input, read by
   /// `quantize_input` only.
   private func execute(
-    _ p: PlannedStep, values: [[UInt8]?], input: Tensor?, batch: Int, logits: inout [Int32]
+    _ p: PlannedStep, values: [[UInt8]?], input: Tensor?, batch: Int, logits: inout [Int32], threads: Int = 1,
+    bias: [Int32]? = nil
   ) -> [UInt8]? {
     let perImage = p.shape.reduce(1, *)
     var out = [UInt8](repeating: 0, count: batch * perImage)
@@ -321,8 +379,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       // docs/quantization.md §12: p = round((x · std_c + mean_c) · 255), NHWC so c = i mod 3.
       let input = input!
       for i in 0..<out.count { out[i] = pixels.pixel(input.scalars[i], channel: i % 3) }
-    case .conv(let plan, let input):
-      forEachImage(values[input]!, &out, batch: batch) { x, out in plan.run(x, out) }
+    case .conv(var plan, let input):
+      if let bias { plan.bias = bias }
+      let conv = plan
+      forEachImage(values[input]!, &out, batch: batch, threads: threads) { x, out in conv.run(x, out) }
     case .wideConv(let plan, let input):
       // One node on given uint8 inputs (`runNode`): 16-bit tensors are `run`'s alone (§17).
       precondition(
@@ -342,22 +402,24 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       }
     case .maxPool(let kernel, let stride, let padding, let input):
       let s = steps[input].shape
-      forEachImage(values[input]!, &out, batch: batch) { x, out in
+      forEachImage(values[input]!, &out, batch: batch, threads: threads) { x, out in
         int8MaxPool(
           x, out, height: s[0], width: s[1], channels: s[2], kernel: kernel, stride: stride, padding: padding,
           outHeight: p.shape[0], outWidth: p.shape[1])
       }
     case .globalAveragePool(let input, let zIn, let requant, let zOut):
       let s = steps[input].shape
-      forEachImage(values[input]!, &out, batch: batch) { x, out in
+      forEachImage(values[input]!, &out, batch: batch, threads: threads) { x, out in
         int8GlobalAveragePool(
           x, out, pixels: s[0] * s[1], channels: s[2], inputZeroPoint: zIn, requant: requant,
           outputZeroPoint: zOut)
       }
     case .flatten(let input):
       out = values[input]!
-    case .linear(let plan, let input):
-      forEachImage(values[input]!, &logits, batch: batch) { x, logits in plan.run(x, logits) }
+    case .linear(var plan, let input):
+      if let bias { plan.bias = bias }
+      let linear = plan
+      forEachImage(values[input]!, &logits, batch: batch, threads: threads) { x, logits in linear.run(x, logits) }
       return nil
     }
     return out
@@ -365,19 +427,36 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
 }
 
 /// Calls `body` once per image of a batch with that image's slice of `input` and of `output` (both
-/// split evenly into `batch` images).
+/// split evenly into `batch` images), `threads` images at a time.
 private func forEachImage<In, Out>(
-  _ input: [In], _ output: inout [Out], batch: Int,
+  _ input: [In], _ output: inout [Out], batch: Int, threads: Int = 1,
   _ body: (UnsafeBufferPointer<In>, UnsafeMutableBufferPointer<Out>) -> Void
 ) {
   let inSize = input.count / batch
   let outSize = output.count / batch
   input.withUnsafeBufferPointer { x in
     output.withUnsafeMutableBufferPointer { out in
-      for n in 0..<batch {
-        body(
-          UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
-          UnsafeMutableBufferPointer(rebasing: out[(n * outSize)..<((n + 1) * outSize)]))
+      if threads <= 1 || batch <= 1 {
+        for n in 0..<batch {
+          body(
+            UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+            UnsafeMutableBufferPointer(rebasing: out[(n * outSize)..<((n + 1) * outSize)]))
+        }
+      } else {
+        // Images write disjoint slices of `out`; each image's integers do not depend on the others.
+        let chunks = Swift.min(threads, batch)
+        nonisolated(unsafe) let x = x
+        nonisolated(unsafe) let out = out
+        withoutActuallyEscaping(body) { body in
+          nonisolated(unsafe) let body = body
+          DispatchQueue.concurrentPerform(iterations: chunks) { t in
+            for n in stride(from: t, to: batch, by: chunks) {
+              body(
+                UnsafeBufferPointer(rebasing: x[(n * inSize)..<((n + 1) * inSize)]),
+                UnsafeMutableBufferPointer(rebasing: out[(n * outSize)..<((n + 1) * outSize)]))
+            }
+          }
+        }
       }
     }
   }

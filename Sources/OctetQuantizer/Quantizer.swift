@@ -463,20 +463,7 @@ struct Builder {
     guard c.attributes.dilation == [1, 1] else {
       throw QuantizerError.unsupported(node: node.name, reason: "dilated convolutions are not supported")
     }
-    let w = try floats(c.attributes.weight, node.name)
-    let b = c.attributes.bias != nil ? try floats(c.attributes.bias, node.name, count: o) : nil
-    let folded: (weights: [Double], bias: [Double])
-    if let bn = c.batchNorm {
-      let a = bn.attributes
-      folded = Quantizer.foldBatchNorm(
-        weights: w, bias: b, gamma: try floats(a.weight, bn.name, count: o),
-        beta: try floats(a.bias, bn.name, count: o),
-        mean: try floats(a.runningMean, bn.name, count: o),
-        variance: try floats(a.runningVariance, bn.name, count: o),
-        epsilon: a.epsilon)
-    } else {
-      folded = (w.map(Double.init), (b ?? [Float](repeating: 0, count: o)).map(Double.init))
-    }
+    let folded = try foldedConv(layer, c)
     let outQ = try calibrated(name)
     let exact = options.exactInput && t == Graph.inputName
     var wq: [Int64]
@@ -603,6 +590,34 @@ struct Builder {
     emit(twin)
   }
 
+  /// The convolution's float weights (OIHW) and bias with its BatchNorm folded (docs/quantization.md §4).
+  func foldedConv(_ layer: PlannedLayer, _ c: ConvLayer) throws -> (weights: [Double], bias: [Double]) {
+    let node = layer.node
+    let o = c.outChannels
+    let w = try floats(c.attributes.weight, node.name)
+    let b = c.attributes.bias != nil ? try floats(c.attributes.bias, node.name, count: o) : nil
+    if let bn = c.batchNorm {
+      let a = bn.attributes
+      return Quantizer.foldBatchNorm(
+        weights: w, bias: b, gamma: try floats(a.weight, bn.name, count: o),
+        beta: try floats(a.bias, bn.name, count: o),
+        mean: try floats(a.runningMean, bn.name, count: o),
+        variance: try floats(a.runningVariance, bn.name, count: o),
+        epsilon: a.epsilon)
+    }
+    return (w.map(Double.init), (b ?? [Float](repeating: 0, count: o)).map(Double.init))
+  }
+
+  /// The classifier's float weights `[O, I]` and bias.
+  func floatLinear(_ layer: PlannedLayer, _ l: LinearLayer) throws -> (weights: [Double], bias: [Double]) {
+    let o = l.outFeatures
+    let w = try floats(l.attributes.weight, layer.name).map(Double.init)
+    let b =
+      l.attributes.bias != nil
+      ? try floats(l.attributes.bias, layer.name, count: o).map(Double.init) : [Double](repeating: 0, count: o)
+    return (w, b)
+  }
+
   mutating func add(_ layer: PlannedLayer, activation: FusedActivation?) throws {
     let name = layer.name
     let a = source(layer, 0)
@@ -626,10 +641,7 @@ struct Builder {
     let (t, inQ, _) = source(layer, 0)
     let features = l.inFeatures
     let o = l.outFeatures
-    let w = try floats(l.attributes.weight, name).map(Double.init)
-    let b =
-      l.attributes.bias != nil
-      ? try floats(l.attributes.bias, name, count: o).map(Double.init) : [Double](repeating: 0, count: o)
+    let (w, b) = try floatLinear(layer, l)
     let (wq, scales, bias) = try Quantizer.quantizeChannels(
       weights: w, bias: b, outChannels: o, input: inQ, node: name, weightMax: weightMax, warnings: &warnings)
     let maxScale = scales.max() ?? 1

@@ -23,6 +23,9 @@ struct ClassifyCommand: ParsableCommand {
   @Option(help: "Threads per image for int8 models.")
   var threads: Int = 1
 
+  @Flag(help: "For an int8 model, first print how it was made: its recipe and the ranges it was quantized with.")
+  var verbose = false
+
   func validate() throws {
     guard !images.isEmpty else { throw ValidationError("give at least one image") }
     guard top >= 1, threads >= 1 else { throw ValidationError("--top and --threads must be at least 1") }
@@ -38,6 +41,17 @@ struct ClassifyCommand: ParsableCommand {
   struct Report: Encodable { var results: [Result] }
 
   func run() throws {
+    if verbose, ModelFileKind.of(URL(fileURLWithPath: model)) == .int8 {
+      let int8 = try QuantizedModelFile.read(contentsOf: URL(fileURLWithPath: model))
+      print(
+        "recipe: \(QuantizationRecipe.of(int8).map(QuantizeCommand.describe) ?? "not recorded (quantized before Octet stored it)")"
+      )
+      if let text = int8.ranges, let table = try? RangeTable.decode(Data(text.utf8)) {
+        print("ranges: \(table.tensors.count) tensors, \(table.method) on \(table.images) images")
+      } else {
+        print("ranges: not recorded")
+      }
+    }
     let classifier = try Classifier(
       contentsOf: URL(fileURLWithPath: model), backend: backendOption.backend, threads: threads)
     var results: [Result] = []

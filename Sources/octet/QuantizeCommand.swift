@@ -4,22 +4,47 @@ import Octet
 import OctetCalibration
 import OctetInt8
 import OctetQuantizer
+import Synchronization
 
 struct QuantizeCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "quantize",
-    abstract: "Quantize a float model to int8 with a range table from `octet calibrate`.",
+    abstract: "Quantize a float model to int8: in one step from calibration images, or with a range table.",
     discussion: """
-      BatchNorm is folded, weights become per-channel int8, biases int32, activations per-tensor \
-      uint8 with the calibrated ranges (docs/quantization.md). Prints the nodes quantized, anything \
-      left in float, and warnings; the int8 model file is written atomically.
+      One step (--images DIR): calibrates on the images (as `octet calibrate`), quantizes, and runs the \
+      data-driven passes (bias correction, AdaRound) on the same images, with one progress line. Without \
+      a technique flag it uses the recommended recipe (`QuantizationOptions.recommended`: today bias \
+      correction); with any technique flag, exactly the techniques given. Two steps (--ranges RANGES): \
+      quantizes with the range table of `octet calibrate`, with only the techniques given (model-only ones: \
+      data-driven passes need --images). BatchNorm is folded, weights become per-channel int8, biases \
+      int32, activations per-tensor uint8 (docs/quantization.md). The ranges and the recipe (method, \
+      options, passes) are stored in the int8 model's metadata (`octet classify --verbose` prints them). \
+      Prints the nodes quantized, anything left in float, and warnings; the file is written atomically.
       """)
 
   @Argument(help: "The float model: an Octet model file, or a checkpoint imported on the fly.")
   var model: String
 
-  @Option(help: "The range table (JSON) written by `octet calibrate` for this model.")
-  var ranges: String
+  @Option(help: "Two-step: the range table (JSON) written by `octet calibrate` for this model.")
+  var ranges: String?
+
+  @Option(
+    help:
+      "One-step: calibrate on this folder (the files of its labels.tsv when it has one, else every .jpg/.jpeg/.png, sorted)."
+  )
+  var images: String?
+
+  @Option(help: "One-step: use N images spread evenly over the folder's list (default: all).")
+  var limit: Int?
+
+  @Option(
+    help:
+      "One-step: calibration method, minmax, percentile[:P], entropy or mse (default \(CalibrationMethod.default.description))."
+  )
+  var method: String?
+
+  @Option(help: "One-step: images run at once (default: all cores).")
+  var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
   @Option(name: .shortAndLong, help: "The int8 model file to write (safetensors).")
   var output: String
@@ -32,19 +57,23 @@ struct QuantizeCommand: ParsableCommand {
   var weightBits: Int = 8
 
   @Flag(
-    help: """
-      Exact input quantization: the int8 network reads the image's uint8 pixels, with the mean/std \
-      normalization folded into the first convolution (docs/quantization.md §12).
-      """)
-  var exactInput = false
+    inversion: .prefixedNo,
+    help: "Quantize the input straight from the uint8 pixels, normalization folded (docs/quantization.md §12).")
+  var exactInput: Bool?
 
-  // Minimal flags for the 16-bit layers (docs/quantization.md §17); the one-step quantize work
-  // owns this command's flags and may fold these into its own.
-  @Option(
-    help: """
-      Comma-separated integer layer names whose input runs at 16 bits (a16), e.g. \
-      _blocks.9._bn2,_bn1.relu6: convolutions whose input is a convolution's output.
-      """)
+  @Flag(inversion: .prefixedNo, help: "Cross-layer equalization of depthwise-separable blocks.")
+  var equalize: Bool?
+
+  @Flag(
+    inversion: .prefixedNo,
+    help: "Bias correction: fold each channel's mean float − int8 error into its int32 bias (needs --images).")
+  var biasCorrection: Bool?
+
+  @Flag(
+    inversion: .prefixedNo, help: "AdaRound: learn each weight's rounding on the calibration images (needs --images).")
+  var adaround: Bool?
+
+  @Option(help: "Layers (int8 node names, comma-separated) whose input activations run at 16 bits.")
   var a16Layers: String?
 
   @Option(help: "Weight bits of the --a16-layers: 8 (a16w8, the default) or 16 (a16w16).")
@@ -56,29 +85,78 @@ struct QuantizeCommand: ParsableCommand {
   @Option(help: "Also write the report, with every warning (kind, layer, channel), as JSON to this file.")
   var json: String?
 
-  // Temporary, hidden (issue 13, AdaRound): refine the weights' rounding on these images before
-  // writing. The one-step `quantize --images` with `--adaround` replaces it.
-  @Option(help: .hidden) var adaroundImages: String?
-  @Option(help: .hidden) var adaroundInputs: String = "float"
-  @Option(help: .hidden) var adaroundIterations: Int = 500
-  @Option(help: .hidden) var adaroundLearningRate: Float = 0.01
+  /// Whether any technique flag was given: then exactly those techniques, else the recommended recipe (one step).
+  var techniqueGiven: Bool {
+    exactInput != nil || equalize != nil || biasCorrection != nil || adaround != nil || a16Layers != nil
+  }
+
+  /// The options: one-step without a technique flag, `QuantizationOptions.recommended`; otherwise the
+  /// plain options with the flags given. Weight bits always come from --weight-bits.
+  var options: QuantizationOptions {
+    let bits = WeightBits(rawValue: weightBits) ?? .eight
+    var options = images != nil && !techniqueGiven ? QuantizationOptions.recommended : QuantizationOptions()
+    options.weightBits = bits
+    if let exactInput { options.exactInput = exactInput }
+    if let equalize { options.equalization = equalize }
+    if let biasCorrection { options.biasCorrection = biasCorrection }
+    if let adaround { options.adaRound = adaround }
+    if let a16Layers {
+      options.a16Layers = a16Layers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+    options.a16WeightBits = A16WeightBits(rawValue: a16WeightBits) ?? .eight
+    return options
+  }
 
   func validate() throws {
     guard WeightBits(rawValue: weightBits) != nil else { throw ValidationError("--weight-bits must be 7 or 8") }
     guard A16WeightBits(rawValue: a16WeightBits) != nil else {
       throw ValidationError("--a16-weight-bits must be 8 or 16")
     }
+    switch (ranges, images) {
+    case (nil, nil):
+      throw ValidationError(
+        "give the calibration images with --images DIR (one step), or a range table with --ranges RANGES (from `octet calibrate`)"
+      )
+    case (.some, .some):
+      throw ValidationError(
+        "--ranges and --images together: give either --images DIR (calibrate and quantize in one step) or --ranges RANGES (a table from `octet calibrate`)"
+      )
+    default: break
+    }
+    if images == nil {
+      for (given, flag) in [(limit != nil, "--limit"), (method != nil, "--method")] where given {
+        throw ValidationError("\(flag) calibrates, so it goes with --images DIR (one step), not with --ranges")
+      }
+      for (on, flag) in [(biasCorrection == true, "--bias-correction"), (adaround == true, "--adaround")] where on {
+        throw ValidationError(
+          "\(flag) runs on calibration images: quantize in one step with --images DIR instead of --ranges")
+      }
+    }
+    if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+    guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    if let method {
+      do { _ = try CalibrationMethod(parsing: method) } catch { throw ValidationError("--method: \(error)") }
+    }
+    if let a16Layers,
+      a16Layers.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty })
+        || a16Layers.isEmpty
+    {
+      throw ValidationError("--a16-layers '\(a16Layers)': expected layer names separated by commas")
+    }
     try validateOutputPath(output, option: "-o")
     try validateOutputPath(json, option: "--json")
     try ModelArgument.expectFloat(
       model, argument: "<model>", command: "quantize", why: "quantizes a float model (this one is quantized already)")
-    guard FileManager.default.fileExists(atPath: ranges) else {
-      throw ValidationError(
-        "--ranges '\(ranges)' does not exist; make one with `octet calibrate MODEL --images DIR -o RANGES`")
-    }
-    // A calibration recipe (or any other file) given as the range table is told here, in one line.
-    do { _ = try RangeTable.decode(try readSmallFile(ranges), path: ranges) } catch {
-      throw ValidationError("--ranges: \(error)")
+    if let ranges {
+      guard FileManager.default.fileExists(atPath: ranges) else {
+        throw ValidationError(
+          "--ranges '\(ranges)' does not exist; make one with `octet calibrate MODEL --images DIR -o RANGES`, "
+            + "or quantize in one step with --images DIR")
+      }
+      // A calibration recipe (or any other file) given as the range table is told here, in one line.
+      do { _ = try RangeTable.decode(try readSmallFile(ranges), path: ranges) } catch {
+        throw ValidationError("--ranges: \(error)")
+      }
     }
   }
 
@@ -103,9 +181,14 @@ struct QuantizeCommand: ParsableCommand {
   struct Report: Encodable {
     var model: String
     var architecture: String
-    var ranges: String
+    /// The range table (two-step), or nil.
+    var ranges: String?
+    /// The calibration folder (one step), or nil.
+    var images: String?
     var output: String
     var weight_bits: Int
+    /// How the model was made: method, images, options, passes (as stored in its metadata).
+    var recipe: QuantizationRecipe?
     var int8_nodes: [String: Int]
     var float_nodes_covered: Int
     var left_in_float: [String]
@@ -124,32 +207,13 @@ struct QuantizeCommand: ParsableCommand {
 
   func run() throws {
     let start = Date()
-    let floatModel = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
-    let table = try RangeTable.read(contentsOf: URL(fileURLWithPath: ranges))
-    // A table from another model is caught here, by name, before a tensor of it is found missing.
-    guard table.model.architecture == floatModel.info.architecture else {
-      throw FileError(
-        path: ranges,
-        reason: "holds the ranges of \(table.model.architecture), but '\(model)' is \(floatModel.info.architecture); "
-          + "calibrate this model with `octet calibrate`")
-    }
-    var result: QuantizationResult
-    do {
-      var options = QuantizationOptions(weightBits: WeightBits(rawValue: weightBits)!)
-      options.exactInput = exactInput
-      options.a16Layers = (a16Layers ?? "").split(separator: ",").map {
-        String($0).trimmingCharacters(in: .whitespaces)
-      }.filter { !$0.isEmpty }
-      options.a16WeightBits = A16WeightBits(rawValue: a16WeightBits)!
-      result = try Quantizer.quantize(model: floatModel, ranges: table, options: options)
-    } catch let error as QuantizerError {
-      guard case .missingRange = error else { throw error }
-      throw FileError(path: ranges, reason: error.description)
-    }
-    if let adaroundImages {
-      result.model = try Self.adaRound(
-        floatModel, result.model, weightBits: WeightBits(rawValue: weightBits)!, folder: adaroundImages,
-        inputs: adaroundInputs, iterations: adaroundIterations, learningRate: adaroundLearningRate)
+    let options = self.options
+    let result: QuantizationResult
+    let architecture: String
+    if let images {
+      (result, architecture) = try oneStep(images: images, options: options)
+    } else {
+      (result, architecture) = try twoStep(ranges: ranges!, options: options)
     }
     // Planning checks every shape before anything is written.
     _ = try Int8ReferenceExecutor(model: result.model)
@@ -159,11 +223,12 @@ struct QuantizeCommand: ParsableCommand {
     let byOp = report.nodesByOperator.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(
       separator: ", ")
     print(
-      "\(floatModel.info.architecture): \(report.quantizedNodes) int8 nodes (\(byOp)) for \(report.floatNodesCovered) float nodes"
+      "\(architecture): \(report.quantizedNodes) int8 nodes (\(byOp)) for \(report.floatNodesCovered) float nodes"
     )
     if let a16 = report.a16Layers {
       print("16-bit layers: \(a16.map { "\($0.name) (\($0.precision))" }.joined(separator: ", "))")
     }
+    if let recipe = QuantizationRecipe.of(result.model) { print("recipe: \(Self.describe(recipe))") }
     print(
       report.leftInFloat.isEmpty
         ? "left in float: none" : "left in float: \(report.leftInFloat.joined(separator: ", "))")
@@ -180,54 +245,90 @@ struct QuantizeCommand: ParsableCommand {
     if let json {
       try writeJSON(
         Self.report(
-          result, model: model, architecture: floatModel.info.architecture,
-          ranges: ranges, output: output, weightBits: weightBits), to: json)
+          result, model: model, architecture: architecture, ranges: ranges, images: images, output: output,
+          weightBits: weightBits), to: json)
     }
-    print("wrote \(output) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+    print(
+      String(
+        format: "wrote %@ in %.2f s, peak memory %@", output, Date().timeIntervalSince(start), peakMemoryText()))
   }
 
-  static func adaRound(
-    _ model: Model, _ quantized: QuantizedModel, weightBits: WeightBits, folder: String, inputs: String,
-    iterations: Int, learningRate: Float
-  ) throws -> QuantizedModel {
-    let urls = try CalibrationImages.list(folder: folder)
-    var parameters = AdaRoundParameters()
-    guard let i = AdaRoundParameters.Inputs(rawValue: inputs) else {
-      throw ValidationError("--adaround-inputs must be quantized or float")
+  /// One line: "mse on 500 images, 8-bit weights, bias correction (one-step)".
+  static func describe(_ recipe: QuantizationRecipe) -> String {
+    let o = recipe.options
+    var parts = ["\(recipe.method) ranges on \(recipe.images) images", "\(o.weightBits.rawValue)-bit weights"]
+    if o.exactInput { parts.append("exact input") }
+    if o.equalization { parts.append("equalization") }
+    if !o.a16Layers.isEmpty { parts.append("16-bit inputs of \(o.a16Layers.count) layer(s)") }
+    parts += recipe.passes.map { $0.replacingOccurrences(of: "_", with: " ") }
+    return parts.joined(separator: ", ") + " (\(recipe.mode))"
+  }
+
+  private func twoStep(ranges: String, options: QuantizationOptions) throws -> (QuantizationResult, String) {
+    let floatModel = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
+    let table = try RangeTable.read(contentsOf: URL(fileURLWithPath: ranges))
+    // A table from another model is caught here, by name, before a tensor of it is found missing.
+    guard table.model.architecture == floatModel.info.architecture else {
+      throw FileError(
+        path: ranges,
+        reason: "holds the ranges of \(table.model.architecture), but '\(model)' is \(floatModel.info.architecture); "
+          + "calibrate this model with `octet calibrate`")
     }
-    parameters.inputs = i
-    parameters.iterations = iterations
-    parameters.learningRate = learningRate
-    let start = Date()
-    var bar: ProgressBar? = nil
-    let (refined, layers) = try AdaRound.refine(
-      float: model, quantized: quantized, weightBits: weightBits, imageCount: urls.count,
-      image: { try model.info.preprocessing.apply(to: ImageDecoder.decode(contentsOf: urls[$0])) },
-      parameters: parameters,
-      progress: { event in
-        switch event {
-        case .collecting(let pass, let passes, let image, let images):
-          if image == 0 { bar = ProgressBar(total: images, label: "AdaRound pass \(pass + 1)/\(passes)") }
-          bar?.update(image + 1)
-          if image + 1 == images { bar?.finish() }
-        case .layer(let index, let count, let r):
-          let what =
-            r.skipped.map { "skipped: \($0)" }
-            ?? String(
-              format: "loss %.5g -> %.5g, %d/%d weights changed%@", r.lossNearest, r.lossAdaRound, r.changedWeights,
-              r.weights, r.revertedChannels > 0 ? ", \(r.revertedChannels) channel(s) kept nearest" : "")
-          FileHandle.standardError.write(
-            Data("AdaRound layer \(index + 1)/\(count) \(r.name) (\(r.positions) positions): \(what)\n".utf8))
-        }
-      })
-    print(
-      "AdaRound: \(layers.filter(\.refined).count)/\(layers.count) layers refined in "
-        + String(format: "%.1f s", Date().timeIntervalSince(start)))
-    return refined
+    // A table calibrated on the equalized model (`calibrate --equalize`) implies equalization.
+    var options = options
+    if equalize == nil { options.equalization = table.equalized }
+    do {
+      let result = try Quantizer.quantize(
+        model: floatModel, ranges: table, options: options, inputs: nil, mode: "ranges")
+      return (result, floatModel.info.architecture)
+    } catch let error as QuantizerError {
+      guard case .missingRange = error else { throw error }
+      throw FileError(path: ranges, reason: error.description)
+    }
+  }
+
+  private func oneStep(images: String, options: QuantizationOptions) throws -> (QuantizationResult, String) {
+    let method = try method.map { try CalibrationMethod(parsing: $0) } ?? .default
+    // The folder is listed before the model is loaded: a typo fails at once.
+    let urls = CalibrationImages.spread(try CalibrationImages.list(folder: images), count: limit)
+    let floatModel = try ModelLoader.load(contentsOf: URL(fileURLWithPath: model))
+    let passes = try options.dataDrivenPasses()
+    // Equalization changes the float model's tensors: calibrate the equalized model (§7.1).
+    let calibrated = options.equalization ? try CrossLayerEqualization.apply(to: floatModel).model : floatModel
+    let calibrator = try Calibrator(model: calibrated, method: method)
+    let display = StageProgress()
+    display.stage("calibrating", total: urls.count)
+    let calibration = try calibrator.calibrate(
+      images: urls, threads: threads,
+      progress: { p in display.update(p.done + p.skipped, detail: p.skipped > 0 ? "\(p.skipped) skipped" : "") },
+      skipped: { skip in display.warn("skipped \(skip.url.path): \(skip.reason)") })
+    for name in calibration.constantTensors {
+      let entry = calibration.table[name]!
+      display.warn(
+        "tensor '\(name)' is constant (\(entry.observedMin)) over all images; its range is [\(entry.min), \(entry.max)]"
+      )
+    }
+    // The passes read the images calibration read (an unreadable one was skipped there).
+    let skipped = Set(calibration.skipped.map(\.url))
+    let used = urls.filter { !skipped.contains($0) }
+    let preprocessing = floatModel.info.preprocessing
+    let inputs = CalibrationInputs(count: used.count, threads: threads) { i in
+      preprocessing.apply(to: try ImageDecoder.decode(contentsOf: used[i]))
+    }
+    let result = try Quantizer.quantize(
+      model: floatModel, ranges: calibration.table, options: options, inputs: passes.isEmpty ? nil : inputs,
+      mode: "one-step"
+    ) { p in
+      display.stage(p.stage, total: p.total)
+      display.update(p.done)
+    }
+    display.finish()
+    return (result, floatModel.info.architecture)
   }
 
   static func report(
-    _ result: QuantizationResult, model: String, architecture: String, ranges: String, output: String, weightBits: Int
+    _ result: QuantizationResult, model: String, architecture: String, ranges: String?, images: String?,
+    output: String, weightBits: Int
   ) -> Report {
     let warnings = result.report.warnings
     let kinds = QuantizationWarning.Kind.allCases.compactMap { kind -> KindRecord? in
@@ -243,9 +344,44 @@ struct QuantizeCommand: ParsableCommand {
         : w.channels.map { WarningRecord(kind: w.kind.rawValue, layer: w.node, channel: $0, message: w.message) }
     }
     return Report(
-      model: model, architecture: architecture, ranges: ranges, output: output, weight_bits: weightBits,
+      model: model, architecture: architecture, ranges: ranges, images: images, output: output,
+      weight_bits: weightBits, recipe: QuantizationRecipe.of(result.model),
       int8_nodes: result.report.nodesByOperator, float_nodes_covered: result.report.floatNodesCovered,
       left_in_float: result.report.leftInFloat, warning_kinds: kinds, warnings: records,
       a16_layers: result.report.a16Layers?.map { A16Record(layer: $0.name, precision: $0.precision) })
   }
+}
+
+/// One progress line for a run of several stages ("calibrating 120/500", "bias correction: layers
+/// 12/65" …): a new stage redraws the same line; warnings clear it first.
+final class StageProgress: Sendable {
+  private let bar = Mutex<ProgressBar?>(nil)
+
+  func stage(_ label: String, total: Int) {
+    bar.withLock { bar in
+      guard bar?.label != label || bar?.total != total else { return }
+      if bar?.enabled == true { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+      bar = ProgressBar(total: total, label: label)
+    }
+  }
+
+  func update(_ done: Int, detail: String = "") { bar.withLock { $0?.update(done, detail: detail) } }
+
+  func warn(_ message: String) {
+    bar.withLock { bar in
+      if bar?.enabled == true { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+      FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+    }
+  }
+
+  func finish() { bar.withLock { $0?.finish() } }
+}
+
+/// VmHWM of /proc/self/status: the resident set's high-water mark.
+func peakMemoryText() -> String {
+  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+    let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+    let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
+  else { return "unknown" }
+  return String(format: "%.0f MB", kb / 1024)
 }

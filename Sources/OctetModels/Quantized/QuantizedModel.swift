@@ -143,6 +143,11 @@ public struct QuantizedModel: Sendable, Equatable {
   /// (from the range table's `calibration_images`); nil for models quantized without that record.
   /// `octet compare` uses it to warn when it is evaluated on calibration images.
   public var calibrationImages: [String]? = nil
+  /// How the model was made (OctetQuantizer's `QuantizationRecipe` as JSON: calibration method and
+  /// image count, the quantization options, the data-driven passes run), when recorded.
+  public var recipe: String? = nil
+  /// The range table the model was quantized with (OctetCalibration's `RangeTable` JSON), when recorded.
+  public var ranges: String? = nil
 
   public init(info: ModelInfo, nodes: [QuantizedNode], output: String) {
     self.info = info

@@ -11,6 +11,8 @@ import OctetCore
 /// - `octet.calibration_sha256` (optional): a JSON array of the SHA-256 of every calibration image
 ///   file (`QuantizedModel.calibrationImages`). Like the other metadata it is not covered by the
 ///   tensor checksums; files without it (written before it existed) read with `calibrationImages` nil.
+/// - `octet.recipe`, `octet.ranges` (optional): how the model was made and the range table it was
+///   quantized with (`QuantizedModel.recipe`, `.ranges`, JSON text); nil when absent (older files).
 /// The tensors are the per-channel arrays of conv2d and linear nodes: `<node>.weight` I8
 /// (conv2d `[O, kh, kw, I/groups]`, linear `[O, I]`), `<node>.bias` I32 `[O]` (zero point folded),
 /// `<node>.multiplier` and `<node>.shift` I32 `[O]`, `<node>.weight_scale` F32 `[O]`; and, for a
@@ -70,10 +72,14 @@ public enum QuantizedModelFile {
     if let images = model.calibrationImages {
       metadata[calibrationKey] = String(decoding: try encoder.encode(images), as: UTF8.self)
     }
+    if let recipe = model.recipe { metadata[recipeKey] = recipe }
+    if let ranges = model.ranges { metadata[rangesKey] = ranges }
     return metadata
   }
 
   static let calibrationKey = "octet.calibration_sha256"
+  static let recipeKey = "octet.recipe"
+  static let rangesKey = "octet.ranges"
 
   public static func tensors(for model: QuantizedModel) -> TensorDictionary {
     var tensors = TensorDictionary()
@@ -213,6 +219,8 @@ public enum QuantizedModelFile {
       }
       model.calibrationImages = images
     }
+    model.recipe = metadata[recipeKey]
+    model.ranges = metadata[rangesKey]
     try model.validate()
     return model
   }
