@@ -58,7 +58,9 @@ let package = Package(
       name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),
     .target(
       name: "OctetQuantizer",
-      dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat", "OctetCalibration", "OctetInt8", "COpenBLAS"]),
+      dependencies: [
+        "OctetCore", "OctetModels", "OctetImages", "OctetFloat", "OctetCalibration", "OctetInt8", "COpenBLAS",
+      ]),
     .target(name: "OctetInt8", dependencies: ["OctetCore", "OctetModels", "CInt8Kernels"]),
     .target(
       name: "Octet",

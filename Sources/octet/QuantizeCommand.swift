@@ -79,6 +79,17 @@ struct QuantizeCommand: ParsableCommand {
   @Option(help: "Weight bits of the --a16-layers: 8 (a16w8, the default) or 16 (a16w16).")
   var a16WeightBits: Int = 8
 
+  @Option(
+    help: """
+      One-step: run the layers the sensitivity ranking (`compare --sensitivity`, on up to \
+      --sensitivity-images calibration images) finds most sensitive at 16 bits, at most this fraction \
+      (0 to 1) of the network's multiply-adds.
+      """)
+  var a16Budget: Double?
+
+  @Option(help: "One-step with --a16-budget: calibration images the sensitivity ranking runs on.")
+  var sensitivityImages: Int = 100
+
   @Flag(help: "Print every warning, layer by layer (by default one line per kind of warning, with its count).")
   var verbose = false
 
@@ -88,6 +99,7 @@ struct QuantizeCommand: ParsableCommand {
   /// Whether any technique flag was given: then exactly those techniques, else the recommended recipe (one step).
   var techniqueGiven: Bool {
     exactInput != nil || equalize != nil || biasCorrection != nil || adaround != nil || a16Layers != nil
+      || a16Budget != nil
   }
 
   /// The options: one-step without a technique flag, `QuantizationOptions.recommended`; otherwise the
@@ -133,6 +145,18 @@ struct QuantizeCommand: ParsableCommand {
       }
     }
     if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+    if let a16Budget {
+      guard a16Budget >= 0, a16Budget <= 1 else {
+        throw ValidationError(
+          "--a16-budget \(a16Budget) is outside [0, 1]: it is the fraction of the multiply-adds that may run at 16 bits"
+        )
+      }
+      guard images != nil else {
+        throw ValidationError("--a16-budget ranks layers on calibration images: quantize in one step with --images DIR")
+      }
+      guard a16Layers == nil else { throw ValidationError("--a16-budget chooses the 16-bit layers: drop --a16-layers") }
+    }
+    guard sensitivityImages >= 1 else { throw ValidationError("--sensitivity-images must be at least 1") }
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     if let method {
       do { _ = try CalibrationMethod(parsing: method) } catch { throw ValidationError("--method: \(error)") }
@@ -315,6 +339,12 @@ struct QuantizeCommand: ParsableCommand {
     let inputs = CalibrationInputs(count: used.count, threads: threads) { i in
       preprocessing.apply(to: try ImageDecoder.decode(contentsOf: used[i]))
     }
+    var options = options
+    if let a16Budget {
+      options.a16Layers = try chooseA16Layers(
+        budget: a16Budget, floatModel: floatModel, table: calibration.table, options: options, inputs: inputs,
+        display: display)
+    }
     let result = try Quantizer.quantize(
       model: floatModel, ranges: calibration.table, options: options, inputs: passes.isEmpty ? nil : inputs,
       mode: "one-step"
@@ -324,6 +354,41 @@ struct QuantizeCommand: ParsableCommand {
     }
     display.finish()
     return (result, floatModel.info.architecture)
+  }
+
+  /// `--a16-budget`: quantizes with every layer at 8 bits, ranks the layers by sensitivity on the
+  /// first --sensitivity-images calibration images, and takes the most sensitive of those that can
+  /// run at 16 bits while their multiply-adds stay within the budget (`MixedPrecision.choose`).
+  private func chooseA16Layers(
+    budget: Double, floatModel: Model, table: RangeTable, options: QuantizationOptions, inputs: CalibrationInputs,
+    display: StageProgress
+  ) throws -> [String] {
+    var plain = QuantizationOptions(weightBits: options.weightBits)
+    plain.exactInput = options.exactInput
+    plain.equalization = options.equalization
+    var table = table
+    table.equalized = options.equalization
+    display.stage("sensitivity: quantizing at 8 bits", total: 1)
+    let base = try Quantizer.quantize(model: floatModel, ranges: table, options: plain)
+    let count = min(sensitivityImages, inputs.count)
+    display.stage("sensitivity: loading images", total: count)
+    var images: [Tensor] = []
+    for i in 0..<count {
+      images.append(try inputs.load(i))
+      display.update(i + 1)
+    }
+    display.stage("sensitivity: images", total: count)
+    let ranking = try SensitivityAnalysis.rank(
+      float: options.equalization ? try CrossLayerEqualization.apply(to: floatModel).model : floatModel,
+      int8: base.model, inputs: images, threads: threads, progress: { done, _ in display.update(done) })
+    let candidates = Set(try MixedPrecision.candidates(in: floatModel))
+    let chosen = try MixedPrecision.choose(
+      budget: budget, ranking: ranking.map(\.layer).filter(candidates.contains),
+      macs: try LayerCost.macs(of: base.model))
+    display.note(
+      "--a16-budget \(budget): \(chosen.count) layer(s) at 16 bits"
+        + (chosen.isEmpty ? "" : ": \(chosen.joined(separator: ", "))"))
+    return chosen
   }
 
   static func report(
@@ -371,6 +436,14 @@ final class StageProgress: Sendable {
     bar.withLock { bar in
       if bar?.enabled == true { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
       FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+    }
+  }
+
+  /// A line of information (not a warning), printed above the progress line.
+  func note(_ message: String) {
+    bar.withLock { bar in
+      if bar?.enabled == true { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+      FileHandle.standardError.write(Data("\(message)\n".utf8))
     }
   }
 
