@@ -44,26 +44,6 @@ public enum MixedPrecision {
     return chosen
   }
 
-  /// Multiply-adds per image of every convolution and linear layer of `model`, by layer name (the
-  /// integer node's name): out_h · out_w · out_channels · kh · kw · in_channels / groups for a
-  /// convolution, in · out for the classifier. Named for what the 16-bit budget counts; the
-  /// debugger's per-layer MACs count the same thing.
-  public static func a16MultiplyAdds(model: Model) throws -> [String: Int] {
-    let plan = try LayerPlan(model: model)
-    var macs: [String: Int] = [:]
-    for layer in plan.layers {
-      switch layer.operation {
-      case .conv(let c):
-        macs[layer.name] =
-          c.outHeight * c.outWidth * c.outChannels * c.kernelH * c.kernelW * c.inChannels / c.attributes.groups
-      case .linear(let l):
-        macs[layer.name] = l.inFeatures * l.outFeatures
-      default: break
-      }
-    }
-    return macs
-  }
-
   /// The layers that can run with a 16-bit input in this version (§17): convolutions whose input is
   /// another convolution's output, in network order.
   public static func candidates(in model: Model) throws -> [String] {

@@ -121,8 +121,13 @@ extension Quantizer {
   /// Quantizes `model` with the ranges of `ranges` and the model-only techniques of `options`, then
   /// runs the data-driven passes `options` asks for on `inputs` (required when there are any), and
   /// records the ranges and the recipe in the model's metadata.
+  ///
+  /// With 16-bit layers (`options.a16Layers`, or those `chooseA16` picks from the 8-bit model the
+  /// passes made) and passes, the passes run on the all-8-bit model and `MixedPrecision.graft` carries
+  /// their weights and bias corrections into the model quantized with the 16-bit layers (§17.1).
   public static func quantize(
     model: Model, ranges: RangeTable, options: QuantizationOptions, inputs: CalibrationInputs?, mode: String,
+    chooseA16: ((QuantizedModel) throws -> [String])? = nil,
     progress: @escaping @Sendable (PassProgress) -> Void = { _ in }
   ) throws -> QuantizationResult {
     let passes = try options.dataDrivenPasses()
@@ -143,12 +148,28 @@ extension Quantizer {
     // The passes compare with the float model the integer one was made from: the equalized one.
     let floatModel = options.equalization ? try CrossLayerEqualization.apply(to: model).model : model
     let byName = Dictionary(ranges.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    let range: (String) -> (lo: Float, hi: Float)? = { name in byName[name].map { (lo: $0.min, hi: $0.max) } }
+    var options = options
+    // The passes see 8-bit layers only; 16-bit layers come after them.
+    var eightBit = options
+    eightBit.a16Layers = []
+    let direct = passes.isEmpty && chooseA16 == nil
     progress(PassProgress(stage: "quantizing", done: 0, total: 1))
-    var result = try quantize(model: model, options: options) { name in
-      byName[name].map { (lo: $0.min, hi: $0.max) }
-    }
+    var result = try quantize(model: model, options: direct ? options : eightBit, range: range)
     progress(PassProgress(stage: "quantizing", done: 1, total: 1))
-    for pass in passes { result.model = try pass.run(floatModel, result.model, inputs!, progress) }
+    if !direct {
+      let plain = result.model
+      for pass in passes { result.model = try pass.run(floatModel, result.model, inputs!, progress) }
+      if let chooseA16 { options.a16Layers = try chooseA16(result.model) }
+      if !options.a16Layers.isEmpty {
+        let wide = try quantize(model: model, options: options, range: range)
+        let floatBias = try Quantizer.floatLayers(model: floatModel).mapValues(\.bias)
+        result = QuantizationResult(
+          model: try MixedPrecision.graft(
+            corrected: result.model, plain: plain, wide: wide.model, floatBias: floatBias),
+          report: wide.report)
+      }
+    }
     result.model.calibrationImages = ranges.calibrationImages?.map(\.sha256)
     result.model.ranges = ranges.encoded()
     result.model.recipe =

@@ -96,10 +96,10 @@ struct QuantizeCommand: ParsableCommand {
   @Option(help: "Also write the report, with every warning (kind, layer, channel), as JSON to this file.")
   var json: String?
 
-  /// Whether any technique flag was given: then exactly those techniques, else the recommended recipe (one step).
+  /// Whether any technique flag was given: then exactly those techniques, else the recommended recipe
+  /// (one step). The 16-bit layers (--a16-layers, --a16-budget) come on top of either.
   var techniqueGiven: Bool {
-    exactInput != nil || equalize != nil || biasCorrection != nil || adaround != nil || a16Layers != nil
-      || a16Budget != nil
+    exactInput != nil || equalize != nil || biasCorrection != nil || adaround != nil
   }
 
   /// The options: one-step without a technique flag, `QuantizationOptions.recommended`; otherwise the
@@ -339,15 +339,15 @@ struct QuantizeCommand: ParsableCommand {
     let inputs = CalibrationInputs(count: used.count, threads: threads) { i in
       preprocessing.apply(to: try ImageDecoder.decode(contentsOf: used[i]))
     }
-    var options = options
-    if let a16Budget {
-      options.a16Layers = try chooseA16Layers(
-        budget: a16Budget, floatModel: floatModel, table: calibration.table, options: options, inputs: inputs,
-        display: display)
+    let chooser: ((QuantizedModel) throws -> [String])? = a16Budget.map { budget in
+      { model in
+        try chooseA16Layers(
+          budget: budget, floatModel: floatModel, int8: model, options: options, inputs: inputs, display: display)
+      }
     }
     let result = try Quantizer.quantize(
       model: floatModel, ranges: calibration.table, options: options, inputs: passes.isEmpty ? nil : inputs,
-      mode: "one-step"
+      mode: "one-step", chooseA16: chooser
     ) { p in
       display.stage(p.stage, total: p.total)
       display.update(p.done)
@@ -356,20 +356,14 @@ struct QuantizeCommand: ParsableCommand {
     return (result, floatModel.info.architecture)
   }
 
-  /// `--a16-budget`: quantizes with every layer at 8 bits, ranks the layers by sensitivity on the
-  /// first --sensitivity-images calibration images, and takes the most sensitive of those that can
-  /// run at 16 bits while their multiply-adds stay within the budget (`MixedPrecision.choose`).
+  /// `--a16-budget`: ranks the layers of `int8` (the model with every layer at 8 bits, after the
+  /// data-driven passes) by sensitivity on the first --sensitivity-images calibration images, and
+  /// takes the most sensitive of those that can run at 16 bits while their multiply-adds stay within
+  /// the budget (`MixedPrecision.choose`).
   private func chooseA16Layers(
-    budget: Double, floatModel: Model, table: RangeTable, options: QuantizationOptions, inputs: CalibrationInputs,
+    budget: Double, floatModel: Model, int8: QuantizedModel, options: QuantizationOptions, inputs: CalibrationInputs,
     display: StageProgress
   ) throws -> [String] {
-    var plain = QuantizationOptions(weightBits: options.weightBits)
-    plain.exactInput = options.exactInput
-    plain.equalization = options.equalization
-    var table = table
-    table.equalized = options.equalization
-    display.stage("sensitivity: quantizing at 8 bits", total: 1)
-    let base = try Quantizer.quantize(model: floatModel, ranges: table, options: plain)
     let count = min(sensitivityImages, inputs.count)
     display.stage("sensitivity: loading images", total: count)
     var images: [Tensor] = []
@@ -380,11 +374,11 @@ struct QuantizeCommand: ParsableCommand {
     display.stage("sensitivity: images", total: count)
     let ranking = try SensitivityAnalysis.rank(
       float: options.equalization ? try CrossLayerEqualization.apply(to: floatModel).model : floatModel,
-      int8: base.model, inputs: images, threads: threads, progress: { done, _ in display.update(done) })
+      int8: int8, inputs: images, threads: threads, progress: { done, _ in display.update(done) })
     let candidates = Set(try MixedPrecision.candidates(in: floatModel))
     let chosen = try MixedPrecision.choose(
       budget: budget, ranking: ranking.map(\.layer).filter(candidates.contains),
-      macs: try LayerCost.macs(of: base.model))
+      macs: try LayerCost.macs(of: int8))
     display.note(
       "--a16-budget \(budget): \(chosen.count) layer(s) at 16 bits"
         + (chosen.isEmpty ? "" : ": \(chosen.joined(separator: ", "))"))

@@ -32,7 +32,7 @@ struct A16BudgetTests {
     let out = files.dir.appendingPathComponent("budget-\(UUID().uuidString).safetensors")
     let result = try OctetProcess.run([
       "quantize", files.float.path, "--images", TestData.calibrationImages.path, "--limit", "2", "--method", "minmax",
-      "--a16-budget", "\(budget)", "--sensitivity-images", "2", "-o", out.path,
+      "--a16-budget", "\(budget)", "--sensitivity-images", "2", "--bias-correction", "-o", out.path,
     ])
     #expect(result.status == 0, "\(result.stderr)")
     let model = try QuantizedModelFile.read(contentsOf: out)
@@ -43,5 +43,7 @@ struct A16BudgetTests {
     #expect(Double(used) <= budget * Double(total))
     #expect(budget == 0 ? wide.isEmpty : !wide.isEmpty, "\(result.stderr)")
     #expect(result.stderr.contains("--a16-budget \(budget): \(wide.count) layer(s) at 16 bits"), "\(result.stderr)")
+    // The 16-bit layers come on top of the data-driven passes (§17.1).
+    #expect(model.recipe?.contains("\"passes\":[\"bias_correction\"]") == true, "\(model.recipe ?? "no recipe")")
   }
 }

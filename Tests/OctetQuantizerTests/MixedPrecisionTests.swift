@@ -123,8 +123,10 @@ import Testing
     }
     // On the small net: the MACs of each layer, and a budget's choice quantizes.
     let golden = try SmallNetGolden.load()
-    let counts = try MixedPrecision.a16MultiplyAdds(model: golden.model)
     let candidates = try MixedPrecision.candidates(in: golden.model)
+    let all = try LayerCost.macs(of: try quantize(golden, layers: []).model)
+    let counts = all.filter { $0.value > 0 }
+    #expect(counts["dw.relu6"] == 6 * 6 * 8 * 9 && counts["fc"] != nil, "\(counts)")
     #expect(Set(candidates) == ["dw.relu6", "pw.bn", "short.bn"])
     let chosen = try MixedPrecision.choose(budget: 0.3, ranking: candidates, macs: counts)
     let total = counts.values.reduce(0, +)

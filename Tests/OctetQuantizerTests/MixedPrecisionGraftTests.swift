@@ -1,0 +1,100 @@
+import Foundation
+import OctetCalibration
+import OctetCore
+import OctetInt8
+import OctetModels
+import Synchronization
+import Testing
+
+@testable import OctetQuantizer
+
+/// 16-bit layers on top of the data-driven passes (docs/quantization.md §17.1): the passes run on
+/// the all-8-bit model and `MixedPrecision.graft` carries their weights and biases into the model
+/// with 16-bit layers.
+@Suite struct MixedPrecisionGraftTests {
+  /// `dw.relu6` (depthwise; its input `stem.relu6` is also read by the 8-bit `short.conv`) and
+  /// `pw.bn` (1x1, reading `dw.relu6`'s twin, itself 16-bit in): both kinds of twin.
+  static let layers = ["dw.relu6", "pw.bn"]
+
+  static func options(_ bits: WeightBits, _ weights: A16WeightBits, layers: [String] = layers) -> QuantizationOptions {
+    var o = QuantizationOptions(weightBits: bits)
+    o.a16Layers = layers
+    o.a16WeightBits = weights
+    return o
+  }
+
+  /// With nothing changed by a pass, the graft is the model quantized with the 16-bit layers
+  /// directly, bit for bit: the bias conversion, the zero points and the multipliers agree.
+  @Test(arguments: [A16WeightBits.eight, .sixteen])
+  func graftingThePlainModelGivesTheDirectModel(weights: A16WeightBits) throws {
+    let images = BiasCorrectionTests.images(8, seed: testSeed(1701))
+    let (model, table, plain) = try BiasCorrectionTests.plain(images, weightBits: .eight)
+    let wide = try Quantizer.quantize(
+      model: model, ranges: table, options: Self.options(.eight, weights), inputs: nil, mode: "ranges"
+    ).model
+    let floatBias = try Quantizer.floatLayers(model: model).mapValues(\.bias)
+    let grafted = try MixedPrecision.graft(corrected: plain, plain: plain, wide: wide, floatBias: floatBias)
+    #expect(grafted.nodes.count == plain.nodes.count + 2, "two twins")
+    for (g, w) in zip(grafted.nodes, wide.nodes) { #expect(g == w, "node \(w.name)") }
+  }
+
+  /// Bias correction with 16-bit layers (7-bit weights, so that there is a mean error to correct):
+  /// the 8-bit layers are those of the bias-corrected 8-bit model, the twins carry the corrected
+  /// producers' biases, and the a16w8 layer loses its mean error as the 8-bit one does.
+  @Test func biasCorrectionCarriesIntoTheSixteenBitLayers() throws {
+    let images = BiasCorrectionTests.images(24, seed: testSeed(1301))
+    let (model, table, _) = try BiasCorrectionTests.plain(images, weightBits: .seven)
+    var withBC = Self.options(.seven, .eight)
+    withBC.biasCorrection = true
+    var bcOnly = withBC
+    bcOnly.a16Layers = []
+    let inputs = BiasCorrectionTests.inputs(images)
+    let result = try Quantizer.quantize(model: model, ranges: table, options: withBC, inputs: inputs, mode: "one-step")
+    let corrected = try Quantizer.quantize(
+      model: model, ranges: table, options: bcOnly, inputs: inputs, mode: "one-step")
+    let direct = try Quantizer.quantize(
+      model: model, ranges: table, options: Self.options(.seven, .eight), inputs: nil, mode: "one-step"
+    ).model
+    let m = result.model
+    for n in m.nodes where !n.isWide { #expect(n == corrected.model.node(named: n.name), "8-bit node \(n.name)") }
+    let stemTwin = try #require(m.node(named: MixedPrecision.twinName("stem.relu6")))
+    #expect(stemTwin.bias64 == corrected.model.node(named: "stem.relu6")!.bias.map(Int64.init))
+    #expect(m.node(named: "dw.relu6")?.precision == "a16w8" && m.node(named: "pw.bn")?.precision == "a16w8")
+    #expect(m.node(named: "pw.bn")?.inputs == [MixedPrecision.twinName("dw.relu6")])
+    let recipe = try #require(QuantizationRecipe.of(m))
+    #expect(recipe.passes == ["bias_correction"] && recipe.options.a16Layers == Self.layers)
+    // pw.bn (no clamp after it) with 7-bit weights has a mean error per channel; the correction
+    // made for the 8-bit layer removes it from the 16-bit-input one too. Without correction: the same
+    // 7-bit weights grafted from the plain model.
+    let plain = try BiasCorrectionTests.plain(images, weightBits: .seven).2
+    let floatBias = try Quantizer.floatLayers(model: model).mapValues(\.bias)
+    let uncorrected = try MixedPrecision.graft(corrected: plain, plain: plain, wide: direct, floatBias: floatBias)
+    let before = try BiasCorrectionTests.meanChannelError(model, uncorrected, layer: "pw.bn", images: images)
+    let after = try BiasCorrectionTests.meanChannelError(model, m, layer: "pw.bn", images: images)
+    #expect(after < 0.6 * before, "pw.bn: mean channel error \(before) without correction, \(after) with")
+  }
+
+  /// A chooser sees the 8-bit model the passes made and its layers become 16-bit; one choosing none
+  /// leaves that model as it is.
+  @Test func theChooserSeesThePassesModel() throws {
+    let images = BiasCorrectionTests.images(8, seed: testSeed(1702))
+    let (model, table, _) = try BiasCorrectionTests.plain(images, weightBits: .seven)
+    var o = QuantizationOptions(weightBits: .seven)
+    o.biasCorrection = true
+    let inputs = BiasCorrectionTests.inputs(images)
+    let corrected = try Quantizer.quantize(model: model, ranges: table, options: o, inputs: inputs, mode: "one-step")
+    let seen = Mutex<QuantizedModel?>(nil)
+    let chosen = try Quantizer.quantize(
+      model: model, ranges: table, options: o, inputs: inputs, mode: "one-step",
+      chooseA16: { m in
+        seen.withLock { $0 = m }
+        return ["pw.bn"]
+      })
+    #expect(seen.withLock { $0?.nodes } == corrected.model.nodes)
+    #expect(chosen.model.node(named: "pw.bn")?.precision == "a16w8")
+    #expect(QuantizationRecipe.of(chosen.model)?.options.a16Layers == ["pw.bn"])
+    let none = try Quantizer.quantize(
+      model: model, ranges: table, options: o, inputs: inputs, mode: "one-step", chooseA16: { _ in [] })
+    #expect(none.model == corrected.model)
+  }
+}
