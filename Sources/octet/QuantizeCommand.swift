@@ -13,8 +13,9 @@ struct QuantizeCommand: ParsableCommand {
     discussion: """
       One step (--images DIR): calibrates on the images (as `octet calibrate`), quantizes, and runs the \
       data-driven passes (bias correction, AdaRound) on the same images, with one progress line. Without \
-      a technique flag it uses the recommended recipe (`QuantizationOptions.recommended`: today bias \
-      correction); with any technique flag, exactly the techniques given. Two steps (--ranges RANGES): \
+      a technique flag it uses the recommended recipe (`QuantizationOptions.recommended`: today \
+      AdaRound, then bias correction); with any technique flag, exactly the techniques given; \
+      --a16-layers and --a16-budget add 16-bit layers to either. Two steps (--ranges RANGES): \
       quantizes with the range table of `octet calibrate`, with only the techniques given (model-only ones: \
       data-driven passes need --images). BatchNorm is folded, weights become per-channel int8, biases \
       int32, activations per-tensor uint8 (docs/quantization.md). The ranges and the recipe (method, \

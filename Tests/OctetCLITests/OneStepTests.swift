@@ -36,13 +36,14 @@ struct OneStepTests {
     #expect(shown.stdout.contains("recipe: minmax ranges on 2 images"), "\(shown.stdout)")
   }
 
-  /// The default one step runs bias correction and records it; the biases differ from the plain model's.
-  @Test func defaultOneStepRunsBiasCorrection() throws {
+  /// `--bias-correction` alone runs bias correction and records it; the biases differ from the plain
+  /// model's, the weights do not.
+  @Test func biasCorrectionOneStep() throws {
     let files = try Lite0Files.get()
     let out = files.dir.appendingPathComponent("one-step-bc-\(UUID().uuidString).safetensors")
     let run = try OctetProcess.run([
       "quantize", files.float.path, "--images", TestData.calibrationImages.path, "--limit", "2", "--method",
-      "minmax", "-o", out.path,
+      "minmax", "--bias-correction", "-o", out.path,
     ])
     #expect(run.status == 0, "\(run.stderr)")
     #expect(run.stdout.contains("bias correction (one-step)"), "\(run.stdout)")
@@ -51,6 +52,38 @@ struct OneStepTests {
     #expect(corrected.recipe?.contains("\"passes\":[\"bias_correction\"]") == true)
     #expect(zip(corrected.nodes, plain.nodes).allSatisfy { $0.weights == $1.weights && $0.output == $1.output })
     #expect(zip(corrected.nodes, plain.nodes).contains { $0.bias != $1.bias })
+  }
+}
+
+/// With no technique flag, one step runs the recommended recipe (AdaRound, then bias correction). On
+/// a tiny float model written by the test (2x2 input), so that AdaRound's 500 steps per layer stay
+/// quick in a debug build; any folder of images feeds it.
+@Suite(.enabled(if: TestData.hasCalibrationImages, "needs calibration images (.cache/data or ../shared)"))
+struct DefaultRecipeTests {
+  @Test func defaultOneStepRunsAdaRoundThenBiasCorrection() throws {
+    let dir = try Paths.temporaryDirectory()
+    var tiny = TinyNet().model
+    tiny.info.preprocessing = Preprocessing(
+      resizeShorter: 2, cropSize: 2, mean: Preprocessing.imagenet.mean, std: Preprocessing.imagenet.std)
+    let float = dir.appendingPathComponent("tiny.safetensors")
+    try ModelFile.write(tiny, to: float)
+    let out = dir.appendingPathComponent("q.safetensors")
+    let run = try OctetProcess.run([
+      "quantize", float.path, "--images", TestData.calibrationImages.path, "--limit", "8", "-o", out.path,
+    ])
+    #expect(run.status == 0, "\(run.stderr)")
+    #expect(run.stdout.contains("8-bit weights, adaround, bias correction (one-step)"), "\(run.stdout)")
+    let model = try QuantizedModelFile.read(contentsOf: out)
+    #expect(model.recipe?.contains("\"passes\":[\"adaround\",\"bias_correction\"]") == true, "\(model.recipe ?? "")")
+    // A technique flag replaces the recipe: exactly what is given.
+    let only = dir.appendingPathComponent("bc.safetensors")
+    let bc = try OctetProcess.run([
+      "quantize", float.path, "--images", TestData.calibrationImages.path, "--limit", "8", "--bias-correction", "-o",
+      only.path,
+    ])
+    #expect(bc.status == 0, "\(bc.stderr)")
+    let bcModel = try QuantizedModelFile.read(contentsOf: only)
+    #expect(bcModel.recipe?.contains("\"passes\":[\"bias_correction\"]") == true, "\(bcModel.recipe ?? "")")
   }
 }
 

@@ -194,7 +194,8 @@ import Testing
     let recipe = try #require(QuantizationRecipe.of(read))
     #expect(recipe.method == "minmax" && recipe.images == 4 && recipe.mode == "one-step")
     #expect(recipe.options == options)
-    #expect(recipe.passes == (options.biasCorrection ? ["bias_correction"] : []))
+    #expect(recipe.passes == (try options.dataDrivenPasses().map(\.name)))
+    #expect(recipe.passes == ["adaround", "bias_correction"], "the recommended recipe")
     let ranges = try RangeTable.decode(Data(try #require(read.ranges).utf8))
     #expect(ranges == table)
     // A model written without them (before they existed) reads with both nil.
