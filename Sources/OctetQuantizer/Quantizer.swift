@@ -92,20 +92,24 @@ public enum Quantizer {
     return (Int32(x), false)
   }
 
-  /// Per-output-channel int8 weights, scales and zero-point-folded int32 biases for weights laid out
-  /// `[O, perChannel]`, reading an input quantized with `input`. docs/quantization.md §2, §5.
-  static func quantizeChannels(
+  /// The per-channel part §2 and §5 share between 8-bit and 16-bit-input layers: for weights laid
+  /// out `[O, perChannel]`, each channel's symmetric scale (`max|w| / weightMax`, raised for a dead
+  /// channel so that `|b| / (s_in · s_w)` stays within `2^biasBits`), its integer weights, their sum
+  /// and Σ|w_q|, and the rounded (not yet zero-point-folded) bias `round(b / (s_in · s_w))`. The
+  /// all-zero and raised-scale warnings are appended here.
+  static func quantizeChannelsCommon(
     weights w: [Double], bias b: [Double], outChannels o: Int, input: ActivationQuantization, node: String,
-    weightMax: Int64 = 127, warnings: inout [QuantizationWarning]
-  ) throws -> (weights: [Int8], scales: [Float], bias: [Int32]) {
+    weightMax: Int64, biasBits: Int, warnings: inout [QuantizationWarning]
+  ) throws -> (weights: [Int64], scales: [Float], bias: [Int64], sums: [Int64], sumAbs: [Int64]) {
     let perChannel = w.count / o
-    var q = [Int8](repeating: 0, count: w.count)
+    var q = [Int64](repeating: 0, count: w.count)
     var scales = [Float](repeating: 1, count: o)
-    var bias = [Int32](repeating: 0, count: o)
+    var bias = [Int64](repeating: 0, count: o)
+    var sums = bias
+    var sumAbs = bias
     var zeroChannels: [Int] = []
-    var saturated: [Int] = []
-    var overflowRisk: [Int] = []
     var raised: [Int] = []
+    let bound = Double(Int64(1) << biasBits)
     for c in 0..<o {
       let row = c * perChannel
       var maxAbs = 0.0
@@ -116,10 +120,10 @@ public enum Quantizer {
       }
       if maxAbs == 0 { zeroChannels.append(c) }
       var s = symmetricWeightScale(maxAbs: Float(maxAbs), levels: Float(weightMax))
-      // docs/quantization.md §5: |b_q| must stay within 2^30 so that the accumulator cannot wrap.
-      // A dead channel (weights ~0 after folding, a large BatchNorm shift) gets a coarser weight
-      // scale instead of a saturated bias: its weights barely matter, its bias does.
-      let scaleFloor = abs(b[c]) / (Double(input.scale) * 1_073_741_824.0)
+      // docs/quantization.md §5: |b_q| must stay within 2^biasBits so that the accumulator cannot
+      // wrap. A dead channel (weights ~0 after folding, a large BatchNorm shift) gets a coarser
+      // weight scale instead of a saturated bias: its weights barely matter, its bias does.
+      let scaleFloor = abs(b[c]) / (Double(input.scale) * bound)
       if Double(s) < scaleFloor {
         var raisedScale = Float(scaleFloor)
         if Double(raisedScale) < scaleFloor { raisedScale = raisedScale.nextUp }
@@ -127,53 +131,73 @@ public enum Quantizer {
         raised.append(c)
       }
       scales[c] = s
-      var sum: Int64 = 0
-      var sumAbs: Int64 = 0
       for i in 0..<perChannel {
         let v = min(max(roundToInt64(w[row + i] / Double(s)), -weightMax), weightMax)
-        q[row + i] = Int8(v)
-        sum += v
-        sumAbs += abs(v)
+        q[row + i] = v
+        sums[c] += v
+        sumAbs[c] += abs(v)
       }
-      let (bq, s1) = saturatingInt32(roundToInt64(b[c] / (Double(input.scale) * Double(s))))
-      var (folded, s2) = saturatingInt32(Int64(bq) - Int64(input.zeroPoint) * sum)
+      bias[c] = roundToInt64(b[c] / (Double(input.scale) * Double(s)))
+    }
+    if !zeroChannels.isEmpty {
+      warnings.append(
+        .init(
+          node: node,
+          message: "all-zero weights in output channel(s) \(channelList(zeroChannels)) (weight scale 1, weights 0)",
+          kind: .allZeroWeights, channels: zeroChannels))
+    }
+    if !raised.isEmpty {
+      let why =
+        biasBits == 30
+        ? "fits in 2^30 (near-zero weights, large bias)" : "fits in 2^\(biasBits) (16-bit input)"
+      warnings.append(
+        .init(
+          node: node,
+          message: "weight scale raised so that |bias| \(why) in output channel(s) \(channelList(raised))",
+          kind: .weightScaleRaised, channels: raised))
+    }
+    return (q, scales, bias, sums, sumAbs)
+  }
+
+  /// Up to eight channel numbers, then the count.
+  static func channelList(_ channels: [Int]) -> String {
+    channels.count <= 8
+      ? "\(channels)"
+      : "\(channels.prefix(8).map(String.init).joined(separator: ", ")), … (\(channels.count) in all)"
+  }
+
+  /// Per-output-channel int8 weights, scales and zero-point-folded int32 biases for weights laid out
+  /// `[O, perChannel]`, reading an input quantized with `input`. docs/quantization.md §2, §5.
+  static func quantizeChannels(
+    weights w: [Double], bias b: [Double], outChannels o: Int, input: ActivationQuantization, node: String,
+    weightMax: Int64 = 127, warnings: inout [QuantizationWarning]
+  ) throws -> (weights: [Int8], scales: [Float], bias: [Int32]) {
+    let common = try quantizeChannelsCommon(
+      weights: w, bias: b, outChannels: o, input: input, node: node, weightMax: weightMax, biasBits: 30,
+      warnings: &warnings)
+    var bias = [Int32](repeating: 0, count: o)
+    var saturated: [Int] = []
+    var overflowRisk: [Int] = []
+    for c in 0..<o {
+      let (bq, s1) = saturatingInt32(common.bias[c])
+      var (folded, s2) = saturatingInt32(Int64(bq) - Int64(input.zeroPoint) * common.sums[c])
       if s1 || s2 { saturated.append(c) }
       // |acc| <= |b| + 255 · Σ|w_q| must stay below 2^31 (docs/quantization.md §14).
       // A bias that saturated (a near-zero channel with a large BatchNorm shift: s_w is tiny) is
       // clamped further, to leave the products room, so the int32 sum can never wrap.
-      let headroom = max(Int64(Int32.max) - 255 * sumAbs, 0)
+      let headroom = max(Int64(Int32.max) - 255 * common.sumAbs[c], 0)
       if Int64(folded).magnitude > headroom {
         overflowRisk.append(c)
         folded = Int32(max(min(Int64(folded), headroom), -headroom))
       }
       bias[c] = folded
     }
-    func list(_ channels: [Int]) -> String {
-      channels.count <= 8
-        ? "\(channels)"
-        : "\(channels.prefix(8).map(String.init).joined(separator: ", ")), … (\(channels.count) in all)"
-    }
-    if !zeroChannels.isEmpty {
-      warnings.append(
-        .init(
-          node: node,
-          message: "all-zero weights in output channel(s) \(list(zeroChannels)) (weight scale 1, weights 0)",
-          kind: .allZeroWeights, channels: zeroChannels))
-    }
-    if !raised.isEmpty {
-      warnings.append(
-        .init(
-          node: node,
-          message:
-            "weight scale raised so that |bias| fits in 2^30 (near-zero weights, large bias) in output channel(s) \(list(raised))",
-          kind: .weightScaleRaised, channels: raised))
-    }
     // A saturated bias is always clamped for headroom too: one warning for both.
     let onlySaturated = saturated.filter { !overflowRisk.contains($0) }
     if !onlySaturated.isEmpty {
       warnings.append(
         .init(
-          node: node, message: "bias saturated to int32 in output channel(s) \(list(onlySaturated))",
+          node: node, message: "bias saturated to int32 in output channel(s) \(channelList(onlySaturated))",
           kind: .biasSaturated, channels: onlySaturated))
     }
     if !overflowRisk.isEmpty {
@@ -181,10 +205,10 @@ public enum Quantizer {
         .init(
           node: node,
           message:
-            "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(list(overflowRisk))",
+            "|bias| + 255·Σ|w| exceeds int32 (a large bias over a tiny weight scale); bias clamped to ±(2^31 − 1 − 255·Σ|w|) so the accumulator cannot overflow, in output channel(s) \(channelList(overflowRisk))",
           kind: .biasClamped, channels: overflowRisk))
     }
-    return (q, scales, bias)
+    return (common.weights.map { Int8($0) }, common.scales, bias)
   }
 
   /// Per-output-channel weights (±`weightMax`: 127 or 32767), scales and zero-point-folded 64-bit
@@ -194,53 +218,14 @@ public enum Quantizer {
     weights w: [Double], bias b: [Double], outChannels o: Int, input: ActivationQuantization, node: String,
     weightMax: Int64, warnings: inout [QuantizationWarning]
   ) throws -> (weights: [Int64], scales: [Float], bias: [Int64]) {
-    let perChannel = w.count / o
-    var q = [Int64](repeating: 0, count: w.count)
-    var scales = [Float](repeating: 1, count: o)
-    var bias = [Int64](repeating: 0, count: o)
-    var zeroChannels: [Int] = []
-    var raised: [Int] = []
-    for c in 0..<o {
-      let row = c * perChannel
-      var maxAbs = 0.0
-      for i in 0..<perChannel { maxAbs = max(maxAbs, abs(w[row + i])) }
-      guard maxAbs.isFinite, Float(maxAbs).isFinite else {
-        throw QuantizerError.layer(
-          node, "output channel \(c) has a weight of magnitude \(maxAbs) after BatchNorm folding")
-      }
-      if maxAbs == 0 { zeroChannels.append(c) }
-      var s = symmetricWeightScale(maxAbs: Float(maxAbs), levels: Float(weightMax))
-      let scaleFloor = abs(b[c]) / (Double(input.scale) * 1_099_511_627_776.0)  // 2^40
-      if Double(s) < scaleFloor {
-        var raisedScale = Float(scaleFloor)
-        if Double(raisedScale) < scaleFloor { raisedScale = raisedScale.nextUp }
-        s = raisedScale
-        raised.append(c)
-      }
-      scales[c] = s
-      var sum: Int64 = 0
-      for i in 0..<perChannel {
-        let v = min(max(roundToInt64(w[row + i] / Double(s)), -weightMax), weightMax)
-        q[row + i] = v
-        sum += v
-      }
-      let bq = min(max(roundToInt64(b[c] / (Double(input.scale) * Double(s))), -(1 << 40)), 1 << 40)
-      bias[c] = bq - Int64(input.zeroPoint) * sum
+    let common = try quantizeChannelsCommon(
+      weights: w, bias: b, outChannels: o, input: input, node: node, weightMax: weightMax, biasBits: 40,
+      warnings: &warnings)
+    let bound: Int64 = 1 << 40
+    let bias = (0..<o).map { c in
+      min(max(common.bias[c], -bound), bound) - Int64(input.zeroPoint) * common.sums[c]
     }
-    if !zeroChannels.isEmpty {
-      warnings.append(
-        .init(
-          node: node, message: "all-zero weights in output channel(s) \(zeroChannels) (weight scale 1, weights 0)",
-          kind: .allZeroWeights, channels: zeroChannels))
-    }
-    if !raised.isEmpty {
-      warnings.append(
-        .init(
-          node: node,
-          message: "weight scale raised so that |bias| fits in 2^40 (16-bit input) in output channel(s) \(raised)",
-          kind: .weightScaleRaised, channels: raised))
-    }
-    return (q, scales, bias)
+    return (common.weights, common.scales, bias)
   }
 
   /// A requantization multiplier with the node named in its error, and a warning when it is below
