@@ -82,6 +82,10 @@ struct BenchCommand: ParsableCommand {
     var images_per_s: Double
     var gmacs_per_image: Double?
     var layers: [LayerReport]?
+    /// The CPU's name (/proc/cpuinfo "model name") and the int8 instruction sets it offers
+    /// (`avx2`, `avx512vnni`, `amx`): which fast backends could run here.
+    var cpu: String?
+    var cpu_int8_features: [String]
     /// Per run, the time `run` spends outside the timed steps (workspace, logits), median.
     var outside_layers_ms: Double?
   }
@@ -115,7 +119,8 @@ struct BenchCommand: ParsableCommand {
         runOnce,
         header: [
           "model": model, "architecture": loaded.info.architecture, "runtime": runtime, "backend": backend,
-          "threads": String(threads), "batch": String(batch),
+          "threads": String(threads), "batch": String(batch), "cpu": CPUInfo.modelName ?? "unknown",
+          "cpu_int8_features": CPUInfo.int8Features.joined(separator: ","),
         ])
       return
     }
@@ -129,7 +134,8 @@ struct BenchCommand: ParsableCommand {
     var report = Report(
       model: model, architecture: loaded.info.architecture, runtime: runtime, backend: backend, batch: batch,
       threads: threads, iterations: iterations, median_ms: median, p10_ms: quantile(times, 0.1),
-      p90_ms: quantile(times, 0.9), min_ms: times.min()!, images_per_s: Double(batch) / (median / 1000))
+      p90_ms: quantile(times, 0.9), min_ms: times.min()!, images_per_s: Double(batch) / (median / 1000),
+      cpu: CPUInfo.modelName, cpu_int8_features: CPUInfo.int8Features)
     if let fast {
       report.gmacs_per_image = Double(fast.layers.map(\.macs).reduce(0, +)) / 1e9
       if layers {

@@ -16,22 +16,11 @@ extension CompareCommand {
   func describeRun(_ drift: inout DriftReport) {
     drift.float_model = floatModel
     drift.int8_model = quantizedModel
-    drift.cpu = Self.cpuModelName()
+    drift.cpu = CPUInfo.modelName
   }
 
   /// `--html`: the page, whole or not at all.
   func writeHTML(_ drift: DriftReport, to path: String) throws {
     try AtomicFile.write(Array(drift.html().utf8), to: URL(fileURLWithPath: path))
-  }
-
-  /// The CPU's name from /proc/cpuinfo ("model name"), nil where there is none.
-  static func cpuModelName() -> String? {
-    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
-    for line in text.split(separator: "\n") where line.hasPrefix("model name") {
-      if let colon = line.firstIndex(of: ":") {
-        return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-      }
-    }
-    return nil
   }
 }

@@ -273,6 +273,11 @@ struct CLIInt8PipelineTests {
     let header = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
     #expect(header["runtime"] as? String == "int8")
     #expect(header["architecture"] as? String == "efficientnet-lite0")
+    // The machine: the CPU's name and its int8 instruction sets (the backend names).
+    #expect((header["cpu"] as? String)?.isEmpty == false)
+    let features = (header["cpu_int8_features"] as? String ?? "").split(separator: ",").map(String.init)
+    #expect(features.allSatisfy { ["avx2", "avx512vnni", "amx"].contains($0) }, "\(features)")
+    #expect(features.contains(header["backend"] as? String ?? "") || header["backend"] as? String == "scalar")
     let times = lines[1...].map { $0.split(separator: " ").compactMap { Double($0) } }
     #expect(times.map(\.count) == [2, 1])
     #expect(times.joined().allSatisfy { $0 > 0 })
