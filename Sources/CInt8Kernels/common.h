@@ -38,16 +38,18 @@ static inline int32_t octet_load_i32(const void* p) {
   return v;
 }
 
-/// §17: clamp(floor((acc·m + 2^(n-1)) / 2^n) + z_out, lo, hi), the product exact in 128 bits
+/// §17: clamp(floor((acc·m + 2^(n-1)) / 2^n) + z, lo, hi), the product exact in 128 bits
 /// (RequantMultiplier.applyWide's arithmetic; lo and hi are within int16, so its ±2^62 clamp
-/// changes nothing).
+/// changes nothing). When acc fits in int32 (most outputs), acc·m + 2^(n-1) < 2^62 + 2^61 is exact
+/// in 64 bits and this is §3's octet_requant: the same value with one 64-bit multiply.
+static inline int32_t octet_a16_requant_value(int64_t acc, int32_t m, int32_t n, int32_t z, int32_t lo, int32_t hi) {
+  if (acc == (int64_t)(int32_t)acc) return (int32_t)octet_clamp64(octet_requant((int32_t)acc, m, n) + z, lo, hi);
+  const __int128 y = (((__int128)acc * m + ((__int128)1 << (n - 1))) >> n) + z;
+  return y < lo ? lo : (y > hi ? hi : (int32_t)y);
+}
+
 static inline int32_t octet_a16_requant(int64_t acc, size_t col, const octet_a16_conv* c) {
-  const int32_t n = c->shift[col];
-  const __int128 x = (__int128)acc * c->multiplier[col] + ((__int128)1 << (n - 1));
-  __int128 y = (x >> n) + c->z_out;
-  if (y < c->lo) y = c->lo;
-  if (y > c->hi) y = c->hi;
-  return (int32_t)y;
+  return octet_a16_requant_value(acc, c->multiplier[col], c->shift[col], c->z_out, c->lo, c->hi);
 }
 
 static inline void octet_a16_store(const octet_a16_conv* c, void* out, size_t i, int32_t v) {
@@ -55,4 +57,50 @@ static inline void octet_a16_store(const octet_a16_conv* c, void* out, size_t i,
     ((int16_t*)out)[i] = (int16_t)v;
   else
     ((uint8_t*)out)[i] = (uint8_t)v;
+}
+
+/// octet_a16_requant for `count` (at most 8) consecutive columns from col0, stored at out[i0...].
+/// The parameters are read once into locals and the codes gathered before one copy out: stores
+/// through uint8_t may alias anything, which would make the compiler reload every parameter per
+/// value.
+static inline void octet_a16_requant_store(const octet_a16_conv* c, const int64_t* acc, size_t col0, size_t count,
+                                           void* out, size_t i0) {
+  const int32_t z = c->z_out, lo = c->lo, hi = c->hi;
+  const int32_t* mul = c->multiplier + col0;
+  const int32_t* sh = c->shift + col0;
+  int32_t v[8];
+  for (size_t j = 0; j < count; j++) v[j] = octet_a16_requant_value(acc[j], mul[j], sh[j], z, lo, hi);
+  if (c->out_bits == 16) {
+    int16_t b[8];
+    for (size_t j = 0; j < count; j++) b[j] = (int16_t)v[j];
+    memcpy((int16_t*)out + i0, b, count * sizeof b[0]);
+  } else {
+    uint8_t b[8];
+    for (size_t j = 0; j < count; j++) b[j] = (uint8_t)v[j];
+    memcpy((uint8_t*)out + i0, b, count);
+  }
+}
+
+/// A 16-bit-input layer's input code i (uint8 or int16 by in_bits).
+static inline int32_t octet_a16_load_code(const octet_a16_conv* c, const void* in, size_t i) {
+  return c->in_bits == 16 ? (int32_t)((const int16_t*)in)[i] : (int32_t)((const uint8_t*)in)[i];
+}
+
+/// The depthwise accumulator of channel q at output (oy, ox): bias + Σ_taps x·w in int64, taps
+/// outside the input reading z_in; weights [kh·kw][C]. The scalar kernel and the vector kernels'
+/// channel tails.
+static inline int64_t octet_a16_dw_acc(const octet_a16_conv* c, const void* in, int32_t oy, int32_t ox, size_t q) {
+  const size_t ch = (size_t)c->out_c;
+  int64_t acc = c->bias[q];
+  for (int32_t ky = 0; ky < c->kernel_h; ky++) {
+    const int32_t iy = oy * c->stride_h - c->pad_top + ky;
+    for (int32_t kx = 0; kx < c->kernel_w; kx++) {
+      const int32_t ix = ox * c->stride_w - c->pad_left + kx;
+      const int inside = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w;
+      const int32_t x =
+          inside ? octet_a16_load_code(c, in, ((size_t)iy * (size_t)c->in_w + (size_t)ix) * ch + q) : c->z_in;
+      acc += (int64_t)x * c->weights[(size_t)(ky * c->kernel_w + kx) * ch + q];
+    }
+  }
+  return acc;
 }

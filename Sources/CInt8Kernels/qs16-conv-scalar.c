@@ -3,10 +3,6 @@
 // epilogue is shared through common.h's octet_a16_requant.
 #include "common.h"
 
-static inline int32_t load_code(const octet_a16_conv* c, const void* in, size_t i) {
-  return c->in_bits == 16 ? (int32_t)((const int16_t*)in)[i] : (int32_t)((const uint8_t*)in)[i];
-}
-
 void octet_a16_im2col(const octet_a16_conv* c, const void* in, int32_t m0, int32_t m1, int16_t* a) {
   const size_t kp = (size_t)c->kp;
   for (int32_t m = m0; m < m1; m++) {
@@ -20,7 +16,7 @@ void octet_a16_im2col(const octet_a16_conv* c, const void* in, int32_t m0, int32
         const int inside = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w;
         const size_t base = ((size_t)iy * (size_t)c->in_w + (size_t)ix) * (size_t)c->in_c;
         for (int32_t i = 0; i < c->in_c; i++)
-          row[k++] = (int16_t)(inside ? load_code(c, in, base + (size_t)i) : c->z_in);
+          row[k++] = (int16_t)(inside ? octet_a16_load_code(c, in, base + (size_t)i) : c->z_in);
       }
     }
     for (; k < kp; k++) row[k] = 0;
@@ -46,19 +42,7 @@ void octet_a16_dwconv__scalar(const octet_a16_conv* c, const void* in, int32_t o
   const size_t ch = (size_t)c->out_c;
   for (int32_t oy = oy0; oy < oy1; oy++)
     for (int32_t ox = 0; ox < c->out_w; ox++)
-      for (size_t q = 0; q < ch; q++) {
-        int64_t acc = c->bias[q];
-        for (int32_t ky = 0; ky < c->kernel_h; ky++) {
-          const int32_t iy = oy * c->stride_h - c->pad_top + ky;
-          for (int32_t kx = 0; kx < c->kernel_w; kx++) {
-            const int32_t ix = ox * c->stride_w - c->pad_left + kx;
-            const int inside = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w;
-            const int32_t x =
-                inside ? load_code(c, in, ((size_t)iy * (size_t)c->in_w + (size_t)ix) * ch + q) : c->z_in;
-            acc += (int64_t)x * c->weights[(size_t)(ky * c->kernel_w + kx) * ch + q];
-          }
-        }
+      for (size_t q = 0; q < ch; q++)
         octet_a16_store(c, out, ((size_t)oy * (size_t)c->out_w + (size_t)ox) * ch + q,
-                        octet_a16_requant(acc, q, c));
-      }
+                        octet_a16_requant(octet_a16_dw_acc(c, in, oy, ox, q), q, c));
 }

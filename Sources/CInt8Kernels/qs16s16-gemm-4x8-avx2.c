@@ -37,10 +37,9 @@ AVX2 static inline void tile(const octet_a16_conv* c, const int16_t* a, int32_t 
     int64_t acc[8];
     _mm256_storeu_si256((__m256i*)acc, lo[r]);
     _mm256_storeu_si256((__m256i*)(acc + 4), hi[r]);
-    for (size_t j = 0; j < 8 && col0 + j < n; j++) {
-      const size_t col = col0 + j;
-      octet_a16_store(c, out, (size_t)r * n + col, octet_a16_requant(acc[j] + c->bias[col], col, c));
-    }
+    const size_t count = n - col0 < 8 ? n - col0 : 8;
+    for (size_t j = 0; j < count; j++) acc[j] += c->bias[col0 + j];
+    octet_a16_requant_store(c, acc, col0, count, out, (size_t)r * n + col0);
   }
 }
 
@@ -49,8 +48,13 @@ AVX2 void octet_a16_gemm__avx2(const octet_a16_conv* c, const int16_t* a, int32_
   const size_t esize = c->out_bits == 16 ? 2 : 1;
   for (int32_t r0 = 0; r0 < rows; r0 += 4) {
     const int32_t tile_rows = rows - r0 < 4 ? rows - r0 : 4;
-    for (size_t col0 = 0; col0 < n; col0 += 8)
-      tile(c, a + (size_t)r0 * kp, tile_rows, col0, (uint8_t*)out + (size_t)r0 * n * esize);
+    // A full tile with the row count a constant, so its four sums stay in registers.
+    for (size_t col0 = 0; col0 < n; col0 += 8) {
+      if (tile_rows == 4)
+        tile(c, a + (size_t)r0 * kp, 4, col0, (uint8_t*)out + (size_t)r0 * n * esize);
+      else
+        tile(c, a + (size_t)r0 * kp, tile_rows, col0, (uint8_t*)out + (size_t)r0 * n * esize);
+    }
   }
 }
 #else

@@ -25,34 +25,56 @@ public enum MixedPrecision {
 
   /// The layers to run at 16 bits: walking `ranking` (most sensitive first), each layer is taken
   /// when the multiply-adds taken so far plus its own stay ≤ `budget` · (Σ of every value of
-  /// `macs`), and skipped otherwise (a later, cheaper one may still fit). Returned in ranking order.
-  /// `budget` must be in [0, 1]; every ranked layer must have a count in `macs`. Pass a ranking
-  /// restricted to `candidates(in:)` so that every chosen layer can be quantized.
-  public static func choose(budget: Double, ranking: [String], macs: [String: Int]) throws(BudgetError) -> [String] {
+  /// `macs`), and skipped otherwise (a later, cheaper one may still fit). A layer's own cost is its
+  /// multiply-adds plus, when `producers` names the layer whose 16-bit twin it reads and no layer
+  /// taken before reads that twin, the producer's: the twin computes the producer again (§17).
+  /// Returned in ranking order. `budget` must be in [0, 1]; every ranked layer (and producer) must
+  /// have a count in `macs`. Pass a ranking restricted to `candidates(in:)` so that every chosen
+  /// layer can be quantized.
+  public static func choose(
+    budget: Double, ranking: [String], macs: [String: Int], producers: [String: String] = [:]
+  ) throws(BudgetError) -> [String] {
     guard budget >= 0, budget <= 1 else { throw .budgetOutOfRange(budget) }
     let total = macs.values.reduce(0, +)
     let allowed = budget * Double(total)
     var used = 0
     var chosen: [String] = []
+    var twins: Set<String> = []
     for name in ranking where !chosen.contains(name) {
-      guard let cost = macs[name] else { throw .unknownLayer(name) }
+      guard var cost = macs[name] else { throw .unknownLayer(name) }
+      let producer = producers[name]
+      if let producer, !twins.contains(producer) {
+        guard let twin = macs[producer] else { throw .unknownLayer(producer) }
+        cost += twin
+      }
       if Double(used + cost) <= allowed {
         used += cost
         chosen.append(name)
+        if let producer { twins.insert(producer) }
       }
     }
     return chosen
+  }
+
+  /// For each layer of `candidates(in:)`, the layer whose output it reads (whose 16-bit twin it
+  /// would read at a16).
+  public static func producers(in model: Model) throws -> [String: String] {
+    let plan = try LayerPlan(model: model)
+    var result: [String: String] = [:]
+    for layer in plan.layers {
+      guard case .conv = layer.operation, layer.inputs[0] != LayerInput.graphInput,
+        case .conv = plan.layers[layer.inputs[0]].operation
+      else { continue }
+      result[layer.name] = plan.layers[layer.inputs[0]].name
+    }
+    return result
   }
 
   /// The layers that can run with a 16-bit input in this version (§17): convolutions whose input is
   /// another convolution's output, in network order.
   public static func candidates(in model: Model) throws -> [String] {
     let plan = try LayerPlan(model: model)
-    return plan.layers.compactMap { layer in
-      guard case .conv = layer.operation, layer.inputs[0] != LayerInput.graphInput,
-        case .conv = plan.layers[layer.inputs[0]].operation
-      else { return nil }
-      return layer.name
-    }
+    let producers = try producers(in: model)
+    return plan.layers.map(\.name).filter { producers[$0] != nil }
   }
 }

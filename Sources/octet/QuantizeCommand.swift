@@ -379,7 +379,7 @@ struct QuantizeCommand: ParsableCommand {
     let candidates = Set(try MixedPrecision.candidates(in: floatModel))
     let chosen = try MixedPrecision.choose(
       budget: budget, ranking: ranking.map(\.layer).filter(candidates.contains),
-      macs: try LayerCost.macs(of: int8))
+      macs: try LayerCost.macs(of: int8), producers: try MixedPrecision.producers(in: floatModel))
     display.note(
       "--a16-budget \(budget): \(chosen.count) layer(s) at 16 bits"
         + (chosen.isEmpty ? "" : ": \(chosen.joined(separator: ", "))"))

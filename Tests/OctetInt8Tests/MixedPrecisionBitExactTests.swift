@@ -103,6 +103,104 @@ enum A16RealModelCases {
     try A16RealModelCases.get(bits).check(TiePath(backend: .amx))
   }
 
+  /// The depthwise kernels (§17) against the reference plan, on a layer whose channel count (7) is
+  /// not a multiple of the AVX2 kernel's four, with a 5x5 kernel at stride 2 and padding (taps
+  /// reading z_in), random codes over the whole input range plus a block of extreme ones (−32768
+  /// under ±w_max, where a 32-bit product sum would wrap with 16-bit weights), for 8- and 16-bit
+  /// inputs and weights, 8- and 16-bit outputs.
+  @Test(arguments: [(8, 8, 16), (16, 8, 8), (16, 16, 16), (16, 16, 8)])
+  func depthwiseKernelsEqualTheReference(_ inBits: Int, _ weightBits: Int, _ outBits: Int) throws {
+    let (h, w, ch) = (9, 8, 7)
+    var g = SeededGenerator(seed: 1717)
+    let wMax = weightBits == 16 ? 32767 : 127
+    var node = QuantizedNode(
+      name: "dw", op: .conv2d, inputs: ["x"], fused: ["dw"], output: ActivationQuantization(scale: 1, zeroPoint: 0))
+    node.output.zeroPoint = outBits == 16 ? -7 : 100
+    node.inChannels = ch
+    node.outChannels = ch
+    node.kernel = [5, 5]
+    node.stride = [2, 2]
+    node.padding = [2, 1, 2, 1]
+    node.groups = ch
+    var inQ = ActivationQuantization(scale: 1, zeroPoint: 0)
+    inQ.zeroPoint = inBits == 16 ? -32768 : 3
+    node.inputQuantization = [inQ]
+    node.clamp = outBits == 16 ? [-32768, 32767] : [0, 255]
+    node.inputBits = inBits == 16 ? 16 : nil
+    node.outputBits = outBits == 16 ? 16 : nil
+    var weights: [Int] = []
+    for i in 0..<(ch * 25) {
+      let extreme = i % 2 == 0 ? wMax : -wMax
+      weights.append(i % 11 == 0 ? extreme : Int.random(in: -wMax...wMax, using: &g))
+    }
+    if weightBits == 16 {
+      node.weightBits = 16
+      node.weights16 = weights.map { Int16($0) }
+    } else {
+      node.weights = weights.map { Int8($0) }
+    }
+    // Scales that put typical outputs inside the output range: |acc| ~ 2^accBits, output ~ 2^outBits.
+    let accBits = (inBits == 16 ? 15 : 7) + (weightBits == 16 ? 14 : 6) + 2
+    let outLog = outBits == 16 ? 13 : 6
+    node.bias64 = (0..<ch).map { _ in Int64.random(in: -(1 << accBits)...(1 << accBits), using: &g) }
+    node.multipliers = (0..<ch).map { _ in Int32.random(in: (1 << 30)...Int32.max, using: &g) }
+    node.shifts = (0..<ch).map { c in Int32(31 + accBits - outLog + c % 3) }
+    node.weightScales = [Float](repeating: 1, count: ch)
+    let attributes = try #require(
+      { if case .conv2d(let a) = try node.operation() { a } else { nil } }())
+    let plan = Int8WideConvPlan(node: node, attributes: attributes, inHeight: h, inWidth: w)
+    let (lo, hi) = inBits == 16 ? (-32768, 32767) : (0, 255)
+    var x = (0..<(h * w * ch)).map { _ in Int32(Int.random(in: lo...hi, using: &g)) }
+    for i in 0..<(2 * w * ch) { x[i] = Int32(lo) }  // two rows at the extreme
+    var reference = [Int32](repeating: 0, count: plan.outHeight * plan.outWidth * ch)
+    x.withUnsafeBufferPointer { xs in reference.withUnsafeMutableBufferPointer { plan.run(xs, $0) } }
+    #expect(Set(reference).count > 10, "the case must not saturate every output")
+    let step = WideConvStep(plan: plan, avx2: false, input: 0, output: 0)
+    for avx2 in Int8Backend.avx2.isSupported ? [false, true] : [false] {
+      var out8 = [UInt8](repeating: 0, count: reference.count)
+      var out16 = [Int16](repeating: 0, count: reference.count)
+      step.weights.withUnsafeBufferPointer { wp in
+        step.bias.withUnsafeBufferPointer { bp in
+          step.multipliers.withUnsafeBufferPointer { mp in
+            step.shifts.withUnsafeBufferPointer { sp in
+              var c = step.params
+              c.weights = wp.baseAddress
+              c.bias = bp.baseAddress
+              c.multiplier = mp.baseAddress
+              c.shift = sp.baseAddress
+              let x16 = x.map { Int16(truncatingIfNeeded: $0) }
+              let x8 = x.map { UInt8(truncatingIfNeeded: $0) }
+              let rows = c.out_h
+              func run(_ input: UnsafeRawPointer, _ output: UnsafeMutableRawPointer) {
+                // Two bands of rows, as the executor splits them.
+                for (a, b) in [(0, rows / 2), (rows / 2, rows)] {
+                  if avx2 {
+                    octet_a16_dwconv__avx2(&c, input, a, b, output)
+                  } else {
+                    octet_a16_dwconv__scalar(&c, input, a, b, output)
+                  }
+                }
+              }
+              out8.withUnsafeMutableBytes { o8 in
+                out16.withUnsafeMutableBytes { o16 in
+                  let output = outBits == 16 ? o16.baseAddress! : o8.baseAddress!
+                  if inBits == 16 {
+                    x16.withUnsafeBytes { run($0.baseAddress!, output) }
+                  } else {
+                    x8.withUnsafeBytes { run($0.baseAddress!, output) }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+      let got = outBits == 16 ? out16.map(Int32.init) : out8.map(Int32.init)
+      #expect(
+        got == reference, "a16 depthwise (\(avx2 ? "avx2" : "scalar")), in \(inBits), w \(weightBits), out \(outBits)")
+    }
+  }
+
   /// The 64-bit accumulator at the overflow edge (§17): every input code −32768 and every weight
   /// at ±w_max with one sign per channel, K = 1152, so |Σ x·w| is far beyond 2^31 (an int32
   /// accumulator would wrap); the reference plan, the scalar C GEMM and the AVX2 one (int32 blocks

@@ -112,6 +112,13 @@ import Testing
     #expect(try MixedPrecision.choose(budget: 0.04, ranking: ["a", "b", "c", "d"], macs: macs) == [])
     #expect(try MixedPrecision.choose(budget: 0.05, ranking: ["a", "b", "c", "d"], macs: macs) == ["d"])
     #expect(try MixedPrecision.choose(budget: 1, ranking: ["d", "c", "b", "a"], macs: macs) == ["d", "c", "b", "a"])
+    // A layer reading a twin pays for the twin (its producer's multiply-adds) once: "d" reads the
+    // twin of "a", and so does "c" after it.
+    let twins = ["d": "a", "c": "a"]
+    #expect(try MixedPrecision.choose(budget: 0.5, ranking: ["d", "b"], macs: macs, producers: twins) == ["b"])
+    #expect(try MixedPrecision.choose(budget: 0.6, ranking: ["d", "c"], macs: macs, producers: twins) == ["d"])
+    #expect(try MixedPrecision.choose(budget: 0.7, ranking: ["d", "c"], macs: macs, producers: twins) == ["d", "c"])
+    #expect(try MixedPrecision.choose(budget: 0.54, ranking: ["d"], macs: macs, producers: twins) == [])
     #expect(throws: MixedPrecision.BudgetError.budgetOutOfRange(1.5)) {
       try MixedPrecision.choose(budget: 1.5, ranking: [], macs: macs)
     }
@@ -128,6 +135,10 @@ import Testing
     let counts = all.filter { $0.value > 0 }
     #expect(counts["dw.relu6"] == 6 * 6 * 8 * 9 && counts["fc"] != nil, "\(counts)")
     #expect(Set(candidates) == ["dw.relu6", "pw.bn", "short.bn"])
+    #expect(
+      try MixedPrecision.producers(in: golden.model) == [
+        "dw.relu6": "stem.relu6", "pw.bn": "dw.relu6", "short.bn": "stem.relu6",
+      ])
     let chosen = try MixedPrecision.choose(budget: 0.3, ranking: candidates, macs: counts)
     let total = counts.values.reduce(0, +)
     #expect(chosen.reduce(0) { $0 + counts[$1]! } <= total * 3 / 10)

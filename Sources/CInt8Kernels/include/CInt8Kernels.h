@@ -284,8 +284,10 @@ void octet_a16_im2col(const octet_a16_conv* c, const void* in, int32_t m0, int32
 /// over blocks of K that cannot overflow, added into int64).
 void octet_a16_gemm__scalar(const octet_a16_conv* c, const int16_t* a, int32_t rows, void* out);
 void octet_a16_gemm__avx2(const octet_a16_conv* c, const int16_t* a, int32_t rows, void* out);
-/// Depthwise output rows [oy0, oy1) of one image.
+/// Depthwise output rows [oy0, oy1) of one image: the plain twin, and the AVX2 one (four channels
+/// per vector in exact int64 lanes, vpmuldq).
 void octet_a16_dwconv__scalar(const octet_a16_conv* c, const void* in, int32_t oy0, int32_t oy1, void* out);
+void octet_a16_dwconv__avx2(const octet_a16_conv* c, const void* in, int32_t oy0, int32_t oy1, void* out);
 
 #ifdef __cplusplus
 }

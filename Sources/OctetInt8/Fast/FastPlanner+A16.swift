@@ -5,13 +5,14 @@ import OctetModels
 // Convolutions with a 16-bit input or output (docs/quantization.md §17) on the fast path. Dense
 // layers: int16 im2col + the a16 GEMM, AVX2 (`octet_a16_gemm__avx2`) on every backend whose CPU
 // has AVX2 — avx2, avx512vnni and amx route their 16-bit layers to it — and the scalar twin on
-// the scalar backend (and emulated backends on a CPU without AVX2). Depthwise layers: the scalar C
-// kernel on every backend. Other grouped layers: the reference plan. All give the reference's bits.
+// the scalar backend (and emulated backends on a CPU without AVX2). Depthwise layers: the same
+// split, `octet_a16_dwconv__avx2` or its scalar twin. Other grouped layers: the reference plan. All
+// give the reference's bits.
 
 struct WideConvStep {
   enum Kind {
     case dense(avx2: Bool)
-    case depthwise
+    case depthwise(avx2: Bool)
     case reference(Int8WideConvPlan)
   }
   var kind: Kind
@@ -54,7 +55,7 @@ struct WideConvStep {
       }
       weights = packed
     } else if plan.isDepthwise {
-      kind = .depthwise
+      kind = .depthwise(avx2: avx2)
       let taps = plan.kernelH * plan.kernelW
       var t = [Int16](repeating: 0, count: n * taps)
       for c in 0..<n { for i in 0..<taps { t[i * n + c] = Int16(plan.weights[c * taps + i]) } }
@@ -68,7 +69,7 @@ struct WideConvStep {
   var kindName: String {
     switch kind {
     case .dense(let avx2): avx2 ? "a16 gemm (avx2)" : "a16 gemm (scalar)"
-    case .depthwise: "a16 depthwise (scalar)"
+    case .depthwise(let avx2): avx2 ? "a16 depthwise (avx2)" : "a16 depthwise (scalar)"
     case .reference: "a16 grouped (reference)"
     }
   }
@@ -113,7 +114,7 @@ extension Int8FastExecutor {
                   }
                 }
               }
-            case .depthwise:
+            case .depthwise(let avx2):
               let height = Int(params.out_h)
               let bands = max(1, min(height, 2 * threads))
               let rows = (height + bands - 1) / bands
@@ -123,9 +124,13 @@ extension Int8FastExecutor {
                 let oy1 = min(height, oy0 + rows)
                 guard oy1 > oy0 else { return }
                 withUnsafePointer(to: params) { c in
-                  octet_a16_dwconv__scalar(
-                    c, input + n * step.inCount * inBytes, Int32(oy0), Int32(oy1),
-                    output + n * step.outCount * outBytes)
+                  let x = input + n * step.inCount * inBytes
+                  let y = output + n * step.outCount * outBytes
+                  if avx2 {
+                    octet_a16_dwconv__avx2(c, x, Int32(oy0), Int32(oy1), y)
+                  } else {
+                    octet_a16_dwconv__scalar(c, x, Int32(oy0), Int32(oy1), y)
+                  }
                 }
               }
             case .reference(let plan):
