@@ -77,8 +77,13 @@ struct QuantizeCommand: ParsableCommand {
   @Option(help: "Layers (int8 node names, comma-separated) whose input activations run at 16 bits.")
   var a16Layers: String?
 
-  @Option(help: "Weight bits of the --a16-layers: 8 (a16w8, the default) or 16 (a16w16).")
-  var a16WeightBits: Int = 8
+  @Option(
+    help: """
+      Weight bits of the 16-bit-input layers (--a16-layers, --a16-budget): 16 (a16w16, the default: \
+      on the calibration split it gained 2.5 dB of logits SQNR where a16w8 gained 0.2) or 8 (a16w8, \
+      cheaper to run).
+      """)
+  var a16WeightBits: Int = 16
 
   @Option(
     help: """
@@ -116,7 +121,7 @@ struct QuantizeCommand: ParsableCommand {
     if let a16Layers {
       options.a16Layers = a16Layers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     }
-    options.a16WeightBits = A16WeightBits(rawValue: a16WeightBits) ?? .eight
+    options.a16WeightBits = A16WeightBits(rawValue: a16WeightBits) ?? .sixteen
     return options
   }
 
