@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Octet's main job on a fresh machine, end to end: install, build (release), import EfficientNet-Lite0,
-# calibrate and quantize it on one set of images, compare float and int8 on another, disjoint set,
+# calibrate and quantize it in one step (AdaRound, bias correction) on one set of images, compare
+# float and int8 on another, disjoint set,
 # classify two images with the int8 model, time both models, and print a summary.
 #
 #   Scripts/demo.sh
@@ -22,7 +23,6 @@ eval=.cache/data/eval
 out=.cache/demo
 mkdir -p "$out"
 float="$out/efficientnet-lite0.safetensors"
-ranges="$out/efficientnet-lite0.ranges.json"
 int8="$out/efficientnet-lite0-int8.safetensors"
 
 # A big evaluation set (../shared's 1300) is cut to keep the demo short; a small one is used whole.
@@ -38,11 +38,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "import the PyTorch checkpoint"
 "$octet" import .cache/models/efficientnet-lite0-57934424.pth -o "$float"
 
-step "calibrate on $calibration"
-"$octet" calibrate "$float" --images "$calibration" ${calibration_limit[@]+"${calibration_limit[@]}"} -o "$ranges"
-
-step "quantize to int8"
-"$octet" quantize "$float" --ranges "$ranges" -o "$int8"
+step "calibrate on $calibration and quantize to int8 in one step (the recommended recipe: AdaRound, then bias correction)"
+"$octet" quantize "$float" --images "$calibration" ${calibration_limit[@]+"${calibration_limit[@]}"} --json "$out/quantize.json" -o "$int8"
 
 step "compare float and int8 on $eval"
 "$octet" compare "$float" "$int8" --images "$eval" ${limit[@]+"${limit[@]}"} --json "$out/compare.json" --html "$out/report.html"
@@ -67,10 +64,12 @@ out, calibration, eval_folder = sys.argv[1:]
 compare = json.load(open(os.path.join(out, "compare.json")))
 int8 = json.load(open(os.path.join(out, "bench-int8.json")))
 float32 = json.load(open(os.path.join(out, "bench-float.json")))
-ranges = json.load(open(os.path.join(out, "efficientnet-lite0.ranges.json")))
+recipe = json.load(open(os.path.join(out, "quantize.json")))["recipe"]
 n = compare["count"]
 
-print(f"EfficientNet-Lite0, calibrated ({ranges['method']}) on {ranges['images']} images of {os.path.realpath(calibration)},")
+passes = ", ".join(p.replace("_", " ") for p in recipe["passes"]) or "none"
+print(f"EfficientNet-Lite0, calibrated ({recipe['method']}) on {recipe['images']} images of {os.path.realpath(calibration)},")
+print(f"quantized with {recipe['options']['weightBits']}-bit weights and passes: {passes};")
 print(f"compared on {n} other images, of {os.path.realpath(eval_folder)}:")
 print(f"  float top-1       {100 * compare['float']['top1']:5.1f} %")
 print(f"  int8 top-1        {100 * compare['int8']['top1']:5.1f} %")
