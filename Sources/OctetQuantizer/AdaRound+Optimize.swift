@@ -133,13 +133,13 @@ extension Target {
     let (b1, b2, eps) = (Float(0.9), Float(0.999), Float(1e-8))
     let warm = Int(Float(p.iterations) * p.warmup)
     let span = adaZeta - adaGamma
-    let (zero, one) = (AdaVector(repeating: 0), AdaVector(repeating: 1))
+    let one = AdaVector(repeating: 1)
     for it in 0..<p.iterations {
       // W̃ = s·(floor + h(V)) (s·floor for a frozen weight).
       for i in 0..<vectors {
         let e = AdaMath.sigmoid(vv[i])
         sig[i] = e
-        let h = (e * span + adaGamma).clamped(lowerBound: zero, upperBound: one)
+        let h = AdaMath.clamp(e * span + adaGamma, 0, 1)
         wt[i] = scaleV[i] * (floorsV[i] + h * liveV[i])
       }
       let row = (it % batches) * batch
@@ -171,13 +171,12 @@ extension Target {
         let raw = e * span + adaGamma
         // A frozen weight, or h clamped (no gradient through it): no step.
         let active = (liveV[i] .> 0) .& (raw .> 0) .& (raw .< 1)
-        guard any(active) else { continue }
         var gh = dw[i] * scaleV[i]
         if regularize {
           let r = 2 * raw - 1
           let negative = r .< 0
-          let mag = r.replacing(with: -r, where: negative)
-          let sign = one.replacing(with: -1, where: negative)
+          let mag = AdaMath.select(r, -r, where: negative)
+          let sign = AdaMath.select(one, -one, where: negative)
           // d/dh (1 − |2h − 1|^β) = −2β |2h − 1|^(β−1) sign(2h − 1)
           gh += p.regularization * (-2 * beta * AdaMath.pow(mag, beta - 1) * sign)
         }
@@ -185,9 +184,9 @@ extension Target {
         let n1 = b1 * m1[i] + (1 - b1) * grad
         let n2 = b2 * m2[i] + (1 - b2) * grad * grad
         let step = vv[i] - p.learningRate * (n1 / c1) / ((n2 / c2).squareRoot() + eps)
-        m1[i].replace(with: n1, where: active)
-        m2[i].replace(with: n2, where: active)
-        vv[i].replace(with: step, where: active)
+        m1[i] = AdaMath.select(m1[i], n1, where: active)
+        m2[i] = AdaMath.select(m2[i], n2, where: active)
+        vv[i] = AdaMath.select(vv[i], step, where: active)
       }
     }
     for j in 0..<weightCount { v[j] = vv[j / lanes][j % lanes] }
