@@ -18,13 +18,14 @@ import Testing
 
   static func refine(
     _ model: Model, _ quantized: QuantizedModel, images: [Tensor], inputs: AdaRoundParameters.Inputs = .quantized,
-    iterations: Int = 300, threads: Int = 1, memoryBudget: Int? = nil
+    iterations: Int = 300, threads: Int = 1, memoryBudget: Int? = nil, maxPositions: Int? = nil
   ) throws -> (model: QuantizedModel, layers: [AdaRoundLayerResult]) {
     var p = AdaRoundParameters()
     p.inputs = inputs
     p.iterations = iterations
     p.batchSize = 64
     if let memoryBudget { p.memoryBudget = memoryBudget }
+    if let maxPositions { p.maxPositions = maxPositions }
     return try AdaRound.refine(
       float: model, quantized: quantized, weightBits: .eight, imageCount: images.count, image: { images[$0] },
       parameters: p, threads: threads)
@@ -212,7 +213,8 @@ import Testing
 
   /// Images read on several threads and the layers of a pass optimized on several threads give
   /// the model and the per-layer results of one thread, in one pass and in one pass per layer (a
-  /// budget below every layer's samples), with float and with int8 inputs.
+  /// budget below every layer's samples), with float and with int8 inputs. Three positions per image
+  /// and layer, fewer than the layers have: the seeded draws of positions are exercised too.
   @Test(arguments: AdaRoundParameters.Inputs.allCases, [nil, 1])
   func sameModelOnOneTwoAndThreeThreads(inputs: AdaRoundParameters.Inputs, memoryBudget: Int?) throws {
     let golden = try SmallNetGolden.load()
@@ -220,13 +222,14 @@ import Testing
     let quantized = try Quantizer.quantize(model: model, range: golden.range).model
     let images = Self.inputs(model, count: 12, seed: testSeed(14))
     let one = try Self.refine(
-      model, quantized, images: images, inputs: inputs, iterations: 120, threads: 1, memoryBudget: memoryBudget)
+      model, quantized, images: images, inputs: inputs, iterations: 120, threads: 1, memoryBudget: memoryBudget,
+      maxPositions: 36)
     #expect(one.model != quantized)
     #expect(one.layers.count == 5)
     for threads in [2, 3] {
       let many = try Self.refine(
         model, quantized, images: images, inputs: inputs, iterations: 120, threads: threads,
-        memoryBudget: memoryBudget)
+        memoryBudget: memoryBudget, maxPositions: 36)
       #expect(many.layers == one.layers, "\(threads) threads")
       for (a, b) in zip(many.model.nodes, one.model.nodes) {
         #expect(a.weights == b.weights, "\(a.name), \(threads) threads")
