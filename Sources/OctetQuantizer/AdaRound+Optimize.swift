@@ -45,11 +45,15 @@ extension Target {
     var x = [Float](repeating: 0, count: n * kTotal)
     var y = [Float](repeating: 0, count: n * o)
     let rf = rowFloats
-    samples.rows.withUnsafeBufferPointer { rows in
-      for (r, src) in order.enumerated() {
+    let rows = samples.rows
+    for (r, src) in order.enumerated() {
+      if isDepthwise {
+        // [kg, C] within the row: the direct depthwise loops run along the channels.
+        for c in 0..<o { for k in 0..<kg { x[r * kTotal + k * o + c] = rows[src * rf + c * kg + k] } }
+      } else {
         for k in 0..<kTotal { x[r * kTotal + k] = rows[src * rf + k] }
-        for c in 0..<o { y[r * o + c] = rows[src * rf + kTotal + c] }
       }
+      for c in 0..<o { y[r * o + c] = rows[src * rf + kTotal + c] }
     }
 
     // floor(w/s) within the grid; a weight at the grid's edge (floor = ±max) is frozen there.
@@ -99,35 +103,47 @@ extension Target {
     }
     result.lossNearest = hardLoss(nearest)
 
-    // Adam.
+    // Adam, on the per-weight state in vectors of 16 (the tail of the last one is padding that
+    // stays out of the sums: scale 0, frozen).
     let batch = min(p.batchSize, train)
     let batches = train / batch
-    var m1 = [Float](repeating: 0, count: weightCount)
-    var m2 = [Float](repeating: 0, count: weightCount)
-    var sig = [Float](repeating: 0, count: weightCount)
-    var wt = [Float](repeating: 0, count: weightCount)
-    var dw = [Float](repeating: 0, count: weightCount)
+    let lanes = AdaVector.scalarCount
+    let vectors = (weightCount + lanes - 1) / lanes
+    func vectorBuffer(_ value: (Int) -> Float) -> UnsafeMutableBufferPointer<AdaVector> {
+      let b = UnsafeMutableBufferPointer<AdaVector>.allocate(capacity: vectors)
+      for i in 0..<vectors {
+        var e = AdaVector()
+        for l in 0..<lanes where i * lanes + l < weightCount { e[l] = value(i * lanes + l) }
+        b[i] = e
+      }
+      return b
+    }
+    let vv = vectorBuffer { v[$0] }
+    let floorsV = vectorBuffer { floors[$0] }
+    let scaleV = vectorBuffer { scales[$0 / kg] }
+    let liveV = vectorBuffer { frozen[$0] ? 0 : 1 }
+    let (m1, m2, sig, wt, dw) = (
+      vectorBuffer { _ in 0 }, vectorBuffer { _ in 0 }, vectorBuffer { _ in 0 }, vectorBuffer { _ in 0 },
+      vectorBuffer { _ in 0 }
+    )
+    defer { for b in [vv, floorsV, scaleV, liveV, m1, m2, sig, wt, dw] { b.deallocate() } }
+    let wtFloats = UnsafeMutableRawPointer(wt.baseAddress!).assumingMemoryBound(to: Float.self)
+    let dwFloats = UnsafeMutableRawPointer(dw.baseAddress!).assumingMemoryBound(to: Float.self)
     var z = [Float](repeating: 0, count: batch * o)
     let (b1, b2, eps) = (Float(0.9), Float(0.999), Float(1e-8))
     let warm = Int(Float(p.iterations) * p.warmup)
     let span = adaZeta - adaGamma
+    let one = AdaVector(repeating: 1)
     for it in 0..<p.iterations {
-      for c in 0..<o {
-        let s = scales[c]
-        for k in 0..<kg {
-          let j = c * kg + k
-          if frozen[j] {
-            wt[j] = s * floors[j]
-            continue
-          }
-          let e = 1 / (1 + exp(-v[j]))
-          sig[j] = e
-          let h = min(max(e * span + adaGamma, 0), 1)
-          wt[j] = s * (floors[j] + h)
-        }
+      // W̃ = s·(floor + h(V)) (s·floor for a frozen weight).
+      for i in 0..<vectors {
+        let e = AdaMath.sigmoid(vv[i])
+        sig[i] = e
+        let h = AdaMath.clamp(e * span + adaGamma, 0, 1)
+        wt[i] = scaleV[i] * (floorsV[i] + h * liveV[i])
       }
       let row = (it % batches) * batch
-      forward(x: x, row: row, rows: batch, kTotal: kTotal, w: wt, z: &z)
+      forward(x: x, row: row, rows: batch, kTotal: kTotal, w: wtFloats, z: &z)
       // z becomes dL/dz = (2/B)(act(z + b) − y)·act'(z + b).
       let scale = 2 / Float(batch)
       for r in 0..<batch {
@@ -143,35 +159,37 @@ extension Target {
           z[r * o + c] = pass ? scale * (a - y[(row + r) * o + c]) : 0
         }
       }
-      backward(x: x, row: row, rows: batch, kTotal: kTotal, grad: z, dw: &dw)
+      backward(x: x, row: row, rows: batch, kTotal: kTotal, grad: z, dw: dwFloats)
       let regularize = it >= warm
       let progress = regularize ? Float(it - warm) / Float(max(1, p.iterations - warm)) : 0
       let beta = p.betaStart + (p.betaEnd - p.betaStart) * progress
       let t = Float(it + 1)
       let c1 = 1 - pow(b1, t)
       let c2 = 1 - pow(b2, t)
-      for c in 0..<o {
-        let s = scales[c]
-        for k in 0..<kg {
-          let j = c * kg + k
-          if frozen[j] { continue }
-          let e = sig[j]
-          let raw = e * span + adaGamma
-          guard raw > 0, raw < 1 else { continue }  // h clamped: no gradient through it
-          var gh = dw[j] * s
-          if regularize {
-            let r = 2 * raw - 1
-            let mag = abs(r)
-            // d/dh (1 − |2h − 1|^β) = −2β |2h − 1|^(β−1) sign(2h − 1)
-            gh += p.regularization * (-2 * beta * pow(mag, beta - 1) * (r < 0 ? -1 : 1))
-          }
-          let grad = gh * span * e * (1 - e)
-          m1[j] = b1 * m1[j] + (1 - b1) * grad
-          m2[j] = b2 * m2[j] + (1 - b2) * grad * grad
-          v[j] -= p.learningRate * (m1[j] / c1) / ((m2[j] / c2).squareRoot() + eps)
+      for i in 0..<vectors {
+        let e = sig[i]
+        let raw = e * span + adaGamma
+        // A frozen weight, or h clamped (no gradient through it): no step.
+        let active = (liveV[i] .> 0) .& (raw .> 0) .& (raw .< 1)
+        var gh = dw[i] * scaleV[i]
+        if regularize {
+          let r = 2 * raw - 1
+          let negative = r .< 0
+          let mag = AdaMath.select(r, -r, where: negative)
+          let sign = AdaMath.select(one, -one, where: negative)
+          // d/dh (1 − |2h − 1|^β) = −2β |2h − 1|^(β−1) sign(2h − 1)
+          gh += p.regularization * (-2 * beta * AdaMath.pow(mag, beta - 1) * sign)
         }
+        let grad = gh * span * e * (1 - e)
+        let n1 = b1 * m1[i] + (1 - b1) * grad
+        let n2 = b2 * m2[i] + (1 - b2) * grad * grad
+        let step = vv[i] - p.learningRate * (n1 / c1) / ((n2 / c2).squareRoot() + eps)
+        m1[i] = AdaMath.select(m1[i], n1, where: active)
+        m2[i] = AdaMath.select(m2[i], n2, where: active)
+        vv[i] = AdaMath.select(vv[i], step, where: active)
       }
     }
+    for j in 0..<weightCount { v[j] = vv[j / lanes][j % lanes] }
 
     // The decision: up exactly when h(V) ≥ 1/2, i.e. V ≥ 0.
     var learned = [Float](repeating: 0, count: weightCount)
@@ -231,18 +249,47 @@ extension Target {
     }
   }
 
+  /// One input channel per output channel (a depthwise convolution): `forward` and `backward`
+  /// run direct loops along the channels instead of one tiny GEMM per channel, and `optimize` lays
+  /// each sampled patch out as [kh·kw, C] for them.
+  var isDepthwise: Bool { groups > 1 && ocg == 1 && icg == 1 }
+
   /// z[r, c] = Σ_k x[row + r, group(c) k] · w[c, k], per group (no bias).
   func forward(x: [Float], row: Int, rows: Int, kTotal: Int, w: [Float], z: inout [Float]) {
+    w.withUnsafeBufferPointer { w in forward(x: x, row: row, rows: rows, kTotal: kTotal, w: w.baseAddress!, z: &z) }
+  }
+
+  func forward(x: [Float], row: Int, rows: Int, kTotal: Int, w: UnsafePointer<Float>, z: inout [Float]) {
     let (o, kg, ocg) = (outC, self.kg, self.ocg)
-    x.withUnsafeBufferPointer { x in
-      w.withUnsafeBufferPointer { w in
-        z.withUnsafeMutableBufferPointer { z in
-          for g in 0..<groups {
-            cblas_sgemm(
-              CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(ocg), Int32(kg), 1,
-              x.baseAddress! + row * kTotal + g * kg, Int32(kTotal), w.baseAddress! + g * ocg * kg, Int32(kg), 0,
-              z.baseAddress! + g * ocg, Int32(o))
+    if isDepthwise {
+      // z[r, c] = Σ_k x[row + r, k, c] · w[c, k], k in order.
+      var wt = [Float](repeating: 0, count: o * kg)
+      for c in 0..<o { for k in 0..<kg { wt[k * o + c] = w[c * kg + k] } }
+      x.withUnsafeBufferPointer { x in
+        wt.withUnsafeBufferPointer { wt in
+          z.withUnsafeMutableBufferPointer { z in
+            let (x, wt, z) = (x.baseAddress!, wt.baseAddress!, z.baseAddress!)
+            for r in 0..<rows {
+              let zr = z + r * o
+              zr.update(repeating: 0, count: o)
+              let xr = x + (row + r) * kTotal
+              for k in 0..<kg {
+                let (xk, wk) = (xr + k * o, wt + k * o)
+                for c in 0..<o { zr[c] += xk[c] * wk[c] }
+              }
+            }
           }
+        }
+      }
+      return
+    }
+    x.withUnsafeBufferPointer { x in
+      z.withUnsafeMutableBufferPointer { z in
+        for g in 0..<groups {
+          cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(ocg), Int32(kg), 1,
+            x.baseAddress! + row * kTotal + g * kg, Int32(kTotal), w + g * ocg * kg, Int32(kg), 0,
+            z.baseAddress! + g * ocg, Int32(o))
         }
       }
     }
@@ -250,16 +297,40 @@ extension Target {
 
   /// dw[c, k] = Σ_r grad[r, c] · x[row + r, group(c) k], per group.
   func backward(x: [Float], row: Int, rows: Int, kTotal: Int, grad: [Float], dw: inout [Float]) {
+    dw.withUnsafeMutableBufferPointer { dw in
+      backward(x: x, row: row, rows: rows, kTotal: kTotal, grad: grad, dw: dw.baseAddress!)
+    }
+  }
+
+  func backward(x: [Float], row: Int, rows: Int, kTotal: Int, grad: [Float], dw: UnsafeMutablePointer<Float>) {
     let (o, kg, ocg) = (outC, self.kg, self.ocg)
+    if isDepthwise {
+      // dw[c, k] = Σ_r grad[r, c] · x[row + r, k, c], r in order.
+      var dwt = [Float](repeating: 0, count: o * kg)
+      x.withUnsafeBufferPointer { x in
+        grad.withUnsafeBufferPointer { grad in
+          dwt.withUnsafeMutableBufferPointer { dwt in
+            let (x, grad, dwt) = (x.baseAddress!, grad.baseAddress!, dwt.baseAddress!)
+            for r in 0..<rows {
+              let (gr, xr) = (grad + r * o, x + (row + r) * kTotal)
+              for k in 0..<kg {
+                let (xk, dk) = (xr + k * o, dwt + k * o)
+                for c in 0..<o { dk[c] += gr[c] * xk[c] }
+              }
+            }
+          }
+        }
+      }
+      for c in 0..<o { for k in 0..<kg { dw[c * kg + k] = dwt[k * o + c] } }
+      return
+    }
     x.withUnsafeBufferPointer { x in
       grad.withUnsafeBufferPointer { grad in
-        dw.withUnsafeMutableBufferPointer { dw in
-          for g in 0..<groups {
-            cblas_sgemm(
-              CblasRowMajor, CblasTrans, CblasNoTrans, Int32(ocg), Int32(kg), Int32(rows), 1,
-              grad.baseAddress! + g * ocg, Int32(o), x.baseAddress! + row * kTotal + g * kg, Int32(kTotal), 0,
-              dw.baseAddress! + g * ocg * kg, Int32(kg))
-          }
+        for g in 0..<groups {
+          cblas_sgemm(
+            CblasRowMajor, CblasTrans, CblasNoTrans, Int32(ocg), Int32(kg), Int32(rows), 1,
+            grad.baseAddress! + g * ocg, Int32(o), x.baseAddress! + row * kTotal + g * kg, Int32(kTotal), 0,
+            dw + g * ocg * kg, Int32(kg))
         }
       }
     }

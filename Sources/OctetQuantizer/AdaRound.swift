@@ -4,6 +4,7 @@ import OctetCore
 import OctetFloat
 import OctetInt8
 import OctetModels
+import Synchronization
 
 /// The knobs of AdaRound (Nagel et al., "Up or Down? Adaptive Rounding for Post-Training
 /// Quantization", 2020). docs/quantization.md §18.
@@ -82,10 +83,15 @@ public enum AdaRoundError: Error, CustomStringConvertible {
 public enum AdaRound {
   /// Refines `quantized` (quantized from `model` with round-to-nearest weights) on `imageCount`
   /// network inputs `image(i)`, each `[1, S, S, 3]`, read once per pass (streamed; never all held).
+  ///
+  /// `threads` images are read and run at once while a pass collects its samples, and then
+  /// `threads` of the pass's layers are optimized at once, each on one thread (one OpenBLAS thread):
+  /// every image's samples land in a slot fixed by its index and every layer depends only on its own
+  /// samples, so the result is the same for every thread count.
   public static func refine(
     float model: Model, quantized: QuantizedModel, weightBits: WeightBits, imageCount: Int,
-    image: (Int) throws -> Tensor, parameters p: AdaRoundParameters = .init(),
-    progress: ((AdaRoundProgress) -> Void)? = nil
+    image: @Sendable (Int) throws -> Tensor, parameters p: AdaRoundParameters = .init(), threads: Int = 1,
+    progress: (@Sendable (AdaRoundProgress) -> Void)? = nil
   ) throws -> (model: QuantizedModel, layers: [AdaRoundLayerResult]) {
     guard imageCount > 0 else { throw AdaRoundError.invalid("no calibration images") }
     guard p.iterations > 0, p.batchSize > 0, p.maxPositions > 0 else {
@@ -134,60 +140,129 @@ public enum AdaRound {
     }
 
     let floatExecutor = try FloatExecutor(model: model, fuseResidualAdd: false)
+    let threads = max(1, threads)
     // One OpenBLAS thread: the sums, hence the learned rounding, do not depend on the thread count.
     let blasThreads = openblas_get_num_threads()
     openblas_set_num_threads(1)
     defer { openblas_set_num_threads(blasThreads) }
     for (passIndex, pass) in passes.enumerated() {
-      let runner: (any Int8Runner)? =
-        p.inputs == .quantized ? try Int8Runtime.make(model: current, threads: 1, observable: true) : nil
-      var samples = pass.map { Samples(target: targets[$0], images: imageCount) }
-      let floatNames = Set(pass.flatMap { [targets[$0].name] + (p.inputs == .float ? [targets[$0].input] : []) })
-      let int8Names = Set(pass.map { targets[$0].input })
-      for i in 0..<imageCount {
-        progress?(.collecting(pass: passIndex, passes: passes.count, image: i, images: imageCount))
-        let x = try image(i)
-        guard x.rank == 4, x.shape[0] == 1, Array(x.shape.dropFirst()) == floatExecutor.inputShape else {
-          throw AdaRoundError.invalid(
-            "image \(i) has shape \(x.shape), expected [1, \(floatExecutor.inputShape.map(String.init).joined(separator: ", "))]"
-          )
-        }
-        var floats: [String: Tensor] = [:]
-        if floatNames.contains(Graph.inputName) { floats[Graph.inputName] = x }
-        _ = floatExecutor.run(x) { name, t in if floatNames.contains(name) { floats[name] = t } }
-        var int8: [String: QuantizedTensor] = [:]
-        if let runner {
-          _ = runner.run(x) { name, t in if int8Names.contains(name) { int8[name] = t } }
-        }
-        for s in samples.indices {
-          let t = targets[pass[s]]
-          guard let y = floats[t.name] else { throw AdaRoundError.invalid("float output '\(t.name)' not observed") }
-          let source: PatchSource
-          if runner != nil {
-            guard let q = int8[t.input] else { throw AdaRoundError.invalid("int8 tensor '\(t.input)' not observed") }
-            source = .quantized(q.values, zeroPoint: q.quantization.zeroPoint, scale: q.quantization.scale)
-          } else {
-            guard let f = floats[t.input] else { throw AdaRoundError.invalid("float tensor '\(t.input)' not observed") }
-            source = .float(f.scalars)
+      let samples = pass.map { Samples(target: targets[$0], images: imageCount) }
+      try collect(
+        pass: passIndex, of: passes.count, samples: samples, float: floatExecutor,
+        int8: p.inputs == .quantized ? current : nil, imageCount: imageCount, image: image, seed: p.seed,
+        threads: threads, progress: progress)
+      // The pass's layers, most work first, `threads` at once; each alone on its thread.
+      let order = pass.indices.sorted { targets[pass[$0]].optimizeCost(p) > targets[pass[$1]].optimizeCost(p) }
+      let passTargets = pass.map { targets[$0] }
+      struct LayerState {
+        var next = 0
+        var done: Int
+        var outcomes: [OptimizeOutcome?]
+      }
+      let state = Mutex(LayerState(done: done, outcomes: Array(repeating: nil, count: pass.count)))
+      DispatchQueue.concurrentPerform(iterations: min(threads, pass.count)) { _ in
+        while true {
+          let s: Int? = state.withLock { st in
+            guard st.next < order.count else { return nil }
+            defer { st.next += 1 }
+            return order[st.next]
           }
-          samples[s].append(image: i, source: source, output: y.scalars, seed: p.seed)
+          guard let s else { break }
+          let r = passTargets[s].optimize(samples[s], parameters: p)
+          samples[s].release()
+          state.withLock { st in
+            st.outcomes[s] = r
+            progress?(.layer(index: st.done, count: count, result: r.result))
+            st.done += 1
+          }
         }
       }
+      let outcomes = state.withLock { st in
+        done = st.done
+        return st.outcomes
+      }
       for (s, t) in pass.enumerated() {
-        var r = targets[t].optimize(samples[s], parameters: p)
-        samples[s] = Samples(target: targets[t], images: 0)  // free
+        guard var r = outcomes[s] else { preconditionFailure("every layer of the pass was optimized") }
         if let (weights, bias, reverted) = r.apply {
           current.nodes[targets[t].nodeIndex].weights = weights
           current.nodes[targets[t].nodeIndex].bias = bias
           r.result.revertedChannels = reverted
         }
         results.append(r.result)
-        progress?(.layer(index: done, count: count, result: r.result))
-        done += 1
       }
     }
     try current.validate()
     return (current, results)
+  }
+
+  /// Runs the float network (and, for `int8` inputs, the int8 model) on every image, `threads`
+  /// images at once, and writes each image's sampled rows into its slot of every layer's samples.
+  static func collect(
+    pass: Int, of passes: Int, samples: [Samples], float floatExecutor: FloatExecutor, int8 model: QuantizedModel?,
+    imageCount: Int, image: @Sendable (Int) throws -> Tensor, seed: UInt64, threads: Int,
+    progress: (@Sendable (AdaRoundProgress) -> Void)?
+  ) throws {
+    let floatNames = Set(samples.flatMap { [$0.target.name] + (model == nil ? [$0.target.input] : []) })
+    let int8Names = Set(samples.map(\.target.input))
+    struct CollectState {
+      var next = 0
+      var done = 0
+      var failure: Error?
+    }
+    let state = Mutex(CollectState())
+    progress?(.collecting(pass: pass, passes: passes, image: 0, images: imageCount))
+    DispatchQueue.concurrentPerform(iterations: min(threads, imageCount)) { _ in
+      do {
+        // A runner per thread: an observable runner keeps per-run state.
+        let runner: (any Int8Runner)? =
+          if let model { try Int8Runtime.make(model: model, threads: 1, observable: true) } else { nil }
+        while true {
+          let index: Int? = state.withLock { s in
+            guard s.failure == nil, s.next < imageCount else { return nil }
+            defer { s.next += 1 }
+            return s.next
+          }
+          guard let i = index else { break }
+          let x = try image(i)
+          guard x.rank == 4, x.shape[0] == 1, Array(x.shape.dropFirst()) == floatExecutor.inputShape else {
+            throw AdaRoundError.invalid(
+              "image \(i) has shape \(x.shape), expected [1, \(floatExecutor.inputShape.map(String.init).joined(separator: ", "))]"
+            )
+          }
+          var floats: [String: Tensor] = [:]
+          if floatNames.contains(Graph.inputName) { floats[Graph.inputName] = x }
+          _ = floatExecutor.run(x) { name, t in if floatNames.contains(name) { floats[name] = t } }
+          var int8: [String: QuantizedTensor] = [:]
+          if let runner {
+            _ = runner.run(x) { name, t in if int8Names.contains(name) { int8[name] = t } }
+          }
+          for s in samples {
+            let t = s.target
+            guard let y = floats[t.name] else { throw AdaRoundError.invalid("float output '\(t.name)' not observed") }
+            let source: PatchSource
+            if runner != nil {
+              guard let q = int8[t.input] else {
+                throw AdaRoundError.invalid("int8 tensor '\(t.input)' not observed")
+              }
+              source = .quantized(q.values, zeroPoint: q.quantization.zeroPoint, scale: q.quantization.scale)
+            } else {
+              guard let f = floats[t.input] else {
+                throw AdaRoundError.invalid("float tensor '\(t.input)' not observed")
+              }
+              source = .float(f.scalars)
+            }
+            s.fill(image: i, source: source, output: y.scalars, seed: seed)
+          }
+          state.withLock { s in
+            s.done += 1
+            progress?(.collecting(pass: pass, passes: passes, image: s.done - 1, images: imageCount))
+          }
+        }
+      } catch {
+        state.withLock { $0.failure = $0.failure ?? error }
+      }
+    }
+    if let failure = state.withLock({ $0.failure }) { throw failure }
   }
 }
 
@@ -311,26 +386,44 @@ struct Target {
 
   /// Bytes of the samples of this layer (rows, then the split copies the optimizer makes).
   var sampleBytes: Int { sampleCount * rowFloats * 4 }
+
+  /// About the multiply-adds `optimize` spends (forward and backward per iteration), to start the
+  /// largest layers of a pass first.
+  func optimizeCost(_ p: AdaRoundParameters) -> Int { p.iterations * min(p.batchSize, sampleCount) * outC * kg }
 }
 
 /// The sampled rows of one layer: each row holds the layer's input patch for one output position
 /// (all groups, [kh, kw, I/g] each, real values; padding is real 0) and the float network's output
-/// there (all channels, after the fused activation).
-struct Samples {
-  var rows: [Float] = []
-  var count = 0
+/// there (all channels, after the fused activation). Image `i`'s rows are rows
+/// `i · positionsPerImage ..< (i + 1) · positionsPerImage`, whichever thread fills them and when.
+final class Samples: @unchecked Sendable {
+  private(set) var rows: UnsafeMutableBufferPointer<Float>
+  let count: Int
   let target: Target
 
   init(target: Target, images: Int) {
     self.target = target
-    rows.reserveCapacity(images * target.positionsPerImage * target.rowFloats)
+    count = images * target.positionsPerImage
+    rows = .allocate(capacity: count * target.rowFloats)
+    rows.initialize(repeating: 0)
   }
 
-  mutating func append(image: Int, source: PatchSource, output: [Float], seed: UInt64) {
+  deinit { rows.deallocate() }
+
+  /// Frees the rows (the optimizer has copied them).
+  func release() {
+    rows.deallocate()
+    rows = .allocate(capacity: 0)
+  }
+
+  /// Writes image `image`'s rows; distinct images write disjoint rows, so threads may fill
+  /// different images at once.
+  func fill(image: Int, source: PatchSource, output: [Float], seed: UInt64) {
     let t = target
     var g = SeededGenerator(
       seed: seed ^ (UInt64(t.nodeIndex) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(image) &* 0xD1B5_4A32_D192_ED03))
     let positions = t.outH * t.outW
+    var at = image * t.positionsPerImage * t.rowFloats
     for j in 0..<t.positionsPerImage {
       // Every position when there are few; else a seeded draw (with replacement) per image and layer.
       let pos = t.positionsPerImage == positions ? j : Int.random(in: 0..<positions, using: &g)
@@ -340,24 +433,24 @@ struct Samples {
           let iy = oy * t.stride[0] - t.padding[0] + ky
           for kx in 0..<t.kw {
             let ix = ox * t.stride[1] - t.padding[1] + kx
-            let inside = iy >= 0 && iy < t.inH && ix >= 0 && ix < t.inW
-            let base = (iy * t.inW + ix) * t.inC + group * t.icg
-            for i in 0..<t.icg {
-              guard inside else {
-                rows.append(0)
-                continue
-              }
-              switch source {
-              case .float(let f): rows.append(f[base + i])
-              case .quantized(let q, let z, let s): rows.append(s * Float(Int32(q[base + i]) - z))
-              }
+            guard iy >= 0 && iy < t.inH && ix >= 0 && ix < t.inW else {
+              at += t.icg  // padding: the rows start at 0
+              continue
             }
+            let base = (iy * t.inW + ix) * t.inC + group * t.icg
+            switch source {
+            case .float(let f):
+              for i in 0..<t.icg { rows[at + i] = f[base + i] }
+            case .quantized(let q, let z, let s):
+              for i in 0..<t.icg { rows[at + i] = s * Float(Int32(q[base + i]) - z) }
+            }
+            at += t.icg
           }
         }
       }
       let o = pos * t.outC
-      rows.append(contentsOf: output[o..<(o + t.outC)])
-      count += 1
+      for c in 0..<t.outC { rows[at + c] = output[o + c] }
+      at += t.outC
     }
   }
 }

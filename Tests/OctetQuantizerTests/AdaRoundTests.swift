@@ -18,15 +18,17 @@ import Testing
 
   static func refine(
     _ model: Model, _ quantized: QuantizedModel, images: [Tensor], inputs: AdaRoundParameters.Inputs = .quantized,
-    iterations: Int = 300
+    iterations: Int = 300, threads: Int = 1, memoryBudget: Int? = nil, maxPositions: Int? = nil
   ) throws -> (model: QuantizedModel, layers: [AdaRoundLayerResult]) {
     var p = AdaRoundParameters()
     p.inputs = inputs
     p.iterations = iterations
     p.batchSize = 64
+    if let memoryBudget { p.memoryBudget = memoryBudget }
+    if let maxPositions { p.maxPositions = maxPositions }
     return try AdaRound.refine(
       float: model, quantized: quantized, weightBits: .eight, imageCount: images.count, image: { images[$0] },
-      parameters: p)
+      parameters: p, threads: threads)
   }
 
   /// A 3x3 convolution (3 → 2 channels, no padding) whose weights all sit 0.4 of a step above an
@@ -207,6 +209,125 @@ import Testing
     #expect(
       try Data(contentsOf: dir.appendingPathComponent("a.safetensors"))
         == Data(contentsOf: dir.appendingPathComponent("b.safetensors")))
+  }
+
+  /// Images read on several threads and the layers of a pass optimized on several threads give
+  /// the model and the per-layer results of one thread, in one pass and in one pass per layer (a
+  /// budget below every layer's samples), with float and with int8 inputs. Three positions per image
+  /// and layer, fewer than the layers have: the seeded draws of positions are exercised too.
+  @Test(arguments: AdaRoundParameters.Inputs.allCases, [nil, 1])
+  func sameModelOnOneTwoAndThreeThreads(inputs: AdaRoundParameters.Inputs, memoryBudget: Int?) throws {
+    let golden = try SmallNetGolden.load()
+    let model = golden.model
+    let quantized = try Quantizer.quantize(model: model, range: golden.range).model
+    let images = Self.inputs(model, count: 12, seed: testSeed(14))
+    let one = try Self.refine(
+      model, quantized, images: images, inputs: inputs, iterations: 120, threads: 1, memoryBudget: memoryBudget,
+      maxPositions: 36)
+    #expect(one.model != quantized)
+    #expect(one.layers.count == 5)
+    for threads in [2, 3] {
+      let many = try Self.refine(
+        model, quantized, images: images, inputs: inputs, iterations: 120, threads: threads,
+        memoryBudget: memoryBudget, maxPositions: 36)
+      #expect(many.layers == one.layers, "\(threads) threads")
+      for (a, b) in zip(many.model.nodes, one.model.nodes) {
+        #expect(a.weights == b.weights, "\(a.name), \(threads) threads")
+        #expect(a.bias == b.bias, "\(a.name), \(threads) threads")
+      }
+      #expect(many.model == one.model, "\(threads) threads")
+    }
+  }
+
+  /// The direct loops of a depthwise layer (`Target.isDepthwise`: patches laid out [kh·kw, C])
+  /// compute z[r, c] = Σ_k x[r, c, k] · w[c, k] and dw[c, k] = Σ_r g[r, c] · x[r, c, k], checked
+  /// against the formulas in Double on the small network's 3x3 depthwise convolution.
+  @Test func depthwiseLoopsComputeTheFormulas() throws {
+    let golden = try SmallNetGolden.load()
+    let model = golden.model
+    let quantized = try Quantizer.quantize(model: model, range: golden.range).model
+    let plan = try LayerPlan(model: model)
+    // The 3x3 convolution with 8 groups (dw.conv, named after its fused ReLU6).
+    let targets = quantized.nodes.indices.compactMap { index -> Target? in
+      let node = quantized.nodes[index]
+      guard node.op == .conv2d, let layer = plan.layers.first(where: { $0.name == node.name }),
+        case .success(let t) = Target.make(node: node, index: index, layer: layer, model: model, weightMax: 127)
+      else { return nil }
+      return t
+    }
+    #expect(targets.count == 4)
+    let depthwise = targets.filter(\.isDepthwise)
+    try #require(depthwise.count == 1, "\(targets.map { ($0.name, $0.groups) })")
+    let t = depthwise[0]
+    let (o, kg) = (t.outC, t.kg)
+    #expect(o == 8 && kg == 9)
+    let (rows, row) = (7, 2)
+    let kTotal = o * kg
+    var g = SeededGenerator(seed: testSeed(15))
+    let natural = g.floats((rows + row) * kTotal, in: -2...2)  // [r, c, k]
+    var laid = [Float](repeating: 0, count: natural.count)  // [r, k, c]
+    for r in 0..<(rows + row) {
+      for c in 0..<o { for k in 0..<kg { laid[r * kTotal + k * o + c] = natural[r * kTotal + c * kg + k] } }
+    }
+    let w = g.floats(o * kg, in: -1...1)
+    let grad = g.floats(rows * o, in: -1...1)
+    var z = [Float](repeating: .nan, count: rows * o)
+    t.forward(x: laid, row: row, rows: rows, kTotal: kTotal, w: w, z: &z)
+    var dw = [Float](repeating: .nan, count: o * kg)
+    t.backward(x: laid, row: row, rows: rows, kTotal: kTotal, grad: grad, dw: &dw)
+    for c in 0..<o {
+      for r in 0..<rows {
+        var e = 0.0
+        for k in 0..<kg { e += Double(natural[(row + r) * kTotal + c * kg + k]) * Double(w[c * kg + k]) }
+        #expect(abs(Double(z[r * o + c]) - e) <= 1e-5, "z[\(r), \(c)] = \(z[r * o + c]), expected \(e)")
+      }
+      for k in 0..<kg {
+        var e = 0.0
+        for r in 0..<rows { e += Double(grad[r * o + c]) * Double(natural[(row + r) * kTotal + c * kg + k]) }
+        #expect(abs(Double(dw[c * kg + k]) - e) <= 1e-5, "dw[\(c), \(k)] = \(dw[c * kg + k]), expected \(e)")
+      }
+    }
+  }
+
+  /// The vector exp2, log2, sigmoid and pow of the Adam loop (`AdaMath`, plain IEEE operations
+  /// so that every CPU gets the same bits) against libm in Double, on seeded arguments over the
+  /// ranges the loop uses.
+  @Test func vectorMathIsCloseToLibm() throws {
+    var g = SeededGenerator(seed: testSeed(16))
+    var worst = (exp2: 0.0, log2: 0.0, sigmoid: 0.0, pow: 0.0)
+    for _ in 0..<2000 {
+      let y = AdaVector(g.floats(16, in: -125...126))
+      let e = AdaMath.exp2(y)
+      let x = AdaVector(g.floats(16, in: 0...1)) * AdaVector(g.floats(16, in: 0...1))
+      let l = AdaMath.log2(x.replacing(with: 1e-30, where: x .== 0))
+      let v = AdaVector(g.floats(16, in: -30...30))
+      let sg = AdaMath.sigmoid(v)
+      let a = Float.random(in: 1...19, using: &g)
+      let pw = AdaMath.pow(x, a)
+      for i in 0..<16 {
+        let ey = Foundation.exp2(Double(y[i]))
+        worst.exp2 = max(worst.exp2, abs(Double(e[i]) - ey) / ey)
+        let xi = x[i] == 0 ? 1e-30 : Double(x[i])
+        let lx = Foundation.log2(xi)
+        worst.log2 = max(worst.log2, abs(Double(l[i]) - lx) / max(1, abs(lx)))
+        let sv = 1 / (1 + Foundation.exp(-Double(v[i])))
+        // e^−v = 2^y, y = −v·log2 e: as for pow, y's rounding grows with |v|.
+        worst.sigmoid = max(worst.sigmoid, abs(Double(sg[i]) - sv) / (sv * (1 + abs(Double(v[i])))))
+        // x^a = 2^y, y = a·log2(x): a float's rounding of y alone is a relative error of about
+        // ln 2 · |y| · 6e-8 in x^a, so the bound grows with |y|.
+        let pv = Foundation.pow(Double(x[i]), Double(a))
+        let py = abs(Double(a) * Foundation.log2(Double(x[i])))
+        if pv > 1e-37 { worst.pow = max(worst.pow, abs(Double(pw[i]) - pv) / (pv * (1 + py))) }
+        if pv < 1e-39 { #expect(pw[i] < 1e-37) }
+      }
+    }
+    print("AdaMath worst errors: \(worst)")
+    #expect(worst.exp2 < 4e-7)
+    #expect(worst.log2 < 4e-7)
+    #expect(worst.sigmoid < 4e-7)
+    #expect(worst.pow < 4e-7)
+    #expect(AdaMath.pow(AdaVector(repeating: 0), 1.5) == AdaVector(repeating: 0))
+    #expect(AdaMath.exp2(AdaVector(repeating: 0)) == AdaVector(repeating: 1))
   }
 
   @Test func anInt8ModelWhoseWeightsAreNotNearestIsLeftAlone() throws {
