@@ -133,3 +133,56 @@ private func resNetSpecs(_ name: String, classes: Int = 10) -> [TensorSpec] {
     #expect(groups == [4, 4, 4, 4])
   }
 }
+
+/// torchvision's MobileNetV2 read from tensor names and shapes (the fixture is torchvision's own
+/// model at width 0.25, where stages 1 and 2 are equally wide).
+@Suite struct TorchvisionMobileNetV2Tests {
+  @Test func structureOfTheFixture() throws {
+    let tensors = try TorchvisionFixtures.tensors("tiny_mobilenet_v2")
+    #expect(Architecture.detect(tensors) == .mobilenetV2)
+    let model = try TorchvisionFixtures.model("tiny_mobilenet_v2")
+    #expect(model.info.architecture == "mobilenet_v2")
+    #expect(model.info.classes == 10)
+    let depthwise = model.graph.nodes.filter { $0.op == .conv2d && ($0.groups ?? 1) > 1 }
+    #expect(depthwise.count == 17)
+    #expect(depthwise.allSatisfy { $0.groups == model.weights[$0.weight!]!.shape[0] })
+    #expect(depthwise.map { $0.stride![0] } == MobileNetV2.blockStrides)
+    // 10 at width 1; at 0.25 block 1 adds too (stem and block 1 are both 8 wide, as in torchvision).
+    #expect(model.graph.nodes.filter { $0.op == .add }.count == 11)
+    #expect(model.graph.nodes.contains { $0.name == "features.1.add" })
+    // Stem, block 1's depthwise, blocks 2…17's expansion and depthwise, head.
+    #expect(model.graph.nodes.filter { $0.op == .relu6 }.count == 35)
+    // Linear bottlenecks: nothing after a projection's BatchNorm but the add or the next block.
+    #expect(
+      !model.graph.nodes.contains { $0.name == "features.1.conv.2.relu6" || $0.name == "features.5.conv.3.relu6" })
+    _ = try LayerPlan(model: model)
+  }
+
+  @Test func missingClassifierAndWrongArchitectureAreNamed() throws {
+    var tensors = try TorchvisionFixtures.tensors("tiny_mobilenet_v2")
+    tensors["classifier.1.weight"] = nil
+    #expect {
+      try Architecture.mobilenetV2.build(from: tensors)
+    } throws: { error in
+      let text = String(describing: error)
+      return text.contains("found a MobileNetV2 stem ('features.0') and 17 inverted residual blocks")
+        && text.contains("'classifier.1.weight' is missing")
+    }
+    #expect {
+      try Architecture.resnet50.build(from: tensors)
+    } throws: { String(describing: $0).contains("a torchvision MobileNetV2 (features.N.conv…), not a ResNet50") }
+    #expect {
+      try Architecture.mobilenetV2.build(from: try TorchvisionFixtures.tensors("tiny_resnext"))
+    } throws: {
+      String(describing: $0).contains("a torchvision ResNet (conv1, layer1…), not a MobileNetV2; use --arch resnet")
+    }
+  }
+
+  @Test func blocksMissingFromTheMiddleAreNamed() throws {
+    var tensors = try TorchvisionFixtures.tensors("tiny_mobilenet_v2")
+    for name in tensors.names where name.hasPrefix("features.18.") { tensors[name] = nil }
+    #expect {
+      try Architecture.mobilenetV2.build(from: tensors)
+    } throws: { String(describing: $0).contains("16 inverted residual blocks; torchvision's MobileNetV2 has 17") }
+  }
+}
