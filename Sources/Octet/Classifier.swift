@@ -163,7 +163,7 @@ public enum ModelLoader {
   ) throws -> Model {
     guard let arch = architecture ?? Architecture.detect(tensors) else {
       throw ModelError.unknownArchitecture(
-        "'\(url.path)': the tensor names match no known architecture (resnet50, efficientnet-lite); first names: \(tensors.names.prefix(3).joined(separator: ", "))"
+        "'\(url.path)': the tensor names match no known architecture (torchvision's ResNet family: 'conv1.weight' and 'layer1.0.conv1.weight'; its MobileNetV2: 'features.0.0.weight' and 'features.1.conv.0.0.weight'; EfficientNet-Lite: '_conv_stem.weight' and '_blocks.0._depthwise_conv.weight'); first names: \(tensors.names.prefix(3).joined(separator: ", "))"
       )
     }
     do {

@@ -15,7 +15,12 @@ struct ImportCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: "The Octet model file to write (safetensors).")
   var output: String
 
-  @Option(help: "The architecture (resnet50, efficientnet-lite); detected from tensor names when omitted.")
+  @Option(
+    help: ArgumentHelp(
+      "The architecture; detected from tensor names and shapes when omitted.",
+      discussion:
+        "resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2, resnet (any other torchvision ResNet layout), mobilenet_v2, efficientnet-lite."
+    ))
   var arch: Architecture?
 
   @Option(help: "Input resolution, for an EfficientNet-Lite variant outside Lite0-Lite4.")

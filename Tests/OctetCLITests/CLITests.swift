@@ -100,6 +100,32 @@ func expectCleanFailure(_ result: OctetProcess, mentions: [String], noFile: URL?
       result, mentions: ["layer2.1.conv2.weight", "[128, 128, 5, 5]", "[128, 128, 3, 3]"], noFile: out)
   }
 
+  @Test func torchvisionLayoutsImportAndAnIncompleteOneIsNamed() throws {
+    let dir = try Paths.temporaryDirectory()
+    let out = dir.appendingPathComponent("m.safetensors")
+    let mobile = Paths.fixtures.appendingPathComponent("torchvision/tiny_mobilenet_v2.pth")
+    let ok = try OctetProcess.run(["import", mobile.path, "-o", out.path])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    #expect(ok.stdout.contains("mobilenet_v2:"), "\(ok.stdout)")
+    #expect(FileManager.default.fileExists(atPath: out.path))
+
+    var tensors = try PyTorchCheckpoint.load(
+      contentsOf: Paths.fixtures.appendingPathComponent("torchvision/tiny_resnext.pth"))
+    tensors["fc.weight"] = nil
+    let checkpoint = dir.appendingPathComponent("no-fc.safetensors")
+    try SafeTensors.write(tensors, to: checkpoint)
+    let out2 = dir.appendingPathComponent("m2.safetensors")
+    let missing = try OctetProcess.run(["import", checkpoint.path, "-o", out2.path])
+    expectCleanFailure(
+      missing,
+      mentions: [
+        "no-fc.safetensors",
+        "found a ResNet stem and 4 layers of Bottleneck blocks with [1, 1, 1, 1] blocks but 'fc.weight' is missing",
+      ], noFile: out2)
+    let wrong = try OctetProcess.run(["import", mobile.path, "--arch", "resnet18", "-o", out2.path])
+    expectCleanFailure(wrong, mentions: ["not a ResNet18", "--arch mobilenet_v2"], noFile: out2)
+  }
+
   @Test func notAnImageIsNamed() throws {
     let dir = try Paths.temporaryDirectory()
     let fake = dir.appendingPathComponent("notes.png")

@@ -182,9 +182,6 @@ let layerCases: [LayerCase] = {
   cases.append(LayerCase(size: 6, cin: 17, cout: 17, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 17))
   cases.append(
     LayerCase(size: 8, cin: 40, cout: 40, kernel: 5, stride: 2, pad: [1, 1, 2, 2], groups: 40, residual: .layerSecond))
-  // (A grouped, not depthwise, convolution is not here: the fast executor runs the reference kernel
-  // for it, so comparing it with the reference would compare the reference with itself. See
-  // GroupedConvolutionTests.)
   // Residual adds whose shift is above 46 and below 9 (the SIMD add's other two forms).
   cases.append(
     LayerCase(
@@ -201,6 +198,18 @@ let layerCases: [LayerCase] = {
     LayerCase(
       size: 6, cin: 68, cout: 20, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 1, residual: .layerSecond,
       extremeWeights: true))
+  // Grouped (not depthwise) convolutions, a GEMM per group (last, so that the cases above keep their
+  // seeds): ResNeXt-50 32x4d's 3x3s (4 and 8
+  // channels per group, stride 1 and 2), 2 groups of 40 (column tails past 32), 3 groups of K = 36
+  // with asymmetric padding, a grouped 1x1 (the GEMM reads the gathered channels directly where K
+  // fits) and a grouped layer whose add is not fused into it.
+  cases.append(LayerCase(size: 9, cin: 128, cout: 128, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 32))
+  cases.append(LayerCase(size: 9, cin: 256, cout: 256, kernel: 3, stride: 2, pad: [1, 1, 1, 1], groups: 32))
+  cases.append(LayerCase(size: 5, cin: 16, cout: 80, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 2))
+  cases.append(LayerCase(size: 7, cin: 12, cout: 18, kernel: 3, stride: 2, pad: [0, 1, 1, 0], groups: 3))
+  cases.append(LayerCase(size: 6, cin: 256, cout: 64, kernel: 1, stride: 1, pad: [0, 0, 0, 0], groups: 4))
+  cases.append(
+    LayerCase(size: 6, cin: 24, cout: 24, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 6, residual: .layerSecond))
   return cases
 }()
 

@@ -5,15 +5,13 @@ import Testing
 
 @testable import OctetInt8
 
-/// A grouped (not depthwise) convolution. The fast executor has no kernel for it and runs the
-/// reference's (plan kind "grouped_conv_reference"), so in the fast executor it is reference-only:
-/// holding it to the reference there would compare the reference with itself, which is why it is
-/// not among `layerCases`. What is checked instead: that it still runs the reference kernel (a fast
-/// kernel added later must join `layerCases`), the reference's grouped kernel against plain Swift
-/// loops over §5, and the fast steps around it against the reference.
+/// A grouped (not depthwise) convolution. The fast executor runs it as a GEMM per group
+/// (FastPlanner+Grouped.swift); `layerCases` holds it to the reference on every backend. Here: the
+/// reference's grouped kernel against plain Swift loops over §5 (so that the reference the
+/// backends are held to is itself checked), and the plan's kind.
 @Suite struct GroupedConvolutionTests {
-  @Test("grouped (non-depthwise) convolution: reference-only in the fast executor")
-  func groupedConvolutionIsReferenceOnly() throws {
+  @Test("grouped (non-depthwise) convolution: reference against plain loops, fast as a GEMM per group")
+  func groupedConvolutionReferenceAndPlan() throws {
     let c = LayerCase(size: 5, cin: 4, cout: 6, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 2)
     let model = try makeLayerModel(c, seed: 0xFA57_0100)
     var rng = SeededGenerator(seed: 0x6709)
@@ -34,7 +32,7 @@ import Testing
     #expect(Set(codes).count >= 8, "the grouped layer's outputs are too uniform to test anything")
 
     let fast = try Int8FastExecutor(model: model, backend: .scalar, threads: 1)
-    #expect(fast.layers.first { $0.name == "layer" }?.kind == "grouped_conv_reference")
+    #expect(fast.layers.first { $0.name == "layer" }?.kind == "grouped_conv")
     var differing: [String] = []
     let got = fast.run(input) { name, t in if expected[name] != t { differing.append(name) } }
     #expect(differing.isEmpty, "nodes differ: \(differing)")

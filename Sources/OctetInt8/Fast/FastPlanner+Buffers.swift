@@ -20,6 +20,11 @@ extension FastStep.Op {
       c.output = write(c.output)
       if case .conv = self { return .conv(c) }
       return .depthwise(c)
+    case .groupedConv(var g):
+      g.input = read(g.input)
+      g.output = write(g.output)
+      for i in g.groups.indices { g.groups[i].output = g.output }
+      return .groupedConv(g)
     case .groupedReference(let plan, let input, let out, let inSize, let outSize):
       return .groupedReference(plan, input: read(input), out: write(out), inSize: inSize, outSize: outSize)
     case .wideConv(var w):

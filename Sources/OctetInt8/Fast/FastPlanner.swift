@@ -27,6 +27,10 @@ struct ConvStep {
   /// Per-channel clamp bounds (docs/quantization.md §7.1), applied by a post-pass after the kernel,
   /// whose own clamp is the node's hull of them; nil for every other convolution.
   var channelClamp: ChannelClamp? = nil
+  /// First output channel and output row stride (channels): one group of a grouped convolution
+  /// writes its columns of the whole output (FastPlanner+Grouped.swift); nil: `n`, the whole row.
+  var outputColumn = 0
+  var outputStride: Int? = nil
 }
 
 /// What `octet_i8_conv_border` needs for a convolution that reads pixels: its weights unpacked
@@ -70,6 +74,9 @@ struct FastStep {
     case quantizeInput(ActivationQuantization, PixelNormalization?, out: Int)
     case conv(ConvStep)
     case depthwise(ConvStep)
+    /// A grouped (not depthwise) convolution, one GEMM per group (FastPlanner+Grouped.swift).
+    case groupedConv(GroupedConvStep)
+    /// A grouped convolution that reads pixels (§12): the reference kernel, per image.
     case groupedReference(Int8ConvPlan, input: Int, out: Int, inSize: Int, outSize: Int)
     /// A convolution with a 16-bit input or output (FastPlanner+A16.swift).
     case wideConv(WideConvStep)
@@ -198,8 +205,19 @@ struct FastPlanner {
                 name: name, kind: "conv", m: step.m, n: step.n, k: step.k, macs: step.m * step.n * step.k, nodes: nodes,
                 kernel: step.kernel.rawValue))
           }
+        } else if let grouped = Self.groupedConvStep(
+          plan, input: bufferOf[input]!, output: out, isa: isa, avx2Kernel: avx2Kernel)
+        {
+          scratchSize = max(scratchSize, grouped.packedBytes + grouped.inPixels * grouped.inChannels)
+          steps.append(FastStep(op: .groupedConv(grouped), observable: observable))
+          let k = grouped.groups[0].k
+          let kernels = Set(grouped.groups.map(\.kernel.rawValue)).sorted()
+          layers.append(
+            .init(
+              name: name, kind: "grouped_conv", m: grouped.m, n: grouped.n, k: k, macs: grouped.m * grouped.n * k,
+              nodes: nodes, kernel: kernels.joined(separator: ", ")))
         } else {
-          // Grouped (not depthwise) convolutions: the reference kernel, per image. Neither model has one.
+          // A grouped convolution that reads pixels (exact input, §12): the reference kernel, per image.
           steps.append(
             FastStep(
               op: .groupedReference(

@@ -22,15 +22,22 @@ extension Int8FastExecutor {
     }
   }
 
-  func runConv(_ conv: ConvStep, batch: Int, workspace: Workspace, logits: UnsafeMutablePointer<Int32>) {
+  /// `input` replaces the step's input buffer (a group's gathered channels, FastPlanner+Grouped.swift).
+  func runConv(
+    _ conv: ConvStep, batch: Int, workspace: Workspace, logits: UnsafeMutablePointer<Int32>,
+    input inputOverride: UnsafeMutablePointer<UInt8>? = nil
+  ) {
     let m = conv.m
     let kernel = conv.kernel
     let elementSize = kernel.aElementSize
     let aRowBytes = conv.kp * elementSize
-    let input = workspace.buffers[conv.input]
+    let input = inputOverride ?? workspace.buffers[conv.input]
     let outElement = conv.int32Output ? 4 : 1
+    // Output rows are `ldc` elements apart; a group of a grouped convolution starts at its column.
+    let ldc = conv.outputStride ?? conv.n
     let outBase: UnsafeMutableRawPointer =
-      conv.int32Output ? UnsafeMutableRawPointer(logits) : UnsafeMutableRawPointer(workspace.buffers[conv.output])
+      (conv.int32Output ? UnsafeMutableRawPointer(logits) : UnsafeMutableRawPointer(workspace.buffers[conv.output]))
+      + conv.outputColumn * outElement
     let residual = conv.residual.map { workspace.buffers[$0.buffer] }
     let scratch = workspace.scratch
     var window = conv.window
@@ -83,14 +90,14 @@ extension Int8FastExecutor {
           if conv.direct {
             gemm(
               conv, a: UnsafeRawPointer(input + n * conv.inSize), lda: conv.k, m0: r0, m1: r1, n0: 0, n1: conv.n,
-              epilogue: &e, out: outBase + n * m * conv.n * outElement)
+              epilogue: &e, out: outBase + n * m * ldc * outElement)
           } else {
             // The block's rows are rows 0..< r1 - r0 of `region`; output and residual move with them.
             octet_i8_pack_a(kernel.layout, &window, input + n * conv.inSize, r0, r1 - r0, region)
             if let residual = e.residual { e.residual = residual + r0 * conv.n }
             gemm(
               conv, a: UnsafeRawPointer(region), lda: conv.kp, m0: 0, m1: r1 - r0, n0: 0, n1: conv.n, epilogue: &e,
-              out: outBase + (n * m + r0) * conv.n * outElement)
+              out: outBase + (n * m + r0) * ldc * outElement)
           }
           r += r1 - r0
         }
@@ -131,7 +138,7 @@ extension Int8FastExecutor {
           let (a, lda) = aBase(n)
           gemm(
             conv, a: a, lda: lda, m0: m0, m1: m1, n0: n0, n1: n1, epilogue: &e,
-            out: outBase + n * m * conv.n * outElement)
+            out: outBase + n * m * ldc * outElement)
         }
       }
     }

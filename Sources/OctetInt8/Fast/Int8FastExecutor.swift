@@ -49,7 +49,9 @@ public final class Int8FastExecutor: @unchecked Sendable {
   /// What one step of the plan is, for `octet bench` and the per-layer report.
   public struct Layer: Sendable, Codable {
     public var name: String
-    /// conv (GEMM), depthwise, linear, add, max_pool, global_average_pool, quantize_input, flatten.
+    /// conv (GEMM), depthwise, grouped_conv (a GEMM per group), linear, add, max_pool,
+    /// global_average_pool, quantize_input, flatten (grouped_conv_reference: a grouped convolution
+    /// that reads pixels, on the reference kernel).
     public var kind: String
     /// GEMM shape per image: M rows (output pixels), N columns (output channels), K (taps).
     public var m: Int, n: Int, k: Int
@@ -174,6 +176,8 @@ extension Int8FastExecutor {
       if let clamp = conv.channelClamp { clampChannels(clamp, conv, batch: batch, workspace: workspace) }
     case .wideConv(let step):
       runWide(step, batch: batch, workspace: workspace)
+    case .groupedConv(let grouped):
+      runGrouped(grouped, batch: batch, workspace: workspace, logits: logits)
     case .groupedReference(let plan, let input, let out, let inSize, let outSize):
       for n in 0..<batch {
         plan.run(
@@ -244,29 +248,30 @@ extension Int8FastExecutor {
     epilogue: UnsafePointer<octet_i8_epilogue>, out: UnsafeMutableRawPointer
   ) {
     let b = conv.packedWeights.pointer
+    let ldc = conv.outputStride ?? conv.n
     let a8 = a.assumingMemoryBound(to: UInt8.self)
     let b8 = b.assumingMemoryBound(to: Int8.self)
     switch conv.kernel {
     case .avx2Int16:
       octet_i8_gemm__avx2(
         a.assumingMemoryBound(to: Int16.self), b.assumingMemoryBound(to: Int16.self), conv.kp, conv.n, m0, m1, n0, n1,
-        epilogue, out, conv.n)
+        epilogue, out, ldc)
     case .avx2Pairs:
-      octet_i8_gemm__avx2_pairs(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+      octet_i8_gemm__avx2_pairs(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, ldc)
     case .avx2Quads:
       withUnsafePointer(to: conv.fixups!.table) {
-        octet_i8_gemm__avx2_quads(a8, lda, b8, $0, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+        octet_i8_gemm__avx2_quads(a8, lda, b8, $0, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, ldc)
       }
     case .avx512vnni where emulatedISA:
-      octet_i8_gemm__avx512vnni_emulated(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+      octet_i8_gemm__avx512vnni_emulated(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, ldc)
     case .amx where emulatedISA:
-      octet_i8_gemm__amx_emulated(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+      octet_i8_gemm__amx_emulated(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, ldc)
     case .avx512vnni:
-      octet_i8_gemm__avx512vnni(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+      octet_i8_gemm__avx512vnni(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, ldc)
     case .amx:
-      octet_i8_gemm__amx(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+      octet_i8_gemm__amx(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, ldc)
     case .scalar:
-      octet_i8_gemm__scalar(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, conv.n)
+      octet_i8_gemm__scalar(a8, lda, b8, conv.kp, conv.n, m0, m1, n0, n1, epilogue, out, ldc)
     }
   }
 }
