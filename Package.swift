@@ -123,6 +123,7 @@ if Context.environment["OCTET_FUZZ"] == "1" {
     ("quantized-model", ["OctetModels"]),
     ("rangetable", ["OctetCalibration"]),
     ("image", ["OctetImages"]),
+    ("onnx", ["OctetCore", "OctetModels"]),
   ]
   package.targets.append(.systemLibrary(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
   for target in fuzzTargets {

@@ -140,18 +140,18 @@ public enum ModelLoader {
 
   /// An Octet model file (safetensors with Octet metadata), a PyTorch checkpoint (zip or legacy), a
   /// plain safetensors state_dict, or an ONNX model; checkpoints and ONNX models are imported in
-  /// memory. `preprocessing` is an ONNX model's (ONNX does not carry it; torchvision's ImageNet
-  /// defaults when nil).
+  /// memory. `onnx` gives an ONNX model's preprocessing (ONNX does not carry it; torchvision's
+  /// ImageNet defaults where unset).
   public static func load(
     contentsOf url: URL, architecture: Architecture? = nil, resolution: Int? = nil,
-    preprocessing: Preprocessing? = nil
+    onnx: ONNXInputOptions = ONNXInputOptions()
   ) throws -> Model {
     guard FileManager.default.fileExists(atPath: url.path) else {
       throw FileError(path: url.path, reason: "no such file")
     }
     let safeTensors = try isSafeTensors(url)
     if !safeTensors, ONNXImporter.looksLikeONNX(url) {
-      return try ONNXImporter.load(contentsOf: url, preprocessing: preprocessing ?? .imagenet)
+      return try ONNXImporter.load(contentsOf: url, options: onnx)
     }
     if safeTensors {
       let (tensors, metadata) = try SafeTensors.read(contentsOf: url)

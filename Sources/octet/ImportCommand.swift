@@ -27,10 +27,10 @@ struct ImportCommand: ParsableCommand {
   @Option(help: "Input resolution, for an EfficientNet-Lite variant outside Lite0-Lite4.")
   var resolution: Int?
 
-  @Option(help: "ONNX only: resize the shorter side to this many pixels (default 256).")
+  @Option(help: "ONNX only: resize the shorter side to this many pixels (default 256, or crop * 256/224).")
   var resize: Int?
 
-  @Option(help: "ONNX only: center crop (default 224; a fixed ONNX input size must equal it).")
+  @Option(help: "ONNX only: center crop (default: the model's fixed input size, else 224).")
   var crop: Int?
 
   @Option(help: "ONNX only: per-channel RGB mean, on [0, 1] pixels (default 0.485,0.456,0.406).")
@@ -54,14 +54,11 @@ struct ImportCommand: ParsableCommand {
     return parsed
   }
 
-  /// The ONNX model's preprocessing: the flags over torchvision's ImageNet defaults.
-  func preprocessing() throws -> Preprocessing {
-    var p = Preprocessing.imagenet
-    if let resize { p.resizeShorter = resize }
-    if let crop { p.cropSize = crop }
-    if let mean { p.mean = try Self.triple(mean, option: "--mean", positive: false) }
-    if let std { p.std = try Self.triple(std, option: "--std", positive: true) }
-    return p
+  /// The ONNX model's preprocessing flags (torchvision's ImageNet defaults where not given).
+  func onnxOptions() throws -> ONNXInputOptions {
+    ONNXInputOptions(
+      resize: resize, crop: crop, mean: try mean.map { try Self.triple($0, option: "--mean", positive: false) },
+      std: try std.map { try Self.triple($0, option: "--std", positive: true) })
   }
 
   func validate() throws {
@@ -74,24 +71,25 @@ struct ImportCommand: ParsableCommand {
       .filter(\.1).map(\.0)
     if !given.isEmpty, !isONNX {
       throw ValidationError(
-        "\(given.joined(separator: ", ")) apply to ONNX models only; a checkpoint's architecture fixes its preprocessing")
+        "\(given.joined(separator: ", ")) apply to ONNX models only; a checkpoint's architecture fixes its preprocessing"
+      )
     }
     if isONNX, arch != nil || resolution != nil {
       throw ValidationError("--arch and --resolution apply to checkpoints; an ONNX model carries its graph")
     }
     if let crop, !(16...4096).contains(crop) { throw ValidationError("--crop \(crop) is outside 16...4096") }
     if let resize, !(16...8192).contains(resize) { throw ValidationError("--resize \(resize) is outside 16...8192") }
-    let p = try preprocessing()
-    if p.resizeShorter < p.cropSize {
-      throw ValidationError("--resize \(p.resizeShorter) is smaller than --crop \(p.cropSize)")
+    if let resize, let crop, resize < crop {
+      throw ValidationError("--resize \(resize) is smaller than --crop \(crop)")
     }
+    _ = try onnxOptions()
   }
 
   func run() throws {
     let start = Date()
     let url = URL(fileURLWithPath: checkpoint)
     let model = try ModelLoader.load(
-      contentsOf: url, architecture: arch, resolution: resolution, preprocessing: isONNX ? try preprocessing() : nil)
+      contentsOf: url, architecture: arch, resolution: resolution, onnx: try onnxOptions())
     // Building the plan checks every layer's shapes before anything is written.
     _ = try FloatExecutor(model: model)
     try ModelFile.write(model, to: URL(fileURLWithPath: output))

@@ -92,7 +92,9 @@ extension ONNXGraphBuilder {
     if let shape, c.shape != shape {
       throw fail(node, "\(what) '\(node.input[index])' has shape \(c.shape), expected \(shape)")
     }
-    guard f.allSatisfy(\.isFinite) else { throw fail(node, "\(what) '\(node.input[index])' holds NaN or infinite values") }
+    guard f.allSatisfy(\.isFinite) else {
+      throw fail(node, "\(what) '\(node.input[index])' holds NaN or infinite values")
+    }
     return f
   }
 
@@ -123,7 +125,20 @@ extension ONNXGraphBuilder {
     weights[name] = HostTensor(shape: shape, float32: values)
   }
 
-  mutating func emit(_ irNode: Node, output: String, layout: ONNXLayout) {
+  /// The most elements one image's activation may have (2^28, 1 GiB of float32): forged pads or
+  /// kernels cannot make the executor allocate more.
+  static var maxActivationElements: Int { 1 << 28 }
+
+  mutating func emit(_ irNode: Node, output: String, layout: ONNXLayout) throws(ONNXError) {
+    if case .spatial(let c, let h, let w) = layout {
+      let (hw, o1) = h.multipliedReportingOverflow(by: w)
+      let (chw, o2) = hw.multipliedReportingOverflow(by: c)
+      guard !o1, !o2, chw <= Self.maxActivationElements else {
+        throw ONNXError(
+          "node '\(irNode.name)' (\(irNode.op.rawValue)) would output [N, \(c), \(h), \(w)], more than \(Self.maxActivationElements) values an image"
+        )
+      }
+    }
     nodes.append(irNode)
     values[output] = .activation(node: irNode.name, layout: layout)
   }
@@ -254,7 +269,7 @@ extension ONNXGraphBuilder {
     ir.paddingMode = .explicit
     ir.padding = win.pads
     ir.groups = group
-    emit(ir, output: out, layout: .spatial(c: o, h: win.outH, w: win.outW))
+    try emit(ir, output: out, layout: .spatial(c: o, h: win.outH, w: win.outW))
   }
 
   mutating func batchNorm(_ node: Onnx_NodeProto) throws(ONNXError) {
@@ -277,12 +292,12 @@ extension ONNXGraphBuilder {
     ir.runningMean = name + ".running_mean"
     ir.runningVariance = name + ".running_var"
     ir.epsilon = epsilon
-    emit(ir, output: try output(node), layout: .spatial(c: x.c, h: x.h, w: x.w))
+    try emit(ir, output: try output(node), layout: .spatial(c: x.c, h: x.h, w: x.w))
   }
 
   mutating func elementwise(_ node: Onnx_NodeProto, _ op: OperatorKind) throws(ONNXError) {
     let (x, layout) = try activation(node)
-    emit(Node(name: irName(node), op: op, inputs: [x]), output: try output(node), layout: layout)
+    try emit(Node(name: irName(node), op: op, inputs: [x]), output: try output(node), layout: layout)
   }
 
   /// Clip(0, 6) is ReLU6 and Clip(0, +inf) ReLU; bounds come from inputs (opset 11+) or attributes.
@@ -301,7 +316,9 @@ extension ONNXGraphBuilder {
     case (0, nil), (0, .some(.infinity)): try elementwise(node, .relu)
     default:
       throw unsupported(
-        node, "min \(lo.map { "\($0)" } ?? "none"), max \(hi.map { "\($0)" } ?? "none"); Octet has Clip(0, 6) and Clip(0, inf)")
+        node,
+        "min \(lo.map { "\($0)" } ?? "none"), max \(hi.map { "\($0)" } ?? "none"); Octet has Clip(0, 6) and Clip(0, inf)"
+      )
     }
   }
 
@@ -313,7 +330,7 @@ extension ONNXGraphBuilder {
     switch (a, b) {
     case (.activation(let x, let lx), .activation(let y, let ly)):
       guard lx == ly else { throw unsupported(node, "it adds \(lx.description) to \(ly.description) (broadcast)") }
-      emit(Node(name: irName(node), op: .add, inputs: [x, y]), output: try output(node), layout: lx)
+      try emit(Node(name: irName(node), op: .add, inputs: [x, y]), output: try output(node), layout: lx)
     case (.activation(let x, let layout), .constant(let c)), (.constant(let c), .activation(let x, let layout)):
       let activationInput = node.input[a.isConstant ? 1 : 0]
       guard case .flat(let f, _) = layout, let index = nodes.lastIndex(where: { $0.name == x }),
@@ -344,7 +361,7 @@ extension ONNXGraphBuilder {
     ir.stride = win.stride
     ir.paddingMode = .explicit
     ir.padding = win.pads
-    emit(ir, output: try output(node), layout: .spatial(c: x.c, h: win.outH, w: win.outW))
+    try emit(ir, output: try output(node), layout: .spatial(c: x.c, h: win.outH, w: win.outW))
   }
 
   /// AveragePool over the whole input without padding is a global average pool; other windows are
@@ -368,7 +385,7 @@ extension ONNXGraphBuilder {
       values[out] = .activation(node: name, layout: .spatial(c: x.c, h: 1, w: 1))
     } else {
       let flat = irName(node, suffix: ".flatten")
-      emit(Node(name: flat, op: .flatten, inputs: [name]), output: out, layout: .flat(features: x.c, from: nil))
+      try emit(Node(name: flat, op: .flatten, inputs: [name]), output: out, layout: .flat(features: x.c, from: nil))
     }
   }
 
@@ -409,7 +426,8 @@ extension ONNXGraphBuilder {
       guard let s = try constant(node, 1), let shape = s.integers, shape.count == 2,
         [0, -1, 1].contains(shape[0]), shape[1] == -1 || shape[1] == Int64(features), shape != [-1, -1]
       else {
-        throw unsupported(node, "a shape other than [N, -1] or [N, \(features)] (a Reshape that keeps the batch and flattens the rest)")
+        throw unsupported(
+          node, "a shape other than [N, -1] or [N, \(features)] (a Reshape that keeps the batch and flattens the rest)")
       }
       if try int(node, "allowzero", default: 0) != 0, shape[0] == 0 {
         throw unsupported(node, "allowzero with a 0 batch dimension")
@@ -420,7 +438,7 @@ extension ONNXGraphBuilder {
       values[out] = .activation(node: x, layout: layout)
       return
     }
-    emit(
+    try emit(
       Node(name: irName(node), op: .flatten, inputs: [x]), output: out,
       layout: .flat(features: features, from: from))
   }
@@ -454,13 +472,15 @@ extension ONNXGraphBuilder {
       ir.bias = name + ".bias"
       addWeight(name + ".bias", [out], bias)
     }
-    emit(ir, output: try output(node), layout: .flat(features: out, from: nil))
+    try emit(ir, output: try output(node), layout: .flat(features: out, from: nil))
   }
 
   /// Gemm(A, B, C) = alpha * A' * B' + beta * C with A the activation and B, C constants.
   mutating func gemm(_ node: Onnx_NodeProto) throws(ONNXError) {
     let (x, layout) = try activation(node)
-    guard case .flat(let k, let from) = layout else { throw fail(node, "expects [N, features], gets \(layout.description)") }
+    guard case .flat(let k, let from) = layout else {
+      throw fail(node, "expects [N, features], gets \(layout.description)")
+    }
     if try int(node, "transA", default: 0) != 0 { throw unsupported(node, "transA 1") }
     let transB = try int(node, "transB", default: 0) != 0
     let alpha = attribute(node, "alpha")?.f ?? 1
@@ -490,7 +510,9 @@ extension ONNXGraphBuilder {
   /// MatMul(A, B) with A the activation [N, K] and B a constant [K, N'].
   mutating func matMul(_ node: Onnx_NodeProto) throws(ONNXError) {
     let (x, layout) = try activation(node)
-    guard case .flat(let k, let from) = layout else { throw fail(node, "expects [N, features], gets \(layout.description)") }
+    guard case .flat(let k, let from) = layout else {
+      throw fail(node, "expects [N, features], gets \(layout.description)")
+    }
     guard let b = try constant(node, 1), let bf = b.floats, b.shape.count == 2, b.shape[0] == k else {
       throw unsupported(node, "B must be a float constant [\(k), outputs]")
     }

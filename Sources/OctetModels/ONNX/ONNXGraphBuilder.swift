@@ -27,7 +27,7 @@ enum ONNXLayout: Equatable {
 /// Maps one ONNX graph onto Octet's IR (see ONNXImporter).
 struct ONNXGraphBuilder {
   let opset: Int64
-  let preprocessing: Preprocessing
+  let options: ONNXInputOptions
   var values: [String: ONNXValue] = [:]
   var nodes: [Node] = []
   var weights = TensorDictionary()
@@ -35,9 +35,9 @@ struct ONNXGraphBuilder {
   /// How many nodes read each value (to fold Pad and MatMul+Add only when nothing else reads them).
   var readers: [String: Int] = [:]
 
-  init(opset: Int64, preprocessing: Preprocessing) {
+  init(opset: Int64, options: ONNXInputOptions) {
     self.opset = opset
-    self.preprocessing = preprocessing
+    self.options = options
   }
 
   static let maxNodes = 100_000
@@ -53,7 +53,7 @@ struct ONNXGraphBuilder {
     guard graph.sparseInitializer.isEmpty else {
       throw ONNXError("has sparse initializers, which Octet does not read")
     }
-    let size = try readInput(graph)
+    let preprocessing = try readInput(graph)
     guard graph.output.count == 1, let output = graph.output.first else {
       throw ONNXError("has \(graph.output.count) outputs; Octet imports classifiers with one output (the logits)")
     }
@@ -63,19 +63,19 @@ struct ONNXGraphBuilder {
     guard let result = values[output.name] else { throw ONNXError("graph output '\(output.name)' is never produced") }
     guard case .activation(let last, let layout) = result, case .flat(let classes, _) = layout else {
       throw ONNXError(
-        "graph output '\(output.name)' is not a [N, classes] activation; Octet imports classifiers ending in Gemm or MatMul")
+        "graph output '\(output.name)' is not a [N, classes] activation; Octet imports classifiers ending in Gemm or MatMul"
+      )
     }
     let irGraph = Graph(nodes: nodes, output: last)
     do { try irGraph.validate() } catch { throw ONNXError(error.description) }
-    var pre = preprocessing
-    pre.cropSize = size
-    let info = ModelInfo(architecture: "onnx", inputSize: size, classes: classes, preprocessing: pre)
+    let info = ModelInfo(
+      architecture: "onnx", inputSize: preprocessing.cropSize, classes: classes, preprocessing: preprocessing)
     return Model(info: info, graph: irGraph, weights: weights)
   }
 
   /// The one image input: float, [N, 3, H, H] with N fixed or symbolic; H from the model or, when
-  /// symbolic, the crop size.
-  mutating func readInput(_ graph: Onnx_GraphProto) throws(ONNXError) -> Int {
+  /// symbolic, the crop size. Returns the preprocessing.
+  mutating func readInput(_ graph: Onnx_GraphProto) throws(ONNXError) -> Preprocessing {
     let inputs = graph.input.filter { values[$0.name] == nil }
     guard inputs.count == 1, let input = inputs.first else {
       throw ONNXError(
@@ -103,13 +103,11 @@ struct ONNXGraphBuilder {
     if let h, let w, h != w {
       throw ONNXError("input '\(name)' is \(h)x\(w); Octet imports square inputs")
     }
-    let size = h ?? w ?? preprocessing.cropSize
-    guard (16...4096).contains(size) else { throw ONNXError("input '\(name)' is \(size)x\(size), outside 16…4096") }
-    if let h, h != preprocessing.cropSize {
-      throw ONNXError("input '\(name)' is \(h)x\(h) but the crop is \(preprocessing.cropSize); give --crop \(h)")
-    }
+    let preprocessing = try options.resolve(modelSize: h ?? w, input: name)
+    let size = preprocessing.cropSize
+    guard (4...4096).contains(size) else { throw ONNXError("input '\(name)' is \(size)x\(size), outside 4…4096") }
     values[name] = .activation(node: Graph.inputName, layout: .spatial(c: 3, h: size, w: size))
-    return size
+    return preprocessing
   }
 
   /// The nodes in an order where each comes after what it reads; a value nothing produces, a value
@@ -149,7 +147,8 @@ struct ONNXGraphBuilder {
     }
     guard order.count == graph.node.count else {
       let stuck = (0..<graph.node.count).first { pending[$0] > 0 }!
-      throw ONNXError("the graph has a cycle through node '\(label(graph.node[stuck], stuck))' (\(graph.node[stuck].opType))")
+      throw ONNXError(
+        "the graph has a cycle through node '\(label(graph.node[stuck], stuck))' (\(graph.node[stuck].opType))")
     }
     return order
   }

@@ -53,7 +53,8 @@ extension ONNXImporter {
       let size = MemoryLayout<T>.size
       guard data.count == count * size else {
         throw ONNXError(
-          "tensor '\(name)' has shape \(shape) (\(count) elements) but \(data.count) bytes of raw data, not \(count * size)")
+          "tensor '\(name)' has shape \(shape) (\(count) elements) but \(data.count) bytes of raw data, not \(count * size)"
+        )
       }
       var values = [T](repeating: 0, count: count)
       values.withUnsafeMutableBytes { dst in _ = data.copyBytes(to: dst) }

@@ -10,6 +10,37 @@ public struct ONNXError: Error, CustomStringConvertible, Equatable {
   public var description: String { message }
 }
 
+/// The preprocessing an ONNX model does not carry, from `octet import`'s flags; what is nil takes
+/// torchvision's ImageNet defaults: the crop is the model's fixed input size (224 when the size is
+/// symbolic), the resize keeps torchvision's 256/224 ratio to it, mean 0.485,0.456,0.406 and std
+/// 0.229,0.224,0.225.
+public struct ONNXInputOptions: Sendable, Equatable {
+  public var resize: Int?
+  public var crop: Int?
+  public var mean: [Float]?
+  public var std: [Float]?
+
+  public init(resize: Int? = nil, crop: Int? = nil, mean: [Float]? = nil, std: [Float]? = nil) {
+    self.resize = resize
+    self.crop = crop
+    self.mean = mean
+    self.std = std
+  }
+
+  /// The preprocessing for a model whose input is `size` x `size` (nil: symbolic).
+  func resolve(modelSize size: Int?, input: String) throws(ONNXError) -> Preprocessing {
+    if let size, let crop, crop != size {
+      throw ONNXError("input '\(input)' is \(size)x\(size) but --crop is \(crop); give --crop \(size) or leave it out")
+    }
+    let crop = crop ?? size ?? Preprocessing.imagenet.cropSize
+    let resize = resize ?? Int((Double(crop) * 256 / 224).rounded())
+    guard resize >= crop else { throw ONNXError("the resize \(resize) is smaller than the crop \(crop)") }
+    return Preprocessing(
+      resizeShorter: resize, cropSize: crop, mean: mean ?? Preprocessing.imagenet.mean,
+      std: std ?? Preprocessing.imagenet.std)
+  }
+}
+
 /// Imports a float ONNX CNN (opsets 13…21) onto Octet's float graph: the same IR the PyTorch
 /// importers build, so calibrate, quantize, classify and compare run on it unchanged.
 ///
@@ -18,7 +49,7 @@ public struct ONNXError: Error, CustomStringConvertible, Equatable {
 /// that read them; a zero Pad before a Conv becomes the Conv's padding; MatMul followed by the Add of
 /// a constant becomes one linear layer. Anything else outside the operator set is refused with the
 /// node's name, op type and the model's opset, and nothing is built. The preprocessing, which ONNX
-/// does not carry, is the caller's.
+/// does not carry, comes from `ONNXInputOptions`.
 public enum ONNXImporter {
   public static let supportedOpsets: ClosedRange<Int64> = 13...21
   /// The biggest ONNX file read (protobuf's own limit is 2 GiB).
@@ -36,7 +67,7 @@ public enum ONNXImporter {
   }
 
   /// Reads and imports the ONNX file at `url`. Errors are `FileError`s naming the file.
-  public static func load(contentsOf url: URL, preprocessing: Preprocessing) throws -> Model {
+  public static func load(contentsOf url: URL, options: ONNXInputOptions = ONNXInputOptions()) throws -> Model {
     let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
     if let size = (attributes?[.size] as? NSNumber)?.intValue, size > maxFileSize {
       throw FileError(path: url.path, reason: "is \(size) bytes, more than the \(maxFileSize) an ONNX file can hold")
@@ -46,7 +77,7 @@ public enum ONNXImporter {
       throw FileError(path: url.path, reason: "cannot be read: \(error.localizedDescription)")
     }
     do {
-      var model = try importModel(data, preprocessing: preprocessing)
+      var model = try importModel(data, options: options)
       let stem = url.deletingPathExtension().lastPathComponent
       model.info.architecture = "onnx:" + (stem.isEmpty ? "model" : stem)
       model.info.source = url.lastPathComponent
@@ -57,7 +88,9 @@ public enum ONNXImporter {
   }
 
   /// Imports a serialized ModelProto.
-  public static func importModel(_ data: Data, preprocessing: Preprocessing) throws(ONNXError) -> Model {
+  public static func importModel(_ data: Data, options: ONNXInputOptions = ONNXInputOptions()) throws(ONNXError)
+    -> Model
+  {
     let proto: Onnx_ModelProto
     do {
       var options = BinaryDecodingOptions()
@@ -76,7 +109,7 @@ public enum ONNXImporter {
         "uses opset \(opset); Octet imports opsets \(supportedOpsets.lowerBound)…\(supportedOpsets.upperBound) (re-export with opset_version=17)"
       )
     }
-    var builder = ONNXGraphBuilder(opset: opset, preprocessing: preprocessing)
+    var builder = ONNXGraphBuilder(opset: opset, options: options)
     return try builder.build(proto.graph)
   }
 }
