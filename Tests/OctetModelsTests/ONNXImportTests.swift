@@ -20,6 +20,8 @@ import Testing
     ("short_raw_data", ["tensor 'c1.w'", "bytes of raw data"]),
     ("clip_0_7", ["node 'relu6' (Clip, opset 17) is not supported yet", "max 7.0"]),
     ("not_onnx", ["is not an ONNX model"]),
+    // Found by fuzz-onnx: an AveragePool without kernel_shape indexed an empty kernel.
+    ("fuzz_pool_without_kernel", ["(AveragePool): kernel_shape [] is not two numbers"]),
   ]
 
   @Test(arguments: cases.map(\.fixture))
@@ -61,6 +63,11 @@ import Testing
         TestData.root.appendingPathComponent("Tests/OctetModelsTests/Fixtures/tiny.safetensors")))
     #expect(
       !ONNXImporter.looksLikeONNX(TestData.root.appendingPathComponent("Tests/OctetModelsTests/Fixtures/tiny_zip.pth")))
+    // A safetensors header length of 0x0308 starts like an ONNX file (0x08, then 3); its 9th byte
+    // opens the JSON header, which tells them apart.
+    let lookalike = dir.appendingPathComponent("lookalike")
+    try Data([0x08, 0x03, 0, 0, 0, 0, 0, 0, UInt8(ascii: "{")]).write(to: lookalike)
+    #expect(!ONNXImporter.looksLikeONNX(lookalike))
   }
 
   /// Seeded byte mutations and truncations of a good model: every outcome is a model or an

@@ -166,6 +166,7 @@ extension ONNXGraphBuilder {
   func window(_ node: Onnx_NodeProto, kernel: [Int], h: Int, w: Int, extraPads: [Int] = [0, 0, 0, 0])
     throws(ONNXError) -> Window
   {
+    guard kernel.count == 2 else { throw fail(node, "kernel_shape \(kernel) is not two numbers") }
     let stride = try ints(node, "strides", count: 2, default: [1, 1])
     let dilation = try ints(node, "dilations", count: 2, default: [1, 1])
     guard stride.allSatisfy({ $0 > 0 }), dilation.allSatisfy({ $0 > 0 }), kernel.allSatisfy({ $0 > 0 }) else {

@@ -61,9 +61,12 @@ public enum ONNXImporter {
     if url.pathExtension.lowercased() == "onnx" { return true }
     guard let handle = FileHandle(forReadingAtPath: url.path) else { return false }
     defer { try? handle.close() }
-    guard let head = try? handle.read(upToCount: 2), head.count == 2 else { return false }
+    guard let head = try? handle.read(upToCount: 9), head.count >= 2 else { return false }
+    let b = Array(head)
+    // A safetensors file whose header length starts with these bytes: its 9th byte opens the JSON.
+    if b.count == 9, b[8] == UInt8(ascii: "{") { return false }
     // ModelProto starts with ir_version (field 1, varint: tag 0x08) and a small version (3…20).
-    return head[head.startIndex] == 0x08 && (3...20).contains(head[head.startIndex + 1])
+    return b[0] == 0x08 && (3...20).contains(b[1])
   }
 
   /// Reads and imports the ONNX file at `url`. Errors are `FileError`s naming the file.
