@@ -47,4 +47,37 @@ import Testing
     ])
     expectCleanFailure(bad, mentions: ["--std '0,1,1'"], noFile: out)
   }
+
+  /// ONNX fixture -> import -> quantize (minmax on the JPEG fixtures) -> classify: the int8 logits
+  /// follow the float ones, and the reference and the fastest backend give the same bits.
+  @Test(arguments: ["matmul_opset13", "reshape_opset21", "reducemean_opset18"])
+  func quantizesAndClassifies(fixture: String) throws {
+    let dir = try Paths.temporaryDirectory()
+    let float = dir.appendingPathComponent("f.safetensors").path
+    let int8 = dir.appendingPathComponent("q.safetensors").path
+    let jpegs = imageFixtures.appendingPathComponent("jpeg")
+    let images = try FileManager.default.contentsOfDirectory(atPath: jpegs.path).filter { $0.hasSuffix(".jpg") }
+      .sorted().prefix(4).map { jpegs.appendingPathComponent($0).path }
+    try #require(images.count == 4)
+    for step in [
+      ["import", TestData.onnxFixtures.appendingPathComponent(fixture + ".onnx").path, "-o", float],
+      ["quantize", float, "--images", jpegs.path, "--method", "minmax", "-o", int8],
+    ] {
+      let r = try OctetProcess.run(step)
+      try #require(r.status == 0, "\(step[0]): \(r.stderr)")
+    }
+    func logits(_ model: String, _ backend: String) throws -> [[Float]] {
+      let json = dir.appendingPathComponent("\(backend)-\(model.hasSuffix("q.safetensors")).json").path
+      let r = try OctetProcess.run(["classify", model] + images + ["--backend", backend, "--json", json])
+      try #require(r.status == 0, "classify: \(r.stderr)")
+      let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json)))
+      let results = try #require((object as? [String: Any])?["results"] as? [[String: Any]])
+      return try results.map { try #require(($0["logits"] as? [Double])?.map { Float($0) }) }
+    }
+    let f = try logits(float, "auto")
+    let reference = try logits(int8, "reference")
+    let fast = try logits(int8, "auto")
+    #expect(reference == fast, "\(fixture): the fastest backend differs from the reference")
+    for (a, b) in zip(f, reference) { #expect(cosine(a, b) >= 0.99, "\(fixture): int8 cosine \(cosine(a, b))") }
+  }
 }
