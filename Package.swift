@@ -20,6 +20,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
   ],
   targets: [
     // System libraries (Debian: libopenblas-dev, libjpeg62-turbo-dev, libpng-dev).
@@ -45,7 +46,10 @@ let package = Package(
     .target(name: "OctetCore"),
     .target(
       name: "OctetModels",
-      dependencies: ["OctetCore", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+      dependencies: [
+        "OctetCore", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ]
     ),
     // setjmp/longjmp error handling for libjpeg and libpng, which Swift cannot do itself.
     .target(name: "CImageGlue", dependencies: ["CJPEGTurbo", "CPNG"], path: "Sources/CImageGlue"),
@@ -119,6 +123,7 @@ if Context.environment["OCTET_FUZZ"] == "1" {
     ("quantized-model", ["OctetModels"]),
     ("rangetable", ["OctetCalibration"]),
     ("image", ["OctetImages"]),
+    ("onnx", ["OctetCore", "OctetModels"]),
   ]
   package.targets.append(.systemLibrary(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
   for target in fuzzTargets {

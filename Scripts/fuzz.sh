@@ -13,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-targets=(checkpoint-zip checkpoint-legacy image safetensors quantized-model rangetable)
+targets=(checkpoint-zip checkpoint-legacy image safetensors quantized-model rangetable onnx)
 scratch="${FUZZ_SCRATCH:-.build-fuzz-san}"
 shared="$(cd "$root/.." && pwd)/shared"
 
@@ -40,6 +40,8 @@ seeds() {
       files=(Tests/OctetModelsTests/Fixtures/*.pth) ;;
     safetensors)
       files=(Tests/OctetModelsTests/Fixtures/*.safetensors) ;;
+    onnx)
+      files=(Tests/OctetModelsTests/Fixtures/onnx/*.onnx) ;;
     image)
       files=(Tests/OctetImagesTests/Fixtures/{jpeg,png,bad}/*)
       # The smallest real files: real encoders' choices (restart intervals, ICC chunks, ...).
@@ -62,6 +64,7 @@ run() {
     checkpoint-*) dict=Fuzz/dict/pickle.dict ;;
     safetensors | quantized-model | rangetable) dict=Fuzz/dict/json.dict ;;
     image) dict=Fuzz/dict/image.dict ;;
+    onnx) dict=Fuzz/dict/onnx.dict ;;
   esac
   local work=".cache/fuzz/$target"
   mkdir -p "$work/corpus" "$work/artifacts"

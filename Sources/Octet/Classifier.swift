@@ -138,15 +138,22 @@ public enum ModelLoader {
     return model
   }
 
-  /// An Octet model file (safetensors with Octet metadata), a PyTorch checkpoint (zip or legacy), or a
-  /// plain safetensors state_dict; checkpoints are imported in memory.
-  public static func load(contentsOf url: URL, architecture: Architecture? = nil, resolution: Int? = nil) throws
-    -> Model
-  {
+  /// An Octet model file (safetensors with Octet metadata), a PyTorch checkpoint (zip or legacy), a
+  /// plain safetensors state_dict, or an ONNX model; checkpoints and ONNX models are imported in
+  /// memory. `onnx` gives an ONNX model's preprocessing (ONNX does not carry it; torchvision's
+  /// ImageNet defaults where unset).
+  public static func load(
+    contentsOf url: URL, architecture: Architecture? = nil, resolution: Int? = nil,
+    onnx: ONNXInputOptions = ONNXInputOptions()
+  ) throws -> Model {
     guard FileManager.default.fileExists(atPath: url.path) else {
       throw FileError(path: url.path, reason: "no such file")
     }
-    if try isSafeTensors(url) {
+    let safeTensors = try isSafeTensors(url)
+    if !safeTensors, ONNXImporter.looksLikeONNX(url) {
+      return try ONNXImporter.load(contentsOf: url, options: onnx)
+    }
+    if safeTensors {
       let (tensors, metadata) = try SafeTensors.read(contentsOf: url)
       if metadata["octet.format"] != nil {
         return try ModelFile.decode(tensors: tensors, metadata: metadata, path: url.path)

@@ -7,8 +7,8 @@ public enum ModelFileKind: Sendable, Equatable {
   case float
   /// An Octet int8 model file (`octet quantize`).
   case int8
-  /// Anything else: a PyTorch checkpoint or a safetensors state_dict, imported on the fly as a float
-  /// model (or a file that is none of these, which loading reports).
+  /// Anything else: a PyTorch checkpoint, a safetensors state_dict or an ONNX model, imported on the
+  /// fly as a float model (or a file that is none of these, which loading reports).
   case checkpoint
 
   /// The kind of the file at `url`; nil when there is no such file or it is a folder (loading says so).

@@ -14,6 +14,8 @@ public enum TestData {
   public static let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
   public static let data = shared.appendingPathComponent("data")
   /// What Scripts/setup.sh fetched (links into ../shared/data where it exists).
+  /// The ONNX fixtures and their ONNX Runtime goldens (Scripts/make_onnx_fixtures.py).
+  public static let onnxFixtures = root.appendingPathComponent("Tests/OctetModelsTests/Fixtures/onnx")
   public static let cacheData = root.appendingPathComponent(".cache/data")
 
   /// Labeled ImageNet validation images with a labels.tsv: ../shared/data/imagenet-val-1300 (1300), or
