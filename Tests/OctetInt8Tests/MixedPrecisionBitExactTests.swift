@@ -159,38 +159,28 @@ enum A16RealModelCases {
     for avx2 in Int8Backend.avx2.isSupported ? [false, true] : [false] {
       var out8 = [UInt8](repeating: 0, count: reference.count)
       var out16 = [Int16](repeating: 0, count: reference.count)
-      step.weights.withUnsafeBufferPointer { wp in
-        step.bias.withUnsafeBufferPointer { bp in
-          step.multipliers.withUnsafeBufferPointer { mp in
-            step.shifts.withUnsafeBufferPointer { sp in
-              var c = step.params
-              c.weights = wp.baseAddress
-              c.bias = bp.baseAddress
-              c.multiplier = mp.baseAddress
-              c.shift = sp.baseAddress
-              let x16 = x.map { Int16(truncatingIfNeeded: $0) }
-              let x8 = x.map { UInt8(truncatingIfNeeded: $0) }
-              let rows = c.out_h
-              func run(_ input: UnsafeRawPointer, _ output: UnsafeMutableRawPointer) {
-                // Two bands of rows, as the executor splits them.
-                for (a, b) in [(0, rows / 2), (rows / 2, rows)] {
-                  if avx2 {
-                    octet_a16_dwconv__avx2(&c, input, a, b, output)
-                  } else {
-                    octet_a16_dwconv__scalar(&c, input, a, b, output)
-                  }
-                }
-              }
-              out8.withUnsafeMutableBytes { o8 in
-                out16.withUnsafeMutableBytes { o16 in
-                  let output = outBits == 16 ? o16.baseAddress! : o8.baseAddress!
-                  if inBits == 16 {
-                    x16.withUnsafeBytes { run($0.baseAddress!, output) }
-                  } else {
-                    x8.withUnsafeBytes { run($0.baseAddress!, output) }
-                  }
-                }
-              }
+      step.withParams { params in
+        var c = params
+        let x16 = x.map { Int16(truncatingIfNeeded: $0) }
+        let x8 = x.map { UInt8(truncatingIfNeeded: $0) }
+        let rows = c.out_h
+        func run(_ input: UnsafeRawPointer, _ output: UnsafeMutableRawPointer) {
+          // Two bands of rows, as the executor splits them.
+          for (a, b) in [(0, rows / 2), (rows / 2, rows)] {
+            if avx2 {
+              octet_a16_dwconv__avx2(&c, input, a, b, output)
+            } else {
+              octet_a16_dwconv__scalar(&c, input, a, b, output)
+            }
+          }
+        }
+        out8.withUnsafeMutableBytes { o8 in
+          out16.withUnsafeMutableBytes { o16 in
+            let output = outBits == 16 ? o16.baseAddress! : o8.baseAddress!
+            if inBits == 16 {
+              x16.withUnsafeBytes { run($0.baseAddress!, output) }
+            } else {
+              x8.withUnsafeBytes { run($0.baseAddress!, output) }
             }
           }
         }
@@ -271,25 +261,15 @@ enum A16RealModelCases {
     let x16 = x.map { Int16($0) }
     for avx2 in Int8Backend.avx2.isSupported ? [false, true] : [false] {
       var out = [Int16](repeating: 0, count: pixels * n)
-      step.weights.withUnsafeBufferPointer { wp in
-        step.bias.withUnsafeBufferPointer { bp in
-          step.multipliers.withUnsafeBufferPointer { mp in
-            step.shifts.withUnsafeBufferPointer { sp in
-              var c = step.params
-              c.weights = wp.baseAddress
-              c.bias = bp.baseAddress
-              c.multiplier = mp.baseAddress
-              c.shift = sp.baseAddress
-              var a = [Int16](repeating: 0, count: pixels * Int(c.kp))
-              x16.withUnsafeBufferPointer { octet_a16_im2col(&c, $0.baseAddress!, 0, Int32(pixels), &a) }
-              out.withUnsafeMutableBufferPointer { o in
-                if avx2 {
-                  octet_a16_gemm__avx2(&c, a, Int32(pixels), o.baseAddress!)
-                } else {
-                  octet_a16_gemm__scalar(&c, a, Int32(pixels), o.baseAddress!)
-                }
-              }
-            }
+      step.withParams { params in
+        var c = params
+        var a = [Int16](repeating: 0, count: pixels * Int(c.kp))
+        x16.withUnsafeBufferPointer { octet_a16_im2col(&c, $0.baseAddress!, 0, Int32(pixels), &a) }
+        out.withUnsafeMutableBufferPointer { o in
+          if avx2 {
+            octet_a16_gemm__avx2(&c, a, Int32(pixels), o.baseAddress!)
+          } else {
+            octet_a16_gemm__scalar(&c, a, Int32(pixels), o.baseAddress!)
           }
         }
       }

@@ -66,6 +66,24 @@ struct WideConvStep {
     }
   }
 
+  /// `params` with its weight, bias and requantization pointers set, for the duration of `body`.
+  func withParams<R>(_ body: (octet_a16_conv) throws -> R) rethrows -> R {
+    try weights.withUnsafeBufferPointer { w in
+      try bias.withUnsafeBufferPointer { b in
+        try multipliers.withUnsafeBufferPointer { m in
+          try shifts.withUnsafeBufferPointer { s in
+            var p = params
+            p.weights = w.baseAddress
+            p.bias = b.baseAddress
+            p.multiplier = m.baseAddress
+            p.shift = s.baseAddress
+            return try body(p)
+          }
+        }
+      }
+    }
+  }
+
   var kindName: String {
     switch kind {
     case .dense(let avx2): avx2 ? "a16 gemm (avx2)" : "a16 gemm (scalar)"
@@ -81,76 +99,64 @@ extension Int8FastExecutor {
     let outBytes = Int(step.params.out_bits) / 8
     let input = UnsafeRawPointer(workspace.buffers[step.input])
     let output = UnsafeMutableRawPointer(workspace.buffers[step.output])
-    step.weights.withUnsafeBufferPointer { w in
-      step.bias.withUnsafeBufferPointer { b in
-        step.multipliers.withUnsafeBufferPointer { m in
-          step.shifts.withUnsafeBufferPointer { s in
-            var p = step.params
-            p.weights = w.baseAddress
-            p.bias = b.baseAddress
-            p.multiplier = m.baseAddress
-            p.shift = s.baseAddress
-            let params = p
-            switch step.kind {
-            case .dense(let avx2):
-              // Bands of 32 rows per task, each with its own im2col scratch.
-              let band = 32
-              let bands = (step.m + band - 1) / band
-              let kp = Int(params.kp)
-              parallel(batch * bands) { t in
-                let n = t / bands
-                let m0 = t % bands * band
-                let m1 = min(step.m, m0 + band)
-                var a = [Int16](repeating: 0, count: (m1 - m0) * kp)
-                withUnsafePointer(to: params) { c in
-                  a.withUnsafeMutableBufferPointer { a in
-                    octet_a16_im2col(c, input + n * step.inCount * inBytes, Int32(m0), Int32(m1), a.baseAddress!)
-                    let out = output + (n * step.outCount + m0 * Int(params.out_c)) * outBytes
-                    if avx2 {
-                      octet_a16_gemm__avx2(c, a.baseAddress!, Int32(m1 - m0), out)
-                    } else {
-                      octet_a16_gemm__scalar(c, a.baseAddress!, Int32(m1 - m0), out)
-                    }
-                  }
-                }
+    step.withParams { params in
+      switch step.kind {
+      case .dense(let avx2):
+        // Bands of 32 rows per task, each with its own im2col scratch.
+        let band = 32
+        let bands = (step.m + band - 1) / band
+        let kp = Int(params.kp)
+        parallel(batch * bands) { t in
+          let n = t / bands
+          let m0 = t % bands * band
+          let m1 = min(step.m, m0 + band)
+          var a = [Int16](repeating: 0, count: (m1 - m0) * kp)
+          withUnsafePointer(to: params) { c in
+            a.withUnsafeMutableBufferPointer { a in
+              octet_a16_im2col(c, input + n * step.inCount * inBytes, Int32(m0), Int32(m1), a.baseAddress!)
+              let out = output + (n * step.outCount + m0 * Int(params.out_c)) * outBytes
+              if avx2 {
+                octet_a16_gemm__avx2(c, a.baseAddress!, Int32(m1 - m0), out)
+              } else {
+                octet_a16_gemm__scalar(c, a.baseAddress!, Int32(m1 - m0), out)
               }
-            case .depthwise(let avx2):
-              let height = Int(params.out_h)
-              let bands = max(1, min(height, 2 * threads))
-              let rows = (height + bands - 1) / bands
-              parallel(batch * bands) { t in
-                let n = t / bands
-                let oy0 = t % bands * rows
-                let oy1 = min(height, oy0 + rows)
-                guard oy1 > oy0 else { return }
-                withUnsafePointer(to: params) { c in
-                  let x = input + n * step.inCount * inBytes
-                  let y = output + n * step.outCount * outBytes
-                  if avx2 {
-                    octet_a16_dwconv__avx2(c, x, Int32(oy0), Int32(oy1), y)
-                  } else {
-                    octet_a16_dwconv__scalar(c, x, Int32(oy0), Int32(oy1), y)
-                  }
-                }
-              }
-            case .reference(let plan):
-              for n in 0..<batch {
-                let x: [Int32] =
-                  inBytes == 2
-                  ? (0..<step.inCount).map {
-                    Int32(input.load(fromByteOffset: (n * step.inCount + $0) * 2, as: Int16.self))
-                  }
-                  : (0..<step.inCount).map { Int32(input.load(fromByteOffset: n * step.inCount + $0, as: UInt8.self)) }
-                var y = [Int32](repeating: 0, count: step.outCount)
-                x.withUnsafeBufferPointer { x in y.withUnsafeMutableBufferPointer { y in plan.run(x, y) } }
-                for (i, v) in y.enumerated() {
-                  if outBytes == 2 {
-                    output.storeBytes(of: Int16(v), toByteOffset: (n * step.outCount + i) * 2, as: Int16.self)
-                  } else {
-                    output.storeBytes(of: UInt8(v), toByteOffset: n * step.outCount + i, as: UInt8.self)
-                  }
-                }
-              }
+            }
+          }
+        }
+      case .depthwise(let avx2):
+        let height = Int(params.out_h)
+        let bands = max(1, min(height, 2 * threads))
+        let rows = (height + bands - 1) / bands
+        parallel(batch * bands) { t in
+          let n = t / bands
+          let oy0 = t % bands * rows
+          let oy1 = min(height, oy0 + rows)
+          guard oy1 > oy0 else { return }
+          withUnsafePointer(to: params) { c in
+            let x = input + n * step.inCount * inBytes
+            let y = output + n * step.outCount * outBytes
+            if avx2 {
+              octet_a16_dwconv__avx2(c, x, Int32(oy0), Int32(oy1), y)
+            } else {
+              octet_a16_dwconv__scalar(c, x, Int32(oy0), Int32(oy1), y)
+            }
+          }
+        }
+      case .reference(let plan):
+        for n in 0..<batch {
+          let x: [Int32] =
+            inBytes == 2
+            ? (0..<step.inCount).map {
+              Int32(input.load(fromByteOffset: (n * step.inCount + $0) * 2, as: Int16.self))
+            }
+            : (0..<step.inCount).map { Int32(input.load(fromByteOffset: n * step.inCount + $0, as: UInt8.self)) }
+          var y = [Int32](repeating: 0, count: step.outCount)
+          x.withUnsafeBufferPointer { x in y.withUnsafeMutableBufferPointer { y in plan.run(x, y) } }
+          for (i, v) in y.enumerated() {
+            if outBytes == 2 {
+              output.storeBytes(of: Int16(v), toByteOffset: (n * step.outCount + i) * 2, as: Int16.self)
+            } else {
+              output.storeBytes(of: UInt8(v), toByteOffset: n * step.outCount + i, as: UInt8.self)
             }
           }
         }
