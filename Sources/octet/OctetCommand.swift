@@ -9,7 +9,7 @@ struct OctetCommand: ParsableCommand {
     abstract: "Int8 post-training quantization for ImageNet CNNs: import, classify, evaluate, benchmark.",
     subcommands: [
       ImportCommand.self, ClassifyCommand.self, EvalCommand.self, BenchCommand.self, CalibrateCommand.self,
-      QuantizeCommand.self, CompareCommand.self,
+      QuantizeCommand.self, CompareCommand.self, ExportCommand.self,
     ]
   )
 }
