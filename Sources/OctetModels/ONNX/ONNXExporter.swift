@@ -106,7 +106,7 @@ public enum ONNXExporter {
     }
     if let wide = model.nodes.first(where: { $0.isWide || $0.weightBits == 16 }) {
       throw ONNXExportError(
-        "node '\(wide.name)' is a 16-bit layer (\(wide.precision), docs/quantization.md §17), which QDQ export does not write (ONNX Runtime has no int16 convolution); quantize without --a16-layers/--a16-budget to export the model"
+        "node '\(wide.name)' is a 16-bit layer (\(wide.inputBits == 16 ? wide.precision : "16-bit output"), docs/quantization.md §17), which QDQ export does not write (ONNX Runtime has no int16 convolution); quantize without --a16-layers/--a16-budget to export the model"
       )
     }
   }
