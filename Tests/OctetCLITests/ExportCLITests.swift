@@ -14,7 +14,7 @@ import Testing
     let int8 = dir.appendingPathComponent("q\(extra.joined()).safetensors").path
     let jpegs = imageFixtures.appendingPathComponent("jpeg")
     for step in [
-      ["import", TestData.onnxFixtures.appendingPathComponent("cnn_opset17.onnx").path, "-o", float],
+      ["import", TestData.onnxFixtures.appendingPathComponent("reshape_opset21.onnx").path, "-o", float],
       ["quantize", float, "--images", jpegs.path, "--method", "minmax", "-o", int8] + extra,
     ] {
       let r = try OctetProcess.run(step)

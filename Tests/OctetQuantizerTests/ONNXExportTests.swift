@@ -1,4 +1,5 @@
 import Foundation
+import OctetCalibration
 import OctetCore
 import OctetInt8
 import OctetQuantizer
@@ -283,6 +284,36 @@ import Testing
     let pooled = try #require(d.codes["avgpool"])
     if pooled.max == 0 {
       #expect(d.logitUnits <= 0.5 + 1e-3, "logits differ by \(d.logitUnits) units of the logit scale")
+    }
+  }
+
+  /// A classifier that reads a flattened feature map (ONNX fixture reshape_opset21: Conv, Relu, Conv,
+  /// Reshape to [N, -1], Gemm): Octet flattens NHWC, so the export transposes the uint8 map to NHWC
+  /// before its Flatten. Calibrated (min/max) and run on seeded inputs.
+  @Test(
+    .enabled(
+      if: hasOnnxRuntime, "needs python3 with onnxruntime, onnx and pillow (pip install -r Scripts/requirements.txt)"))
+  func aFlattenedFeatureMapKeepsOctetsOrder() throws {
+    let float = try ONNXImporter.load(contentsOf: TestData.onnxFixtures.appendingPathComponent("reshape_opset21.onnx"))
+    let s = float.info.inputSize
+    var generator = SeededGenerator(seed: 15)
+    let inputs = (0..<8).map { _ in Tensor(shape: [1, s, s, 3], scalars: generator.floats(s * s * 3, in: -2...2)) }
+    let table = try Calibrator(model: float, method: .minmax).calibrate(inputs: inputs)
+    let model = try Quantizer.quantize(
+      model: float, ranges: table, options: QuantizationOptions(), inputs: nil, mode: "ranges"
+    ).model
+    let flatten = try #require(model.nodes.first { $0.op == .flatten })
+    let ort = try Self.runORT(model, inputs)
+    let d = try Self.differences(model, inputs, ort)
+    for (name, diff) in d.codes.sorted(by: { $0.key < $1.key }) {
+      #expect(diff.max <= 1 && diff.differing <= 0.01, "\(name): up to \(diff.max) codes on \(diff.differing * 100) %")
+    }
+    // The flattened map is the classifier's input: identical codes give logits within half a unit;
+    // flattened in the wrong order they would be far off.
+    if d.codes[flatten.inputs[0]]?.max == 0 {
+      #expect(d.logitUnits <= 0.5 + 1e-3, "logits differ by \(d.logitUnits) units")
+    } else {
+      Issue.record("the flattened map differs; logits not checked: \(d.codes)")
     }
   }
 
