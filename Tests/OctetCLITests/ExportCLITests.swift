@@ -58,14 +58,12 @@ import Testing
     #expect(!names.contains { $0.hasSuffix(".tmp") }, "a temporary was left behind: \(names)")
   }
 
-  @Test func exactInputIsRefusedInOneLine() throws {
+  @Test func exactInputExports() throws {
     let dir = try Paths.temporaryDirectory()
     let (_, int8) = try Self.int8Model(in: dir, ["--exact-input"])
     let out = dir.appendingPathComponent("m.onnx")
     let result = try OctetProcess.run(["export", int8, "-o", out.path])
-    expectCleanFailure(result, mentions: [int8, "exact input", "quantize without --exact-input"], noFile: out)
-    #expect(
-      result.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1,
-      "\(result.stderr)")
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(ONNXImporter.looksLikeONNX(out))
   }
 }

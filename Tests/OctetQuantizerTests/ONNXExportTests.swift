@@ -121,13 +121,7 @@ import Testing
     }
   }
 
-  @Test func exactInputAndSixteenBitLayersAreRefused() throws {
-    var exact = QuantizationOptions()
-    exact.exactInput = true
-    #expect {
-      _ = try ONNXExporter.export(try Self.quantized(exact))
-    } throws: { ($0 as? ONNXExportError)?.message.contains("--exact-input") == true }
-
+  @Test func sixteenBitLayersAreRefused() throws {
     var a16 = QuantizationOptions()
     a16.a16Layers = ["pw.bn"]
     let wide = try Self.quantized(a16)
@@ -228,6 +222,8 @@ import Testing
       for b in 0..<n {
         for ch in 0..<c { for p in 0..<hw { nhwc[(b * hw + p) * c + ch] = Int(values.data[(b * c + ch) * hw + p]) } }
       }
+      // An exact-input model's pixels are not reported to observers (docs/quantization.md §12).
+      if node.pixelInput != nil, octet[node.name] == nil { continue }
       let reference = try #require(octet[node.name], "Octet's observer did not report \(node.name)")
       try #require(reference.count == nhwc.count, "\(node.name): \(reference.count) values vs ORT's \(nhwc.count)")
       let diffs = zip(reference, nhwc).map { abs($0 - $1) }
@@ -285,6 +281,38 @@ import Testing
     if pooled.max == 0 {
       #expect(d.logitUnits <= 0.5 + 1e-3, "logits differ by \(d.logitUnits) units of the logit scale")
     }
+  }
+
+  /// Exact input (docs/quantization.md §12, §20): the pixels come back from the normalized input, and
+  /// the stem, a float Conv on p − 255 · mean, matches Octet's border-class biases at every position.
+  @Test(
+    .enabled(
+      if: hasOnnxRuntime, "needs python3 with onnxruntime, onnx and pillow (pip install -r Scripts/requirements.txt)"))
+  func exactInputAgreesWithTheIntegerReference() throws {
+    var options = QuantizationOptions()
+    options.exactInput = true
+    let model = try Self.quantized(options)
+    let pixels = try #require(model.nodes[0].pixelInput)
+    // Normalized uint8 images, as Preprocessing makes them (in Float).
+    var generator = SeededGenerator(seed: 77)
+    let inputs = (0..<16).map { _ in
+      Tensor(
+        shape: [1, 12, 12, 3],
+        scalars: (0..<432).map { i in
+          let p = Float(Int.random(in: 0...255, using: &generator))
+          return (p / 255 - pixels.mean[i % 3]) / pixels.std[i % 3]
+        })
+    }
+    let ort = try Self.runORT(model, inputs)
+    let d = try Self.differences(model, inputs, ort)
+    // Measured: the same bound as the plain model's (see above).
+    for (name, diff) in d.codes.sorted(by: { $0.key < $1.key }) {
+      #expect(
+        diff.max <= 1 && diff.differing <= 0.01,
+        "\(name): ORT differs by up to \(diff.max) codes on \(diff.differing * 100) % of values")
+    }
+    // The stem's output is every position's border class: identical codes there.
+    #expect(d.codes["stem.relu6"]?.max == 0, "\(d.codes)")
   }
 
   /// A classifier that reads a flattened feature map (ONNX fixture reshape_opset21: Conv, Relu, Conv,

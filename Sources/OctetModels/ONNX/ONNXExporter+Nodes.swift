@@ -17,10 +17,30 @@ struct QDQGraphBuilder {
   mutating func add(_ node: QuantizedNode) throws(ONNXExportError) {
     switch node.op {
     case .quantizeInput:
-      try quantize(Graph.inputName, node.output, output: ONNXExporter.inputTensor, node: node.name)
+      var x = Graph.inputName
+      if let pixels = node.pixelInput {
+        // docs/quantization.md §20, exact input: p = round(x · 255 · std_c + 255 · mean_c), scale 1, zero point 0.
+        let scaled = try fresh("input.pixels_scaled")
+        try initializer("\(scaled).factor", .float, dims: [1, 3, 1, 1], bytes: Self.bytes(pixels.std.map { 255 * $0 }))
+        append("Mul", [x, "\(scaled).factor"], [scaled], name: scaled)
+        let shifted = try fresh("input.pixels")
+        try initializer(
+          "\(shifted).offset", .float, dims: [1, 3, 1, 1], bytes: Self.bytes(pixels.mean.map { 255 * $0 }))
+        append("Add", [scaled, "\(shifted).offset"], [shifted], name: shifted)
+        x = shifted
+      }
+      try quantize(x, node.output, output: ONNXExporter.inputTensor, node: node.name)
     case .conv2d:
-      let x = try dequantizedInput(node, 0)
+      var x = try dequantizedInput(node, 0)
       let (w, b) = try weightsAndBias(node)
+      if node.borderClasses != nil, let pixels = model.nodes.first?.pixelInput {
+        // Exact input (§12): the weights apply to p − 255 · mean_c, which is 0 where ONNX pads.
+        let centered = try fresh("\(node.name).centered_input")
+        try initializer(
+          "\(centered).mean", .float, dims: [1, 3, 1, 1], bytes: Self.bytes(pixels.mean.map { 255 * $0 }))
+        append("Sub", [x, "\(centered).mean"], [centered], name: centered)
+        x = centered
+      }
       let conv = try fresh("\(node.name).conv")
       let k = node.kernel!.map(Int64.init)
       append(
@@ -194,6 +214,31 @@ struct QDQGraphBuilder {
         }
       }
     }
+    let w = "\(node.name).weight"
+    try initializer(w, .int8, dims: dims, bytes: Self.bytes(weights))
+    try initializer("\(w)_scale", .float, dims: [o], bytes: Self.bytes(node.weightScales))
+    try initializer("\(w)_zero_point", .int8, dims: [o], bytes: Self.bytes([Int8](repeating: 0, count: o)))
+    let wOut = try fresh("\(w).dequantize")
+    append("DequantizeLinear", [w, "\(w)_scale", "\(w)_zero_point"], [wOut], name: wOut, attributes: [.int("axis", 0)])
+
+    if node.borderClasses != nil, let pixels = model.nodes.first?.pixelInput {
+      // Exact input (§12): `bias` is the full-window class, b'/s_w − Σ_k w_q[k] · 255 · mean_c rounded,
+      // for weights on p; the Conv reads p − 255 · mean_c, so its bias is s_w · (bias + Σ_k w_q[k] ·
+      // 255 · mean_c), a float (the mean term is not a whole number of units).
+      let i = node.inChannels!
+      let b = "\(node.name).bias"
+      var real: [Float] = []
+      for c in 0..<o {
+        var sum = Double(node.bias[c])
+        for k in 0..<perChannel {
+          sum += Double(node.weights[c * perChannel + k]) * 255 * Double(pixels.mean[k % i])
+        }
+        real.append(Float(Double(node.weightScales[c]) * sum))
+      }
+      try initializer(b, .float, dims: [o], bytes: Self.bytes(real))
+      return (wOut, b)
+    }
+
     // Octet stores b_q' = b_q − z_in · Σ w_q (§5); QDQ's bias is b_q at scale s_in · s_w[c].
     var bias: [Int32] = []
     bias.reserveCapacity(o)
@@ -206,13 +251,6 @@ struct QDQGraphBuilder {
       }
       bias.append(b32)
     }
-    let w = "\(node.name).weight"
-    try initializer(w, .int8, dims: dims, bytes: Self.bytes(weights))
-    try initializer("\(w)_scale", .float, dims: [o], bytes: Self.bytes(node.weightScales))
-    try initializer("\(w)_zero_point", .int8, dims: [o], bytes: Self.bytes([Int8](repeating: 0, count: o)))
-    let wOut = try fresh("\(w).dequantize")
-    append("DequantizeLinear", [w, "\(w)_scale", "\(w)_zero_point"], [wOut], name: wOut, attributes: [.int("axis", 0)])
-
     let b = "\(node.name).bias"
     try initializer(b, .int32, dims: [o], bytes: Self.bytes(bias))
     try initializer("\(b)_scale", .float, dims: [o], bytes: Self.bytes(node.weightScales.map { sIn * $0 }))

@@ -35,9 +35,14 @@ public struct ONNXExportError: Error, CustomStringConvertible, Equatable {
 /// round-half-to-even where Octet uses a fixed-point multiplier with ties toward +infinity (§3):
 /// codes can differ by one step, so the two are close but not bit-exact.
 ///
-/// Refused, one line each, nothing written: 16-bit layers (§17; QDQ's int16 needs opset 21 and ORT
-/// has no int16 convolution kernels) and exact input quantization (§12: the pixel input's zero
-/// point `255 · mean_c` is fractional and the first convolution's border biases have no QDQ form).
+/// Exact input quantization (§12) has no pure QDQ form (the pixel input's zero point `255 · mean_c` is
+/// not a whole number, and the stem's border biases depend on the position): the input becomes
+/// `Mul` by `255 · std_c`, `Add` of `255 · mean_c` and a `QuantizeLinear` at scale 1 (the pixels), and
+/// the stem reads `DequantizeLinear(p) − 255 · mean_c`, which ONNX's zero padding pads correctly,
+/// with a float bias `s_w · (b + Σ w_q · 255 · mean_c)`; ORT runs that one convolution in float.
+///
+/// Refused, one line, nothing written: 16-bit layers (§17; QDQ's int16 needs opset 21 and ORT has no
+/// int16 convolution kernels).
 public enum ONNXExporter {
   /// The opset the exported graph declares: per-channel `DequantizeLinear` (axis) needs 13.
   public static let opset: Int64 = 13
@@ -99,11 +104,6 @@ public enum ONNXExporter {
 
   /// What the exporter refuses before building anything (one line, naming the node).
   static func checkExportable(_ model: QuantizedModel) throws(ONNXExportError) {
-    if model.readsPixels {
-      throw ONNXExportError(
-        "the int8 model was quantized with exact input (--exact-input, docs/quantization.md §12): its pixel input's zero point 255·mean is not a whole number and its first convolution's border biases have no QDQ form; quantize without --exact-input to export it"
-      )
-    }
     if let wide = model.nodes.first(where: { $0.isWide || $0.weightBits == 16 }) {
       throw ONNXExportError(
         "node '\(wide.name)' is a 16-bit layer (\(wide.inputBits == 16 ? wide.precision : "16-bit output"), docs/quantization.md §17), which QDQ export does not write (ONNX Runtime has no int16 convolution); quantize without --a16-layers/--a16-budget to export the model"
