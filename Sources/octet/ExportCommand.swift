@@ -11,7 +11,7 @@ struct ExportCommand: ParsableCommand {
       crop and normalization stay outside ONNX: they are in the model's metadata_props ('octet.preprocessing'). \
       Weights are int8 per output channel, biases int32 at s_in·s_w, activations uint8 with the model's scales \
       and zero points. ONNX Runtime requantizes in float (round half to even), Octet in fixed point, so the \
-      outputs are close but not bit-exact. 16-bit layers and exact input are refused; nothing is written then.
+      outputs are close but not bit-exact. 16-bit layers are refused, and nothing is written then.
       """
   )
 
