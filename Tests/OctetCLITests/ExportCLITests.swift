@@ -66,4 +66,15 @@ import Testing
     #expect(result.status == 0, "\(result.stderr)")
     #expect(ONNXImporter.looksLikeONNX(out))
   }
+
+  @Test func sixteenBitLayersAreRefusedInOneLine() throws {
+    let dir = try Paths.temporaryDirectory()
+    let (_, int8) = try Self.int8Model(in: dir, ["--a16-layers", "squeeze"])
+    let out = dir.appendingPathComponent("m.onnx")
+    let result = try OctetProcess.run(["export", int8, "-o", out.path])
+    expectCleanFailure(result, mentions: [int8, "is a 16-bit layer", "quantize without --a16-layers"], noFile: out)
+    #expect(
+      result.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1,
+      "\(result.stderr)")
+  }
 }
