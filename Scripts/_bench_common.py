@@ -23,6 +23,8 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
+from _ort_session import make_session  # noqa: F401 (re-exported for the bench scripts)
+
 ONNX_OPSET = 17
 INPUT_SHAPE = (1, 3, 224, 224)
 
@@ -105,26 +107,6 @@ def export_onnx(model: nn.Module, path: str, batch: int = 1) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # ONNX Runtime
-
-
-def make_session(path: str, threads: int, optimized_model_path: str | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # ORT's pool threads spin between its operators (kept), and by default keep spinning after
-    # session.run returns, on the CPUs Octet runs on next: at two threads an Octet run started
-    # right after ORT's took 52.7 ms instead of 30.5, and the next one 36.6 instead of 30.4.
-    # force_spinning_stop ends the spinning when run returns; ORT's own time was unchanged
-    # (32.3 against 32.4 ms, same run).
-    so.add_session_config_entry("session.force_spinning_stop", "1")
-    if optimized_model_path:
-        so.optimized_model_filepath = optimized_model_path
-        # ORT warns that an ORT_ENABLE_ALL graph is machine specific; it is only read back on
-        # this machine, to count its op types.
-        so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def seeded_input(batch: int = 1) -> np.ndarray:

@@ -41,18 +41,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-
-def session(path: str, threads: int, optimized_path: str | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.add_session_config_entry("session.force_spinning_stop", "1")
-    if optimized_path:
-        so.optimized_model_filepath = optimized_path
-        so.log_severity_level = 3  # the "machine specific graph" warning
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+from _ort_session import make_session
 
 
 def optimized_ops(path: str) -> dict:
@@ -146,7 +135,7 @@ def images_mode(args) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         optimized = os.path.join(tmp, "optimized.onnx")
-        sess = session(args.model, args.threads, optimized)
+        sess = make_session(args.model, args.threads, optimized)
         ops = optimized_ops(optimized)
     input_name = sess.get_inputs()[0].name
     ort_rows = []
@@ -224,7 +213,7 @@ def run_mode(args) -> int:
             model_path = os.path.join(tmp, "with_outputs.onnx")
             onnx.save(m, model_path)
         optimized = os.path.join(tmp, "optimized.onnx")
-        sess = session(model_path, 1, optimized)
+        sess = make_session(model_path, 1, optimized)
         ops = optimized_ops(optimized)
         x = np.asarray(request["input"]["data"], dtype=np.float32).reshape(request["input"]["shape"])
         names = [o.name for o in sess.get_outputs()]
