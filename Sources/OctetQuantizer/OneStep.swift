@@ -118,17 +118,21 @@ public struct QuantizationRecipe: Codable, Sendable, Equatable {
   }
 }
 
+/// Builds, for a list of 16-bit layers, the model one-step quantization would write with them.
+public typealias A16Trial = ([String]) throws -> QuantizedModel
+
 extension Quantizer {
   /// Quantizes `model` with the ranges of `ranges` and the model-only techniques of `options`, then
   /// runs the data-driven passes `options` asks for on `inputs` (required when there are any), and
   /// records the ranges and the recipe in the model's metadata.
   ///
   /// With 16-bit layers (`options.a16Layers`, or those `chooseA16` picks from the 8-bit model the
-  /// passes made) and passes, the passes run on the all-8-bit model and `MixedPrecision.graft` carries
+  /// passes made; its `trial` builds the model this call would return for a list of 16-bit layers,
+  /// so that a chooser can measure them) and passes, the passes run on the all-8-bit model and `MixedPrecision.graft` carries
   /// their weights and bias corrections into the model quantized with the 16-bit layers (§17.1).
   public static func quantize(
     model: Model, ranges: RangeTable, options: QuantizationOptions, inputs: CalibrationInputs?, mode: String,
-    chooseA16: ((QuantizedModel) throws -> [String])? = nil,
+    chooseA16: ((_ eightBit: QuantizedModel, _ trial: A16Trial) throws -> [String])? = nil,
     progress: @escaping @Sendable (PassProgress) -> Void = { _ in }
   ) throws -> QuantizationResult {
     let passes = try options.dataDrivenPasses()
@@ -161,15 +165,18 @@ extension Quantizer {
     if !direct {
       let plain = result.model
       for pass in passes { result.model = try pass.run(floatModel, result.model, inputs!, progress) }
-      if let chooseA16 { options.a16Layers = try chooseA16(result.model) }
-      if !options.a16Layers.isEmpty {
-        let wide = try quantize(model: model, options: options, range: range)
-        let floatBias = try Quantizer.floatLayers(model: floatModel).mapValues(\.bias)
-        result = QuantizationResult(
-          model: try MixedPrecision.graft(
-            corrected: result.model, plain: plain, wide: wide.model, floatBias: floatBias),
+      let corrected = result.model
+      let floatBias = try Quantizer.floatLayers(model: floatModel).mapValues(\.bias)
+      let withA16 = { (layers: [String]) throws -> QuantizationResult in
+        var o = options
+        o.a16Layers = layers
+        let wide = try quantize(model: model, options: o, range: range)
+        return QuantizationResult(
+          model: try MixedPrecision.graft(corrected: corrected, plain: plain, wide: wide.model, floatBias: floatBias),
           report: wide.report)
       }
+      if let chooseA16 { options.a16Layers = try chooseA16(corrected) { try withA16($0).model } }
+      if !options.a16Layers.isEmpty { result = try withA16(options.a16Layers) }
     }
     result.model.calibrationImages = ranges.calibrationImages?.map(\.sha256)
     result.model.ranges = ranges.encoded()

@@ -87,13 +87,21 @@ struct QuantizeCommand: ParsableCommand {
 
   @Option(
     help: """
-      One-step: run the layers the sensitivity ranking (`compare --sensitivity`, on up to \
-      --sensitivity-images calibration images) finds most sensitive at 16 bits, at most this fraction \
-      (0 to 1) of the network's multiply-adds.
+      One-step: run at 16 bits the layers that bring the int8 network closest to float per \
+      multiply-add (--a16-ranking), at most this fraction (0 to 1) of the network's multiply-adds.
       """)
   var a16Budget: Double?
 
-  @Option(help: "One-step with --a16-budget: calibration images the sensitivity ranking runs on.")
+  @Option(
+    help: """
+      One-step with --a16-budget: how layers are ranked. gain: each candidate layer at 16 bits in the \
+      whole int8 network, the KL to float it removes per multiply-add (measured on \
+      --sensitivity-images calibration images); sensitivity: the `compare --sensitivity` ranking \
+      (each layer alone in int8 inside the float network; faster, less direct).
+      """)
+  var a16Ranking: A16Ranking = .gain
+
+  @Option(help: "One-step with --a16-budget: calibration images the ranking runs on.")
   var sensitivityImages: Int = 100
 
   @Flag(help: "Print every warning, layer by layer (by default one line per kind of warning, with its count).")
@@ -345,10 +353,11 @@ struct QuantizeCommand: ParsableCommand {
     let inputs = CalibrationInputs(count: used.count, threads: threads) { i in
       preprocessing.apply(to: try ImageDecoder.decode(contentsOf: used[i]))
     }
-    let chooser: ((QuantizedModel) throws -> [String])? = a16Budget.map { budget in
-      { model in
+    let chooser: ((QuantizedModel, A16Trial) throws -> [String])? = a16Budget.map { budget in
+      { model, trial in
         try chooseA16Layers(
-          budget: budget, floatModel: floatModel, int8: model, options: options, inputs: inputs, display: display)
+          budget: budget, floatModel: floatModel, int8: model, trial: trial, options: options, inputs: inputs,
+          display: display)
       }
     }
     let result = try Quantizer.quantize(
@@ -362,13 +371,13 @@ struct QuantizeCommand: ParsableCommand {
     return (result, floatModel.info.architecture)
   }
 
-  /// `--a16-budget`: ranks the layers of `int8` (the model with every layer at 8 bits, after the
-  /// data-driven passes) by sensitivity on the first --sensitivity-images calibration images, and
-  /// takes the most sensitive of those that can run at 16 bits while their multiply-adds stay within
-  /// the budget (`MixedPrecision.choose`).
+  /// `--a16-budget`: ranks the layers that can run at 16 bits on the first --sensitivity-images
+  /// calibration images (by measured gain, or by the sensitivity of `int8`, the model with every layer
+  /// at 8 bits after the data-driven passes), and takes them in that order while their multiply-adds
+  /// stay within the budget (`MixedPrecision.choose`).
   private func chooseA16Layers(
-    budget: Double, floatModel: Model, int8: QuantizedModel, options: QuantizationOptions, inputs: CalibrationInputs,
-    display: StageProgress
+    budget: Double, floatModel: Model, int8: QuantizedModel, trial: A16Trial, options: QuantizationOptions,
+    inputs: CalibrationInputs, display: StageProgress
   ) throws -> [String] {
     let count = min(sensitivityImages, inputs.count)
     display.stage("sensitivity: loading images", total: count)
@@ -377,17 +386,34 @@ struct QuantizeCommand: ParsableCommand {
       images.append(try inputs.load(i))
       display.update(i + 1)
     }
-    display.stage("sensitivity: images", total: count)
-    let ranking = try SensitivityAnalysis.rank(
-      float: options.equalization ? try CrossLayerEqualization.apply(to: floatModel).model : floatModel,
-      int8: int8, inputs: images, threads: threads, progress: { done, _ in display.update(done) })
-    let candidates = Set(try MixedPrecision.candidates(in: floatModel))
-    let chosen = try MixedPrecision.choose(
-      budget: budget, ranking: ranking.map(\.layer).filter(candidates.contains),
-      macs: try LayerCost.macs(of: int8), producers: try MixedPrecision.producers(in: floatModel))
+    let float = options.equalization ? try CrossLayerEqualization.apply(to: floatModel).model : floatModel
+    let candidates = try MixedPrecision.candidates(in: floatModel)
+    let producers = try MixedPrecision.producers(in: floatModel)
+    let macs = try LayerCost.macs(of: int8)
+    let chosen: [String]
+    var detail: [String: String] = [:]
+    switch a16Ranking {
+    case .gain:
+      display.stage("16-bit gain: layers", total: candidates.count + 1)
+      let measured = try MixedPrecision.gains(
+        float: float, eightBit: int8, candidates: candidates, inputs: images, trial: trial, producers: producers,
+        threads: threads, progress: { done, _ in display.update(done) })
+      chosen = try MixedPrecision.choose(budget: budget, gains: measured.gains, macs: macs, producers: producers)
+      for g in measured.gains {
+        detail[g.layer] =
+          " (KL to float \(String(format: "%.5f", measured.eightBit)) -> \(String(format: "%.5f", g.kl)))"
+      }
+    case .sensitivity:
+      display.stage("sensitivity: images", total: count)
+      let ranking = try SensitivityAnalysis.rank(
+        float: float, int8: int8, inputs: images, threads: threads, progress: { done, _ in display.update(done) })
+      let allowed = Set(candidates)
+      chosen = try MixedPrecision.choose(
+        budget: budget, ranking: ranking.map(\.layer).filter(allowed.contains), macs: macs, producers: producers)
+    }
     display.note(
       "--a16-budget \(budget): \(chosen.count) layer(s) at 16 bits"
-        + (chosen.isEmpty ? "" : ": \(chosen.joined(separator: ", "))"))
+        + (chosen.isEmpty ? "" : ": \(chosen.map { $0 + (detail[$0] ?? "") }.joined(separator: ", "))"))
     return chosen
   }
 
@@ -457,4 +483,9 @@ func peakMemoryText() -> String {
     let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
   else { return "unknown" }
   return String(format: "%.0f MB", kb / 1024)
+}
+
+/// How `--a16-budget` ranks the layers that may run at 16 bits.
+enum A16Ranking: String, ExpressibleByArgument, CaseIterable {
+  case gain, sensitivity
 }

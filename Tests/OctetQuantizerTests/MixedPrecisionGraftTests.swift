@@ -1,6 +1,7 @@
 import Foundation
 import OctetCalibration
 import OctetCore
+import OctetFloat
 import OctetInt8
 import OctetModels
 import Synchronization
@@ -86,7 +87,7 @@ import Testing
     let seen = Mutex<QuantizedModel?>(nil)
     let chosen = try Quantizer.quantize(
       model: model, ranges: table, options: o, inputs: inputs, mode: "one-step",
-      chooseA16: { m in
+      chooseA16: { m, _ in
         seen.withLock { $0 = m }
         return ["pw.bn"]
       })
@@ -94,7 +95,72 @@ import Testing
     #expect(chosen.model.node(named: "pw.bn")?.precision == "a16w8")
     #expect(QuantizationRecipe.of(chosen.model)?.options.a16Layers == ["pw.bn"])
     let none = try Quantizer.quantize(
-      model: model, ranges: table, options: o, inputs: inputs, mode: "one-step", chooseA16: { _ in [] })
+      model: model, ranges: table, options: o, inputs: inputs, mode: "one-step", chooseA16: { _, _ in [] })
     #expect(none.model == corrected.model)
+  }
+
+  /// The measured gains (`MixedPrecision.gains`, `--a16-ranking gain`): each candidate's KL is the
+  /// one of the model the trial builds, run here on the reference kernels with a KL computed
+  /// independently; the ranking is by gain per multiply-add; the choice keeps only layers that help,
+  /// and the model one-step writes with it is the trial's.
+  @Test func measuredGainsAreTheTrialModelsKL() throws {
+    let images = BiasCorrectionTests.images(6, seed: testSeed(1703))
+    // 7-bit weights and no pass: an 8-bit model coarse enough that 16 bits help (bias correction
+    // fitted on these few images leaves a KL that 16 bits do not lower).
+    let (model, table, _) = try BiasCorrectionTests.plain(images, weightBits: .seven)
+    var o = QuantizationOptions(weightBits: .seven)
+    o.a16WeightBits = .sixteen
+    let inputs = BiasCorrectionTests.inputs(images)
+    let producers = try MixedPrecision.producers(in: model)
+    let candidates = try MixedPrecision.candidates(in: model)
+    let seen = Mutex<(base: Double, gains: [A16Gain], trials: [String: QuantizedModel], eightBit: QuantizedModel?)>(
+      (0, [], [:], nil))
+    let result = try Quantizer.quantize(
+      model: model, ranges: table, options: o, inputs: inputs, mode: "one-step",
+      chooseA16: { eightBit, trial in
+        let measured = try MixedPrecision.gains(
+          float: model, eightBit: eightBit, candidates: candidates, inputs: images, trial: trial,
+          producers: producers, threads: 2)
+        var trials: [String: QuantizedModel] = [:]
+        for layer in candidates { trials[layer] = try trial([layer]) }
+        seen.withLock { $0 = (measured.eightBit, measured.gains, trials, eightBit) }
+        return try MixedPrecision.choose(
+          budget: 1, gains: measured.gains, macs: try LayerCost.macs(of: eightBit), producers: producers)
+      })
+    let s = seen.withLock { $0 }
+    let float = try FloatExecutor(model: model)
+    func kl(_ q: QuantizedModel) throws -> Double {
+      let runner = try Int8ReferenceExecutor(model: q)
+      var total = 0.0
+      for image in images {
+        let p = softmax(float.run(image).scalars.map(Double.init))
+        let r = softmax(runner.run(image).dequantized().scalars.map(Double.init))
+        for c in p.indices where p[c] > 0 { total += p[c] * (log(p[c]) - log(r[c])) }
+      }
+      return total / Double(images.count)
+    }
+    #expect(abs(try kl(s.eightBit!) - s.base) <= 1e-9 * max(1, s.base))
+    #expect(Set(s.gains.map(\.layer)) == Set(candidates) && s.gains.count == candidates.count)
+    let macs = try LayerCost.macs(of: s.eightBit!)
+    for g in s.gains {
+      #expect(abs(try kl(s.trials[g.layer]!) - g.kl) <= 1e-9 * max(1, g.kl), "\(g.layer)")
+      #expect(g.gain == s.base - g.kl)
+      #expect(g.cost == macs[g.layer]! + (producers[g.layer].map { macs[$0]! } ?? 0), "\(g.layer)")
+      #expect(s.trials[g.layer]!.node(named: g.layer)?.inputBits == 16)
+    }
+    let ratios = s.gains.map { $0.gain / Double($0.cost) }
+    #expect(ratios == ratios.sorted(by: >), "\(s.gains)")
+    let helping = s.gains.filter { $0.gain > 0 }.map(\.layer)
+    #expect(!helping.isEmpty, "no layer helps on the small net: \(s.gains)")
+    #expect(QuantizationRecipe.of(result.model)?.options.a16Layers == helping)
+    let wide = result.model.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name)
+    #expect(Set(wide) == Set(helping))
+  }
+
+  private func softmax(_ x: [Double]) -> [Double] {
+    let m = x.max() ?? 0
+    let e = x.map { exp($0 - m) }
+    let sum = e.reduce(0, +)
+    return e.map { $0 / sum }
   }
 }
