@@ -390,6 +390,8 @@ struct Builder {
         emit(QuantizedNode(name: name, op: .flatten, inputs: [t], fused: layer.members, output: q))
       case .linear(let l):
         try linear(layer, l)
+      case .unary, .mul, .concat, .averagePool:
+        try onnxOperator(layer)
       case .batchNorm, .activation:
         preconditionFailure("refused above")
       }

@@ -85,6 +85,8 @@ struct FastStep {
     case globalAveragePool(
       input: Int, pixels: Int, channels: Int, zIn: Int32, RequantMultiplier, zOut: Int32, out: Int)
     case alias
+    /// lookup, mul, concat, average pool (FastPlanner+ONNX.swift).
+    case onnx(ONNXStep)
   }
   var op: Op
   /// Name, per-image shape, quantization and buffer of the node output this step materializes.
@@ -271,6 +273,10 @@ struct FastPlanner {
           .init(
             name: name, kind: "linear", m: 1, n: step.n, k: step.k, macs: step.n * step.k, nodes: [name],
             kernel: step.kernel.rawValue))
+      case .lookup, .mul, .concat, .averagePool:
+        let step = Self.onnxStep(p, planned: planned, buffer: { bufferOf[$0]! }, output: bufferOf[i]!)!
+        steps.append(FastStep(op: .onnx(step), observable: observable))
+        layers.append(.init(name: name, kind: step.kindName, m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
       }
     }
     reuseBuffers()

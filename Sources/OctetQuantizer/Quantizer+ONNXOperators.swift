@@ -1,0 +1,68 @@
+import OctetCore
+import OctetModels
+
+extension Quantizer {
+  /// The lookup table of a one-input activation (docs/quantization.md §18): for every input code
+  /// q, `x = s_in · (q − z_in)` and `y = f(x)` in Double, then
+  /// `t[q] = clamp(round(y / s_out) + z_out, 0, 255)`, rounding half away from zero. Computed once
+  /// here and stored in the model, so the runtime is one table read per value on every CPU.
+  public static func lookupTable(
+    _ function: UnaryFunction, input: ActivationQuantization, output: ActivationQuantization
+  ) -> [UInt8] {
+    (0..<256).map { q in
+      let x = Double(input.scale) * Double(Int32(q) - input.zeroPoint)
+      let v = (function.apply(x) / Double(output.scale)).rounded() + Double(output.zeroPoint)
+      return UInt8(min(max(v, 0), 255))
+    }
+  }
+}
+
+extension Builder {
+  /// sigmoid / hard_sigmoid / hard_swish / leaky_relu → lookup (§18); mul (§19); concat (§20);
+  /// average pool (§21). Each output has its calibrated quantization.
+  mutating func onnxOperator(_ layer: PlannedLayer) throws {
+    let name = layer.name
+    let out = try calibrated(name)
+    let sources = layer.inputs.indices.map { source(layer, $0) }
+    var n: QuantizedNode
+    switch layer.operation {
+    case .unary(let function):
+      n = QuantizedNode(name: name, op: .lookup, inputs: [sources[0].tensor], fused: layer.members, output: out)
+      n.table = Quantizer.lookupTable(function, input: sources[0].q, output: out)
+    case .mul:
+      n = QuantizedNode(name: name, op: .mul, inputs: sources.map(\.tensor), fused: layer.members, output: out)
+      n.requant = try Quantizer.multiplier(
+        Double(sources[0].q.scale) * Double(sources[1].q.scale) / Double(out.scale), node: name,
+        what: "product multiplier", warnings: &warnings)
+    case .concat:
+      n = QuantizedNode(name: name, op: .concat, inputs: sources.map(\.tensor), fused: layer.members, output: out)
+      var requant: [RequantMultiplier] = []
+      for (i, s) in sources.enumerated() {
+        requant.append(
+          try Quantizer.multiplier(
+            Double(s.q.scale) / Double(out.scale), node: name, what: "multiplier of input \(i)",
+            warnings: &warnings))
+      }
+      n.inputRequant = requant
+    case .averagePool(let kernel, let stride, let padding, let countIncludePad):
+      n = QuantizedNode(
+        name: name, op: .averagePool, inputs: [sources[0].tensor], fused: layer.members, output: out)
+      n.kernel = kernel
+      n.stride = stride
+      n.padding = padding
+      n.countIncludePad = countIncludePad ? true : nil
+      var requant: [RequantMultiplier] = []
+      for t in 1...(kernel[0] * kernel[1]) {
+        requant.append(
+          try Quantizer.multiplier(
+            Double(sources[0].q.scale) / (Double(out.scale) * Double(t)), node: name,
+            what: "average-pool multiplier of \(t) taps", warnings: &warnings))
+      }
+      n.poolRequant = requant
+    default:
+      preconditionFailure("not an ONNX operator layer")
+    }
+    n.inputQuantization = sources.map(\.q)
+    emit(n)
+  }
+}
