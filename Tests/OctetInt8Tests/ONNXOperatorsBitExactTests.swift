@@ -1,0 +1,149 @@
+import Foundation
+import Octet
+import OctetCore
+import OctetFloat
+import OctetModels
+import OctetQuantizer
+import OctetTestSupport
+import Testing
+
+@testable import OctetInt8
+
+/// The ONNX operators of docs/quantization.md §18-§21 end to end on the fixture
+/// onnx_ops_opset17 (Scripts/make_onnx_fixtures.py: HardSwish, SE with HardSigmoid and a
+/// broadcast Mul, LeakyRelu, SiLU = Mul(x, Sigmoid(x)), Concat, two windowed AveragePools):
+/// import, calibrate (min/max of seeded inputs), quantize, then every backend path against the
+/// reference bit for bit on every node, and the int8 logits against the float ones.
+enum ONNXOpsCase {
+  static let fixture = "onnx_ops_opset17"
+  static let size = 16
+
+  /// `count` seeded images `[1, 16, 16, 3]`, values in [-2.5, 2.5] (a normalized image's span).
+  static func inputs(count: Int, seed: UInt64) -> [Tensor] {
+    var g = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in Tensor(shape: [1, size, size, 3], scalars: g.floats(size * size * 3, in: -2.5...2.5))
+    }
+  }
+
+  static func batch(_ images: [Tensor]) -> Tensor {
+    Tensor(shape: [images.count, size, size, 3], scalars: images.flatMap(\.scalars))
+  }
+
+  static let float: Result<Model, any Error> = Result {
+    try ONNXImporter.load(contentsOf: TestData.onnxFixtures.appendingPathComponent(fixture + ".onnx"))
+  }
+
+  static let quantized: Result<QuantizedModel, any Error> = Result {
+    let model = try float.get()
+    let ranges = try minMaxRanges(of: model, over: inputs(count: 16, seed: 0x15_02))
+    return try Quantizer.quantize(model: model) { ranges[$0] }.model
+  }
+}
+
+@Suite struct ONNXOperatorsBitExactTests {
+  /// Batch 3 (the squeeze-and-excitation factor is per image), 1 and 2 threads, fused and unfused.
+  func check(_ path: TiePath) throws {
+    let model = try ONNXOpsCase.quantized.get()
+    let input = ONNXOpsCase.batch(ONNXOpsCase.inputs(count: 3, seed: 0x15_03))
+    let reference = try Int8ReferenceExecutor(model: model)
+    var expected: [String: QuantizedTensor] = [:]
+    let logits = reference.run(input) { name, t in expected[name] = t }
+    for fuse in [false, true] {
+      for threads in [1, 2] {
+        let fast = try Int8FastExecutor(
+          model: model, backend: path.backend, threads: threads, fuseResidualAdds: fuse, emulatedISA: path.emulated,
+          avx2Kernel: path.avx2Kernel)
+        let context = "\(ONNXOpsCase.fixture) on \(path), fuse \(fuse), \(threads) threads"
+        let kinds = Set(fast.layers.map(\.kind))
+        #expect(kinds.isSuperset(of: ["lookup", "mul", "concat", "average_pool"]), "\(context): \(kinds.sorted())")
+        let got = expectFusedNodesEqual(fast, input: input, expected: expected, context: context)
+        #expect(got == logits, "\(context): logits differ")
+      }
+    }
+  }
+
+  @Test(arguments: portableRealPaths)
+  func portable(_ path: TiePath) throws { try check(path) }
+
+  @Test(.enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: avx2RealPaths)
+  func avx2(_ path: TiePath) throws { try check(path) }
+
+  @Test(.enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func avx512vnni() throws { try check(TiePath(backend: .avx512vnni)) }
+
+  @Test(.enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
+  func amx() throws { try check(TiePath(backend: .amx)) }
+
+  /// The integer graph has the new nodes where the float graph has the operators, and the ReLUs
+  /// after convolutions stay fused (the depthwise conv + BN + Relu, the SE reduce conv + Relu).
+  @Test func integerGraphShape() throws {
+    let model = try ONNXOpsCase.quantized.get()
+    let ops = Dictionary(uniqueKeysWithValues: model.nodes.map { ($0.name, $0.op) })
+    #expect(ops["hswish"] == .lookup && ops["se_gate"] == .lookup && ops["leaky"] == .lookup)
+    #expect(ops["sigmoid"] == .lookup && ops["silu"] == .mul && ops["se_scale"] == .mul)
+    #expect(ops["concat"] == .concat && ops["avg3"] == .averagePool && ops["avg2"] == .averagePool)
+    #expect(ops["relu_dw"] == .conv2d && ops["se_relu"] == .conv2d, "relu fused into the convolution before it")
+    #expect(model.node(named: "relu_dw")?.fused == ["dw", "bn1", "relu_dw"])
+    #expect(model.node(named: "avg2")?.countIncludePad == true && model.node(named: "avg3")?.countIncludePad == nil)
+  }
+
+  /// Int8 against float on 32 held-out seeded images: the logits' cosine and the top-1 agreement.
+  /// The calibration is min/max on 16 images of the same distribution, so every tensor is quantized
+  /// to 8 bits over its whole range; each of the ~12 quantized layers adds an error of about
+  /// s/√12 per value, a few tenths of a percent of its range, and these errors add up over the
+  /// depth to a few percent of the logits: cosine >= 0.99 and 90 % of the top-1 kept leaves that
+  /// room while a wrong operator (a sign, a scale, a broadcast on the wrong axis) costs far more
+  /// (a table built with z_in of the wrong sign gives cosine 0.56).
+  @Test func int8IsCloseToFloat() throws {
+    let model = try ONNXOpsCase.float.get()
+    let quantized = try ONNXOpsCase.quantized.get()
+    let input = ONNXOpsCase.batch(ONNXOpsCase.inputs(count: 32, seed: 0x15_04))
+    let float = try FloatExecutor(model: model).run(input)
+    let int8 = try Int8ReferenceExecutor(model: quantized).run(input).dequantized()
+    let c = cosine(float.scalars, int8.scalars)
+    let classes = model.info.classes
+    var agree = 0
+    for n in 0..<32 {
+      let f = Array(float.scalars[(n * classes)..<((n + 1) * classes)])
+      let q = Array(int8.scalars[(n * classes)..<((n + 1) * classes)])
+      if f.firstIndex(of: f.max()!) == q.firstIndex(of: q.max()!) { agree += 1 }
+    }
+    #expect(c >= 0.99, "cosine of int8 and float logits \(c)")
+    #expect(agree >= 29, "top-1 agreement \(agree) / 32")
+  }
+
+  /// The table rule of §18 on an identity (leaky ReLU with alpha 1) at s_in 0.5, z_in 128, s_out 1,
+  /// z_out 100: x = (q − 128) / 2, round half away from zero, clamp. Ties both ways and both clamps.
+  @Test func lookupTableRoundsHalfAwayFromZero() {
+    let table = Quantizer.lookupTable(
+      .leakyRelu(alpha: 1), input: ActivationQuantization(scale: 0.5, zeroPoint: 128),
+      output: ActivationQuantization(scale: 1, zeroPoint: 100))
+    #expect(table[129] == 101 && table[127] == 99, "±0.5 round away from zero")
+    #expect(table[128] == 100 && table[131] == 102 && table[125] == 98)
+    #expect(table[0] == 36 && table[255] == 164)
+    let clamped = Quantizer.lookupTable(
+      .leakyRelu(alpha: 1), input: ActivationQuantization(scale: 4, zeroPoint: 128),
+      output: ActivationQuantization(scale: 1, zeroPoint: 100))
+    #expect(clamped[0] == 0 && clamped[255] == 255)
+  }
+
+  /// The int8 model file keeps the new nodes (tables as U8 tensors) as version 4; the float one as
+  /// version 3; both read back equal.
+  @Test func modelFilesRoundTrip() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-ops-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let model = try ONNXOpsCase.float.get()
+    let quantized = try ONNXOpsCase.quantized.get()
+    let q = folder.appendingPathComponent("q.safetensors")
+    try QuantizedModelFile.write(quantized, to: q)
+    #expect(try QuantizedModelFile.read(contentsOf: q) == quantized)
+    let (tensors, metadata) = try SafeTensors.read(contentsOf: q)
+    #expect(metadata["octet.format_version"] == "4")
+    #expect(tensors["hswish.table"]?.shape == [256] && tensors["hswish.table"]?.type == .uint8)
+    let f = folder.appendingPathComponent("f.safetensors")
+    try ModelFile.write(model, to: f)
+    #expect(try ModelFile.read(contentsOf: f).graph == model.graph)
+    #expect(try SafeTensors.read(contentsOf: f).metadata["octet.format_version"] == "3")
+  }
+}
