@@ -1,4 +1,4 @@
-// The ONNX operators' integer kernels (docs/quantization.md §18-§21): lookup, mul, concat and the
+// The ONNX operators' integer kernels (docs/quantization.md §20-§23): lookup, mul, concat and the
 // k x k average pool. Plain C loops the compiler vectorizes where it can; each computes exactly
 // the reference's integers (OctetInt8/Int8ReferenceKernels+Elementwise.swift), on every backend.
 #include "CInt8Kernels.h"

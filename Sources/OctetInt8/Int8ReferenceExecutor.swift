@@ -36,7 +36,7 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     case globalAveragePool(input: Int, inputZeroPoint: Int32, RequantMultiplier, outputZeroPoint: Int32)
     case flatten(input: Int)
     case linear(Int8LinearPlan, input: Int)
-    /// docs/quantization.md §18-§21.
+    /// docs/quantization.md §20-§23.
     case lookup([UInt8], input: Int)
     /// `b` may be `[1, 1, C]` against `a`'s `[H, W, C]` (the planner puts the larger first).
     case mul(Int, Int, zeroPointA: Int32, zeroPointB: Int32, RequantMultiplier, outputZeroPoint: Int32)

@@ -1,16 +1,16 @@
 import OctetCore
 import OctetModels
 
-// Reference kernels of the ONNX operators (docs/quantization.md §18-§21): plain scalar loops, the
+// Reference kernels of the ONNX operators (docs/quantization.md §20-§23): plain scalar loops, the
 // oracle of the C kernels in CInt8Kernels/elementwise.c.
 
-/// §18: `out[i] = table[x[i]]`.
+/// §20: `out[i] = table[x[i]]`.
 func int8Lookup(_ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>, table: [UInt8]) {
   precondition(x.count == out.count && table.count == 256)
   for i in 0..<x.count { out[i] = table[Int(x[i])] }
 }
 
-/// §19: `q = clamp(requant((q_a − z_a) · (q_b − z_b)) + z_out, 0, 255)` over `x` `[pixels, C]`,
+/// §21: `q = clamp(requant((q_a − z_a) · (q_b − z_b)) + z_out, 0, 255)` over `x` `[pixels, C]`,
 /// where `y` is `[pixels, C]` too or `[C]` (broadcast over the pixels, squeeze-and-excitation).
 /// `|(q_a − z_a) · (q_b − z_b)| <= 255 · 255 < 2^16`: the Int32 form of the requantization.
 func int8Mul(
@@ -26,7 +26,7 @@ func int8Mul(
   }
 }
 
-/// §20: channels `[offset, offset + C)` of `out` `[pixels, total]` from `x` `[pixels, C]`:
+/// §22: channels `[offset, offset + C)` of `out` `[pixels, total]` from `x` `[pixels, C]`:
 /// `q = clamp(requant(q − z_in) + z_out, 0, 255)`.
 func int8ConcatInto(
   _ x: UnsafeBufferPointer<UInt8>, _ out: UnsafeMutableBufferPointer<UInt8>, channels: Int, offset: Int, total: Int,
@@ -42,7 +42,7 @@ func int8ConcatInto(
   }
 }
 
-/// §21: `q = clamp(requant[t − 1](Σ (q − z_in)) + z_out, 0, 255)` over each window, the sum over
+/// §23: `q = clamp(requant[t − 1](Σ (q − z_in)) + z_out, 0, 255)` over each window, the sum over
 /// its t taps inside the input; t is kh · kw when padded taps count (they are real zeros:
 /// q − z_in = 0). `|Σ| <= 255 · 2^16 < 2^24`.
 func int8AveragePool(

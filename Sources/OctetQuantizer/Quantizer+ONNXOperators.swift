@@ -2,7 +2,7 @@ import OctetCore
 import OctetModels
 
 extension Quantizer {
-  /// The lookup table of a one-input activation (docs/quantization.md §18): for every input code
+  /// The lookup table of a one-input activation (docs/quantization.md §20): for every input code
   /// q, `x = s_in · (q − z_in)` and `y = f(x)` in Double, then
   /// `t[q] = clamp(round(y / s_out) + z_out, 0, 255)`, rounding half away from zero. Computed once
   /// here and stored in the model, so the runtime is one table read per value on every CPU.
@@ -18,8 +18,8 @@ extension Quantizer {
 }
 
 extension Builder {
-  /// sigmoid / hard_sigmoid / hard_swish / leaky_relu → lookup (§18); mul (§19); concat (§20);
-  /// average pool (§21). Each output has its calibrated quantization.
+  /// sigmoid / hard_sigmoid / hard_swish / leaky_relu → lookup (§20); mul (§21); concat (§22);
+  /// average pool (§23). Each output has its calibrated quantization.
   mutating func onnxOperator(_ layer: PlannedLayer) throws {
     let name = layer.name
     let out = try calibrated(name)

@@ -9,7 +9,7 @@ import Testing
 
 @testable import OctetInt8
 
-/// The ONNX operators of docs/quantization.md §18-§21 end to end on the fixture
+/// The ONNX operators of docs/quantization.md §20-§23 end to end on the fixture
 /// onnx_ops_opset17 (Scripts/make_onnx_fixtures.py: HardSwish, SE with HardSigmoid and a
 /// broadcast Mul, LeakyRelu, SiLU = Mul(x, Sigmoid(x)), Concat, two windowed AveragePools):
 /// import, calibrate (min/max of seeded inputs), quantize, then every backend path against the
@@ -112,7 +112,7 @@ enum ONNXOpsCase {
     #expect(agree >= 29, "top-1 agreement \(agree) / 32")
   }
 
-  /// The table rule of §18 on an identity (leaky ReLU with alpha 1) at s_in 0.5, z_in 128, s_out 1,
+  /// The table rule of §20 on an identity (leaky ReLU with alpha 1) at s_in 0.5, z_in 128, s_out 1,
   /// z_out 100: x = (q − 128) / 2, round half away from zero, clamp. Ties both ways and both clamps.
   @Test func lookupTableRoundsHalfAwayFromZero() {
     let table = Quantizer.lookupTable(

@@ -2,7 +2,7 @@ import CInt8Kernels
 import OctetCore
 import OctetModels
 
-/// A fast step of an ONNX operator (docs/quantization.md §18-§21): lookup, mul, concat, average
+/// A fast step of an ONNX operator (docs/quantization.md §20-§23): lookup, mul, concat, average
 /// pool on the C kernels of elementwise.c, which compute the reference's integers on every backend.
 struct ONNXStep {
   enum Kind {

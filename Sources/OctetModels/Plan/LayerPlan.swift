@@ -223,13 +223,13 @@ public struct PlannedLayer: Sendable {
     case globalAveragePool
     case flatten
     case linear(LinearLayer)
-    /// sigmoid, hard_sigmoid, hard_swish, leaky_relu: a lookup table in the integer graph (§18).
+    /// sigmoid, hard_sigmoid, hard_swish, leaky_relu: a lookup table in the integer graph (§20).
     case unary(UnaryFunction)
-    /// Elementwise product; the second input may be a [1, 1, C] factor (§19).
+    /// Elementwise product; the second input may be a [1, 1, C] factor (§21).
     case mul
-    /// Channel concatenation (§20).
+    /// Channel concatenation (§22).
     case concat
-    /// k x k average pool, padding resolved [top, left, bottom, right] (§21).
+    /// k x k average pool, padding resolved [top, left, bottom, right] (§23).
     case averagePool(kernel: [Int], stride: [Int], padding: [Int], countIncludePad: Bool)
   }
 

@@ -24,18 +24,18 @@ public enum Operator: Sendable, Equatable {
   case globalAveragePool
   case flatten
   case linear(LinearAttributes)
-  /// sigmoid, hard_sigmoid, hard_swish, leaky_relu (docs/quantization.md §18).
+  /// sigmoid, hard_sigmoid, hard_swish, leaky_relu (docs/quantization.md §20).
   case unary(UnaryFunction)
-  /// Elementwise product of two activations (docs/quantization.md §19).
+  /// Elementwise product of two activations (docs/quantization.md §21).
   case mul
-  /// Channel concatenation of two or more activations (docs/quantization.md §20).
+  /// Channel concatenation of two or more activations (docs/quantization.md §22).
   case concat
-  /// k x k average pool (docs/quantization.md §21).
+  /// k x k average pool (docs/quantization.md §23).
   case averagePool(PoolAttributes, countIncludePad: Bool)
 }
 
 /// A one-input activation other than relu/relu6, as a function of a real number. The float
-/// executor evaluates it in Float, the quantizer in Double to build its lookup table (§18).
+/// executor evaluates it in Float, the quantizer in Double to build its lookup table (§20).
 public enum UnaryFunction: Sendable, Equatable, Hashable {
   case sigmoid
   /// max(0, min(1, alpha · x + beta))
@@ -45,7 +45,7 @@ public enum UnaryFunction: Sendable, Equatable, Hashable {
   /// x < 0 ? alpha · x : x
   case leakyRelu(alpha: Float)
 
-  /// f(x) in Double (the lookup table's arithmetic, §18).
+  /// f(x) in Double (the lookup table's arithmetic, §20).
   public func apply(_ x: Double) -> Double {
     switch self {
     case .sigmoid: 1 / (1 + exp(-x))

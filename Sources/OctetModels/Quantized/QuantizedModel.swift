@@ -17,13 +17,13 @@ public enum QuantizedOperator: String, Codable, Sendable {
   /// Classifier: uint8 `[features]` → int32 logits at `output.scale` (zero point 0).
   case linear
   /// One-input activation (sigmoid, hard sigmoid, hard swish, leaky ReLU) as a 256-entry uint8
-  /// table: q_out = table[q_in] (docs/quantization.md §18).
+  /// table: q_out = table[q_in] (docs/quantization.md §20).
   case lookup
-  /// Elementwise product, or [H, W, C] by [1, 1, C]: q = clamp(requant((q_a − z_a)(q_b − z_b)) + z_out, 0, 255) (§19).
+  /// Elementwise product, or [H, W, C] by [1, 1, C]: q = clamp(requant((q_a − z_a)(q_b − z_b)) + z_out, 0, 255) (§21).
   case mul
-  /// Channel concatenation, each input requantized to the output: q = clamp(inputRequant[i](q − z_i) + z_out, 0, 255) (§20).
+  /// Channel concatenation, each input requantized to the output: q = clamp(inputRequant[i](q − z_i) + z_out, 0, 255) (§22).
   case concat
-  /// k x k average pool: q = clamp(poolRequant[count − 1](Σ (q − z_in)) + z_out, 0, 255) (§21).
+  /// k x k average pool: q = clamp(poolRequant[count − 1](Σ (q − z_in)) + z_out, 0, 255) (§23).
   case averagePool = "average_pool"
 }
 
@@ -100,7 +100,7 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
   public var outputBits: Int?
   /// 16: int16 weights in [−32767, 32767] (`weights16`); nil: int8 in `weights`.
   public var weightBits: Int?
-  // ONNX operators (docs/quantization.md §18-§21).
+  // ONNX operators (docs/quantization.md §20-§23).
   /// lookup: `[256]`, the output code of every input code (file tensor `<node>.table` U8).
   public var table: [UInt8] = []
   /// concat: one multiplier per input, M_i = s_i / s_out (an exact copy when M_i = 1, m = 2^30, n = 30).

@@ -37,7 +37,7 @@ public enum QuantizedModelFile {
   /// The version of files with 16-bit layers (docs/quantization.md §17): the same "3".
   public static let mixedPrecisionFormatVersion = exactInputFormatVersion
   /// The version of models with the ONNX operators lookup, mul, concat or average_pool
-  /// (docs/quantization.md §18-§21): "4", everything of "3" plus those, so that an older Octet
+  /// (docs/quantization.md §20-§23): "4", everything of "3" plus those, so that an older Octet
   /// refuses such a model with its upgrade message.
   public static let onnxOperatorsFormatVersion = "4"
   /// The versions `decode` accepts.

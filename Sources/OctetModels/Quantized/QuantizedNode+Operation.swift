@@ -11,7 +11,7 @@ public enum QuantizedOperation: Sendable, Equatable {
   case globalAveragePool(Int8AveragePoolAttributes)
   case flatten
   case linear(Int8LinearAttributes)
-  /// docs/quantization.md §18-§21.
+  /// docs/quantization.md §20-§23.
   case lookup(table: [UInt8])
   case mul(Int8MulAttributes)
   case concat(Int8ConcatAttributes)
