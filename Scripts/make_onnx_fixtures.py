@@ -242,6 +242,16 @@ def bad_models():
     m.graph.node[5].input[2] = "seven"  # Clip(0, 7)
     m.graph.initializer.append(init("seven", np.array(7, dtype=np.float32)))
     bad["clip_0_7"] = m
+    m = onnx_ops_opset17()
+    next(x for x in m.graph.node if x.name == "silu").input[1] = "sw.b"  # Mul(k, a [10] constant)
+    bad["mul_by_constant"] = m
+    m = onnx_ops_opset17()
+    next(x for x in m.graph.node if x.name == "concat").attribute[0].i = 2  # Concat along H
+    bad["concat_axis2"] = m
+    m = onnx_ops_opset17()
+    se = next(x for x in m.graph.node if x.name == "se_scale")
+    se.input[0] = "se2"  # [N, 4, 1, 1] by [N, 8, 8, 8]: not squeeze-and-excitation's broadcast
+    bad["mul_broadcast_channels"] = m
     return bad
 
 

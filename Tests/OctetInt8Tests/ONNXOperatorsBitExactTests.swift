@@ -147,3 +147,33 @@ enum ONNXOpsCase {
     #expect(try SafeTensors.read(contentsOf: f).metadata["octet.format_version"] == "3")
   }
 }
+
+/// Seeded byte mutations of onnx_ops_opset17 through every stage: each import that succeeds is
+/// planned and run in float, calibrated on its own output, quantized and run in int8 (reference
+/// and scalar fast, which must agree); every failure must be a thrown error, never a crash.
+@Suite struct ONNXOperatorsMutationTests {
+  @Test func mutatedModelsFailCleanlyOrRunBitExact() throws {
+    let good = try Data(contentsOf: TestData.onnxFixtures.appendingPathComponent(ONNXOpsCase.fixture + ".onnx"))
+    var rng = SeededGenerator(seed: 0x15_05)
+    var ran = 0
+    for _ in 0..<200 {
+      var bytes = [UInt8](good)
+      for _ in 0..<Int.random(in: 1...4, using: &rng) {
+        bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+      }
+      guard let model = try? ONNXImporter.importModel(Data(bytes)) else { continue }
+      let size = model.info.inputSize
+      guard size <= 64 else { continue }
+      var g = SeededGenerator(seed: 1)
+      let input = Tensor(shape: [2, size, size, 3], scalars: g.floats(2 * size * size * 3, in: -2...2))
+      guard let ranges = try? minMaxRanges(of: model, over: [input]),
+        let quantized = try? Quantizer.quantize(model: model, range: { ranges[$0] }).model
+      else { continue }
+      let reference = try Int8ReferenceExecutor(model: quantized)
+      let fast = try Int8FastExecutor(model: quantized, backend: .scalar, threads: 1)
+      #expect(reference.run(input) == fast.run(input, timings: nil), "a mutation of \(ONNXOpsCase.fixture)")
+      ran += 1
+    }
+    #expect(ran > 20, "few mutations survived to run: \(ran)")
+  }
+}

@@ -383,6 +383,7 @@ extension ONNXGraphBuilder {
     }
     if try int(node, "ceil_mode", default: 0) != 0 { throw unsupported(node, "ceil_mode 1") }
     guard win.dilation == [1, 1] else { throw unsupported(node, "dilations \(win.dilation)") }
+    guard kernel[0] * kernel[1] <= 1 << 16 else { throw unsupported(node, "a \(kernel) window, over 2^16 taps") }
     let pads = win.pads ?? [0, 0, 0, 0]
     guard win.pads != nil, pads[0] < kernel[0], pads[2] < kernel[0], pads[1] < kernel[1], pads[3] < kernel[1] else {
       throw unsupported(node, "pads \(win.pads.map { "\($0)" } ?? "SAME") not smaller than the window \(kernel)")

@@ -160,6 +160,10 @@ public struct LayerPlan: Sendable {
       case .averagePool(let attributes, let countIncludePad):
         guard s.count == 3 else { throw .layer(name, "expects an NHWC input, gets per-image shape \(s)") }
         let pads = node.resolvedPadding(height: s[0], width: s[1])
+        let k = attributes.kernel
+        guard k[0] <= 1 << 16, k[1] <= 1 << 16, k[0] * k[1] <= 1 << 16 else {
+          throw .layer(name, "window \(k) has more than 2^16 taps")
+        }
         guard pads[0] < attributes.kernel[0], pads[2] < attributes.kernel[0], pads[1] < attributes.kernel[1],
           pads[3] < attributes.kernel[1]
         else { throw .layer(name, "padding \(pads) is not smaller than the window \(attributes.kernel)") }

@@ -347,7 +347,7 @@ public struct QuantizedModel: Sendable, Equatable {
           throw bad(node, "needs one requantization multiplier and one input quantization per input")
         }
       case .averagePool:
-        guard let k = node.kernel, k.count == 2, k.allSatisfy({ $0 > 0 }), k[0] * k[1] <= 1 << 16,
+        guard let k = node.kernel, k.count == 2, k.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), k[0] * k[1] <= 1 << 16,
           let s = node.stride, s.count == 2, s.allSatisfy({ $0 > 0 }),
           let p = node.padding, p.count == 4, p.allSatisfy({ $0 >= 0 }), p[0] < k[0], p[2] < k[0], p[1] < k[1],
           p[3] < k[1], node.inputQuantization?.count == 1, node.poolRequant?.count == k[0] * k[1]

@@ -132,7 +132,9 @@ extension QuantizedNode {
       return .concat(Int8ConcatAttributes(inputs: q, requant: r))
     case .averagePool:
       let (k, s, p) = try window()
-      guard let q = inputQuantization, q.count == 1, let r = poolRequant, r.count == k[0] * k[1] else {
+      guard k.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), let q = inputQuantization, q.count == 1, let r = poolRequant,
+        r.count == k[0] * k[1]
+      else {
         throw missing("its input quantization and one multiplier per tap count")
       }
       return .averagePool(
