@@ -38,7 +38,7 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     case linear(Int8LinearPlan, input: Int)
     /// docs/quantization.md §20-§23.
     case lookup([UInt8], input: Int)
-    /// `b` may be `[1, 1, C]` against `a`'s `[H, W, C]` (the planner puts the larger first).
+    /// In the node's input order; either may be a `[1, 1, C]` factor against the other's `[H, W, C]`.
     case mul(Int, Int, zeroPointA: Int32, zeroPointB: Int32, RequantMultiplier, outputZeroPoint: Int32)
     case concat([Int], zeroPoints: [Int32], [RequantMultiplier], outputZeroPoint: Int32)
     case averagePool(Int8WindowAveragePoolAttributes, outputZeroPoint: Int32, input: Int)
@@ -168,15 +168,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         guard sa == sb || broadcastA || broadcastB else {
           throw .node(name, "multiplies \(sa) by \(sb); mul takes equal shapes or [H, W, C] by [1, 1, C]")
         }
-        // The product is symmetric: the larger operand goes first.
-        step =
-          broadcastA
-          ? .mul(
-            inSlots[1], inSlots[0], zeroPointA: a.inputB.zeroPoint, zeroPointB: a.inputA.zeroPoint, a.requant,
-            outputZeroPoint: node.output.zeroPoint)
-          : .mul(
-            inSlots[0], inSlots[1], zeroPointA: a.inputA.zeroPoint, zeroPointB: a.inputB.zeroPoint, a.requant,
-            outputZeroPoint: node.output.zeroPoint)
+        // In the node's input order (`runNode` feeds them so); `execute` puts the larger first.
+        step = .mul(
+          inSlots[0], inSlots[1], zeroPointA: a.inputA.zeroPoint, zeroPointB: a.inputB.zeroPoint, a.requant,
+          outputZeroPoint: node.output.zeroPoint)
         shape = broadcastA ? sb : sa
       case .concat(let a):
         let s = inShapes[0]
@@ -468,7 +463,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       values[input]!.withUnsafeBufferPointer { x in
         out.withUnsafeMutableBufferPointer { out in int8Lookup(x, out, table: table) }
       }
-    case .mul(let a, let b, let za, let zb, let requant, let zOut):
+    case .mul(let a0, let b0, let za0, let zb0, let requant, let zOut):
+      // The product is symmetric: the operand of the output's shape goes first, a [1, 1, C] factor second.
+      let swap = steps[a0].shape != p.shape
+      let (a, b, za, zb) = swap ? (b0, a0, zb0, za0) : (a0, b0, za0, zb0)
       let channels = p.shape.last!
       let broadcast = steps[b].shape != p.shape
       let perImage = out.count / batch

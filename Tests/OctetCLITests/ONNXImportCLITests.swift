@@ -50,7 +50,7 @@ import Testing
 
   /// ONNX fixture -> import -> quantize (minmax on the JPEG fixtures) -> classify: the int8 logits
   /// follow the float ones, and the reference and the fastest backend give the same bits.
-  @Test(arguments: ["matmul_opset13", "reshape_opset21", "reducemean_opset18"])
+  @Test(arguments: ["matmul_opset13", "reshape_opset21", "reducemean_opset18", "onnx_ops_opset17"])
   func quantizesAndClassifies(fixture: String) throws {
     let dir = try Paths.temporaryDirectory()
     let float = dir.appendingPathComponent("f.safetensors").path

@@ -112,6 +112,22 @@ enum ONNXOpsCase {
     #expect(agree >= 29, "top-1 agreement \(agree) / 32")
   }
 
+  /// `runNode` (local error, sensitivity, `octet compare`'s per-layer SQNR) on each new node, fed
+  /// its producers' outputs in the node's input order, gives the node's output of a whole run: the
+  /// squeeze-and-excitation Mul has its [1, 1, C] factor first.
+  @Test func runNodeMatchesTheWholeRun() throws {
+    let model = try ONNXOpsCase.quantized.get()
+    let reference = try Int8ReferenceExecutor(model: model)
+    let input = ONNXOpsCase.batch(ONNXOpsCase.inputs(count: 2, seed: 0x15_06))
+    var outputs: [String: QuantizedTensor] = [:]
+    _ = reference.run(input) { name, t in outputs[name] = t }
+    #expect(model.node(named: "se_scale")?.inputs == ["se_gate", "relu_dw"])
+    for node in model.nodes where [.lookup, .mul, .concat, .averagePool].contains(node.op) {
+      let got = reference.runNode(node.name, inputs: node.inputs.map { outputs[$0]! })
+      #expect(got == .uint8(outputs[node.name]!), "\(node.name)")
+    }
+  }
+
   /// The table rule of §20 on an identity (leaky ReLU with alpha 1) at s_in 0.5, z_in 128, s_out 1,
   /// z_out 100: x = (q − 128) / 2, round half away from zero, clamp. Ties both ways and both clamps.
   @Test func lookupTableRoundsHalfAwayFromZero() {

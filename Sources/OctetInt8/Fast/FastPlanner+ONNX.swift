@@ -45,7 +45,10 @@ extension FastPlanner {
       return ONNXStep(
         kind: .lookup(table: table), inputs: [buffer(input)], output: output, inSizes: [size(input)],
         outSize: outSize)
-    case .mul(let a, let b, let za, let zb, let requant, let zo):
+    case .mul(let a0, let b0, let za0, let zb0, let requant, let zo):
+      // The operand of the output's shape first, a [1, 1, C] factor second (the product is symmetric).
+      let swap = planned[a0].shape != p.shape
+      let (a, b, za, zb) = swap ? (b0, a0, zb0, za0) : (a0, b0, za0, zb0)
       return ONNXStep(
         kind: .mul(
           za: za, zb: zb, requant, zo: zo, broadcast: planned[b].shape != p.shape, channels: p.shape.last!),
