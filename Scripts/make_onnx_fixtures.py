@@ -142,7 +142,7 @@ def onnx_ops_opset17():
     HardSigmoid with torch's alpha 1/6, Mul with the [N, C, 1, 1] factor first), a 1x1 Conv and
     LeakyRelu, a SiLU block (Conv, Sigmoid, Mul(x, sigmoid)), Concat of the two branches along
     channels, a padded 3x3 AveragePool without count_include_pad and a 2x2 one with it,
-    GlobalAveragePool, Flatten and Gemm. Its own seeded generator: the older fixtures keep their bytes."""
+    GlobalAveragePool, Flatten and MobileNetV3's head: Gemm, HardSwish, Dropout, Gemm. Its own seeded generator: the older fixtures keep their bytes."""
     g = np.random.default_rng(151)
 
     def wt(*shape, scale=0.3):
@@ -179,7 +179,10 @@ def onnx_ops_opset17():
         helper.make_node("AveragePool", ["p"], ["q"], name="avg2", kernel_shape=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1),
         helper.make_node("GlobalAveragePool", ["q"], ["r"], name="gap"),
         helper.make_node("Flatten", ["r"], ["s"], name="flatten"),
-        helper.make_node("Gemm", ["s", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
+        helper.make_node("Gemm", ["s", "fc1.w", "fc1.b"], ["s1"], name="fc1", transB=1),
+        helper.make_node("HardSwish", ["s1"], ["s2"], name="head_hswish"),
+        helper.make_node("Dropout", ["s2"], ["s3"], name="dropout"),
+        helper.make_node("Gemm", ["s3", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
     ]
     inits = [
         init("stem.w", wt(8, 3, 3, 3)), *bn("bn0", 8),
@@ -188,7 +191,8 @@ def onnx_ops_opset17():
         init("se3.w", wt(8, 4, 1, 1, scale=0.8)), init("se3.b", wt(8)),
         init("pw.w", wt(6, 8, 1, 1, scale=0.5)), init("pw.b", wt(6)),
         init("sw.w", wt(10, 8, 1, 1, scale=0.5)), init("sw.b", wt(10)),
-        init("fc.w", wt(5, 16)), init("fc.b", wt(5)),
+        init("fc.w", wt(5, 12)), init("fc.b", wt(5)),
+        init("fc1.w", wt(12, 16, scale=0.5)), init("fc1.b", wt(12)),
     ]
     return model("onnx_ops_opset17", n, inits, 5, 17, size=16)
 

@@ -112,7 +112,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         step = .wideConv(plan, input: inSlots[0])
         shape = [plan.outHeight, plan.outWidth, plan.outChannels]
       case .conv2d(let attributes):
-        let s = inShapes[0]
+        // A flat [F] input (a fully-connected layer before the classifier, docs/quantization.md §24)
+        // is read as [1, 1, F]; its output stays flat.
+        let flat = inShapes[0].count == 1
+        let s = flat ? [1, 1] + inShapes[0] : inShapes[0]
         guard s.count == 3, s[2] == attributes.inChannels else {
           throw .node(name, "expects an input of \(attributes.inChannels) channels, gets per-image shape \(s)")
         }
@@ -120,8 +123,11 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         guard plan.outHeight > 0, plan.outWidth > 0 else {
           throw .node(name, "input \(s[0])x\(s[1]) is too small for this convolution")
         }
+        guard !flat || (plan.outHeight == 1 && plan.outWidth == 1) else {
+          throw .node(name, "a convolution over a flat input must give one pixel (a 1x1 kernel, no padding)")
+        }
         step = .conv(plan, input: inSlots[0])
-        shape = [plan.outHeight, plan.outWidth, plan.outChannels]
+        shape = flat ? [plan.outChannels] : [plan.outHeight, plan.outWidth, plan.outChannels]
       case .add(let a):
         guard inShapes[0] == inShapes[1] else { throw .node(name, "adds \(inShapes[0]) to \(inShapes[1])") }
         step = .add(

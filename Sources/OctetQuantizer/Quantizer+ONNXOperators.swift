@@ -66,3 +66,44 @@ extension Builder {
     emit(n)
   }
 }
+
+extension Builder {
+  /// A fully-connected layer that is not the classifier (MobileNetV3's Linear → HardSwish → Linear
+  /// head): its output is an activation like a convolution's, so it becomes a 1x1 `conv2d` node over
+  /// its `[F]` input (read as `[1, 1, F]`), with §5's weights and bias and §3's per-channel
+  /// requantization to its calibrated uint8 range. docs/quantization.md §24.
+  mutating func hiddenLinear(_ layer: PlannedLayer, _ l: LinearLayer) throws {
+    let name = layer.name
+    let (t, inQ, _) = source(layer, 0)
+    let (o, f) = (l.outFeatures, l.inFeatures)
+    let (w, b) = try floatLinear(layer, l)
+    let outQ = try calibrated(name)
+    let (wq, scales, bias) = try Quantizer.quantizeChannels(
+      weights: w, bias: b, outChannels: o, input: inQ, node: name, weightMax: weightMax, warnings: &warnings)
+    var multipliers = [Int32](repeating: 0, count: o)
+    var shifts = multipliers
+    for c in 0..<o {
+      let m = try Quantizer.multiplier(
+        Double(inQ.scale) * Double(scales[c]) / Double(outQ.scale), node: name,
+        what: "output channel \(c) multiplier", channel: c, warnings: &warnings)
+      multipliers[c] = m.multiplier
+      shifts[c] = m.shift
+    }
+    let bounds = outQ.clampBounds(nil)
+    var n = QuantizedNode(name: name, op: .conv2d, inputs: [t], fused: layer.members, output: outQ)
+    n.inChannels = f
+    n.outChannels = o
+    n.kernel = [1, 1]
+    n.stride = [1, 1]
+    n.padding = [0, 0, 0, 0]
+    n.groups = 1
+    n.inputQuantization = [inQ]
+    n.clamp = [Int(bounds.lo), Int(bounds.hi)]
+    n.weights = wq
+    n.bias = bias
+    n.multipliers = multipliers
+    n.shifts = shifts
+    n.weightScales = scales
+    emit(n)
+  }
+}

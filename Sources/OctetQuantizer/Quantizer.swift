@@ -388,6 +388,8 @@ struct Builder {
       case .flatten:
         let (t, q, _) = source(layer, 0)
         emit(QuantizedNode(name: name, op: .flatten, inputs: [t], fused: layer.members, output: q))
+      case .linear(let l) where layer.name != plan.layers[plan.output].name:
+        try hiddenLinear(layer, l)
       case .linear(let l):
         try linear(layer, l)
       case .unary, .mul, .concat, .averagePool:

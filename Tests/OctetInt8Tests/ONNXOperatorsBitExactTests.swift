@@ -11,7 +11,8 @@ import Testing
 
 /// The ONNX operators of docs/quantization.md §20-§23 end to end on the fixture
 /// onnx_ops_opset17 (Scripts/make_onnx_fixtures.py: HardSwish, SE with HardSigmoid and a
-/// broadcast Mul, LeakyRelu, SiLU = Mul(x, Sigmoid(x)), Concat, two windowed AveragePools):
+/// broadcast Mul, LeakyRelu, SiLU = Mul(x, Sigmoid(x)), Concat, two windowed AveragePools, a
+/// hidden Gemm before the classifier):
 /// import, calibrate (min/max of seeded inputs), quantize, then every backend path against the
 /// reference bit for bit on every node, and the int8 logits against the float ones.
 enum ONNXOpsCase {
@@ -85,6 +86,9 @@ enum ONNXOpsCase {
     #expect(ops["relu_dw"] == .conv2d && ops["se_relu"] == .conv2d, "relu fused into the convolution before it")
     #expect(model.node(named: "relu_dw")?.fused == ["dw", "bn1", "relu_dw"])
     #expect(model.node(named: "avg2")?.countIncludePad == true && model.node(named: "avg3")?.countIncludePad == nil)
+    // MobileNetV3's head: the hidden Gemm is a 1x1 conv2d with a uint8 output (§24), the last one the classifier.
+    #expect(ops["fc1"] == .conv2d && ops["head_hswish"] == .lookup && ops["fc"] == .linear)
+    #expect(model.node(named: "fc1")?.inChannels == 16 && model.node(named: "fc1")?.outChannels == 12)
   }
 
   /// Int8 against float on 32 held-out seeded images: the logits' cosine and the top-1 agreement.

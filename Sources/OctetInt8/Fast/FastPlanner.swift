@@ -161,7 +161,8 @@ struct FastPlanner {
         steps.append(FastStep(op: .quantizeInput(q, pixels, out: bufferOf[i]!), observable: observable))
         layers.append(.init(name: name, kind: "quantize_input", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
       case .conv(let plan, let input):
-        let inShape = planned[input].shape
+        // A flat [F] input is [1, 1, F] (a hidden fully-connected layer, docs/quantization.md §24).
+        let inShape = planned[input].shape.count == 1 ? [1, 1] + planned[input].shape : planned[input].shape
         var nodes = [name]
         var out = bufferOf[i] ?? -1
         var residual: (Int, AddParameters)?
