@@ -81,6 +81,9 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       var inSlots: [Int] = []
       for input in node.inputs {
         let s = try slot(input, name)
+        if case .linear = planned[s].step {
+          throw .node(name, "reads the classifier '\(input)', whose output is the int32 logits")
+        }
         inSlots.append(s)
         inShapes.append(planned[s].shape)
       }

@@ -132,6 +132,17 @@ enum ONNXOpsCase {
     }
   }
 
+  /// A (forged) int8 graph whose node reads a classifier's int32 logits is refused by name when
+  /// planned, instead of running on logits that are not uint8 codes.
+  @Test func readingTheLogitsIsRefused() throws {
+    var model = try ONNXOpsCase.quantized.get()
+    let i = try #require(model.nodes.firstIndex { $0.name == "fc1" })
+    model.nodes[i].op = .linear
+    #expect(throws: Int8PlanError.node("head_hswish", "reads the classifier 'fc1', whose output is the int32 logits")) {
+      _ = try Int8ReferenceExecutor(model: model)
+    }
+  }
+
   /// The table rule of §20 on an identity (leaky ReLU with alpha 1) at s_in 0.5, z_in 128, s_out 1,
   /// z_out 100: x = (q − 128) / 2, round half away from zero, clamp. Ties both ways and both clamps.
   @Test func lookupTableRoundsHalfAwayFromZero() {
