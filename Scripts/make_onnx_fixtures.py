@@ -141,7 +141,7 @@ def onnx_ops_opset17():
     a depthwise Conv+BN+Relu, squeeze-and-excitation (GlobalAveragePool, Conv+Relu, Conv,
     HardSigmoid with torch's alpha 1/6, Mul with the [N, C, 1, 1] factor first), a 1x1 Conv and
     LeakyRelu, a SiLU block (Conv, Sigmoid, Mul(x, sigmoid)), Concat of the two branches along
-    channels, a padded 3x3 AveragePool without count_include_pad and a 2x2 one with it,
+    channels and a Relu after it (no Conv to fuse into), a padded 3x3 AveragePool without count_include_pad and a 2x2 one with it,
     GlobalAveragePool, Flatten and MobileNetV3's head: Gemm, HardSwish, Dropout, Gemm. Its own seeded generator: the older fixtures keep their bytes."""
     g = np.random.default_rng(151)
 
@@ -174,7 +174,8 @@ def onnx_ops_opset17():
         helper.make_node("Conv", ["h", "sw.w", "sw.b"], ["k"], name="silu_conv"),
         helper.make_node("Sigmoid", ["k"], ["l"], name="sigmoid"),
         helper.make_node("Mul", ["k", "l"], ["m"], name="silu"),
-        helper.make_node("Concat", ["j", "m"], ["o"], name="concat", axis=1),
+        helper.make_node("Concat", ["j", "m"], ["o0"], name="concat", axis=1),
+        helper.make_node("Relu", ["o0"], ["o"], name="concat_relu"),
         helper.make_node("AveragePool", ["o"], ["p"], name="avg3", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("AveragePool", ["p"], ["q"], name="avg2", kernel_shape=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1),
         helper.make_node("GlobalAveragePool", ["q"], ["r"], name="gap"),

@@ -9,16 +9,24 @@ extension Quantizer {
   public static func lookupTable(
     _ function: UnaryFunction, input: ActivationQuantization, output: ActivationQuantization
   ) -> [UInt8] {
+    lookupTable({ function.apply($0) }, input: input, output: output)
+  }
+
+  /// The same rule for any `f` (a relu/relu6 that no convolution or add takes, §20).
+  static func lookupTable(
+    _ f: (Double) -> Double, input: ActivationQuantization, output: ActivationQuantization
+  ) -> [UInt8] {
     (0..<256).map { q in
       let x = Double(input.scale) * Double(Int32(q) - input.zeroPoint)
-      let v = (function.apply(x) / Double(output.scale)).rounded() + Double(output.zeroPoint)
+      let v = (f(x) / Double(output.scale)).rounded() + Double(output.zeroPoint)
       return UInt8(min(max(v, 0), 255))
     }
   }
 }
 
 extension Builder {
-  /// sigmoid / hard_sigmoid / hard_swish / leaky_relu → lookup (§20); mul (§21); concat (§22);
+  /// sigmoid / hard_sigmoid / hard_swish / leaky_relu, and a relu/relu6 no convolution or add
+  /// takes → lookup (§20); mul (§21); concat (§22);
   /// average pool (§23). Each output has its calibrated quantization.
   mutating func onnxOperator(_ layer: PlannedLayer) throws {
     let name = layer.name
@@ -29,6 +37,10 @@ extension Builder {
     case .unary(let function):
       n = QuantizedNode(name: name, op: .lookup, inputs: [sources[0].tensor], fused: layer.members, output: out)
       n.table = Quantizer.lookupTable(function, input: sources[0].q, output: out)
+    case .activation(let a):
+      n = QuantizedNode(name: name, op: .lookup, inputs: [sources[0].tensor], fused: layer.members, output: out)
+      let upper = a == .relu6 ? 6.0 : Double.infinity
+      n.table = Quantizer.lookupTable({ min(max($0, 0), upper) }, input: sources[0].q, output: out)
     case .mul:
       n = QuantizedNode(name: name, op: .mul, inputs: sources.map(\.tensor), fused: layer.members, output: out)
       n.requant = try Quantizer.multiplier(

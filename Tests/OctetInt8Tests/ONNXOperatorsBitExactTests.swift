@@ -83,6 +83,7 @@ enum ONNXOpsCase {
     #expect(ops["hswish"] == .lookup && ops["se_gate"] == .lookup && ops["leaky"] == .lookup)
     #expect(ops["sigmoid"] == .lookup && ops["silu"] == .mul && ops["se_scale"] == .mul)
     #expect(ops["concat"] == .concat && ops["avg3"] == .averagePool && ops["avg2"] == .averagePool)
+    #expect(ops["concat_relu"] == .lookup, "a relu after a concat has no convolution to fuse into: a table")
     #expect(ops["relu_dw"] == .conv2d && ops["se_relu"] == .conv2d, "relu fused into the convolution before it")
     #expect(model.node(named: "relu_dw")?.fused == ["dw", "bn1", "relu_dw"])
     #expect(model.node(named: "avg2")?.countIncludePad == true && model.node(named: "avg3")?.countIncludePad == nil)

@@ -8,7 +8,8 @@ import OctetCore
 ///   that is the graph's output is never fused away. Residual adds stay layers of their own here (so
 ///   calibration sees the convolution's output before the add, which the int8 graph quantizes); an
 ///   executor may fuse them afterwards by `ResidualAddFusion`. batch_norm and relu/relu6 that follow
-///   anything else stay layers of their own (the float executor runs them; the quantizer refuses).
+///   anything else stay layers of their own (the float executor runs them; the quantizer refuses a
+///   batch_norm and makes a relu/relu6 a lookup table, docs/quantization.md §20).
 /// - **Names** (docs/quantization.md §15). A layer, and the tensor it produces, is named by its last
 ///   member: `layer1.0.relu1`, `layer1.0.bn3` (before the residual add), `_blocks.3._bn1.relu6`,
 ///   `layer1.0.relu3` (add + ReLU), `_blocks.2.add`; max pool, global average pool, flatten and the
