@@ -1,3 +1,4 @@
+import CInt8Kernels
 import Foundation
 import Octet
 import OctetCore
@@ -207,5 +208,68 @@ enum ONNXOpsCase {
       ran += 1
     }
     #expect(ran > 20, "few mutations survived to run: \(ran)")
+  }
+}
+
+/// The C kernels of elementwise.c against the reference kernels on every code, with multipliers
+/// that make exact ties (§3: ties toward +infinity) and ones that do not.
+@Suite struct ONNXOperatorKernelTests {
+  /// M = 0.5, 1.5, 2^-9 (odd products tie), and an irregular one; every (q_a, q_b) pair, zero
+  /// points 0, 128 and 255; the broadcast form on the same values.
+  @Test(arguments: [0.5, 1.5, 1.0 / 512, 0.012_345])
+  func mulOnEveryPair(real: Double) throws {
+    let r = try RequantMultiplier(real: real)
+    let a = (0..<65536).map { UInt8($0 & 255) }
+    let b = (0..<65536).map { UInt8($0 >> 8) }
+    for (za, zb, zo) in [(Int32(0), Int32(0), Int32(0)), (128, 128, 128), (255, 3, 17)] {
+      var want = [UInt8](repeating: 0, count: 65536)
+      var got = want
+      a.withUnsafeBufferPointer { a in
+        b.withUnsafeBufferPointer { b in
+          want.withUnsafeMutableBufferPointer { out in
+            int8Mul(a, b, out, channels: 256, zeroPointX: za, zeroPointY: zb, requant: r, outputZeroPoint: zo)
+          }
+          octet_i8_mul(a.baseAddress!, b.baseAddress!, 65536, za, zb, r.multiplier, r.shift, zo, &got)
+        }
+      }
+      #expect(got == want, "M \(real), zero points \(za), \(zb), \(zo)")
+      // Broadcast: 256 pixels of 256 channels times one factor per channel.
+      let factor = (0..<256).map { UInt8(($0 * 7) & 255) }
+      var wantB = [UInt8](repeating: 0, count: 65536)
+      var gotB = wantB
+      a.withUnsafeBufferPointer { a in
+        factor.withUnsafeBufferPointer { f in
+          wantB.withUnsafeMutableBufferPointer { out in
+            int8Mul(a, f, out, channels: 256, zeroPointX: za, zeroPointY: zb, requant: r, outputZeroPoint: zo)
+          }
+          octet_i8_mul_channels(a.baseAddress!, f.baseAddress!, 256, 256, za, zb, r.multiplier, r.shift, zo, &gotB)
+        }
+      }
+      #expect(gotB == wantB, "broadcast, M \(real)")
+    }
+  }
+
+  /// Concat's requantization of every code at M = 0.5 (odd codes tie), 1 (the copy), 3 and 0.3.
+  @Test(arguments: [0.5, 1.0, 3.0, 0.3])
+  func concatOnEveryCode(real: Double) throws {
+    let r = try RequantMultiplier(real: real)
+    let x = (0..<512).map { UInt8($0 & 255) }  // 256 pixels x 2 channels
+    for (zi, zo) in [(Int32(0), Int32(0)), (128, 100), (255, 255)] {
+      var want = [UInt8](repeating: 7, count: 256 * 5)
+      var got = want
+      x.withUnsafeBufferPointer { x in
+        want.withUnsafeMutableBufferPointer { out in
+          int8ConcatInto(
+            x, out, channels: 2, offset: 1, total: 5, inputZeroPoint: zi, requant: r, outputZeroPoint: zo)
+        }
+        octet_i8_concat_into(x.baseAddress!, 256, 2, 1, 5, zi, r.multiplier, r.shift, zo, 0, &got)
+      }
+      #expect(got == want, "M \(real), zero points \(zi), \(zo)")
+      if real == 1.0, zi == zo {
+        var copied = [UInt8](repeating: 7, count: 256 * 5)
+        octet_i8_concat_into(x, 256, 2, 1, 5, zi, r.multiplier, r.shift, zo, 1, &copied)
+        #expect(copied == want, "the copy equals the requantization at M = 1")
+      }
+    }
   }
 }
