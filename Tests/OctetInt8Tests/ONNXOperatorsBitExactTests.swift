@@ -272,4 +272,37 @@ enum ONNXOpsCase {
       }
     }
   }
+
+  /// The k x k average pool on a seeded 7x9x5 image, 3x3 stride 2 with asymmetric padding, both
+  /// count_include_pad rules, with every tap count's multiplier 0.5 (odd sums tie) or irregular.
+  @Test(arguments: [0.5, 0.0371])
+  func averagePoolWindows(real: Double) throws {
+    var g = SeededGenerator(seed: 0x15_07)
+    let (h, w, c) = (7, 9, 5)
+    let x = (0..<(h * w * c)).map { _ in UInt8.random(in: 0...255, using: &g) }
+    let r = try RequantMultiplier(real: real)
+    for countIncludePad in [false, true] {
+      let a = Int8WindowAveragePoolAttributes(
+        kernel: [3, 3], stride: [2, 2], padding: [1, 0, 2, 1], input: ActivationQuantization(scale: 1, zeroPoint: 77),
+        requant: [RequantMultiplier](repeating: r, count: 9), countIncludePad: countIncludePad)
+      let (oh, ow) = WindowShape.outputSize(
+        height: h, width: w, kernel: [3, 3], stride: [2, 2], padding: [1, 0, 2, 1])
+      var want = [UInt8](repeating: 0, count: oh * ow * c)
+      var got = want
+      x.withUnsafeBufferPointer { x in
+        want.withUnsafeMutableBufferPointer { out in
+          int8AveragePool(
+            x, out, height: h, width: w, channels: c, attributes: a, outputZeroPoint: 9, outHeight: oh, outWidth: ow)
+        }
+      }
+      var window = octet_i8_window(
+        in_h: Int32(h), in_w: Int32(w), channels: Int32(c), out_h: Int32(oh), out_w: Int32(ow), kernel_h: 3,
+        kernel_w: 3, stride_h: 2, stride_w: 2, pad_top: 1, pad_left: 0, zero_point: 77)
+      let m = [Int32](repeating: r.multiplier, count: 9)
+      let n = [Int32](repeating: r.shift, count: 9)
+      var sum = [Int32](repeating: 0, count: c)
+      octet_i8_avgpool_rows(&window, x, 0, Int32(oh), m, n, countIncludePad ? 1 : 0, 9, &sum, &got)
+      #expect(got == want, "M \(real), count_include_pad \(countIncludePad)")
+    }
+  }
 }

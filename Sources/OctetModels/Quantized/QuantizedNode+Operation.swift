@@ -36,6 +36,18 @@ public struct Int8WindowAveragePoolAttributes: Sendable, Equatable {
   /// Entry t − 1: M_t = s_in / (s_out · t) for a window of t taps.
   public var requant: [RequantMultiplier]
   public var countIncludePad: Bool
+
+  public init(
+    kernel: [Int], stride: [Int], padding: [Int], input: ActivationQuantization, requant: [RequantMultiplier],
+    countIncludePad: Bool
+  ) {
+    self.kernel = kernel
+    self.stride = stride
+    self.padding = padding
+    self.input = input
+    self.requant = requant
+    self.countIncludePad = countIncludePad
+  }
 }
 
 public struct Int8ConvAttributes: Sendable, Equatable {
