@@ -136,11 +136,74 @@ def reducemean_opset18():
     return model("reducemean_opset18", n, inits, 3, 18, size=8)
 
 
+def onnx_ops_opset17():
+    """The operators of issue 15 item 2 in a tiny MobileNetV3/EfficientNet-like net: Conv+BN+HardSwish,
+    a depthwise Conv+BN+Relu, squeeze-and-excitation (GlobalAveragePool, Conv+Relu, Conv,
+    HardSigmoid with torch's alpha 1/6, Mul with the [N, C, 1, 1] factor first), a 1x1 Conv and
+    LeakyRelu, a SiLU block (Conv, Sigmoid, Mul(x, sigmoid)), Concat of the two branches along
+    channels and a Relu after it (no Conv to fuse into), a padded 3x3 AveragePool without count_include_pad and a 2x2 one with it,
+    GlobalAveragePool, Flatten and MobileNetV3's head: Gemm, HardSwish, Dropout, Gemm. Its own seeded generator: the older fixtures keep their bytes."""
+    g = np.random.default_rng(151)
+
+    def wt(*shape, scale=0.3):
+        return (g.standard_normal(shape) * scale).astype(np.float32)
+
+    def bn(prefix, c):
+        return [
+            init(prefix + ".scale", (1 + 0.2 * g.standard_normal(c)).astype(np.float32)),
+            init(prefix + ".bias", (0.1 * g.standard_normal(c)).astype(np.float32)),
+            init(prefix + ".mean", (0.1 * g.standard_normal(c)).astype(np.float32)),
+            init(prefix + ".var", (0.5 + g.random(c)).astype(np.float32)),
+        ]
+
+    n = [
+        helper.make_node("Conv", ["image", "stem.w"], ["a"], name="stem", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("BatchNormalization", ["a", "bn0.scale", "bn0.bias", "bn0.mean", "bn0.var"], ["b"], name="bn0"),
+        helper.make_node("HardSwish", ["b"], ["c"], name="hswish"),
+        helper.make_node("Conv", ["c", "dw.w"], ["d"], name="dw", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["d", "bn1.scale", "bn1.bias", "bn1.mean", "bn1.var"], ["e"], name="bn1"),
+        helper.make_node("Relu", ["e"], ["f"], name="relu_dw"),
+        helper.make_node("GlobalAveragePool", ["f"], ["se0"], name="se_pool"),
+        helper.make_node("Conv", ["se0", "se1.w", "se1.b"], ["se1"], name="se_reduce"),
+        helper.make_node("Relu", ["se1"], ["se2"], name="se_relu"),
+        helper.make_node("Conv", ["se2", "se3.w", "se3.b"], ["se3"], name="se_expand"),
+        helper.make_node("HardSigmoid", ["se3"], ["se4"], name="se_gate", alpha=1.0 / 6, beta=0.5),
+        helper.make_node("Mul", ["se4", "f"], ["h"], name="se_scale"),
+        helper.make_node("Conv", ["h", "pw.w", "pw.b"], ["i"], name="project"),
+        helper.make_node("LeakyRelu", ["i"], ["j"], name="leaky", alpha=0.1),
+        helper.make_node("Conv", ["h", "sw.w", "sw.b"], ["k"], name="silu_conv"),
+        helper.make_node("Sigmoid", ["k"], ["l"], name="sigmoid"),
+        helper.make_node("Mul", ["k", "l"], ["m"], name="silu"),
+        helper.make_node("Concat", ["j", "m"], ["o0"], name="concat", axis=1),
+        helper.make_node("Relu", ["o0"], ["o"], name="concat_relu"),
+        helper.make_node("AveragePool", ["o"], ["p"], name="avg3", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["p"], ["q"], name="avg2", kernel_shape=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1),
+        helper.make_node("GlobalAveragePool", ["q"], ["r"], name="gap"),
+        helper.make_node("Flatten", ["r"], ["s"], name="flatten"),
+        helper.make_node("Gemm", ["s", "fc1.w", "fc1.b"], ["s1"], name="fc1", transB=1),
+        helper.make_node("HardSwish", ["s1"], ["s2"], name="head_hswish"),
+        helper.make_node("Dropout", ["s2"], ["s3"], name="dropout"),
+        helper.make_node("Gemm", ["s3", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [
+        init("stem.w", wt(8, 3, 3, 3)), *bn("bn0", 8),
+        init("dw.w", wt(8, 1, 3, 3, scale=0.6)), *bn("bn1", 8),
+        init("se1.w", wt(4, 8, 1, 1, scale=0.5)), init("se1.b", wt(4)),
+        init("se3.w", wt(8, 4, 1, 1, scale=0.8)), init("se3.b", wt(8)),
+        init("pw.w", wt(6, 8, 1, 1, scale=0.5)), init("pw.b", wt(6)),
+        init("sw.w", wt(10, 8, 1, 1, scale=0.5)), init("sw.b", wt(10)),
+        init("fc.w", wt(5, 12)), init("fc.b", wt(5)),
+        init("fc1.w", wt(12, 16, scale=0.5)), init("fc1.b", wt(12)),
+    ]
+    return model("onnx_ops_opset17", n, inits, 5, 17, size=16)
+
+
 GOOD = {
     "cnn_opset17": cnn_opset17,
     "matmul_opset13": matmul_opset13,
     "reshape_opset21": reshape_opset21,
     "reducemean_opset18": reducemean_opset18,
+    "onnx_ops_opset17": onnx_ops_opset17,
 }
 
 
@@ -148,8 +211,8 @@ def bad_models():
     """Each is refused with one line; the expected words are in the Swift tests."""
     bad = {}
     m = cnn_opset17()
-    m.graph.node[2].op_type = "HardSwish"  # relu1
-    bad["unsupported_hardswish"] = m
+    m.graph.node[2].op_type = "Tanh"  # relu1
+    bad["unsupported_tanh"] = m
     m = cnn_opset17()
     m.opset_import[0].version = 12
     bad["opset12"] = m
@@ -184,6 +247,16 @@ def bad_models():
     m.graph.node[5].input[2] = "seven"  # Clip(0, 7)
     m.graph.initializer.append(init("seven", np.array(7, dtype=np.float32)))
     bad["clip_0_7"] = m
+    m = onnx_ops_opset17()
+    next(x for x in m.graph.node if x.name == "silu").input[1] = "sw.b"  # Mul(k, a [10] constant)
+    bad["mul_by_constant"] = m
+    m = onnx_ops_opset17()
+    next(x for x in m.graph.node if x.name == "concat").attribute[0].i = 2  # Concat along H
+    bad["concat_axis2"] = m
+    m = onnx_ops_opset17()
+    se = next(x for x in m.graph.node if x.name == "se_scale")
+    se.input[0] = "se2"  # [N, 4, 1, 1] by [N, 8, 8, 8]: not squeeze-and-excitation's broadcast
+    bad["mul_broadcast_channels"] = m
     return bad
 
 

@@ -26,6 +26,10 @@ public final class FloatExecutor: @unchecked Sendable {
     case maxPool(kernel: [Int], stride: [Int], padding: [Int], input: Int)
     case globalAveragePool(input: Int)
     case flatten(input: Int)
+    case unary(UnaryFunction, input: Int)
+    case mul(Int, Int)
+    case concat([Int])
+    case averagePool(kernel: [Int], stride: [Int], padding: [Int], countIncludePad: Bool, input: Int)
   }
 
   struct PlannedStep {
@@ -145,6 +149,15 @@ public final class FloatExecutor: @unchecked Sendable {
           PackedLinear(
             weight: weights[l.attributes.weight]!.floats(), bias: bias, inFeatures: l.inFeatures,
             outFeatures: l.outFeatures), input: input)
+      case .unary(let function):
+        step = .unary(function, input: input)
+      case .mul:
+        step = .mul(input, slot(layer.inputs[1]))
+      case .concat:
+        step = .concat(layer.inputs.map(slot))
+      case .averagePool(let kernel, let stride, let padding, let countIncludePad):
+        step = .averagePool(
+          kernel: kernel, stride: stride, padding: padding, countIncludePad: countIncludePad, input: input)
       }
       slotOfLayer[index] = planned.count + 1
       planned.append(PlannedStep(step: step, name: produced, output: planned.count + 1, release: []))
@@ -166,9 +179,11 @@ public final class FloatExecutor: @unchecked Sendable {
     switch step {
     case .conv(_, let input, let residual, _): [input] + (residual.map { [$0] } ?? [])
     case .linear(_, let input), .batchNorm(_, _, let input), .activation(_, let input),
-      .maxPool(_, _, _, let input), .globalAveragePool(let input), .flatten(let input):
+      .maxPool(_, _, _, let input), .globalAveragePool(let input), .flatten(let input), .unary(_, let input),
+      .averagePool(_, _, _, _, let input):
       [input]
-    case .add(let a, let b, _): [a, b]
+    case .add(let a, let b, _), .mul(let a, let b): [a, b]
+    case .concat(let inputs): inputs
     }
   }
 
@@ -286,6 +301,15 @@ public final class FloatExecutor: @unchecked Sendable {
     case .flatten(let input):
       let x = values[input]!
       return Tensor(shape: [x.shape[0], x.count / x.shape[0]], scalars: x.scalars)
+    case .unary(let function, let input):
+      return applyUnary(values[input]!, function)
+    case .mul(let a, let b):
+      return multiply(values[a]!, values[b]!)
+    case .concat(let inputs):
+      return concatChannels(inputs.map { values[$0]! })
+    case .averagePool(let kernel, let stride, let padding, let countIncludePad, let input):
+      return averagePool2D(
+        values[input]!, kernel: kernel, stride: stride, padding: padding, countIncludePad: countIncludePad)
     }
   }
 }

@@ -36,6 +36,12 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     case globalAveragePool(input: Int, inputZeroPoint: Int32, RequantMultiplier, outputZeroPoint: Int32)
     case flatten(input: Int)
     case linear(Int8LinearPlan, input: Int)
+    /// docs/quantization.md §20-§23.
+    case lookup([UInt8], input: Int)
+    /// In the node's input order; either may be a `[1, 1, C]` factor against the other's `[H, W, C]`.
+    case mul(Int, Int, zeroPointA: Int32, zeroPointB: Int32, RequantMultiplier, outputZeroPoint: Int32)
+    case concat([Int], zeroPoints: [Int32], [RequantMultiplier], outputZeroPoint: Int32)
+    case averagePool(Int8WindowAveragePoolAttributes, outputZeroPoint: Int32, input: Int)
   }
 
   struct PlannedStep {
@@ -75,6 +81,9 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       var inSlots: [Int] = []
       for input in node.inputs {
         let s = try slot(input, name)
+        if case .linear = planned[s].step {
+          throw .node(name, "reads the classifier '\(input)', whose output is the int32 logits")
+        }
         inSlots.append(s)
         inShapes.append(planned[s].shape)
       }
@@ -106,7 +115,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         step = .wideConv(plan, input: inSlots[0])
         shape = [plan.outHeight, plan.outWidth, plan.outChannels]
       case .conv2d(let attributes):
-        let s = inShapes[0]
+        // A flat [F] input (a fully-connected layer before the classifier, docs/quantization.md §24)
+        // is read as [1, 1, F]; its output stays flat.
+        let flat = inShapes[0].count == 1
+        let s = flat ? [1, 1] + inShapes[0] : inShapes[0]
         guard s.count == 3, s[2] == attributes.inChannels else {
           throw .node(name, "expects an input of \(attributes.inChannels) channels, gets per-image shape \(s)")
         }
@@ -114,8 +126,11 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         guard plan.outHeight > 0, plan.outWidth > 0 else {
           throw .node(name, "input \(s[0])x\(s[1]) is too small for this convolution")
         }
+        guard !flat || (plan.outHeight == 1 && plan.outWidth == 1) else {
+          throw .node(name, "a convolution over a flat input must give one pixel (a 1x1 kernel, no padding)")
+        }
         step = .conv(plan, input: inSlots[0])
-        shape = [plan.outHeight, plan.outWidth, plan.outChannels]
+        shape = flat ? [plan.outChannels] : [plan.outHeight, plan.outWidth, plan.outChannels]
       case .add(let a):
         guard inShapes[0] == inShapes[1] else { throw .node(name, "adds \(inShapes[0]) to \(inShapes[1])") }
         step = .add(
@@ -152,6 +167,37 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
         }
         step = .linear(Int8LinearPlan(node: node, attributes: a), input: inSlots[0])
         shape = [a.outFeatures]
+      case .lookup(let table):
+        step = .lookup(table, input: inSlots[0])
+        shape = inShapes[0]
+      case .mul(let a):
+        let (sa, sb) = (inShapes[0], inShapes[1])
+        let broadcastB = sa.count == 3 && sb == [1, 1, sa[2]] && sa != sb
+        let broadcastA = sb.count == 3 && sa == [1, 1, sb[2]] && sa != sb
+        guard sa == sb || broadcastA || broadcastB else {
+          throw .node(name, "multiplies \(sa) by \(sb); mul takes equal shapes or [H, W, C] by [1, 1, C]")
+        }
+        // In the node's input order (`runNode` feeds them so); `execute` puts the larger first.
+        step = .mul(
+          inSlots[0], inSlots[1], zeroPointA: a.inputA.zeroPoint, zeroPointB: a.inputB.zeroPoint, a.requant,
+          outputZeroPoint: node.output.zeroPoint)
+        shape = broadcastA ? sb : sa
+      case .concat(let a):
+        let s = inShapes[0]
+        guard inShapes.allSatisfy({ $0.count == 3 && $0[0] == s[0] && $0[1] == s[1] }) else {
+          throw .node(name, "concatenates \(inShapes); concat takes [H, W, C] maps of one H and W")
+        }
+        step = .concat(
+          inSlots, zeroPoints: a.inputs.map(\.zeroPoint), a.requant, outputZeroPoint: node.output.zeroPoint)
+        shape = [s[0], s[1], inShapes.reduce(0) { $0 + $1[2] }]
+      case .averagePool(let a):
+        let s = inShapes[0]
+        guard s.count == 3 else { throw .node(name, "expects an NHWC input, gets per-image shape \(s)") }
+        let (oh, ow) = WindowShape.outputSize(
+          height: s[0], width: s[1], kernel: a.kernel, stride: a.stride, padding: a.padding)
+        guard oh > 0, ow > 0 else { throw .node(name, "input \(s[0])x\(s[1]) is too small to pool") }
+        step = .averagePool(a, outputZeroPoint: node.output.zeroPoint, input: inSlots[0])
+        shape = [oh, ow, s[2]]
       }
       if node.inputBits != 16, let s = inSlots.first(where: { planned[$0].bits != 8 }) {
         throw .node(name, "reads the 16-bit tensor '\(planned[s].name)' but its input is not 16-bit")
@@ -178,9 +224,10 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
     case .quantizeInput: []
     case .conv(_, let input), .wideConv(_, let input), .maxPool(_, _, _, let input),
       .globalAveragePool(let input, _, _, _),
-      .flatten(let input), .linear(_, let input):
+      .flatten(let input), .linear(_, let input), .lookup(_, let input), .averagePool(_, _, let input):
       [input]
-    case .add(let a, let b, _, _, _, _, _, _): [a, b]
+    case .add(let a, let b, _, _, _, _, _, _), .mul(let a, let b, _, _, _, _): [a, b]
+    case .concat(let inputs, _, _, _): inputs
     }
   }
 
@@ -421,6 +468,58 @@ public final class Int8ReferenceExecutor: @unchecked Sendable {
       let linear = plan
       forEachImage(values[input]!, &logits, batch: batch, threads: threads) { x, logits in linear.run(x, logits) }
       return nil
+    case .lookup(let table, let input):
+      values[input]!.withUnsafeBufferPointer { x in
+        out.withUnsafeMutableBufferPointer { out in int8Lookup(x, out, table: table) }
+      }
+    case .mul(let a0, let b0, let za0, let zb0, let requant, let zOut):
+      // The product is symmetric: the operand of the output's shape goes first, a [1, 1, C] factor second.
+      let swap = steps[a0].shape != p.shape
+      let (a, b, za, zb) = swap ? (b0, a0, zb0, za0) : (a0, b0, za0, zb0)
+      let channels = p.shape.last!
+      let broadcast = steps[b].shape != p.shape
+      let perImage = out.count / batch
+      let factor = broadcast ? channels : perImage
+      values[a]!.withUnsafeBufferPointer { x in
+        values[b]!.withUnsafeBufferPointer { y in
+          out.withUnsafeMutableBufferPointer { out in
+            for n in 0..<batch {
+              // Image n's factor: the [C] slice of b (broadcast), or b's own image.
+              int8Mul(
+                UnsafeBufferPointer(rebasing: x[(n * perImage)..<((n + 1) * perImage)]),
+                UnsafeBufferPointer(rebasing: y[(n * factor)..<((n + 1) * factor)]),
+                UnsafeMutableBufferPointer(rebasing: out[(n * perImage)..<((n + 1) * perImage)]),
+                channels: channels, zeroPointX: za, zeroPointY: zb, requant: requant, outputZeroPoint: zOut)
+            }
+          }
+        }
+      }
+    case .concat(let inputs, let zeroPoints, let requant, let zOut):
+      let total = p.shape[2]
+      let pixels = p.shape[0] * p.shape[1]
+      var offset = 0
+      for (i, input) in inputs.enumerated() {
+        let channels = steps[input].shape[2]
+        values[input]!.withUnsafeBufferPointer { x in
+          out.withUnsafeMutableBufferPointer { out in
+            for n in 0..<batch {
+              int8ConcatInto(
+                UnsafeBufferPointer(rebasing: x[(n * pixels * channels)..<((n + 1) * pixels * channels)]),
+                UnsafeMutableBufferPointer(rebasing: out[(n * pixels * total)..<((n + 1) * pixels * total)]),
+                channels: channels, offset: offset, total: total, inputZeroPoint: zeroPoints[i],
+                requant: requant[i], outputZeroPoint: zOut)
+            }
+          }
+        }
+        offset += channels
+      }
+    case .averagePool(let a, let zOut, let input):
+      let s = steps[input].shape
+      forEachImage(values[input]!, &out, batch: batch, threads: threads) { x, out in
+        int8AveragePool(
+          x, out, height: s[0], width: s[1], channels: s[2], attributes: a, outputZeroPoint: zOut,
+          outHeight: p.shape[0], outWidth: p.shape[1])
+      }
     }
     return out
   }

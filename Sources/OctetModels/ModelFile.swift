@@ -13,8 +13,21 @@ import OctetCore
 /// still read, unverified; any other version is refused with a message to upgrade or re-import.
 public enum ModelFile {
   public static let formatVersion = "2"
+  /// The version of graphs with the ONNX operators of issue 15 (sigmoid, hard_sigmoid, hard_swish,
+  /// leaky_relu, mul, concat, average_pool): "3", the same format, so that an older Octet refuses
+  /// them with its upgrade message. Every other model is still written as "2" (the same bytes).
+  public static let onnxOperatorsFormatVersion = "3"
   /// The versions `read` accepts.
-  public static let readableVersions = ["1", "2"]
+  public static let readableVersions = ["1", "2", "3"]
+
+  static let onnxOperators: Set<OperatorKind> = [
+    .sigmoid, .hardSigmoid, .hardSwish, .leakyRelu, .mul, .concat, .averagePool,
+  ]
+
+  /// The version `model` is written with.
+  public static func version(for model: Model) -> String {
+    model.graph.nodes.contains { onnxOperators.contains($0.op) } ? onnxOperatorsFormatVersion : formatVersion
+  }
   public static let floatFormat = "octet-float"
 
   static let encoder: JSONEncoder = {
@@ -26,7 +39,7 @@ public enum ModelFile {
   public static func metadata(for model: Model) throws -> [String: String] {
     [
       "octet.format": floatFormat,
-      "octet.format_version": formatVersion,
+      "octet.format_version": version(for: model),
       "octet.model": String(decoding: try encoder.encode(model.info), as: UTF8.self),
       "octet.graph": String(decoding: try encoder.encode(model.graph), as: UTF8.self),
       TensorChecksums.metadataKey: try TensorChecksums.metadataValue(for: model.weights),

@@ -49,7 +49,8 @@ public enum BiasCorrection {
     var taps: Int { kernelH * kernelW * channels }
 
     init(node: QuantizedNode, inputShape s: [Int]) {
-      if node.op == .linear {
+      // A conv2d over a flat [F] input is a hidden fully-connected layer (docs/quantization.md §24).
+      if node.op == .linear || s.count == 1 {
         (height, width, channels) = (1, 1, s.reduce(1, *))
         (kernelH, kernelW) = (1, 1)
         rows = [[0]]

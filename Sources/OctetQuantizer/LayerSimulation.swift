@@ -62,7 +62,7 @@ public enum LayerCost {
     switch node.op {
     case .conv2d: outputShape.reduce(1, *) * node.weightsPerChannel
     case .linear: (node.inChannels ?? 0) * (node.outChannels ?? 0)
-    case .quantizeInput, .add, .maxPool, .globalAveragePool, .flatten: 0
+    case .quantizeInput, .add, .maxPool, .globalAveragePool, .flatten, .lookup, .mul, .concat, .averagePool: 0
     }
   }
 

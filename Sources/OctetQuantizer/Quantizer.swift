@@ -316,10 +316,11 @@ struct Builder {
   }
 
   mutating func run() throws {
-    // batch_norm and relu/relu6 that no convolution or add takes (docs/quantization.md §15).
+    // batch_norm that no convolution takes (docs/quantization.md §15); a relu/relu6 that no
+    // convolution or add takes is a lookup table (§20).
     let unsupported = plan.layers.compactMap { layer -> String? in
       switch layer.operation {
-      case .batchNorm, .activation:
+      case .batchNorm:
         "\(layer.name) (\(layer.node.op.rawValue) after '\(layer.node.inputs.first ?? "?")', not fusable)"
       default: nil
       }
@@ -328,7 +329,7 @@ struct Builder {
       throw QuantizerError.unsupported(
         node: unsupported[0],
         reason:
-          "the integer runtime fuses batch_norm and relu/relu6 into the convolution or add before them; "
+          "the integer runtime fuses batch_norm into the convolution before it; "
           + "\(unsupported.count) node(s) cannot be: \(unsupported.joined(separator: "; "))")
     }
     if options.exactInput {
@@ -388,9 +389,13 @@ struct Builder {
       case .flatten:
         let (t, q, _) = source(layer, 0)
         emit(QuantizedNode(name: name, op: .flatten, inputs: [t], fused: layer.members, output: q))
+      case .linear(let l) where layer.name != plan.layers[plan.output].name:
+        try hiddenLinear(layer, l)
       case .linear(let l):
         try linear(layer, l)
-      case .batchNorm, .activation:
+      case .unary, .mul, .concat, .averagePool, .activation:
+        try onnxOperator(layer)
+      case .batchNorm:
         preconditionFailure("refused above")
       }
     }

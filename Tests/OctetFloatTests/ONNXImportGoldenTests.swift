@@ -46,7 +46,9 @@ enum ONNXFixtures {
 }
 
 @Suite struct ONNXImportGoldenTests {
-  @Test(arguments: ["cnn_opset17", "matmul_opset13", "reshape_opset21", "reducemean_opset18"])
+  @Test(arguments: [
+    "cnn_opset17", "matmul_opset13", "reshape_opset21", "reducemean_opset18", "onnx_ops_opset17",
+  ])
   func matchesONNXRuntime(fixture: String) throws {
     let golden = try ONNXFixtures.golden(fixture)
     let model = try ONNXFixtures.model(fixture)

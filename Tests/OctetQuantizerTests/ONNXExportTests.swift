@@ -131,6 +131,28 @@ import Testing
     } throws: { ($0 as? ONNXExportError)?.message.contains("is a 16-bit layer") == true }
   }
 
+  /// The operators of docs/quantization.md §20-§24 (lookup tables, Mul, Concat, the k x k average
+  /// pool, a fully-connected layer before the classifier) are refused in one line naming the node,
+  /// never written as a wrong graph.
+  @Test func onnxOperatorsNotExportedYetAreRefused() throws {
+    let float = try ONNXImporter.load(contentsOf: TestData.onnxFixtures.appendingPathComponent("onnx_ops_opset17.onnx"))
+    let s = float.info.inputSize
+    var generator = SeededGenerator(seed: 20)
+    let inputs = (0..<4).map { _ in Tensor(shape: [1, s, s, 3], scalars: generator.floats(s * s * 3, in: -2...2)) }
+    let table = try Calibrator(model: float, method: .minmax).calibrate(inputs: inputs)
+    let model = try Quantizer.quantize(
+      model: float, ranges: table, options: QuantizationOptions(), inputs: nil, mode: "ranges"
+    ).model
+    let first = try #require(
+      model.nodes.first { [.lookup, .mul, .concat, .averagePool].contains($0.op) }, "the fixture has the new operators")
+    #expect {
+      _ = try ONNXExporter.export(model)
+    } throws: { error in
+      let message = (error as? ONNXExportError)?.message ?? ""
+      return message.contains("node '\(first.name)'") && message.contains("not written by QDQ export")
+    }
+  }
+
   // MARK: ONNX Runtime
 
   static let python = ProcessInfo.processInfo.environment["PYTHON"] ?? "python3"
@@ -283,7 +305,7 @@ import Testing
     }
   }
 
-  /// Exact input (docs/quantization.md §12, §20): the pixels come back from the normalized input, and
+  /// Exact input (docs/quantization.md §12, §25): the pixels come back from the normalized input, and
   /// the stem, a float Conv on p − 255 · mean, matches Octet's border-class biases at every position.
   @Test(
     .enabled(

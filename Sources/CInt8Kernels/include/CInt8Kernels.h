@@ -289,6 +289,25 @@ void octet_a16_gemm__avx2(const octet_a16_conv* c, const int16_t* a, int32_t row
 void octet_a16_dwconv__scalar(const octet_a16_conv* c, const void* in, int32_t oy0, int32_t oy1, void* out);
 void octet_a16_dwconv__avx2(const octet_a16_conv* c, const void* in, int32_t oy0, int32_t oy1, void* out);
 
+/// The ONNX operators (docs/quantization.md §20-§23, elementwise.c); each equals the reference.
+/// Lookup (§20): out[i] = table[x[i]].
+void octet_i8_lookup(const uint8_t* x, size_t count, const uint8_t* table, uint8_t* out);
+/// Mul (§21): out[i] = clamp(((a-za)(b-zb)·m + 2^(n-1)) >> n + zo, 0, 255) for equal shapes, and
+/// the [pixels][channels] by [channels] form (squeeze-and-excitation).
+void octet_i8_mul(const uint8_t* a, const uint8_t* b, size_t count, int32_t za, int32_t zb, int32_t m,
+                  int32_t shift, int32_t zo, uint8_t* out);
+void octet_i8_mul_channels(const uint8_t* a, const uint8_t* b, size_t pixels, size_t channels, int32_t za,
+                           int32_t zb, int32_t m, int32_t shift, int32_t zo, uint8_t* out);
+/// Concat (§22): channels [offset, offset + channels) of out [pixels][total] from x
+/// [pixels][channels], requantized (copy != 0: the quantizations are equal, a copy).
+void octet_i8_concat_into(const uint8_t* x, size_t pixels, size_t channels, size_t offset, size_t total,
+                          int32_t zi, int32_t m, int32_t shift, int32_t zo, int copy, uint8_t* out);
+/// Average pool (§23), output rows [oy0, oy1) of one image; window->zero_point is z_in; the
+/// multiplier of a window of t taps is entry t-1; sum is scratch of `channels` int32.
+void octet_i8_avgpool_rows(const octet_i8_window* w, const uint8_t* in, int32_t oy0, int32_t oy1,
+                           const int32_t* multipliers, const int32_t* shifts, int count_include_pad,
+                           int32_t zo, int32_t* sum, uint8_t* out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -38,6 +38,10 @@ extension FastStep.Op {
       return .globalAveragePool(
         input: read(input), pixels: pixels, channels: channels, zIn: zIn, r, zOut: zOut, out: write(out))
     case .alias: return self
+    case .onnx(var step):
+      step.inputs = step.inputs.map(read)
+      step.output = write(step.output)
+      return .onnx(step)
     }
   }
 

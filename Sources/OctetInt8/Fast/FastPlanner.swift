@@ -85,6 +85,8 @@ struct FastStep {
     case globalAveragePool(
       input: Int, pixels: Int, channels: Int, zIn: Int32, RequantMultiplier, zOut: Int32, out: Int)
     case alias
+    /// lookup, mul, concat, average pool (FastPlanner+ONNX.swift).
+    case onnx(ONNXStep)
   }
   var op: Op
   /// Name, per-image shape, quantization and buffer of the node output this step materializes.
@@ -159,7 +161,8 @@ struct FastPlanner {
         steps.append(FastStep(op: .quantizeInput(q, pixels, out: bufferOf[i]!), observable: observable))
         layers.append(.init(name: name, kind: "quantize_input", m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
       case .conv(let plan, let input):
-        let inShape = planned[input].shape
+        // A flat [F] input is [1, 1, F] (a hidden fully-connected layer, docs/quantization.md §24).
+        let inShape = planned[input].shape.count == 1 ? [1, 1] + planned[input].shape : planned[input].shape
         var nodes = [name]
         var out = bufferOf[i] ?? -1
         var residual: (Int, AddParameters)?
@@ -271,6 +274,10 @@ struct FastPlanner {
           .init(
             name: name, kind: "linear", m: 1, n: step.n, k: step.k, macs: step.n * step.k, nodes: [name],
             kernel: step.kernel.rawValue))
+      case .lookup, .mul, .concat, .averagePool:
+        let step = Self.onnxStep(p, planned: planned, buffer: { bufferOf[$0]! }, output: bufferOf[i]!)!
+        steps.append(FastStep(op: .onnx(step), observable: observable))
+        layers.append(.init(name: name, kind: step.kindName, m: 0, n: 0, k: 0, macs: 0, nodes: [name]))
       }
     }
     reuseBuffers()

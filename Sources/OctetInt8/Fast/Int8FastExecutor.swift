@@ -211,6 +211,8 @@ extension Int8FastExecutor {
       }
     case .alias:
       break
+    case .onnx(let step):
+      runONNX(step, batch: batch, workspace: workspace)
     }
   }
 

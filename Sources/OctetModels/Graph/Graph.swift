@@ -11,6 +11,15 @@ public enum OperatorKind: String, Codable, Sendable {
   case globalAveragePool = "global_average_pool"
   case flatten
   case linear
+  // ONNX operators (issue 15): one-input activations, the elementwise product, channel concat and
+  // the k x k average pool. Absent from every model written before them, so old files are unchanged.
+  case sigmoid
+  case hardSigmoid = "hard_sigmoid"
+  case hardSwish = "hard_swish"
+  case leakyRelu = "leaky_relu"
+  case mul
+  case concat
+  case averagePool = "average_pool"
 }
 
 /// How a convolution or pool pads its input.
@@ -51,6 +60,13 @@ public struct Node: Codable, Sendable, Equatable {
   /// channel c of the layer before by 1/s_c turns ReLU6 into a clamp at 6/s_c, exactly); nil for
   /// every imported model.
   public var clampMax: String?
+
+  /// hard_sigmoid: y = max(0, min(1, alpha · x + beta)); leaky_relu: y = x < 0 ? alpha · x : x.
+  /// nil for every other operator (and absent from their JSON).
+  public var alpha: Float?
+  public var beta: Float?
+  /// average_pool: whether padded taps count in the divisor (ONNX `count_include_pad`); nil: false.
+  public var countIncludePad: Bool?
 
   public init(name: String, op: OperatorKind, inputs: [String]) {
     self.name = name

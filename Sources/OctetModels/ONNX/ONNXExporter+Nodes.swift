@@ -11,6 +11,8 @@ struct QDQGraphBuilder {
   var quantization: [String: ActivationQuantization] = [:]
   /// Every ONNX tensor name used, to refuse a model whose node names would collide.
   var names: Set<String> = [Graph.inputName]
+  /// Flattened tensors: a convolution reading one is a fully-connected layer before the classifier.
+  var flat: Set<String> = []
 
   init(model: QuantizedModel) { self.model = model }
 
@@ -19,7 +21,7 @@ struct QDQGraphBuilder {
     case .quantizeInput:
       var x = Graph.inputName
       if let pixels = node.pixelInput {
-        // docs/quantization.md §20, exact input: p = round(x · 255 · std_c + 255 · mean_c), scale 1, zero point 0.
+        // docs/quantization.md §25, exact input: p = round(x · 255 · std_c + 255 · mean_c), scale 1, zero point 0.
         let scaled = try fresh("input.pixels_scaled")
         try initializer("\(scaled).factor", .float, dims: [1, 3, 1, 1], bytes: Self.bytes(pixels.std.map { 255 * $0 }))
         append("Mul", [x, "\(scaled).factor"], [scaled], name: scaled)
@@ -31,6 +33,11 @@ struct QDQGraphBuilder {
       }
       try quantize(x, node.output, output: ONNXExporter.inputTensor, node: node.name)
     case .conv2d:
+      if flat.contains(node.inputs[0]) {
+        throw ONNXExportError(
+          "node '\(node.name)' is a fully-connected layer before the classifier (docs/quantization.md §24), "
+            + "which QDQ export does not write in this version")
+      }
       var x = try dequantizedInput(node, 0)
       let (w, b) = try weightsAndBias(node)
       if node.borderClasses != nil, let pixels = model.nodes.first?.pixelInput {
@@ -85,6 +92,7 @@ struct QDQGraphBuilder {
       try claim(node.name)
       append("Flatten", [nhwc], [node.name], name: node.name, attributes: [.int("axis", 1)])
       quantization[node.name] = q
+      flat.insert(node.name)
     case .linear:
       let x = try dequantizedInput(node, 0)
       let (w, b) = try weightsAndBias(node)
@@ -94,6 +102,10 @@ struct QDQGraphBuilder {
       }
       try claim(node.name)
       append("Gemm", [x, w, b], [node.name], name: node.name, attributes: [.int("transB", 1)])
+    case .lookup, .mul, .concat, .averagePool:
+      throw ONNXExportError(
+        "node '\(node.name)' (\(node.op.rawValue), docs/quantization.md §20-§23) is not written by QDQ export in this version; "
+          + "export takes convolutions, adds, pools and the classifier")
     }
   }
 

@@ -11,7 +11,7 @@ public struct ONNXExportError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Writes an int8 model as a standard QDQ ONNX graph (opset 13) that ONNX Runtime loads and runs
-/// with the model's scales and zero points (docs/quantization.md §20; docs/cli.md, `octet export`):
+/// with the model's scales and zero points (docs/quantization.md §25; docs/cli.md, `octet export`):
 ///
 /// - the graph input is the float, normalized image `[N, 3, S, S]` (NCHW); the resize, crop and
 ///   normalization stay outside ONNX and are written into the model's `metadata_props`

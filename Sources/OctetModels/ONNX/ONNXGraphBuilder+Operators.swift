@@ -3,7 +3,7 @@ import OctetCore
 
 /// The ONNX operators Octet imports, one function per family.
 extension ONNXGraphBuilder {
-  /// Operators the IR cannot express yet (Sigmoid, HardSwish, Mul, Concat, …) and every other op.
+  /// Operators the IR cannot express (and every op outside the set, see docs/cli.md).
   func unsupported(_ node: Onnx_NodeProto, _ why: String = "") -> ONNXError {
     ONNXError(
       "node '\(node.name.isEmpty ? (node.output.first ?? "?") : node.name)' (\(node.opType), opset \(opset)) is not supported yet\(why.isEmpty ? "" : ": " + why)"
@@ -42,6 +42,12 @@ extension ONNXGraphBuilder {
     case "Flatten", "Reshape": try flatten(node)
     case "Gemm": try gemm(node)
     case "MatMul": try matMul(node)
+    case "Sigmoid": try elementwise(node, .sigmoid)
+    case "HardSwish": try elementwise(node, .hardSwish)
+    case "HardSigmoid": try hardSigmoid(node)
+    case "LeakyRelu": try leakyRelu(node)
+    case "Mul": try mul(node)
+    case "Concat": try concat(node)
     default: throw unsupported(node)
     }
   }
@@ -365,16 +371,96 @@ extension ONNXGraphBuilder {
     try emit(ir, output: try output(node), layout: .spatial(c: x.c, h: win.outH, w: win.outW))
   }
 
-  /// AveragePool over the whole input without padding is a global average pool; other windows are
-  /// not in the IR yet.
+  /// AveragePool over the whole input without padding is a global average pool; any other window
+  /// an `average_pool` node (count_include_pad as ONNX says; ceil_mode 0, no dilation).
   mutating func averagePool(_ node: Onnx_NodeProto) throws(ONNXError) {
     let x = try spatial(node)
     let kernel = try ints(node, "kernel_shape", count: 2, default: [])
     let win = try window(node, kernel: kernel, h: x.h, w: x.w)
-    guard kernel == [x.h, x.w], win.pads == [0, 0, 0, 0], win.outH == 1, win.outW == 1 else {
-      throw unsupported(node, "a \(kernel) window over \(x.h)x\(x.w); Octet has the global average pool only")
+    if kernel == [x.h, x.w], win.pads == [0, 0, 0, 0], win.outH == 1, win.outW == 1 {
+      try globalAveragePool(node, keepDims: true)
+      return
     }
-    try globalAveragePool(node, keepDims: true)
+    if try int(node, "ceil_mode", default: 0) != 0 { throw unsupported(node, "ceil_mode 1") }
+    guard win.dilation == [1, 1] else { throw unsupported(node, "dilations \(win.dilation)") }
+    guard kernel[0] * kernel[1] <= 1 << 16 else { throw unsupported(node, "a \(kernel) window, over 2^16 taps") }
+    let pads = win.pads ?? [0, 0, 0, 0]
+    guard win.pads != nil, pads[0] < kernel[0], pads[2] < kernel[0], pads[1] < kernel[1], pads[3] < kernel[1] else {
+      throw unsupported(node, "pads \(win.pads.map { "\($0)" } ?? "SAME") not smaller than the window \(kernel)")
+    }
+    var ir = Node(name: irName(node), op: .averagePool, inputs: [x.node])
+    ir.kernel = kernel
+    ir.stride = win.stride
+    ir.paddingMode = .explicit
+    ir.padding = pads
+    if try int(node, "count_include_pad", default: 0) != 0 { ir.countIncludePad = true }
+    try emit(ir, output: try output(node), layout: .spatial(c: x.c, h: win.outH, w: win.outW))
+  }
+
+  /// HardSigmoid: max(0, min(1, alpha · x + beta)), alpha 0.2 and beta 0.5 by default.
+  mutating func hardSigmoid(_ node: Onnx_NodeProto) throws(ONNXError) {
+    let (x, layout) = try activation(node)
+    let alpha = attribute(node, "alpha")?.f ?? 0.2
+    let beta = attribute(node, "beta")?.f ?? 0.5
+    guard alpha.isFinite, beta.isFinite else { throw fail(node, "alpha \(alpha), beta \(beta)") }
+    var ir = Node(name: irName(node), op: .hardSigmoid, inputs: [x])
+    ir.alpha = alpha
+    ir.beta = beta
+    try emit(ir, output: try output(node), layout: layout)
+  }
+
+  /// LeakyRelu: x < 0 ? alpha · x : x, alpha 0.01 by default.
+  mutating func leakyRelu(_ node: Onnx_NodeProto) throws(ONNXError) {
+    let (x, layout) = try activation(node)
+    let alpha = attribute(node, "alpha")?.f ?? 0.01
+    guard alpha.isFinite else { throw fail(node, "alpha \(alpha)") }
+    var ir = Node(name: irName(node), op: .leakyRelu, inputs: [x])
+    ir.alpha = alpha
+    try emit(ir, output: try output(node), layout: layout)
+  }
+
+  /// Mul of two activations of one shape, or of [N, C, H, W] by [N, C, 1, 1] (squeeze-and-excitation,
+  /// either order). SiLU is Mul(x, Sigmoid(x)).
+  mutating func mul(_ node: Onnx_NodeProto) throws(ONNXError) {
+    guard node.input.count == 2 else { throw fail(node, "has \(node.input.count) inputs") }
+    for i in 0..<2 where try value(node.input[i], of: node).isConstant {
+      throw unsupported(node, "Mul by the constant '\(node.input[i])'; Octet multiplies two activations")
+    }
+    let (x, lx) = try activation(node, 0)
+    let (y, ly) = try activation(node, 1)
+    var layout = lx
+    if lx != ly {
+      switch (lx, ly) {
+      case (.spatial(let c, _, _), .spatial(let c2, 1, 1)) where c == c2: layout = lx
+      case (.spatial(let c, 1, 1), .spatial(let c2, _, _)) where c == c2: layout = ly
+      default: throw unsupported(node, "it multiplies \(lx.description) by \(ly.description) (broadcast)")
+      }
+    }
+    try emit(Node(name: irName(node), op: .mul, inputs: [x, y]), output: try output(node), layout: layout)
+  }
+
+  /// Concat of NCHW activations along channels (axis 1 or -3) with one H and W.
+  mutating func concat(_ node: Onnx_NodeProto) throws(ONNXError) {
+    guard !node.input.isEmpty else { throw fail(node, "has no inputs") }
+    let axis = try int(node, "axis", default: 1)
+    guard axis == 1 || axis == -3 else {
+      throw unsupported(node, "axis \(axis); Octet concatenates NCHW maps along channels (axis 1)")
+    }
+    var inputs: [String] = []
+    var channels = 0
+    var hw: (Int, Int)? = nil
+    for i in node.input.indices {
+      let x = try spatial(node, i)
+      if let (h, w) = hw, h != x.h || w != x.w {
+        throw fail(node, "input '\(node.input[i])' is \(x.h)x\(x.w), the first is \(h)x\(w)")
+      }
+      hw = (x.h, x.w)
+      inputs.append(x.node)
+      channels += x.c
+    }
+    try emit(
+      Node(name: irName(node), op: .concat, inputs: inputs), output: try output(node),
+      layout: .spatial(c: channels, h: hw!.0, w: hw!.1))
   }
 
   mutating func globalAveragePool(_ node: Onnx_NodeProto, keepDims: Bool) throws(ONNXError) {

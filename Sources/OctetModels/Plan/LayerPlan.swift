@@ -8,7 +8,8 @@ import OctetCore
 ///   that is the graph's output is never fused away. Residual adds stay layers of their own here (so
 ///   calibration sees the convolution's output before the add, which the int8 graph quantizes); an
 ///   executor may fuse them afterwards by `ResidualAddFusion`. batch_norm and relu/relu6 that follow
-///   anything else stay layers of their own (the float executor runs them; the quantizer refuses).
+///   anything else stay layers of their own (the float executor runs them; the quantizer refuses a
+///   batch_norm and makes a relu/relu6 a lookup table, docs/quantization.md §20).
 /// - **Names** (docs/quantization.md §15). A layer, and the tensor it produces, is named by its last
 ///   member: `layer1.0.relu1`, `layer1.0.bn3` (before the residual add), `_blocks.3._bn1.relu6`,
 ///   `layer1.0.relu3` (add + ReLU), `_blocks.2.add`; max pool, global average pool, flatten and the
@@ -140,6 +141,39 @@ public struct LayerPlan: Sendable {
         }
         operation = .linear(LinearLayer(attributes: attributes, inFeatures: features, outFeatures: wt.shape[0]))
         outShape = [wt.shape[0]]
+      case .unary(let function):
+        operation = .unary(function)
+        outShape = s
+      case .mul:
+        // The same shape, or a [1, 1, C] factor over [H, W, C] (squeeze-and-excitation), either side.
+        let (a, b) = (inShapes[0], inShapes[1])
+        guard a == b || (a.count == 3 && b == [1, 1, a[2]]) || (b.count == 3 && a == [1, 1, b[2]]) else {
+          throw .layer(name, "multiplies \(a) by \(b); mul takes equal shapes or [H, W, C] by [1, 1, C]")
+        }
+        operation = .mul
+        outShape = a.reduce(1, *) >= b.reduce(1, *) ? a : b
+      case .concat:
+        guard inShapes.allSatisfy({ $0.count == 3 && $0[0] == s[0] && $0[1] == s[1] }) else {
+          throw .layer(name, "concatenates \(inShapes); concat takes [H, W, C] maps of one H and W (channels)")
+        }
+        operation = .concat
+        outShape = [s[0], s[1], inShapes.reduce(0) { $0 + $1[2] }]
+      case .averagePool(let attributes, let countIncludePad):
+        guard s.count == 3 else { throw .layer(name, "expects an NHWC input, gets per-image shape \(s)") }
+        let pads = node.resolvedPadding(height: s[0], width: s[1])
+        let k = attributes.kernel
+        guard k[0] <= 1 << 16, k[1] <= 1 << 16, k[0] * k[1] <= 1 << 16 else {
+          throw .layer(name, "window \(k) has more than 2^16 taps")
+        }
+        guard pads[0] < attributes.kernel[0], pads[2] < attributes.kernel[0], pads[1] < attributes.kernel[1],
+          pads[3] < attributes.kernel[1]
+        else { throw .layer(name, "padding \(pads) is not smaller than the window \(attributes.kernel)") }
+        let (oh, ow) = WindowShape.outputSize(
+          height: s[0], width: s[1], kernel: attributes.kernel, stride: attributes.stride, padding: pads)
+        guard oh > 0, ow > 0 else { throw .layer(name, "input \(s[0])x\(s[1]) is too small to pool") }
+        operation = .averagePool(
+          kernel: attributes.kernel, stride: attributes.stride, padding: pads, countIncludePad: countIncludePad)
+        outShape = [oh, ow, s[2]]
       }
       consumed.formUnion(members)
       for member in members { layerOf[member] = layers.count }
@@ -194,6 +228,14 @@ public struct PlannedLayer: Sendable {
     case globalAveragePool
     case flatten
     case linear(LinearLayer)
+    /// sigmoid, hard_sigmoid, hard_swish, leaky_relu: a lookup table in the integer graph (§20).
+    case unary(UnaryFunction)
+    /// Elementwise product; the second input may be a [1, 1, C] factor (§21).
+    case mul
+    /// Channel concatenation (§22).
+    case concat
+    /// k x k average pool, padding resolved [top, left, bottom, right] (§23).
+    case averagePool(kernel: [Int], stride: [Int], padding: [Int], countIncludePad: Bool)
   }
 
   public var operation: Operation

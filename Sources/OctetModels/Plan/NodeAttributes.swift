@@ -1,3 +1,5 @@
+import Foundation
+
 /// Errors raised while planning a float graph (fusion, names, shapes): they name the layer.
 public enum GraphPlanError: Error, CustomStringConvertible, Equatable {
   case layer(String, String)
@@ -22,6 +24,46 @@ public enum Operator: Sendable, Equatable {
   case globalAveragePool
   case flatten
   case linear(LinearAttributes)
+  /// sigmoid, hard_sigmoid, hard_swish, leaky_relu (docs/quantization.md §20).
+  case unary(UnaryFunction)
+  /// Elementwise product of two activations (docs/quantization.md §21).
+  case mul
+  /// Channel concatenation of two or more activations (docs/quantization.md §22).
+  case concat
+  /// k x k average pool (docs/quantization.md §23).
+  case averagePool(PoolAttributes, countIncludePad: Bool)
+}
+
+/// A one-input activation other than relu/relu6, as a function of a real number. The float
+/// executor evaluates it in Float, the quantizer in Double to build its lookup table (§20).
+public enum UnaryFunction: Sendable, Equatable, Hashable {
+  case sigmoid
+  /// max(0, min(1, alpha · x + beta))
+  case hardSigmoid(alpha: Float, beta: Float)
+  /// x · max(0, min(1, x / 6 + 1/2)) (ONNX HardSwish: alpha 1/6, beta 1/2)
+  case hardSwish
+  /// x < 0 ? alpha · x : x
+  case leakyRelu(alpha: Float)
+
+  /// f(x) in Double (the lookup table's arithmetic, §20).
+  public func apply(_ x: Double) -> Double {
+    switch self {
+    case .sigmoid: 1 / (1 + exp(-x))
+    case .hardSigmoid(let a, let b): Swift.max(0, Swift.min(1, Double(a) * x + Double(b)))
+    case .hardSwish: x * Swift.max(0, Swift.min(1, x / 6 + 0.5))
+    case .leakyRelu(let a): x < 0 ? Double(a) * x : x
+    }
+  }
+
+  /// f(x) in Float (the float executor).
+  public func apply(_ x: Float) -> Float {
+    switch self {
+    case .sigmoid: 1 / (1 + exp(-x))
+    case .hardSigmoid(let a, let b): Swift.max(0, Swift.min(1, a * x + b))
+    case .hardSwish: x * Swift.max(0, Swift.min(1, x / 6 + 0.5))
+    case .leakyRelu(let a): x < 0 ? a * x : x
+    }
+  }
 }
 
 public struct ConvAttributes: Sendable, Equatable {
@@ -78,9 +120,18 @@ extension Node {
         throw .layer(name, "padding \(p) is not [top, left, bottom, right] >= 0")
       }
     }
-    let inputCount = op == .add ? 2 : 1
-    guard inputs.count == inputCount else {
-      throw .layer(name, op == .add ? "add takes two inputs" : "\(op.rawValue) takes one input, has \(inputs.count)")
+    let inputCount = op == .add || op == .mul ? 2 : 1
+    if op == .concat {
+      guard !inputs.isEmpty else { throw .layer(name, "concat takes one input or more") }
+    } else if inputs.count != inputCount {
+      throw .layer(
+        name,
+        inputCount == 2 ? "\(op.rawValue) takes two inputs" : "\(op.rawValue) takes one input, has \(inputs.count)")
+    }
+    func parameter(_ value: Float?, _ what: String, default fallback: Float) throws(GraphPlanError) -> Float {
+      let v = value ?? fallback
+      guard v.isFinite else { throw .layer(name, "\(what) \(v) is not finite") }
+      return v
     }
     switch op {
     case .conv2d:
@@ -117,6 +168,20 @@ extension Node {
     case .linear:
       guard let weight else { throw .layer(name, "weight '?' does not map its input's features") }
       return .linear(LinearAttributes(weight: weight, bias: bias))
+    case .sigmoid: return .unary(.sigmoid)
+    case .hardSwish: return .unary(.hardSwish)
+    case .hardSigmoid:
+      return .unary(
+        .hardSigmoid(
+          alpha: try parameter(alpha, "alpha", default: 0.2), beta: try parameter(beta, "beta", default: 0.5)))
+    case .leakyRelu: return .unary(.leakyRelu(alpha: try parameter(alpha, "alpha", default: 0.01)))
+    case .mul: return .mul
+    case .concat: return .concat
+    case .averagePool:
+      let kernel = try pair(kernel, "kernel", default: [1, 1])
+      let stride = try pair(stride, "stride", default: kernel)
+      try checkPadding()
+      return .averagePool(PoolAttributes(kernel: kernel, stride: stride), countIncludePad: countIncludePad ?? false)
     }
   }
 }

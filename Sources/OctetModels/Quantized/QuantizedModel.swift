@@ -16,6 +16,15 @@ public enum QuantizedOperator: String, Codable, Sendable {
   case flatten
   /// Classifier: uint8 `[features]` → int32 logits at `output.scale` (zero point 0).
   case linear
+  /// One-input activation (sigmoid, hard sigmoid, hard swish, leaky ReLU) as a 256-entry uint8
+  /// table: q_out = table[q_in] (docs/quantization.md §20).
+  case lookup
+  /// Elementwise product, or [H, W, C] by [1, 1, C]: q = clamp(requant((q_a − z_a)(q_b − z_b)) + z_out, 0, 255) (§21).
+  case mul
+  /// Channel concatenation, each input requantized to the output: q = clamp(inputRequant[i](q − z_i) + z_out, 0, 255) (§22).
+  case concat
+  /// k x k average pool: q = clamp(poolRequant[count − 1](Σ (q − z_in)) + z_out, 0, 255) (§23).
+  case averagePool = "average_pool"
 }
 
 /// One node of an integer graph, named by the tensor it produces (after fusion, the float graph's
@@ -91,6 +100,16 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
   public var outputBits: Int?
   /// 16: int16 weights in [−32767, 32767] (`weights16`); nil: int8 in `weights`.
   public var weightBits: Int?
+  // ONNX operators (docs/quantization.md §20-§23).
+  /// lookup: `[256]`, the output code of every input code (file tensor `<node>.table` U8).
+  public var table: [UInt8] = []
+  /// concat: one multiplier per input, M_i = s_i / s_out (an exact copy when M_i = 1, m = 2^30, n = 30).
+  public var inputRequant: [RequantMultiplier]?
+  /// average_pool: entry t − 1 is the multiplier of a window of t taps, M_t = s_in / (s_out · t).
+  public var poolRequant: [RequantMultiplier]?
+  /// average_pool: padded taps count in the divisor (ONNX count_include_pad); nil: false.
+  public var countIncludePad: Bool?
+
   /// `[O, kh, kw, I/groups]` int16 weights of an a16w16 node.
   public var weights16: [Int16] = []
   /// `[O]` 64-bit biases of a wide node, at scale s_in · s_w[c], with −z_in · Σ w_q[c] folded in.
@@ -103,6 +122,9 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
     case inputBits = "input_bits"
     case outputBits = "output_bits"
     case weightBits = "weight_bits"
+    case inputRequant = "input_requant"
+    case poolRequant = "pool_requant"
+    case countIncludePad = "count_include_pad"
   }
 
   /// A conv2d node with a 16-bit input or output (docs/quantization.md §17).
@@ -175,7 +197,8 @@ public struct QuantizedModel: Sendable, Equatable {
       let expectedInputs: Int
       switch node.op {
       case .quantizeInput: expectedInputs = 0
-      case .add: expectedInputs = 2
+      case .add, .mul: expectedInputs = 2
+      case .concat: expectedInputs = max(node.inputs.count, 1)
       default: expectedInputs = 1
       }
       guard node.inputs.count == expectedInputs else {
@@ -311,8 +334,34 @@ public struct QuantizedModel: Sendable, Equatable {
           let s = node.stride, s.count == 2, s.allSatisfy({ $0 > 0 }),
           let p = node.padding, p.count == 4, p.allSatisfy({ $0 >= 0 })
         else { throw bad(node, "needs kernel, stride and padding") }
+      case .lookup:
+        guard node.table.count == 256 else {
+          throw .tensor("\(node.name).table", "has \(node.table.count) values, expected 256")
+        }
+      case .mul:
+        guard node.requant != nil, node.inputQuantization?.count == 2 else {
+          throw bad(node, "needs its requantization multiplier and two input quantizations")
+        }
+      case .concat:
+        guard node.inputRequant?.count == node.inputs.count, node.inputQuantization?.count == node.inputs.count else {
+          throw bad(node, "needs one requantization multiplier and one input quantization per input")
+        }
+      case .averagePool:
+        guard let k = node.kernel, k.count == 2, k.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), k[0] * k[1] <= 1 << 16,
+          let s = node.stride, s.count == 2, s.allSatisfy({ $0 > 0 }),
+          let p = node.padding, p.count == 4, p.allSatisfy({ $0 >= 0 }), p[0] < k[0], p[2] < k[0], p[1] < k[1],
+          p[3] < k[1], node.inputQuantization?.count == 1, node.poolRequant?.count == k[0] * k[1]
+        else {
+          throw bad(
+            node,
+            "needs kernel (at most 2^16 taps), stride, padding smaller than the kernel, its input quantization "
+              + "and one multiplier per tap count")
+        }
       case .quantizeInput, .flatten:
         break
+      }
+      if node.op != .lookup, !node.table.isEmpty {
+        throw .tensor("\(node.name).table", "belongs to a \(node.op.rawValue) node; only lookup nodes have a table")
       }
       try validateExactInput(node)
     }

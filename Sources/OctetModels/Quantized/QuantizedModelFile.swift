@@ -36,16 +36,27 @@ public enum QuantizedModelFile {
   public static let exactInputFormatVersion = "3"
   /// The version of files with 16-bit layers (docs/quantization.md §17): the same "3".
   public static let mixedPrecisionFormatVersion = exactInputFormatVersion
+  /// The version of models with the ONNX operators lookup, mul, concat or average_pool
+  /// (docs/quantization.md §20-§23): "4", everything of "3" plus those, so that an older Octet
+  /// refuses such a model with its upgrade message.
+  public static let onnxOperatorsFormatVersion = "4"
   /// The versions `decode` accepts.
-  public static let readableVersions = ["1", "2", "3"]
+  public static let readableVersions = ["1", "2", "3", "4"]
 
   /// The version `model` is written with.
   public static func version(for model: QuantizedModel) -> String {
-    model.nodes.contains {
+    if model.nodes.contains(where: { [.lookup, .mul, .concat, .averagePool].contains($0.op) }) {
+      return onnxOperatorsFormatVersion
+    }
+    return model.nodes.contains {
       $0.pixelInput != nil || $0.borderClasses != nil || !$0.channelClampHi.isEmpty || $0.isWide
     }
       ? exactInputFormatVersion : formatVersion
   }
+
+  /// Whether a file of `version` may hold what version 3 added (exact input, per-channel clamps,
+  /// 16-bit layers).
+  static func hasVersion3Features(_ version: String) -> Bool { version == "3" || version == "4" }
 
   struct GraphJSON: Codable {
     var nodes: [QuantizedNode]
@@ -114,6 +125,9 @@ public enum QuantizedModelFile {
           type: .uint8, shape: [node.channelClampHi.count], bytes: node.channelClampHi)
       }
     }
+    for node in model.nodes where node.op == .lookup {
+      tensors["\(node.name).table"] = HostTensor(type: .uint8, shape: [node.table.count], bytes: node.table)
+    }
     return tensors
   }
 
@@ -160,7 +174,7 @@ public enum QuantizedModelFile {
         path: path, reason: "its int8 graph description is not valid: \(error)")
     }
     var nodes = graph.nodes
-    if version != mixedPrecisionFormatVersion, let wide = nodes.first(where: { $0.isWide }) {
+    if !hasVersion3Features(version), let wide = nodes.first(where: { $0.isWide }) {
       throw QuantizedModelError.invalidNode(
         wide.name, "is a 16-bit layer in a version \(version) file; 16-bit layers need version 3")
     }
@@ -176,12 +190,12 @@ public enum QuantizedModelFile {
         used.insert(key)
         return t
       }
-      if version == "3", nodes[i].weightBits == 16 {
+      if hasVersion3Features(version), nodes[i].weightBits == 16 {
         nodes[i].weights16 = integers(try tensor("weight", .int16))
       } else {
         nodes[i].weights = try tensor("weight", .int8).bytes.map { Int8(bitPattern: $0) }
       }
-      if version == "3", nodes[i].isWide {
+      if hasVersion3Features(version), nodes[i].isWide {
         nodes[i].bias64 = integers(try tensor("bias", .int64))
       } else {
         nodes[i].bias = int32s(try tensor("bias", .int32))
@@ -190,7 +204,7 @@ public enum QuantizedModelFile {
       nodes[i].shifts = int32s(try tensor("shift", .int32))
       nodes[i].weightScales = try tensor("weight_scale", .float32).floats()
       if let classes = nodes[i].borderClasses {
-        guard version == exactInputFormatVersion else {
+        guard hasVersion3Features(version) else {
           throw QuantizedModelError.notAQuantizedModel(
             path: path, reason: "node '\(name)' has border classes, which format version \(version) does not have")
         }
@@ -207,6 +221,22 @@ public enum QuantizedModelFile {
         nodes[i].channelClampLo = try tensor("clamp_lo", .uint8).bytes
         nodes[i].channelClampHi = try tensor("clamp_hi", .uint8).bytes
       }
+    }
+    if version != onnxOperatorsFormatVersion,
+      let node = nodes.first(where: { [.lookup, .mul, .concat, .averagePool].contains($0.op) })
+    {
+      throw QuantizedModelError.notAQuantizedModel(
+        path: path,
+        reason: "node '\(node.name)' is a \(node.op.rawValue) node, which format version \(version) does not have")
+    }
+    for i in nodes.indices where nodes[i].op == .lookup {
+      let key = "\(nodes[i].name).table"
+      guard let t = tensors[key] else { throw QuantizedModelError.tensor(key, "is missing from '\(path)'") }
+      guard t.type == .uint8, t.shape == [256] else {
+        throw QuantizedModelError.tensor(key, "is \(t.type.rawValue) \(t.shape), expected U8 [256]")
+      }
+      used.insert(key)
+      nodes[i].table = t.bytes
     }
     if let extra = tensors.names.first(where: { !used.contains($0) }) {
       throw QuantizedModelError.tensor(extra, "in '\(path)' belongs to no int8 node")

@@ -11,6 +11,43 @@ public enum QuantizedOperation: Sendable, Equatable {
   case globalAveragePool(Int8AveragePoolAttributes)
   case flatten
   case linear(Int8LinearAttributes)
+  /// docs/quantization.md §20-§23.
+  case lookup(table: [UInt8])
+  case mul(Int8MulAttributes)
+  case concat(Int8ConcatAttributes)
+  case averagePool(Int8WindowAveragePoolAttributes)
+}
+
+public struct Int8MulAttributes: Sendable, Equatable {
+  public var inputA: ActivationQuantization, inputB: ActivationQuantization
+  /// M = s_a · s_b / s_out.
+  public var requant: RequantMultiplier
+}
+
+public struct Int8ConcatAttributes: Sendable, Equatable {
+  public var inputs: [ActivationQuantization]
+  /// M_i = s_i / s_out, per input.
+  public var requant: [RequantMultiplier]
+}
+
+public struct Int8WindowAveragePoolAttributes: Sendable, Equatable {
+  public var kernel: [Int], stride: [Int], padding: [Int]
+  public var input: ActivationQuantization
+  /// Entry t − 1: M_t = s_in / (s_out · t) for a window of t taps.
+  public var requant: [RequantMultiplier]
+  public var countIncludePad: Bool
+
+  public init(
+    kernel: [Int], stride: [Int], padding: [Int], input: ActivationQuantization, requant: [RequantMultiplier],
+    countIncludePad: Bool
+  ) {
+    self.kernel = kernel
+    self.stride = stride
+    self.padding = padding
+    self.input = input
+    self.requant = requant
+    self.countIncludePad = countIncludePad
+  }
 }
 
 public struct Int8ConvAttributes: Sendable, Equatable {
@@ -92,6 +129,29 @@ extension QuantizedNode {
     case .linear:
       guard let i = inChannels, let o = outChannels else { throw missing("inChannels and outChannels") }
       return .linear(Int8LinearAttributes(inFeatures: i, outFeatures: o))
+    case .lookup:
+      guard table.count == 256 else { throw missing("a table of 256 values") }
+      return .lookup(table: table)
+    case .mul:
+      guard let q = inputQuantization, q.count == 2, let r = requant else {
+        throw missing("two input quantizations and its requantization multiplier")
+      }
+      return .mul(Int8MulAttributes(inputA: q[0], inputB: q[1], requant: r))
+    case .concat:
+      guard let q = inputQuantization, let r = inputRequant, q.count == inputs.count, r.count == inputs.count else {
+        throw missing("an input quantization and a multiplier per input")
+      }
+      return .concat(Int8ConcatAttributes(inputs: q, requant: r))
+    case .averagePool:
+      let (k, s, p) = try window()
+      guard k.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), let q = inputQuantization, q.count == 1, let r = poolRequant,
+        r.count == k[0] * k[1]
+      else {
+        throw missing("its input quantization and one multiplier per tap count")
+      }
+      return .averagePool(
+        Int8WindowAveragePoolAttributes(
+          kernel: k, stride: s, padding: p, input: q[0], requant: r, countIncludePad: countIncludePad ?? false))
     }
   }
 }
