@@ -134,15 +134,22 @@ import Testing
   /// The operators of docs/quantization.md §20-§24 (lookup tables, Mul, Concat, the k x k average
   /// pool, a fully-connected layer before the classifier) are refused in one line naming the node,
   /// never written as a wrong graph.
-  @Test func onnxOperatorsNotExportedYetAreRefused() throws {
-    let float = try ONNXImporter.load(contentsOf: TestData.onnxFixtures.appendingPathComponent("onnx_ops_opset17.onnx"))
+  /// ONNX fixture `name` imported, min/max calibrated on `images` seeded inputs in [-2, 2] and
+  /// quantized plainly; the inputs and the int8 model.
+  static func quantizedFixture(_ name: String, seed: UInt64, images: Int) throws -> ([Tensor], QuantizedModel) {
+    let float = try ONNXImporter.load(contentsOf: TestData.onnxFixtures.appendingPathComponent(name + ".onnx"))
     let s = float.info.inputSize
-    var generator = SeededGenerator(seed: 20)
-    let inputs = (0..<4).map { _ in Tensor(shape: [1, s, s, 3], scalars: generator.floats(s * s * 3, in: -2...2)) }
+    var generator = SeededGenerator(seed: seed)
+    let inputs = (0..<images).map { _ in Tensor(shape: [1, s, s, 3], scalars: generator.floats(s * s * 3, in: -2...2)) }
     let table = try Calibrator(model: float, method: .minmax).calibrate(inputs: inputs)
     let model = try Quantizer.quantize(
       model: float, ranges: table, options: QuantizationOptions(), inputs: nil, mode: "ranges"
     ).model
+    return (inputs, model)
+  }
+
+  @Test func onnxOperatorsNotExportedYetAreRefused() throws {
+    let (_, model) = try Self.quantizedFixture("onnx_ops_opset17", seed: 20, images: 4)
     let first = try #require(
       model.nodes.first { [.lookup, .mul, .concat, .averagePool].contains($0.op) }, "the fixture has the new operators")
     #expect {
@@ -344,14 +351,7 @@ import Testing
     .enabled(
       if: hasOnnxRuntime, "needs python3 with onnxruntime, onnx and pillow (pip install -r Scripts/requirements.txt)"))
   func aFlattenedFeatureMapKeepsOctetsOrder() throws {
-    let float = try ONNXImporter.load(contentsOf: TestData.onnxFixtures.appendingPathComponent("reshape_opset21.onnx"))
-    let s = float.info.inputSize
-    var generator = SeededGenerator(seed: 15)
-    let inputs = (0..<8).map { _ in Tensor(shape: [1, s, s, 3], scalars: generator.floats(s * s * 3, in: -2...2)) }
-    let table = try Calibrator(model: float, method: .minmax).calibrate(inputs: inputs)
-    let model = try Quantizer.quantize(
-      model: float, ranges: table, options: QuantizationOptions(), inputs: nil, mode: "ranges"
-    ).model
+    let (inputs, model) = try Self.quantizedFixture("reshape_opset21", seed: 15, images: 8)
     let flatten = try #require(model.nodes.first { $0.op == .flatten })
     let ort = try Self.runORT(model, inputs)
     let d = try Self.differences(model, inputs, ort)
