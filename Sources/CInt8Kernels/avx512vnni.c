@@ -19,10 +19,31 @@
 #define OCTET_EPILOGUE octet_i8_epilogue__avx2
 #endif
 
+// The native build finishes whole tiles from their registers with the AVX2 kernels' fused epilogue
+// (finish_row16: the 32-bit fast form of §3 and the folded residual add of §8, the same code the
+// AVX2 GEMMs run), each zmm accumulator split into its two ymm halves; the per-tensor constants are
+// loaded once per call. Partial tiles, and epilogues without the fast form, store the accumulators
+// and run the general epilogue. The emulated build (tests on any CPU) always takes that path.
+#if !defined(OCTET_EMULATE_ISA)
+#include "qu8s8-gemm-6x16-avx2.h"
+#define OCTET_VNNI_FINISH(NP)                                                                     \
+  if (o != NULL && o[0].fused) {                                                                  \
+    for (size_t i = 0; i < 8; i++)                                                                \
+      for (size_t p = 0; p < NP; p++)                                                             \
+        finish_row16(_mm512_castsi512_si256(c[i][p]), _mm512_extracti64x4_epi64(c[i][p], 1), &o[p], i, -1); \
+    return;                                                                                       \
+  }
+typedef tile_out vnni_out;
+#else
+#define OCTET_VNNI_FINISH(NP)
+typedef struct { int fused; } vnni_out;
+#endif
+
 // 8 rows x (16 * NP) columns over the whole K; rows past `rows` repeat row 0 and are discarded.
+// `o` (NP of them, one per 16 columns): where a fused tile's codes go; otherwise acc gets the sums.
 #define OCTET_VNNI_KERNEL(NAME, NP)                                                               \
   VNNI static void NAME(const uint8_t* a, size_t lda, size_t rows, const int8_t* b, size_t kp,    \
-                        size_t kg, const int32_t* bias, int32_t acc[8][32]) {                     \
+                        size_t kg, const int32_t* bias, const vnni_out* o, int32_t acc[8][32]) {  \
     const uint8_t* r[8];                                                                          \
     for (size_t i = 0; i < 8; i++) r[i] = a + (i < rows ? i : 0) * lda;                           \
     __m512i c[8][NP];                                                                             \
@@ -38,6 +59,7 @@
         for (size_t p = 0; p < NP; p++) c[i][p] = _mm512_dpbusd_epi32(c[i][p], x, w[p]);          \
       }                                                                                           \
     }                                                                                             \
+    OCTET_VNNI_FINISH(NP)                                                                         \
     for (size_t i = 0; i < 8; i++)                                                                \
       for (size_t p = 0; p < NP; p++) _mm512_storeu_si512(acc[i] + 16 * p, c[i][p]);              \
   }
@@ -54,19 +76,55 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
   if (mc < 8) mc = 8;
   int32_t acc[8][32];
   int32_t bias[32];
+  vnni_out o[2];
+  o[0].fused = o[1].fused = 0;
+#if !defined(OCTET_EMULATE_ISA)
+  ep_consts k = load_consts(ep);
+  const int fusable = k.fast && !ep->int32_output;
+  if (fusable) {
+    k.fast33 = 1;
+    for (size_t c = n0; c < n1; c++) k.fast33 &= ep->shift[c] >= 33;
+  }
+  for (size_t p = 0; p < 2; p++) {
+    o[p].k = &k;
+    o[p].ldc = ldc;
+    o[p].ld_res = ep->ld_residual;
+  }
+#endif
   for (size_t mb = m0; mb < m1; mb += mc) {
     const size_t me = mb + mc < m1 ? mb + mc : m1;
     for (size_t p0 = n0; p0 < n1; p0 += 2 * OCTET_I8_NR) {
       const size_t cols = n1 - p0 < 2 * OCTET_I8_NR ? n1 - p0 : 2 * OCTET_I8_NR;
       for (size_t j = 0; j < 32; j++) bias[j] = j < cols ? ep->bias[p0 + j] : 0;
       const int8_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR;
+      // A tile is fused when its columns fill its kernel's width (32, or 16 at the end).
+#if !defined(OCTET_EMULATE_ISA)
+      const int whole = fusable && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
+      if (whole)
+        for (size_t p = 0; p * OCTET_I8_NR < cols; p++) {
+          o[p].p0 = load_cols8(ep, p0 + 16 * p, 1);
+          o[p].p1 = load_cols8(ep, p0 + 16 * p + 8, 1);
+        }
+#endif
       for (size_t m = mb; m < me; m += 8) {
         const size_t rows = me - m < 8 ? me - m : 8;
+#if !defined(OCTET_EMULATE_ISA)
+        o[0].fused = whole && rows == 8;
+        for (size_t p = 0; p < 2; p++) {
+          o[p].out = (uint8_t*)out + m * ldc + p0 + 16 * p;
+          o[p].res = k.residual ? ep->residual + m * ep->ld_residual + p0 + 16 * p : NULL;
+        }
+#endif
         if (cols > OCTET_I8_NR)
-          kernel_8x32(a + m * lda, lda, rows, panel, kp, kp / 4, bias, acc);
+          kernel_8x32(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc);
         else
-          kernel_8x16(a + m * lda, lda, rows, panel, kp, kp / 4, bias, acc);
+          kernel_8x16(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc);
+        if (o[0].fused) continue;
+#if !defined(OCTET_EMULATE_ISA)
+        epilogue_block(&acc[0][0], 32, m, rows, p0, cols, ep, &k, out, ldc);
+#else
         OCTET_EPILOGUE(&acc[0][0], 32, m, rows, p0, cols, ep, out, ldc);
+#endif
       }
     }
   }
