@@ -26,24 +26,116 @@
 // and run the general epilogue. The emulated build (tests on any CPU) always takes that path.
 #if !defined(OCTET_EMULATE_ISA)
 #include "qu8s8-gemm-6x16-avx2.h"
+
+// The fused epilogue on 16 lanes at once: finish_row16's arithmetic (§3's fast form, the folded
+// residual add of §8, the saturating store) written with AVX-512 instructions, lane for lane the
+// same operations, so the same codes. Used when there is no residual add or it has the folded form
+// (k->add_fold); otherwise finish_row16 runs on the two halves.
+typedef struct {
+  __m512i mult, mult_odd, rnd_e, rnd_o, rnd32, post;
+} cols16;
+
+typedef struct {
+  __m512i zout, lo, hi, lo_rel, hi_rel, add_lo, add_hi, madd_hi, madd_lo, fold_ch, fold_cl, zero, v255;
+  __m128i madd_post;
+  int use512;  // 0: finish_row16 on the halves
+} consts512;
+
+VNNI static inline __m512i octet_join(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+VNNI static inline cols16 cols16_of(const cols8* a, const cols8* b) {
+  cols16 p;
+  p.mult = octet_join(a->mult, b->mult);
+  p.mult_odd = octet_join(a->mult_odd, b->mult_odd);
+  p.rnd_e = octet_join(a->rnd_e, b->rnd_e);
+  p.rnd_o = octet_join(a->rnd_o, b->rnd_o);
+  p.rnd32 = octet_join(a->rnd32, b->rnd32);
+  p.post = octet_join(a->post, b->post);
+  return p;
+}
+
+VNNI static inline consts512 consts512_of(const ep_consts* k) {
+  consts512 c;
+  c.zout = octet_join(k->zout, k->zout);
+  c.lo = octet_join(k->lo, k->lo);
+  c.hi = octet_join(k->hi, k->hi);
+  c.lo_rel = octet_join(k->lo_rel, k->lo_rel);
+  c.hi_rel = octet_join(k->hi_rel, k->hi_rel);
+  c.use512 = !k->residual || k->add_fold;
+  if (k->residual && k->add_fold) {
+    c.add_lo = octet_join(k->add_lo, k->add_lo);
+    c.add_hi = octet_join(k->add_hi, k->add_hi);
+    c.madd_hi = octet_join(k->madd_hi, k->madd_hi);
+    c.madd_lo = octet_join(k->madd_lo, k->madd_lo);
+    c.fold_ch = octet_join(k->fold_ch, k->fold_ch);
+    c.fold_cl = octet_join(k->fold_cl, k->fold_cl);
+    c.madd_post = k->madd_post;
+  }
+  c.zero = _mm512_setzero_si512();
+  c.v255 = _mm512_set1_epi32(255);
+  return c;
+}
+
+/// finish_row16 on one zmm of 16 accumulators: requant8_y, then the residual add (folded form) or
+/// the zero point and clamp, then store_sat16's saturation to [0, 255].
+VNNI static inline void finish16_512(__m512i acc, const cols16* p, const ep_consts* k, const consts512* c,
+                                     uint8_t* dst, const uint8_t* res) {
+  const __m512i ye = _mm512_mul_epi32(acc, p->mult);
+  const __m512i yo = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), p->mult_odd);
+  __m512i q;
+  if (k->fast33)
+    q = _mm512_srav_epi32(
+        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ye, 32), yo), p->rnd32), p->post);
+  else
+    q = _mm512_srav_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(_mm512_add_epi64(ye, p->rnd_e), 32),
+                                                  _mm512_add_epi64(yo, p->rnd_o)),
+                          p->post);
+  if (k->residual) {
+    const __m512i da = _mm512_min_epi32(_mm512_max_epi32(q, c->lo_rel), c->hi_rel);
+    const __m512i r = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)res)), 16);
+    const __m512i pr = _mm512_mask_blend_epi16(0xAAAAAAAA, da, r);
+    const __m512i h = _mm512_add_epi32(_mm512_madd_epi16(pr, c->madd_hi), c->fold_ch);
+    const __m512i l = _mm512_srai_epi32(_mm512_add_epi32(_mm512_madd_epi16(pr, c->madd_lo), c->fold_cl), 16);
+    q = _mm512_sra_epi32(_mm512_add_epi32(h, l), c->madd_post);
+    if (!k->add_sat8) q = _mm512_min_epi32(_mm512_max_epi32(q, c->add_lo), c->add_hi);
+  } else {
+    q = _mm512_add_epi32(q, c->zout);
+    if (!k->sat8) q = _mm512_min_epi32(_mm512_max_epi32(q, c->lo), c->hi);
+  }
+  _mm_storeu_si128((__m128i*)dst, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, c->zero), c->v255)));
+}
+
 #define OCTET_VNNI_FINISH(NP)                                                                     \
   if (o != NULL && o[0].fused) {                                                                  \
-    for (size_t i = 0; i < 8; i++)                                                                \
-      for (size_t p = 0; p < NP; p++)                                                             \
-        finish_row16(_mm512_castsi512_si256(c[i][p]), _mm512_extracti64x4_epi64(c[i][p], 1), &o[p], i, -1); \
+    if (c5->use512) {                                                                             \
+      for (size_t i = 0; i < 8; i++)                                                              \
+        for (size_t p = 0; p < NP; p++)                                                           \
+          finish16_512(c[i][p], &p16[p], o[p].k, c5, o[p].out + i * o[p].ldc,                      \
+                       o[p].res ? o[p].res + i * o[p].ld_res : NULL);                              \
+    } else {                                                                                      \
+      for (size_t i = 0; i < 8; i++)                                                              \
+        for (size_t p = 0; p < NP; p++)                                                           \
+          finish_row16(_mm512_castsi512_si256(c[i][p]), _mm512_extracti64x4_epi64(c[i][p], 1), &o[p], i, -1); \
+    }                                                                                             \
     return;                                                                                       \
   }
 typedef tile_out vnni_out;
+#define OCTET_VNNI_EXTRA , const cols16* p16, const consts512* c5
+#define OCTET_VNNI_EXTRA_ARGS , p16, &c5
 #else
 #define OCTET_VNNI_FINISH(NP)
 typedef struct { int fused; } vnni_out;
+#define OCTET_VNNI_EXTRA
+#define OCTET_VNNI_EXTRA_ARGS
 #endif
 
 // 8 rows x (16 * NP) columns over the whole K; rows past `rows` repeat row 0 and are discarded.
 // `o` (NP of them, one per 16 columns): where a fused tile's codes go; otherwise acc gets the sums.
 #define OCTET_VNNI_KERNEL(NAME, NP)                                                               \
   VNNI static void NAME(const uint8_t* a, size_t lda, size_t rows, const int8_t* b, size_t kp,    \
-                        size_t kg, const int32_t* bias, const vnni_out* o, int32_t acc[8][32]) {  \
+                        size_t kg, const int32_t* bias, const vnni_out* o, int32_t acc[8][32] OCTET_VNNI_EXTRA) { \
     const uint8_t* r[8];                                                                          \
     for (size_t i = 0; i < 8; i++) r[i] = a + (i < rows ? i : 0) * lda;                           \
     __m512i c[8][NP];                                                                             \
@@ -85,6 +177,8 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
     k.fast33 = 1;
     for (size_t c = n0; c < n1; c++) k.fast33 &= ep->shift[c] >= 33;
   }
+  const consts512 c5 = consts512_of(&k);
+  cols16 p16[2];
   for (size_t p = 0; p < 2; p++) {
     o[p].k = &k;
     o[p].ldc = ldc;
@@ -104,6 +198,7 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
         for (size_t p = 0; p * OCTET_I8_NR < cols; p++) {
           o[p].p0 = load_cols8(ep, p0 + 16 * p, 1);
           o[p].p1 = load_cols8(ep, p0 + 16 * p + 8, 1);
+          p16[p] = cols16_of(&o[p].p0, &o[p].p1);
         }
 #endif
       for (size_t m = mb; m < me; m += 8) {
@@ -116,9 +211,9 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
         }
 #endif
         if (cols > OCTET_I8_NR)
-          kernel_8x32(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc);
+          kernel_8x32(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc OCTET_VNNI_EXTRA_ARGS);
         else
-          kernel_8x16(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc);
+          kernel_8x16(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc OCTET_VNNI_EXTRA_ARGS);
         if (o[0].fused) continue;
 #if !defined(OCTET_EMULATE_ISA)
         epilogue_block(&acc[0][0], 32, m, rows, p0, cols, ep, &k, out, ldc);
