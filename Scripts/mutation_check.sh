@@ -43,6 +43,8 @@ MUTATIONS=(
   "epilogue-int16|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 int16 (vpmaddwd) kernel's in-register epilogue drops the fused residual add"
   "epilogue-pairs|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 pairs kernel's in-register epilogue drops the fused residual add"
   "epilogue-quads|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 quads kernel's in-register epilogue drops the fused residual add"
+  "vnni512-rounding|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI fused epilogue drops the rounding term of the 32-bit form (caught only on a CPU with AVX-512 VNNI: elsewhere those tests skip)"
+  "vnni512-residual-fold|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI fused epilogue adds the folded residual's high constant to its low half (caught only on a CPU with AVX-512 VNNI)"
   "avx2-residual-shift-logical|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
 )
 
@@ -68,9 +70,9 @@ EOF
 EOF
     ;;
     avx2-fast33) cat <<'EOF'
-k.fast33 &= ep->shift[c] >= 33;
+k->fast33 &= ep->shift[c] >= 33;
 =>
-k.fast33 &= ep->shift[c] >= 32;
+k->fast33 &= ep->shift[c] >= 32;
 EOF
     ;;
     float-bn-no-epsilon) cat <<'EOF'
@@ -115,6 +117,18 @@ EOF
   const __m256i l0 = _mm256_srai_epi32(_mm256_add_epi32(_mm256_madd_epi16(p0, k->madd_lo), k->fold_cl), 16);
 =>
   const __m256i l0 = _mm256_srli_epi32(_mm256_add_epi32(_mm256_madd_epi16(p0, k->madd_lo), k->fold_cl), 16);
+EOF
+    ;;
+    vnni512-rounding) cat <<'EOF'
+        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ye, 32), yo), p->rnd32), p->post);
+=>
+        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ye, 32), yo), _mm512_setzero_si512()), p->post);
+EOF
+    ;;
+    vnni512-residual-fold) cat <<'EOF'
+_mm512_madd_epi16(pr, c->madd_lo), c->fold_cl), 16);
+=>
+_mm512_madd_epi16(pr, c->madd_lo), c->fold_ch), 16);
 EOF
     ;;
     *) echo "no text for mutation $1" >&2; exit 2 ;;

@@ -172,11 +172,7 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
   o[0].fused = o[1].fused = 0;
 #if !defined(OCTET_EMULATE_ISA)
   ep_consts k = load_consts(ep);
-  const int fusable = k.fast && !ep->int32_output;
-  if (fusable) {
-    k.fast33 = 1;
-    for (size_t c = n0; c < n1; c++) k.fast33 &= ep->shift[c] >= 33;
-  }
+  const int fusable = fused_epilogue_consts(&k, ep, n0, n1);
   const consts512 c5 = consts512_of(&k);
   cols16 p16[2];
   for (size_t p = 0; p < 2; p++) {

@@ -131,6 +131,17 @@ AVX2 __attribute__((always_inline)) static inline void finish_row16(__m256i c0, 
   _mm256_storeu_si256((__m256i*)acc[4], c40); _mm256_storeu_si256((__m256i*)(acc[4] + 8), c41); \
   _mm256_storeu_si256((__m256i*)acc[5], c50); _mm256_storeu_si256((__m256i*)(acc[5] + 8), c51);
 
+/// Whether whole tiles of columns n0 ..< n1 can be finished from their registers (the fast form,
+/// uint8 output); if so, sets k->fast33 when every column's shift is at least 33 (requant8_y).
+AVX2 static inline int fused_epilogue_consts(ep_consts* k, const octet_i8_epilogue* ep, size_t n0, size_t n1) {
+  const int fusable = k->fast && !ep->int32_output;
+  if (fusable) {
+    k->fast33 = 1;
+    for (size_t c = n0; c < n1; c++) k->fast33 &= ep->shift[c] >= 33;
+  }
+  return fusable;
+}
+
 /// A 6x16 tile kernel over the whole K: rows `lda` bytes apart, B one packed panel.
 /// `fix` is the quads kernel's sparse weight part (NULL for the others), `p` the panel's index.
 typedef void (*octet_tile_6x16)(const uint8_t* a, size_t lda, size_t rows, const uint8_t* panel, size_t kp,
@@ -152,11 +163,7 @@ AVX2 __attribute__((always_inline)) static inline void gemm_driver_6x16(octet_ti
   int32_t acc[6][16];
   int32_t bias[16];
   ep_consts k = load_consts(ep);
-  const int fusable = k.fast && !ep->int32_output;
-  if (fusable) {
-    k.fast33 = 1;
-    for (size_t c = n0; c < n1; c++) k.fast33 &= ep->shift[c] >= 33;
-  }
+  const int fusable = fused_epilogue_consts(&k, ep, n0, n1);
   tile_out o;
   o.k = &k;
   o.ldc = ldc;
