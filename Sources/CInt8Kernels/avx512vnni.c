@@ -56,27 +56,30 @@ VNNI static inline cols16 cols16_of(const cols8* a, const cols8* b) {
   return p;
 }
 
+// Each per-tensor constant of `k` (the same in every lane) widened to 16 lanes.
+#define OCTET_WIDE(f) c.f = octet_join(k->f, k->f)
 VNNI static inline consts512 consts512_of(const ep_consts* k) {
   consts512 c;
-  c.zout = octet_join(k->zout, k->zout);
-  c.lo = octet_join(k->lo, k->lo);
-  c.hi = octet_join(k->hi, k->hi);
-  c.lo_rel = octet_join(k->lo_rel, k->lo_rel);
-  c.hi_rel = octet_join(k->hi_rel, k->hi_rel);
+  OCTET_WIDE(zout);
+  OCTET_WIDE(lo);
+  OCTET_WIDE(hi);
+  OCTET_WIDE(lo_rel);
+  OCTET_WIDE(hi_rel);
   c.use512 = !k->residual || k->add_fold;
   if (k->residual && k->add_fold) {
-    c.add_lo = octet_join(k->add_lo, k->add_lo);
-    c.add_hi = octet_join(k->add_hi, k->add_hi);
-    c.madd_hi = octet_join(k->madd_hi, k->madd_hi);
-    c.madd_lo = octet_join(k->madd_lo, k->madd_lo);
-    c.fold_ch = octet_join(k->fold_ch, k->fold_ch);
-    c.fold_cl = octet_join(k->fold_cl, k->fold_cl);
+    OCTET_WIDE(add_lo);
+    OCTET_WIDE(add_hi);
+    OCTET_WIDE(madd_hi);
+    OCTET_WIDE(madd_lo);
+    OCTET_WIDE(fold_ch);
+    OCTET_WIDE(fold_cl);
     c.madd_post = k->madd_post;
   }
   c.zero = _mm512_setzero_si512();
   c.v255 = _mm512_set1_epi32(255);
   return c;
 }
+#undef OCTET_WIDE
 
 /// finish_row16 on one zmm of 16 accumulators: requant8_y, then the residual add (folded form) or
 /// the zero point and clamp, then store_sat16's saturation to [0, 255].
