@@ -246,6 +246,10 @@ struct OperatorTests {
       conv(
         "threads: 3x3 panels", seed: 31, hw: (4, 4), cin: 8, cout: 100, kernel: (3, 3),
         pad: (1, 1, 1, 1), activation: .relu6, residual: true),
+      // Several im2col tiles (K = 144: 504 rows a tile, 576 rows): whole tiles per thread.
+      conv(
+        "threads: 3x3 tiles", seed: 32, hw: (24, 24), cin: 16, cout: 40, kernel: (3, 3),
+        pad: (1, 1, 1, 1), activation: .relu, residual: true),
     ]
     FloatKernels.setThreads(2)
     defer { FloatKernels.setThreads(1) }
@@ -265,6 +269,13 @@ struct OperatorTests {
       let want = referenceConv(input: input, weight: weight, bias: bias, residual: residual, c: c)
       let mismatch = worstMismatch(got.scalars, want.values, magnitude: want.magnitudes)
       #expect(mismatch == nil, "path=\(path) threads=2 \(c.parameters): \(mismatch ?? "")")
+      // Each row's sums are computed alike whatever the slicing: the same floats as one thread.
+      FloatKernels.setThreads(1)
+      let single = packed(
+        Tensor(shape: [1, c.height, c.width, g.inChannels], scalars: input),
+        residual: Tensor(shape: [1, oh, ow, g.outChannels], scalars: residual), kernelPath: path)
+      FloatKernels.setThreads(2)
+      #expect(got.scalars == single.scalars, "path=\(path) \(c.parameters): 2 threads differ from 1")
     }
   }
 

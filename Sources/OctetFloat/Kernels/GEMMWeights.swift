@@ -53,12 +53,13 @@ final class GEMMWeights: @unchecked Sendable {
 }
 
 /// `C[m][n] (ldc) = act(A[m][k] (lda) * B + bias[n] + residual[m][n] (ldr))` on `path`.
-/// `bias` and `residual` are already offset to the first output column.
+/// `bias` and `residual` are already offset to the first output column. `singleThread`: on the
+/// calling thread only, whatever `FloatKernels.threads` says (the caller parallelizes).
 @inline(__always)
 func gemm(
   path: FloatKernels.Path, m: Int, a: UnsafePointer<Float>, lda: Int, b: GEMMWeights,
   c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?,
-  residual: UnsafePointer<Float>?, ldr: Int, activation: Activation
+  residual: UnsafePointer<Float>?, ldr: Int, activation: Activation, singleThread: Bool = false
 ) {
   let weights = b.layout(for: path)
   switch path {
@@ -70,7 +71,7 @@ func gemm(
     octet_f32_bias_residual_act(c, m, b.n, ldc, bias, residual, ldr, activation.kernelCode)
   case .avx2fma:
     #if arch(x86_64) || arch(i386)
-      let threads = FloatKernels.threads
+      let threads = singleThread ? 1 : FloatKernels.threads
       let nr = Int(OCTET_F32_GEMM_NR)
       let panels = (b.n + nr - 1) / nr
       if threads == 1 || m * panels < 64 {

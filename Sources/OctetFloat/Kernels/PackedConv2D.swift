@@ -1,4 +1,5 @@
 import CFloatKernels
+import Dispatch
 import OctetCore
 import Synchronization
 
@@ -29,8 +30,8 @@ public final class PackedConv2D: @unchecked Sendable {
 
   private let method: Method
   private let bias: AlignedFloatBuffer?
-  /// The im2col tile, reused across calls; a concurrent call finds it taken and allocates its own.
-  private let scratch = Mutex<AlignedFloatBuffer?>(nil)
+  /// The im2col tiles, reused across calls; a concurrent call finds them taken and allocates its own.
+  private let scratch = Mutex<[AlignedFloatBuffer]>([])
 
   /// `weightOIHW` is `[outChannels, inChannels / groups, kernelH, kernelW]` (PyTorch layout),
   /// `bias` is `[outChannels]` or nil.
@@ -175,23 +176,51 @@ public final class PackedConv2D: @unchecked Sendable {
     case .im2col(let groups):
       let k = groups[0].k
       let tile = Self.im2colTileRows(m: m, k: k, n: coutG)
-      let buffer =
-        scratch.withLock { $0.take() }.flatMap { $0.count >= tile * k ? $0 : nil }
-        ?? AlignedFloatBuffer(count: tile * k)
-      for m0 in stride(from: 0, to: m, by: tile) {
+      let tiles = (m + tile - 1) / tile
+      // One tile: im2col, then the GEMM. Several threads and tiles (avx2fma): each thread takes
+      // whole tiles (its own scratch, the GEMM on one thread), so im2col runs in parallel too; a
+      // row's sums do not depend on which tile or thread computes it, so the output is the same.
+      let tileThreads = path == .avx2fma ? min(FloatKernels.threads, tiles) : 1
+      let buffers = takeScratch(tileThreads, count: tile * k)
+      struct Pointers: @unchecked Sendable {
+        let x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?
+        let bias: UnsafePointer<Float>?
+      }
+      let p = Pointers(x: x, out: out, residual: residual, bias: biasPointer)
+      let w = window
+      let runTile = { @Sendable (buffer: AlignedFloatBuffer, m0: Int, singleThread: Bool) in
+        var window = w
         let rows = min(tile, m - m0)
         for (group, b) in groups.enumerated() {
-          octet_f32_im2col_nhwc(
-            &window, x, Int32(group * cinG), Int32(cinG), m0, rows, buffer.pointer)
+          octet_f32_im2col_nhwc(&window, p.x, Int32(group * cinG), Int32(cinG), m0, rows, buffer.pointer)
           let offset = m0 * g.outChannels + group * coutG
           gemm(
             path: path, m: rows, a: buffer.pointer, lda: k, b: b,
-            c: out + offset, ldc: g.outChannels, bias: biasPointer.map { $0 + group * coutG },
-            residual: residual.map { $0 + offset }, ldr: g.outChannels, activation: act)
+            c: p.out + offset, ldc: g.outChannels, bias: p.bias.map { $0 + group * coutG },
+            residual: p.residual.map { $0 + offset }, ldr: g.outChannels, activation: act,
+            singleThread: singleThread)
         }
       }
-      scratch.withLock { $0 = buffer }
+      if tileThreads > 1 {
+        DispatchQueue.concurrentPerform(iterations: tileThreads) { t in
+          for i in stride(from: t, to: tiles, by: tileThreads) { runTile(buffers[t], i * tile, true) }
+        }
+      } else {
+        for i in 0..<tiles { runTile(buffers[0], i * tile, false) }
+      }
+      scratch.withLock { $0.append(contentsOf: buffers) }
     }
+  }
+
+  /// `n` im2col buffers of at least `count` floats: reused ones from earlier calls, or new.
+  private func takeScratch(_ n: Int, count: Int) -> [AlignedFloatBuffer] {
+    var taken = scratch.withLock { pool -> [AlignedFloatBuffer] in
+      var fit: [AlignedFloatBuffer] = []
+      while fit.count < n, let i = pool.firstIndex(where: { $0.count >= count }) { fit.append(pool.remove(at: i)) }
+      return fit
+    }
+    while taken.count < n { taken.append(AlignedFloatBuffer(count: count)) }
+    return taken
   }
 
   /// Output pixels per im2col tile: about 256 KB of A so the tile stays in L2 while the GEMM reads
