@@ -44,6 +44,10 @@ Usage:
         [--octet-bin .build/release/octet --octet-int8-model r50-int8.safetensors [--octet-backend auto]] \\
         [--with-float [--octet-float-model r50.safetensors]] [--check-accuracy 50] \\
         [--ort-calibration minmax|entropy|percentile] [--calibration-count 100] [--json out/bench_int8.json]
+    # another model: its float ONNX (EfficientNet-Lite0 from Scripts/export_onnx_torch.py), quantized by ORT
+    python3 Scripts/bench_onnxruntime_int8.py --fp32-onnx /tmp/onnx-real/efficientnet-lite0.onnx \
+        --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --threads 1,2 --interleave 200 --pin \
+        --octet-bin .build/release/octet --octet-int8-model lite0-q8.safetensors --json out/lite0.json
 """
 
 from __future__ import annotations
@@ -93,8 +97,13 @@ def sha256_text(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+# Normalization of the calibration images: torchvision's ImageNet mean/std, or --mean/--std for a
+# model given with --fp32-onnx (EfficientNet-Lite0: 0.5, 0.5).
+NORMALIZATION = {"mean": ref.IMAGENET_MEAN, "std": ref.IMAGENET_STD}
+
+
 def nchw_input(path: str) -> np.ndarray:
-    hwc, _ = ref.preprocess(path, ref.IMAGENET_MEAN, ref.IMAGENET_STD)
+    hwc, _ = ref.preprocess(path, NORMALIZATION["mean"], NORMALIZATION["std"])
     return np.ascontiguousarray(hwc.transpose(2, 0, 1)[None]).astype(np.float32)
 
 
@@ -143,11 +152,13 @@ def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str
         "fp32_onnx_sha256": ref.sha256_of(fp32_path), "onnxruntime": ort.__version__, "onnx": onnx.__version__,
         "quantization": QUANT_CONFIG, "calibration_method": method,
         "calibration_images": [os.path.relpath(p, os.path.dirname(os.path.dirname(p))) for p in calibration],
-        "preprocessing": ref.preprocessing_spec(ref.IMAGENET_MEAN, ref.IMAGENET_STD),
+        "preprocessing": ref.preprocessing_spec(NORMALIZATION["mean"], NORMALIZATION["std"]),
     }
     key = sha256_text(key_inputs)[:12]
     suffix = f"_b{batch}" if batch > 1 else ""  # the key already differs: the fp32 model does
-    stem = os.path.join(onnx_dir, f"resnet50_int8_qdq_u8s8_{method}{suffix}_{key}")
+    name = "resnet50" if os.path.basename(fp32_path).startswith("resnet50_fp32") else \
+        os.path.splitext(os.path.basename(fp32_path))[0]
+    stem = os.path.join(onnx_dir, f"{name}_int8_qdq_u8s8_{method}{suffix}_{key}")
     path = stem + ".onnx"
     if os.path.exists(path):
         return path, key_inputs
@@ -241,6 +252,12 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-pth", default=os.path.join(shared, "models", ref.RESNET50_FILE),
                     help="torchvision-layout ResNet50 state_dict (default: %(default)s)")
+    ap.add_argument("--fp32-onnx", help="time ORT's quantization of this float ONNX model (input 'input', "
+                    "1x3x224x224, e.g. EfficientNet-Lite0 from Scripts/export_onnx_torch.py) instead of "
+                    "the ResNet50 exported from --model-pth; no torch comparison is made")
+    ap.add_argument("--mean", help="with --fp32-onnx: the calibration images' normalization mean, "
+                    "three comma-separated values (default: ImageNet's)")
+    ap.add_argument("--std", help="with --fp32-onnx: the normalization std (default: ImageNet's)")
     ap.add_argument("--onnx-dir", default=os.path.join(ref.REPO_ROOT, ".cache", "onnx"),
                     help="cache of the fp32, int8 and ORT-optimized .onnx files (default: %(default)s)")
     ap.add_argument("--calibration-images", default=os.path.join(shared, "data", "imagenet-train-calibration-500"),
@@ -304,7 +321,24 @@ def parse_args():
         ap.error("--octet-int8-model, --octet-float-model and --octet-backend need --octet-bin")
     if args.octet_float_model and not args.with_float:
         ap.error("--octet-float-model is only timed with --with-float")
-    for path in (args.model_pth, args.octet_int8_model, args.octet_float_model):
+    if (args.mean or args.std) and not args.fp32_onnx:
+        ap.error("--mean and --std go with --fp32-onnx (the ResNet50 export uses ImageNet's)")
+    if args.fp32_onnx and args.batch > 1:
+        ap.error("--fp32-onnx takes batch-1 models only")
+    if args.fp32_onnx and args.with_float:
+        ap.error("--with-float times the ResNet50 export; it does not go with --fp32-onnx")
+    for option, text in (("mean", args.mean), ("std", args.std)):
+        if text:
+            try:
+                values = tuple(float(v) for v in text.split(","))
+            except ValueError:
+                values = ()
+            if len(values) != 3 or (option == "std" and min(values) <= 0):
+                ap.error(f"--{option} {text!r}: expected three comma-separated numbers"
+                         + (", each above 0" if option == "std" else ""))
+            NORMALIZATION[option] = values
+    for path in (args.fp32_onnx, None if args.fp32_onnx else args.model_pth, args.octet_int8_model,
+                 args.octet_float_model):
         if path and not os.path.isfile(path):
             ap.error(f"{path}: no such file")
     return args
@@ -404,14 +438,19 @@ def main() -> int:
     # Export, calibration and the sanity checks are not timed; keep torch off the other cores.
     torch.set_num_threads(max(1, args.threads))
     os.makedirs(args.onnx_dir, exist_ok=True)
-    model = load_resnet50(args.model_pth)
-    fp32_path = fp32_onnx(model, args.model_pth, args.onnx_dir, args.batch)
-    fp32_sess = make_session(fp32_path, args.threads)
     x = seeded_input(args.batch)
-    sanity = check_ort_matches_torch(model, fp32_sess, x)
-    if sanity is None:
-        return 1
-    del model
+    if args.fp32_onnx:
+        fp32_path = args.fp32_onnx
+        fp32_sess = make_session(fp32_path, args.threads)
+        sanity = {"fp32_onnx": os.path.basename(fp32_path), "checked_against_torch": False}
+    else:
+        model = load_resnet50(args.model_pth)
+        fp32_path = fp32_onnx(model, args.model_pth, args.onnx_dir, args.batch)
+        fp32_sess = make_session(fp32_path, args.threads)
+        sanity = check_ort_matches_torch(model, fp32_sess, x)
+        if sanity is None:
+            return 1
+        del model
 
     calibration = [p for p, _ in first_images(args.calibration_images, args.calibration_count)]
     int8_path, cache_key = int8_onnx(fp32_path, args.onnx_dir, calibration, args.ort_calibration, args.batch)
@@ -452,7 +491,7 @@ def main() -> int:
         warn_if_loaded(load_before, load_after)
         if args.json:
             write_json_atomic(args.json, {
-                "method": {"text": __doc__.split("Usage:")[0].strip(), "model": os.path.basename(args.model_pth),
+                "method": {"text": __doc__.split("Usage:")[0].strip(), "model": os.path.basename(args.fp32_onnx or args.model_pth),
                            "input": f"{args.batch}x3x224x224 float32, seeded N(0,1), batch {args.batch}",
                            "threads": args.thread_counts,
                            "pairs": args.interleave, "turn_runs": args.turn_runs, "warmup": args.warmup,
@@ -533,7 +572,7 @@ def main() -> int:
     result = {
         "method": {
             "text": __doc__.split("Usage:")[0].strip(),
-            "model": os.path.basename(args.model_pth),
+            "model": os.path.basename(args.fp32_onnx or args.model_pth),
             "input": "1x3x224x224 float32, seeded N(0,1), batch 1",
             "threads": args.threads, "iterations": args.iterations, "warmup": args.warmup, "rounds": args.rounds,
             "pinned_cpus_per_round": pinning or None,
