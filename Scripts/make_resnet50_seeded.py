@@ -8,8 +8,8 @@ Its weights are random, from NumPy's seeded generator (torchvision's initializat
 He-normal with fan_out; fc uniform(+-1/sqrt(2048))); BatchNorm's scale and shift are random too
 (gamma in [0.5, 1.5), beta ~ N(0, 0.1)), so folding them is not the identity. Its running
 statistics are re-estimated data-free: each BatchNorm takes the mean and variance of its input over
-a seeded batch of noise images, rounded to 4 significant digits (so the file is the same on every
-machine whatever the float summation order), which keeps every layer's activations in realistic
+a seeded batch of noise images, computed in float64 and rounded to 4 significant digits (so the file
+is the same on every machine whatever the float summation order), which keeps every layer's activations in realistic
 ranges. It is not trained: never quote its top-1.
 
 Its spot values (Tests/OctetModelsTests/Fixtures/expected.json, --write-spots) and its torch logits
@@ -48,21 +48,23 @@ def make(rng) -> dict:
         c = x.shape[1]
         sd[prefix + ".weight"] = torch.from_numpy(rng.uniform(0.5, 1.5, c).astype(np.float32))
         sd[prefix + ".bias"] = torch.from_numpy((rng.standard_normal(c) * 0.1).astype(np.float32))
-        xd = x.double()
-        mean = round_sig(xd.mean(dim=(0, 2, 3)).numpy())
-        var = round_sig(xd.var(dim=(0, 2, 3), unbiased=False).numpy())
+        mean = round_sig(x.mean(dim=(0, 2, 3)).numpy())
+        var = round_sig(x.var(dim=(0, 2, 3), unbiased=False).numpy())
         sd[prefix + ".running_mean"] = torch.from_numpy(mean.astype(np.float32))
         sd[prefix + ".running_var"] = torch.from_numpy(np.maximum(var, 1e-4).astype(np.float32))
         sd[prefix + ".num_batches_tracked"] = torch.tensor(1, dtype=torch.int64)
-        return F.batch_norm(x, sd[prefix + ".running_mean"], sd[prefix + ".running_var"],
-                            sd[prefix + ".weight"], sd[prefix + ".bias"], training=False, eps=1e-5)
+        return F.batch_norm(x, *(sd[prefix + n].double() for n in (".running_mean", ".running_var", ".weight", ".bias")),
+                            training=False, eps=1e-5)
 
     # Noise images with ImageNet-normalized statistics, smoothed so neighbouring pixels correlate.
-    x = torch.from_numpy(rng.standard_normal((4, 3, 224, 224)).astype(np.float32))
+    # The forward runs in float64: float32 convolutions sum in an order that depends on the CPU's
+    # kernels (AVX2 or AVX-512), which moved some statistics across a 4-digit rounding boundary, so
+    # the file differed between machines; in float64 the difference is ~1e-16 relative.
+    x = torch.from_numpy(rng.standard_normal((4, 3, 224, 224)).astype(np.float32)).double()
     x = F.avg_pool2d(x, 5, stride=1, padding=2) * 3
     with torch.no_grad():
         conv("conv1.weight", 64, 3, 7)
-        x = F.relu(bn("bn1", F.conv2d(x, sd["conv1.weight"], stride=2, padding=3)))
+        x = F.relu(bn("bn1", F.conv2d(x, sd["conv1.weight"].double(), stride=2, padding=3)))
         x = F.max_pool2d(x, 3, stride=2, padding=1)
         inplanes = 64
         for li, (planes, blocks, stride) in enumerate(LAYERS, start=1):
@@ -70,14 +72,14 @@ def make(rng) -> dict:
                 p = f"layer{li}.{b}."
                 s = stride if b == 0 else 1
                 conv(p + "conv1.weight", planes, inplanes, 1)
-                out = F.relu(bn(p + "bn1", F.conv2d(x, sd[p + "conv1.weight"])))
+                out = F.relu(bn(p + "bn1", F.conv2d(x, sd[p + "conv1.weight"].double())))
                 conv(p + "conv2.weight", planes, planes, 3)
-                out = F.relu(bn(p + "bn2", F.conv2d(out, sd[p + "conv2.weight"], stride=s, padding=1)))
+                out = F.relu(bn(p + "bn2", F.conv2d(out, sd[p + "conv2.weight"].double(), stride=s, padding=1)))
                 conv(p + "conv3.weight", planes * 4, planes, 1)
-                out = bn(p + "bn3", F.conv2d(out, sd[p + "conv3.weight"]))
+                out = bn(p + "bn3", F.conv2d(out, sd[p + "conv3.weight"].double()))
                 if b == 0:
                     conv(p + "downsample.0.weight", planes * 4, inplanes, 1)
-                    x = bn(p + "downsample.1", F.conv2d(x, sd[p + "downsample.0.weight"], stride=s))
+                    x = bn(p + "downsample.1", F.conv2d(x, sd[p + "downsample.0.weight"].double(), stride=s))
                 x = F.relu(out + x)
                 inplanes = planes * 4
         bound = 1 / 2048 ** 0.5
