@@ -146,7 +146,7 @@ def fp32_onnx(model, model_pth: str, onnx_dir: str, batch: int = 1) -> str:
     return path
 
 
-def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str,
+def int8_onnx(fp32_path: str, name: str, onnx_dir: str, calibration: list[str], method: str,
               batch: int = 1) -> tuple[str, dict]:
     key_inputs = {
         "fp32_onnx_sha256": ref.sha256_of(fp32_path), "onnxruntime": ort.__version__, "onnx": onnx.__version__,
@@ -156,8 +156,6 @@ def int8_onnx(fp32_path: str, onnx_dir: str, calibration: list[str], method: str
     }
     key = sha256_text(key_inputs)[:12]
     suffix = f"_b{batch}" if batch > 1 else ""  # the key already differs: the fp32 model does
-    name = "resnet50" if os.path.basename(fp32_path).startswith("resnet50_fp32") else \
-        os.path.splitext(os.path.basename(fp32_path))[0]
     stem = os.path.join(onnx_dir, f"{name}_int8_qdq_u8s8_{method}{suffix}_{key}")
     path = stem + ".onnx"
     if os.path.exists(path):
@@ -441,11 +439,13 @@ def main() -> int:
     x = seeded_input(args.batch)
     if args.fp32_onnx:
         fp32_path = args.fp32_onnx
+        name = os.path.splitext(os.path.basename(fp32_path))[0]
         fp32_sess = make_session(fp32_path, args.threads)
         sanity = {"fp32_onnx": os.path.basename(fp32_path), "checked_against_torch": False}
     else:
         model = load_resnet50(args.model_pth)
         fp32_path = fp32_onnx(model, args.model_pth, args.onnx_dir, args.batch)
+        name = "resnet50"
         fp32_sess = make_session(fp32_path, args.threads)
         sanity = check_ort_matches_torch(model, fp32_sess, x)
         if sanity is None:
@@ -453,7 +453,7 @@ def main() -> int:
         del model
 
     calibration = [p for p, _ in first_images(args.calibration_images, args.calibration_count)]
-    int8_path, cache_key = int8_onnx(fp32_path, args.onnx_dir, calibration, args.ort_calibration, args.batch)
+    int8_path, cache_key = int8_onnx(fp32_path, name, args.onnx_dir, calibration, args.ort_calibration, args.batch)
     ops, warnings = inspect_int8(int8_path)
     int8_sess = make_session(int8_path, args.threads)
     accuracy = check_accuracy(fp32_sess, int8_sess, args.val_images, args.check_accuracy) if args.check_accuracy else None

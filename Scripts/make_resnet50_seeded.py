@@ -8,9 +8,9 @@ Its weights are random, from NumPy's seeded generator (torchvision's initializat
 He-normal with fan_out; fc uniform(+-1/sqrt(2048))); BatchNorm's scale and shift are random too
 (gamma in [0.5, 1.5), beta ~ N(0, 0.1)), so folding them is not the identity. Its running
 statistics are re-estimated data-free: each BatchNorm takes the mean and variance of its input over
-a seeded batch of noise images, computed in float64 and rounded to 4 significant digits (so the file
-is the same on every machine whatever the float summation order), which keeps every layer's activations in realistic
-ranges. It is not trained: never quote its top-1.
+a seeded batch of noise images, computed in float64 and rounded to 4 significant digits (so the
+file is the same on every machine whatever the float summation order), which keeps every layer's
+activations in realistic ranges. It is not trained: never quote its top-1.
 
 Its spot values (Tests/OctetModelsTests/Fixtures/expected.json, --write-spots) and its torch logits
 on the sample images (Scripts/reference_torch_resnet50.py --sample-data) are committed goldens.

@@ -45,13 +45,12 @@ echo "$lite0_sha  $lite0" | sha256sum -c --quiet - || { echo "setup: $lite0 has 
 # of the script is made again).
 seeded="$cache/models/resnet50-seeded.pth"
 seeded_sha=f7e37e3389daf7f63c71ac16ec66986bb258b7343fd6630ede277a7b0dfc1faa
-if [ "${1:-}" = "--tests" ] && [ ! -f "$shared/models/resnet50-random-bnstats.pth" ] \
-  && ! { [ -f "$seeded" ] && echo "$seeded_sha  $seeded" | sha256sum -c --quiet - >/dev/null 2>&1; }; then
+seeded_is_goldens() { [ -f "$seeded" ] && echo "$seeded_sha  $seeded" | sha256sum -c --quiet - >/dev/null 2>&1; }
+if [ "${1:-}" = "--tests" ] && [ ! -f "$shared/models/resnet50-random-bnstats.pth" ] && ! seeded_is_goldens; then
   python3 -c "import numpy, torch" 2>/dev/null || pip install -q -r "$root/Scripts/requirements.txt"
   echo "setup: writing a seeded random ResNet50 (.cache/models/resnet50-seeded.pth, ~100 MB)" >&2
   python3 "$root/Scripts/make_resnet50_seeded.py" "$seeded" >/dev/null
-  echo "$seeded_sha  $seeded" | sha256sum -c --quiet - >/dev/null 2>&1 \
-    || echo "setup: warning: $seeded differs from the file the goldens were made from (another torch?); the tests comparing it with them will fail" >&2
+  seeded_is_goldens || echo "setup: warning: $seeded differs from the file the goldens were made from (another torch?); the tests comparing it with them will fail" >&2
 fi
 
 # Images, two disjoint sets (see Scripts/README.md):

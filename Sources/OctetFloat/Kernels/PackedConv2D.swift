@@ -212,11 +212,13 @@ public final class PackedConv2D: @unchecked Sendable {
     }
   }
 
-  /// `n` im2col buffers of at least `count` floats: reused ones from earlier calls, or new.
+  /// `n` im2col buffers of at least `count` floats: reused ones from earlier calls, or new. Pooled
+  /// buffers too small for this call are dropped (they would be replaced by larger ones anyway).
   private func takeScratch(_ n: Int, count: Int) -> [AlignedFloatBuffer] {
     var taken = scratch.withLock { pool -> [AlignedFloatBuffer] in
-      var fit: [AlignedFloatBuffer] = []
-      while fit.count < n, let i = pool.firstIndex(where: { $0.count >= count }) { fit.append(pool.remove(at: i)) }
+      pool.removeAll { $0.count < count }
+      let fit = Array(pool.prefix(n))
+      pool.removeFirst(fit.count)
       return fit
     }
     while taken.count < n { taken.append(AlignedFloatBuffer(count: count)) }
