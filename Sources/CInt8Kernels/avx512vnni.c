@@ -165,9 +165,12 @@ OCTET_VNNI_KERNEL(kernel_8x16, 1)
 VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
                                     size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
                                     const octet_i8_epilogue* ep, void* out, size_t ldc) {
-  // As in the AVX2 kernels: a tile's rows at a time when B fits in L2, else L2-sized A blocks.
+  // When B fits in L2: blocks of about 16 KB of A (at least one tile's rows), so a panel's
+  // per-column constants and bias are set up once for several tiles; at K = 64 setting them up for
+  // every 8-row tile cost a third of the layer (ResNet50 at 1 thread went from 1.18 to 1.11 of ORT's
+  // time on a Zen 4). Else L2-sized A blocks, as in the AVX2 kernels.
   const size_t b_bytes = kp * octet_round_up(n, OCTET_I8_NR);
-  size_t mc = b_bytes <= 256 * 1024 ? 8 : (160 * 1024) / kp / 8 * 8;
+  size_t mc = b_bytes <= 256 * 1024 ? (16 * 1024) / kp / 8 * 8 : (160 * 1024) / kp / 8 * 8;
   if (mc < 8) mc = 8;
   int32_t acc[8][32];
   int32_t bias[32];
