@@ -110,6 +110,95 @@ VNNI static inline void finish16_512(__m512i acc, const cols16* p, const ep_cons
   _mm_storeu_si128((__m128i*)dst, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, c->zero), c->v255)));
 }
 
+/// N output pixels of a depthwise convolution (N a compile-time constant after inlining): one
+/// accumulator chain per pixel, two taps per vpdpwssd, then the epilogue (finish16_512 where the
+/// fused form applies, else finish8 on each half).
+VNNI __attribute__((always_inline)) static inline void dw_pixels(
+    size_t N, const uint8_t* base, size_t step, const size_t* off, size_t taps, const __m512i* wp, __m512i bias,
+    const ep_consts* k, const consts512* c5, int use512, const cols16* p16, const cols8* p0, const cols8* p1,
+    const octet_i8_epilogue* ep, size_t pixel, size_t c, size_t c0, uint8_t* out) {
+  __m512i acc[4];
+  for (size_t i = 0; i < N; i++) acc[i] = bias;
+  const size_t pairs = (taps + 1) / 2;
+  for (size_t q = 0; q < pairs; q++) {
+    // A lone last tap reads its own codes again as x_b; its weight w_b is 0.
+    const size_t oa = off[2 * q], ob = 2 * q + 1 < taps ? off[2 * q + 1] : oa;
+    for (size_t i = 0; i < N; i++) {
+      const __m512i xa = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(base + i * step + oa)));
+      const __m512i xb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(base + i * step + ob)));
+      acc[i] = _mm512_dpwssd_epi32(acc[i], _mm512_or_si512(xa, _mm512_slli_epi32(xb, 16)), wp[q]);
+    }
+  }
+  for (size_t i = 0; i < N; i++) {
+    const uint8_t* res = k->residual ? ep->residual + (pixel + i) * ep->ld_residual + c0 : NULL;
+    uint8_t* dst = out + (pixel + i) * c + c0;
+    if (use512) {
+      finish16_512(acc[i], p16, k, c5, dst, res);
+    } else {
+      finish8(_mm512_castsi512_si256(acc[i]), p0, k, 0, res, dst);
+      finish8(_mm512_extracti64x4_epi64(acc[i], 1), p1, k, 0, res ? res + 8 : NULL, dst + 8);
+    }
+  }
+}
+
+/// Depthwise convolution on AVX-512 VNNI (the contract of octet_i8_dwconv__avx2, same int16 weights):
+/// 16 channels in the 16 int32 lanes of a zmm, two taps per vpdpwssd. Each lane holds the pair
+/// (x_a, x_b) of the channel's codes at taps a and b as int16 (codes <= 255 are non-negative
+/// int16), the weights the pair (w_a, w_b), so one instruction adds x_a * w_a + x_b * w_b to the
+/// lane, exactly (|x * w| < 2^15, and the int32 sum is the AVX2 kernel's: both wrap alike).
+/// Four output pixels at a time (four independent chains), the row's last 1-3 together. Channel
+/// counts that are not a multiple of 16 (every layer of Lite0 and MobileNetV2 is), and kernels of
+/// more than 64 taps, go to the AVX2 kernel.
+VNNI void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
+                                      const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
+                                      int32_t oy1, uint8_t* out) {
+  const size_t c = (size_t)w->channels, pw = (size_t)padded_w;
+  const size_t taps = (size_t)(w->kernel_h * w->kernel_w), pairs = (taps + 1) / 2;
+  if (taps > 64 || c % 16 != 0) {
+    octet_i8_dwconv__avx2(w, padded, padded_w, weights, ep, oy0, oy1, out);
+    return;
+  }
+  ep_consts k = load_consts(ep);
+  const int fusable = fused_epilogue_consts(&k, ep, 0, c);
+  const consts512 c5 = consts512_of(&k);
+  const int use512 = fusable && c5.use512;
+  size_t off[64];  // each tap's byte offset from the window's corner
+  for (int32_t ky = 0; ky < w->kernel_h; ky++)
+    for (int32_t kx = 0; kx < w->kernel_w; kx++) off[ky * w->kernel_w + kx] = ((size_t)ky * pw + (size_t)kx) * c;
+  const size_t step = (size_t)w->stride_w * c;  // from one output pixel's window to the next
+  const size_t ow = (size_t)w->out_w;
+  const __m512i low16 = _mm512_set1_epi32(0xffff);
+  for (size_t c0 = 0; c0 < c; c0 += 16) {
+    __m512i wp[32];
+    for (size_t q = 0; q < pairs; q++) {
+      const __m512i wa = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i*)(weights + 2 * q * c + c0)));
+      const __m512i wb = 2 * q + 1 < taps
+                             ? _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i*)(weights + (2 * q + 1) * c + c0)))
+                             : _mm512_setzero_si512();
+      wp[q] = _mm512_or_si512(_mm512_and_si512(wa, low16), _mm512_slli_epi32(wb, 16));
+    }
+    const __m512i bias = _mm512_loadu_si512(ep->bias + c0);
+    const cols8 p0 = load_cols8(ep, c0, k.fast), p1 = load_cols8(ep, c0 + 8, k.fast);
+    cols16 p16;
+    if (use512) p16 = cols16_of(&p0, &p1);
+    for (int32_t oy = oy0; oy < oy1; oy++) {
+      const uint8_t* row = padded + (size_t)(oy * w->stride_h) * pw * c + c0;
+      const size_t pixel0 = (size_t)oy * ow;
+      size_t ox = 0;
+#define OCTET_DW_PIXELS(N) \
+  dw_pixels(N, row + ox * step, step, off, taps, wp, bias, &k, &c5, use512, &p16, &p0, &p1, ep, pixel0 + ox, c, c0, out)
+      for (; ox + 4 <= ow; ox += 4) OCTET_DW_PIXELS(4);
+      switch (ow - ox) {
+        case 3: OCTET_DW_PIXELS(3); break;
+        case 2: OCTET_DW_PIXELS(2); break;
+        case 1: OCTET_DW_PIXELS(1); break;
+        default: break;
+      }
+#undef OCTET_DW_PIXELS
+    }
+  }
+}
+
 #define OCTET_VNNI_FINISH(NP)                                                                     \
   if (o != NULL && o[0].fused) {                                                                  \
     if (c5->use512) {                                                                             \

@@ -193,6 +193,11 @@ void octet_i8_dwconv__scalar(const octet_i8_window* w, const uint8_t* padded, in
 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
                            const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
                            int32_t oy1, uint8_t* out);
+/// The same on AVX-512 VNNI (vpdpwssd, two taps per instruction), same int16 weights; it hands
+/// layers whose channel count is not a multiple of 16 to the AVX2 kernel.
+void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
+                                 const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
+                                 int32_t oy1, uint8_t* out);
 #endif
 
 /// Copies an [in_h][in_w][C] image into the middle of a padded buffer

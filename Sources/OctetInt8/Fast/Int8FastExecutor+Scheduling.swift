@@ -182,6 +182,10 @@ extension Int8FastExecutor {
             octet_i8_dwconv__scalar(
               &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int8.self), &e,
               Int32(oy0), Int32(oy1), output + n * imageOut)
+          } else if vnniDepthwise {
+            octet_i8_dwconv__avx512vnni(
+              &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int16.self), &e,
+              Int32(oy0), Int32(oy1), output + n * imageOut)
           } else {
             octet_i8_dwconv__avx2(
               &window, padded, Int32(paddedW), conv.packedWeights.pointer.assumingMemoryBound(to: Int16.self), &e,

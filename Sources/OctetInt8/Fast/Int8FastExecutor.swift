@@ -37,6 +37,8 @@ public final class Int8FastExecutor: @unchecked Sendable {
   let emulatedISA: Bool
   /// Depthwise convolutions on the scalar kernel (int8 weights) rather than the AVX2 one (int16).
   let scalarDepthwise: Bool
+  /// Depthwise convolutions on the AVX-512 VNNI kernel (the avx512vnni and amx backends, run natively).
+  let vnniDepthwise: Bool
   let steps: [FastStep]
   /// Bytes per image of each activation buffer.
   let bufferSizes: [Int]
@@ -96,6 +98,9 @@ public final class Int8FastExecutor: @unchecked Sendable {
     classes = reference.classes
     logitScale = reference.logitScale
     scalarDepthwise = isa == OCTET_I8_SCALAR || (emulatedISA && !Int8Backend.avx2.isSupported)
+    vnniDepthwise =
+      !scalarDepthwise && !emulatedISA && (isa == OCTET_I8_AVX512VNNI || isa == OCTET_I8_AMX)
+      && Int8Backend.avx512vnni.isSupported
     let plan = FastPlanner(
       reference: reference, isa: isa, fuse: fuseResidualAdds, scalarDepthwise: scalarDepthwise, avx2Kernel: avx2Kernel)
     steps = plan.steps
