@@ -45,7 +45,7 @@ MUTATIONS=(
   "epilogue-quads|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 quads kernel's in-register epilogue drops the fused residual add"
   "vnni512-rounding|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI fused epilogue drops the rounding term of the 32-bit form (caught only on a CPU with AVX-512 VNNI: elsewhere those tests skip)"
   "vnni512-residual-fold|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI fused epilogue adds the folded residual's high constant to its low half (caught only on a CPU with AVX-512 VNNI)"
-  "vnni-dw-lone-tap|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI depthwise kernel pairs a lone last tap with its own weight instead of 0 (caught only on a CPU with AVX-512 VNNI)"
+  "vnni-dw-lone-tap|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI depthwise kernel gives the spare taps of its last quad weight 1 instead of 0 (caught only on a CPU with AVX-512 VNNI and VBMI)"
   "avx2-residual-shift-logical|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
 )
 
@@ -127,11 +127,9 @@ EOF
 EOF
     ;;
     vnni-dw-lone-tap) cat <<'EOF'
-                             : _mm512_setzero_si512();
-      wp[q]
+          b[4 * j + t] = 4 * q + t < taps ? (int8_t)weights[(4 * q + t) * c + c0 + j] : 0;
 =>
-                             : wa;
-      wp[q]
+          b[4 * j + t] = 4 * q + t < taps ? (int8_t)weights[(4 * q + t) * c + c0 + j] : 1;
 EOF
     ;;
     vnni512-residual-fold) cat <<'EOF'

@@ -15,6 +15,7 @@
 #define OCTET_EPILOGUE octet_i8_epilogue__emulated
 #else
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2")))
+#define VNNI_DW __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2")))
 #define OCTET_GEMM octet_i8_gemm__avx512vnni
 #define OCTET_EPILOGUE octet_i8_epilogue__avx2
 #endif
@@ -111,22 +112,27 @@ VNNI static inline void finish16_512(__m512i acc, const cols16* p, const ep_cons
 }
 
 /// N output pixels of a depthwise convolution (N a compile-time constant after inlining): one
-/// accumulator chain per pixel, two taps per vpdpwssd, then the epilogue (finish16_512 where the
-/// fused form applies, else finish8 on each half).
-VNNI __attribute__((always_inline)) static inline void dw_pixels(
-    size_t N, const uint8_t* base, size_t step, const size_t* off, size_t taps, const __m512i* wp, __m512i bias,
-    const ep_consts* k, const consts512* c5, int use512, const cols16* p16, const cols8* p0, const cols8* p1,
-    const octet_i8_epilogue* ep, size_t pixel, size_t c, size_t c0, uint8_t* out) {
+/// accumulator chain per pixel, four taps per vpdpbusd, then the epilogue (finish16_512 where the
+/// fused form applies, else finish8 on each half). `off` has `quads * 4` entries.
+VNNI_DW __attribute__((always_inline)) static inline void dw_pixels(
+    size_t N, const uint8_t* base, size_t step, const size_t* off, size_t quads, const __m512i* wq, __m512i bias,
+    __m512i idx01, __m512i idx23, const ep_consts* k, const consts512* c5, int use512, const cols16* p16,
+    const cols8* p0, const cols8* p1, const octet_i8_epilogue* ep, size_t pixel, size_t c, size_t c0,
+    uint8_t* out) {
   __m512i acc[4];
   for (size_t i = 0; i < N; i++) acc[i] = bias;
-  const size_t pairs = (taps + 1) / 2;
-  for (size_t q = 0; q < pairs; q++) {
-    // A lone last tap reads its own codes again as x_b; its weight w_b is 0.
-    const size_t oa = off[2 * q], ob = 2 * q + 1 < taps ? off[2 * q + 1] : oa;
+  for (size_t q = 0; q < quads; q++) {
+    const size_t* o = off + 4 * q;
     for (size_t i = 0; i < N; i++) {
-      const __m512i xa = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(base + i * step + oa)));
-      const __m512i xb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(base + i * step + ob)));
-      acc[i] = _mm512_dpwssd_epi32(acc[i], _mm512_or_si512(xa, _mm512_slli_epi32(xb, 16)), wp[q]);
+      const uint8_t* b = base + i * step;
+      // The lane of channel j gets the bytes (x_0[j], x_1[j], x_2[j], x_3[j]) of the quad's taps.
+      const __m512i a = _mm512_permutex2var_epi8(_mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(b + o[0]))),
+                                                 idx01,
+                                                 _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(b + o[1]))));
+      const __m512i d = _mm512_permutex2var_epi8(_mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(b + o[2]))),
+                                                 idx23,
+                                                 _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(b + o[3]))));
+      acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_mask_blend_epi8(0xCCCCCCCCCCCCCCCCull, a, d), wq[q]);
     }
   }
   for (size_t i = 0; i < N; i++) {
@@ -141,19 +147,20 @@ VNNI __attribute__((always_inline)) static inline void dw_pixels(
   }
 }
 
-/// Depthwise convolution on AVX-512 VNNI (the contract of octet_i8_dwconv__avx2, same int16 weights):
-/// 16 channels in the 16 int32 lanes of a zmm, two taps per vpdpwssd. Each lane holds the pair
-/// (x_a, x_b) of the channel's codes at taps a and b as int16 (codes <= 255 are non-negative
-/// int16), the weights the pair (w_a, w_b), so one instruction adds x_a * w_a + x_b * w_b to the
-/// lane, exactly (|x * w| < 2^15, and the int32 sum is the AVX2 kernel's: both wrap alike).
-/// Four output pixels at a time (four independent chains), the row's last 1-3 together. Channel
-/// counts that are not a multiple of 16 (every layer of Lite0 and MobileNetV2 is), and kernels of
-/// more than 64 taps, go to the AVX2 kernel.
-VNNI void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
-                                      const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
-                                      int32_t oy1, uint8_t* out) {
+/// Depthwise convolution on AVX-512 VNNI + VBMI (the contract of octet_i8_dwconv__avx2; the same
+/// int16 weights, which are the int8 weights widened): 16 channels in the 16 int32 lanes of a zmm, four taps
+/// per vpdpbusd. Two vpermt2b put each channel's codes at four taps into its lane's four bytes, the
+/// weights' lane holds the channel's four int8 weights, so one instruction adds the four products
+/// u8 x s8 to the lane exactly, with no intermediate saturation (the int32 sum is the AVX2
+/// kernel's: both wrap alike). A last quad with fewer taps repeats a tap with weight 0. Four output
+/// pixels at a time (four independent chains), the row's last 1-3 together. Channel counts that
+/// are not a multiple of 16 (every layer of Lite0 and MobileNetV2 is) and kernels of more than 64
+/// taps go to the AVX2 kernel.
+VNNI_DW void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
+                                         const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
+                                         int32_t oy1, uint8_t* out) {
   const size_t c = (size_t)w->channels, pw = (size_t)padded_w;
-  const size_t taps = (size_t)(w->kernel_h * w->kernel_w), pairs = (taps + 1) / 2;
+  const size_t taps = (size_t)(w->kernel_h * w->kernel_w), quads = (taps + 3) / 4;
   if (taps > 64 || c % 16 != 0) {
     octet_i8_dwconv__avx2(w, padded, padded_w, weights, ep, oy0, oy1, out);
     return;
@@ -162,20 +169,33 @@ VNNI void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t* p
   const int fusable = fused_epilogue_consts(&k, ep, 0, c);
   const consts512 c5 = consts512_of(&k);
   const int use512 = fusable && c5.use512;
-  size_t off[64];  // each tap's byte offset from the window's corner
-  for (int32_t ky = 0; ky < w->kernel_h; ky++)
-    for (int32_t kx = 0; kx < w->kernel_w; kx++) off[ky * w->kernel_w + kx] = ((size_t)ky * pw + (size_t)kx) * c;
+  size_t off[64];  // each tap's byte offset from the window's corner; the last quad's spares repeat tap 0
+  for (size_t t = 0; t < 4 * quads; t++) {
+    const size_t tap = t < taps ? t : 0;
+    off[t] = ((size_t)(tap / (size_t)w->kernel_w) * pw + tap % (size_t)w->kernel_w) * c;
+  }
+  // Byte 4j + t of the lane comes from byte j of tap t's load (t = 0, 1 from the first pair of
+  // tables, t = 2, 3 from the second; bit 6 of an index picks the second table).
+  uint8_t i01[64], i23[64];
+  for (int j = 0; j < 16; j++) {
+    i01[4 * j] = (uint8_t)j;
+    i01[4 * j + 1] = (uint8_t)(64 + j);
+    i01[4 * j + 2] = i01[4 * j + 3] = (uint8_t)j;
+    i23[4 * j] = i23[4 * j + 1] = (uint8_t)j;
+    i23[4 * j + 2] = (uint8_t)j;
+    i23[4 * j + 3] = (uint8_t)(64 + j);
+  }
+  const __m512i idx01 = _mm512_loadu_si512(i01), idx23 = _mm512_loadu_si512(i23);
   const size_t step = (size_t)w->stride_w * c;  // from one output pixel's window to the next
   const size_t ow = (size_t)w->out_w;
-  const __m512i low16 = _mm512_set1_epi32(0xffff);
   for (size_t c0 = 0; c0 < c; c0 += 16) {
-    __m512i wp[32];
-    for (size_t q = 0; q < pairs; q++) {
-      const __m512i wa = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i*)(weights + 2 * q * c + c0)));
-      const __m512i wb = 2 * q + 1 < taps
-                             ? _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i*)(weights + (2 * q + 1) * c + c0)))
-                             : _mm512_setzero_si512();
-      wp[q] = _mm512_or_si512(_mm512_and_si512(wa, low16), _mm512_slli_epi32(wb, 16));
+    __m512i wq[16];
+    for (size_t q = 0; q < quads; q++) {
+      int8_t b[64];
+      for (size_t j = 0; j < 16; j++)
+        for (size_t t = 0; t < 4; t++)
+          b[4 * j + t] = 4 * q + t < taps ? (int8_t)weights[(4 * q + t) * c + c0 + j] : 0;
+      wq[q] = _mm512_loadu_si512(b);
     }
     const __m512i bias = _mm512_loadu_si512(ep->bias + c0);
     const cols8 p0 = load_cols8(ep, c0, k.fast), p1 = load_cols8(ep, c0 + 8, k.fast);
@@ -185,8 +205,9 @@ VNNI void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t* p
       const uint8_t* row = padded + (size_t)(oy * w->stride_h) * pw * c + c0;
       const size_t pixel0 = (size_t)oy * ow;
       size_t ox = 0;
-#define OCTET_DW_PIXELS(N) \
-  dw_pixels(N, row + ox * step, step, off, taps, wp, bias, &k, &c5, use512, &p16, &p0, &p1, ep, pixel0 + ox, c, c0, out)
+#define OCTET_DW_PIXELS(N)                                                                                    \
+  dw_pixels(N, row + ox * step, step, off, quads, wq, bias, idx01, idx23, &k, &c5, use512, &p16, &p0, &p1, ep, \
+            pixel0 + ox, c, c0, out)
       for (; ox + 4 <= ow; ox += 4) OCTET_DW_PIXELS(4);
       switch (ow - ox) {
         case 3: OCTET_DW_PIXELS(3); break;

@@ -54,6 +54,14 @@ int octet_i8_cpu_supports(octet_i8_isa isa) {
     default: return 0;
   }
 }
+
+int octet_i8_cpu_has_vbmi(void) {
+  if (!octet_i8_cpu_supports(OCTET_I8_AVX512VNNI)) return 0;
+  unsigned a, b, c, d;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (c >> 1) & 1;
+}
 #else
 int octet_i8_cpu_supports(octet_i8_isa isa) { return isa == OCTET_I8_SCALAR; }
+int octet_i8_cpu_has_vbmi(void) { return 0; }
 #endif

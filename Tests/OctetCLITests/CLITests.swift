@@ -57,11 +57,19 @@ enum Paths {
   static let valImages = TestData.valImages
   static var lite0: URL? { TestData.model("efficientnet-lite0-57934424.pth") }
 
+  /// A fresh directory under this test process's own root, which is removed when the process exits
+  /// (the CLI tests write models of up to 100 MB; 52 tests each left theirs in /tmp before).
   static func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("octet-cli-\(UUID().uuidString)")
+    let url = runRoot.appendingPathComponent(UUID().uuidString)
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
   }
+
+  static let runRoot: URL = {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("octet-cli-\(getpid())")
+    atexit { try? FileManager.default.removeItem(at: Paths.runRoot) }
+    return root
+  }()
 }
 
 /// The clear-error contract: non-zero exit, one line that names the culprit, no output file.

@@ -42,6 +42,8 @@ typedef enum {
 /// 1 if the CPU and the OS support `isa` (CPUID, XGETBV; for AMX also the Linux permission to use
 /// tile data, requested once with arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)), else 0.
 int octet_i8_cpu_supports(octet_i8_isa isa);
+/// 1 if the CPU has AVX512_VBMI (byte permutes; the VNNI depthwise kernel needs it).
+int octet_i8_cpu_has_vbmi(void);
 
 /// Columns per packed B panel, all ISAs.
 #define OCTET_I8_NR 16
@@ -193,8 +195,9 @@ void octet_i8_dwconv__scalar(const octet_i8_window* w, const uint8_t* padded, in
 void octet_i8_dwconv__avx2(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
                            const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
                            int32_t oy1, uint8_t* out);
-/// The same on AVX-512 VNNI (vpdpwssd, two taps per instruction), same int16 weights; it hands
-/// layers whose channel count is not a multiple of 16 to the AVX2 kernel.
+/// The same on AVX-512 VNNI with VBMI (vpdpbusd, four taps per instruction), same int16 weights
+/// (int8 values); it hands layers whose channel count is not a multiple of 16 to the AVX2 kernel.
+/// Call it only where octet_i8_cpu_has_vbmi() says so.
 void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t* padded, int32_t padded_w,
                                  const int16_t* weights, const octet_i8_epilogue* ep, int32_t oy0,
                                  int32_t oy1, uint8_t* out);

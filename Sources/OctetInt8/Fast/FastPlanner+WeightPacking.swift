@@ -57,7 +57,8 @@ extension FastPlanner {
         input: input, output: output, isa: isa, avx2Kernel: nil, clamp: clamp, int32Output: false,
         residual: residual)
       // Depthwise weights stay tap-major [kh * kw][C] (the reference plan's layout): int8 for the
-      // scalar kernel, widened to int16 for the AVX2 one (which the VNNI and AMX backends use too).
+      // scalar kernel, widened to int16 for the AVX2 one and the AVX-512 VNNI one (which narrows
+      // them back to int8 quads).
       let taps = plan.kernelH * plan.kernelW
       step.k = taps
       step.kp = taps

@@ -37,7 +37,8 @@ public final class Int8FastExecutor: @unchecked Sendable {
   let emulatedISA: Bool
   /// Depthwise convolutions on the scalar kernel (int8 weights) rather than the AVX2 one (int16).
   let scalarDepthwise: Bool
-  /// Depthwise convolutions on the AVX-512 VNNI kernel (the avx512vnni and amx backends, run natively).
+  /// Depthwise convolutions on the AVX-512 VNNI kernel (the avx512vnni and amx backends, run natively
+  /// on a CPU with VBMI; without it they take the AVX2 kernel).
   let vnniDepthwise: Bool
   let steps: [FastStep]
   /// Bytes per image of each activation buffer.
@@ -100,7 +101,7 @@ public final class Int8FastExecutor: @unchecked Sendable {
     scalarDepthwise = isa == OCTET_I8_SCALAR || (emulatedISA && !Int8Backend.avx2.isSupported)
     vnniDepthwise =
       !scalarDepthwise && !emulatedISA && (isa == OCTET_I8_AVX512VNNI || isa == OCTET_I8_AMX)
-      && Int8Backend.avx512vnni.isSupported
+      && Int8Backend.avx512vnni.isSupported && octet_i8_cpu_has_vbmi() != 0
     let plan = FastPlanner(
       reference: reference, isa: isa, fuse: fuseResidualAdds, scalarDepthwise: scalarDepthwise, avx2Kernel: avx2Kernel)
     steps = plan.steps
