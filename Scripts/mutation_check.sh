@@ -45,6 +45,7 @@ MUTATIONS=(
   "epilogue-quads|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 quads kernel's in-register epilogue drops the fused residual add"
   "vnni512-rounding|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI fused epilogue drops the rounding term of the 32-bit form (caught only on a CPU with AVX-512 VNNI: elsewhere those tests skip)"
   "vnni512-residual-fold|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI fused epilogue adds the folded residual's high constant to its low half (caught only on a CPU with AVX-512 VNNI)"
+  "vnni512-general-rounding|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI 16-lane epilogue's general form (shifts below 32) drops its rounding term (caught only on a CPU with AVX-512 VNNI)"
   "vnni-dw-lone-tap|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI depthwise kernel gives the spare taps of its last quad weight 1 instead of 0 (caught only on a CPU with AVX-512 VNNI and VBMI)"
   "avx2-residual-shift-logical|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
 )
@@ -124,6 +125,12 @@ EOF
         _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ye, 32), yo), p->rnd32), p->post);
 =>
         _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ye, 32), yo), _mm512_setzero_si512()), p->post);
+EOF
+    ;;
+    vnni512-general-rounding) cat <<'EOF'
+_mm512_srav_epi64(_mm512_add_epi64(ye, p->rnd_e), p->sh_e)
+=>
+_mm512_srav_epi64(ye, p->sh_e)
 EOF
     ;;
     vnni-dw-lone-tap) cat <<'EOF'

@@ -23,21 +23,26 @@
 // The native build finishes whole tiles from their registers with the AVX2 kernels' fused epilogue
 // (finish_row16: the 32-bit fast form of §3 and the folded residual add of §8, the same code the
 // AVX2 GEMMs run), each zmm accumulator split into its two ymm halves; the per-tensor constants are
-// loaded once per call. Partial tiles, and epilogues without the fast form, store the accumulators
-// and run the general epilogue. The emulated build (tests on any CPU) always takes that path.
+// loaded once per call; finish16_512 (below) does it on 16 lanes, in the fast form or, for any
+// shift, the general one. Partial tiles, int32 outputs and unfolded residual adds without the fast
+// form store the accumulators and run the general epilogue. The emulated build (tests on any CPU)
+// always takes that path.
 #if !defined(OCTET_EMULATE_ISA)
 #include "qu8s8-gemm-6x16-avx2.h"
 
 // The fused epilogue on 16 lanes at once: finish_row16's arithmetic (§3's fast form, the folded
 // residual add of §8, the saturating store) written with AVX-512 instructions, lane for lane the
-// same operations, so the same codes. Used when there is no residual add or it has the folded form
-// (k->add_fold); otherwise finish_row16 runs on the two halves.
+// same operations, so the same codes; and §3's general form (any shift), which AVX-512 can do in
+// 64-bit lanes directly (arithmetic shifts and min/max of int64). Used when there is no residual
+// add or it has the folded form (k->add_fold); otherwise finish_row16 runs on the two halves.
+// Built from cols8 loaded with fast = 1 (rnd_e, rnd_o = 2^(n-1), without the AVX2 general form's
+// 2^62 bias).
 typedef struct {
-  __m512i mult, mult_odd, rnd_e, rnd_o, rnd32, post;
+  __m512i mult, mult_odd, rnd_e, rnd_o, rnd32, post, sh_e, sh_o;
 } cols16;
 
 typedef struct {
-  __m512i zout, lo, hi, lo_rel, hi_rel, add_lo, add_hi, madd_hi, madd_lo, fold_ch, fold_cl, zero, v255;
+  __m512i zout, lo, hi, lo_rel, hi_rel, lo64, hi64, add_lo, add_hi, madd_hi, madd_lo, fold_ch, fold_cl, zero, v255;
   __m128i madd_post;
   int use512;  // 0: finish_row16 on the halves
 } consts512;
@@ -54,6 +59,8 @@ VNNI static inline cols16 cols16_of(const cols8* a, const cols8* b) {
   p.rnd_o = octet_join(a->rnd_o, b->rnd_o);
   p.rnd32 = octet_join(a->rnd32, b->rnd32);
   p.post = octet_join(a->post, b->post);
+  p.sh_e = octet_join(a->sh_e, b->sh_e);
+  p.sh_o = octet_join(a->sh_o, b->sh_o);
   return p;
 }
 
@@ -66,6 +73,8 @@ VNNI static inline consts512 consts512_of(const ep_consts* k) {
   OCTET_WIDE(hi);
   OCTET_WIDE(lo_rel);
   OCTET_WIDE(hi_rel);
+  OCTET_WIDE(lo64);
+  OCTET_WIDE(hi64);
   c.use512 = !k->residual || k->add_fold;
   if (k->residual && k->add_fold) {
     OCTET_WIDE(add_lo);
@@ -89,7 +98,15 @@ VNNI static inline void finish16_512(__m512i acc, const cols16* p, const ep_cons
   const __m512i ye = _mm512_mul_epi32(acc, p->mult);
   const __m512i yo = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), p->mult_odd);
   __m512i q;
-  if (k->fast33)
+  if (!k->fast) {
+    // §3 as written: y = (acc * m + 2^(n-1)) >> n in int64 (|acc * m| < 2^62), clamped to
+    // [lo - z, hi - z] in int64, then narrowed: the even lanes' low halves, the odd lanes' moved up.
+    const __m512i e = _mm512_min_epi64(
+        _mm512_max_epi64(_mm512_srav_epi64(_mm512_add_epi64(ye, p->rnd_e), p->sh_e), c->lo64), c->hi64);
+    const __m512i o = _mm512_min_epi64(
+        _mm512_max_epi64(_mm512_srav_epi64(_mm512_add_epi64(yo, p->rnd_o), p->sh_o), c->lo64), c->hi64);
+    q = _mm512_mask_blend_epi32(0xAAAA, e, _mm512_slli_epi64(o, 32));
+  } else if (k->fast33)
     q = _mm512_srav_epi32(
         _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ye, 32), yo), p->rnd32), p->post);
   else
@@ -166,9 +183,11 @@ VNNI_DW void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t
     return;
   }
   ep_consts k = load_consts(ep);
-  const int fusable = fused_epilogue_consts(&k, ep, 0, c);
+  (void)fused_epilogue_consts(&k, ep, 0, c);  // sets k.fast33
   const consts512 c5 = consts512_of(&k);
-  const int use512 = fusable && c5.use512;
+  // finish16_512 has the fast and the general form: it serves every epilogue but a residual add
+  // without the folded form.
+  const int use512 = c5.use512 && !ep->int32_output;
   size_t off[64];  // each tap's byte offset from the window's corner; the last quad's spares repeat tap 0
   for (size_t t = 0; t < 4 * quads; t++) {
     const size_t tap = t < taps ? t : 0;
@@ -200,7 +219,10 @@ VNNI_DW void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t
     const __m512i bias = _mm512_loadu_si512(ep->bias + c0);
     const cols8 p0 = load_cols8(ep, c0, k.fast), p1 = load_cols8(ep, c0 + 8, k.fast);
     cols16 p16;
-    if (use512) p16 = cols16_of(&p0, &p1);
+    if (use512) {
+      const cols8 f0 = load_cols8(ep, c0, 1), f1 = load_cols8(ep, c0 + 8, 1);
+      p16 = cols16_of(&f0, &f1);
+    }
     for (int32_t oy = oy0; oy < oy1; oy++) {
       const uint8_t* row = padded + (size_t)(oy * w->stride_h) * pw * c + c0;
       const size_t pixel0 = (size_t)oy * ow;
@@ -305,7 +327,8 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
       const int8_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR;
       // A tile is fused when its columns fill its kernel's width (32, or 16 at the end).
 #if !defined(OCTET_EMULATE_ISA)
-      const int whole = fusable && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
+      // finish16_512 also has the general form, so with it a tile needs no fast form.
+      const int whole = (fusable || (c5.use512 && !ep->int32_output)) && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
       if (whole)
         for (size_t p = 0; p * OCTET_I8_NR < cols; p++) {
           o[p].p0 = load_cols8(ep, p0 + 16 * p, 1);
