@@ -134,9 +134,11 @@ _mm512_srav_epi64(ye, p->sh_e)
 EOF
     ;;
     vnni-dw-lone-tap) cat <<'EOF'
-          b[4 * j + t] = 4 * q + t < taps ? (int8_t)weights[(4 * q + t) * c + c0 + j] : 0;
+                                : _mm512_setzero_si512();
+      wq[q]
 =>
-          b[4 * j + t] = 4 * q + t < taps ? (int8_t)weights[(4 * q + t) * c + c0 + j] : 1;
+                                : _mm512_set1_epi8(1);
+      wq[q]
 EOF
     ;;
     vnni512-residual-fold) cat <<'EOF'

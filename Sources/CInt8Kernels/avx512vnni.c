@@ -208,13 +208,17 @@ VNNI_DW void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t
   const size_t step = (size_t)w->stride_w * c;  // from one output pixel's window to the next
   const size_t ow = (size_t)w->out_w;
   for (size_t c0 = 0; c0 < c; c0 += 16) {
+    // The weights' quads, gathered as the codes are: tap t's 16 weights narrowed to bytes (they are
+    // int8 values), spare taps 0.
     __m512i wq[16];
     for (size_t q = 0; q < quads; q++) {
-      int8_t b[64];
-      for (size_t j = 0; j < 16; j++)
-        for (size_t t = 0; t < 4; t++)
-          b[4 * j + t] = 4 * q + t < taps ? (int8_t)weights[(4 * q + t) * c + c0 + j] : 0;
-      wq[q] = _mm512_loadu_si512(b);
+      __m512i n[4];
+      for (size_t t = 0; t < 4; t++)
+        n[t] = 4 * q + t < taps ? _mm512_castsi128_si512(_mm256_cvtepi16_epi8(
+                                      _mm256_loadu_si256((const __m256i*)(weights + (4 * q + t) * c + c0))))
+                                : _mm512_setzero_si512();
+      wq[q] = _mm512_mask_blend_epi8(0xCCCCCCCCCCCCCCCCull, _mm512_permutex2var_epi8(n[0], idx01, n[1]),
+                                     _mm512_permutex2var_epi8(n[2], idx23, n[3]));
     }
     const __m512i bias = _mm512_loadu_si512(ep->bias + c0);
     const cols8 p0 = load_cols8(ep, c0, k.fast), p1 = load_cols8(ep, c0 + 8, k.fast);
