@@ -221,12 +221,11 @@ VNNI_DW void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t
                                      _mm512_permutex2var_epi8(n[2], idx23, n[3]));
     }
     const __m512i bias = _mm512_loadu_si512(ep->bias + c0);
-    const cols8 p0 = load_cols8(ep, c0, k.fast), p1 = load_cols8(ep, c0 + 8, k.fast);
+    // finish16_512 takes its columns' constants in the fast = 1 layout (cols16), finish8 in k.fast's.
+    const int fast_layout = use512 ? 1 : k.fast;
+    const cols8 p0 = load_cols8(ep, c0, fast_layout), p1 = load_cols8(ep, c0 + 8, fast_layout);
     cols16 p16;
-    if (use512) {
-      const cols8 f0 = load_cols8(ep, c0, 1), f1 = load_cols8(ep, c0 + 8, 1);
-      p16 = cols16_of(&f0, &f1);
-    }
+    if (use512) p16 = cols16_of(&p0, &p1);
     for (int32_t oy = oy0; oy < oy1; oy++) {
       const uint8_t* row = padded + (size_t)(oy * w->stride_h) * pw * c + c0;
       const size_t pixel0 = (size_t)oy * ow;

@@ -99,9 +99,9 @@ public final class Int8FastExecutor: @unchecked Sendable {
     classes = reference.classes
     logitScale = reference.logitScale
     scalarDepthwise = isa == OCTET_I8_SCALAR || (emulatedISA && !Int8Backend.avx2.isSupported)
+    // octet_i8_cpu_has_vbmi also requires AVX-512 VNNI (and the OS's zmm state).
     vnniDepthwise =
-      !scalarDepthwise && !emulatedISA && (isa == OCTET_I8_AVX512VNNI || isa == OCTET_I8_AMX)
-      && Int8Backend.avx512vnni.isSupported && octet_i8_cpu_has_vbmi() != 0
+      !emulatedISA && (isa == OCTET_I8_AVX512VNNI || isa == OCTET_I8_AMX) && octet_i8_cpu_has_vbmi() != 0
     let plan = FastPlanner(
       reference: reference, isa: isa, fuse: fuseResidualAdds, scalarDepthwise: scalarDepthwise, avx2Kernel: avx2Kernel)
     steps = plan.steps
