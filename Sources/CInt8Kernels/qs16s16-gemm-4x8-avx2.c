@@ -2,8 +2,8 @@
 // vpmaddwd multiplies a row's int16 pair (a[k], a[k+1]), broadcast, by 8 columns' weight pairs and
 // adds each pair into int32. |x| <= 32768 and |w| <= w_max, so a pair sum is at most
 // 2 · 32768 · w_max: with 8-bit weights 256 pairs stay below 2^31 (256 · 2 · 32768 · 127 < 2^31),
-// with 16-bit weights only one does. Partial sums over such blocks of K are exact int32 and are
-// added into int64 accumulators; integer addition is associative, so the result is the scalar
+// with 16-bit weights only one does (128 on an 8-bit input, a8w16). Partial sums over such blocks
+// of K are exact int32 and are added into int64 accumulators; integer addition is associative, so the result is the scalar
 // twin's (qs16-conv-scalar.c) bit for bit, and the epilogue is the same C function.
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -13,7 +13,10 @@
 
 AVX2 static inline void tile(const octet_a16_conv* c, const int16_t* a, int32_t rows, size_t col0, void* out) {
   const size_t kp = (size_t)c->kp, n = (size_t)c->out_c;
-  const size_t block = c->weight_bits == 16 ? 2 : 512;  // K values per exact int32 block
+  // K values per exact int32 block: a pair sum is at most 2 · |x|max · w_max, so 512 with 8-bit
+  // weights (|x| <= 32768), 2 with 16-bit weights on a 16-bit input, and 256 with 16-bit weights on
+  // an 8-bit input (a8w16, 0 <= x <= 255: 128 · 2 · 255 · 32767 = 2,139,029,760 < 2^31).
+  const size_t block = c->weight_bits != 16 ? 512 : c->in_bits == 8 ? 256 : 2;
   const int16_t* panel = c->weights + (col0 / 8) * (kp / 2) * 16;
   __m256i lo[4], hi[4];
   for (int32_t r = 0; r < 4; r++) lo[r] = hi[r] = _mm256_setzero_si256();

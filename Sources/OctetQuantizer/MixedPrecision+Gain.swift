@@ -7,8 +7,15 @@ import Synchronization
 
 /// What running one layer at 16 bits does to the whole integer network (`MixedPrecision.gains`).
 public struct A16Gain: Codable, Sendable, Equatable {
+  /// What goes to 16 bits: the layer's input (a16, with its producer's twin) or its weights (a8w16).
+  public enum Kind: String, Codable, Sendable {
+    case input = "a16"
+    case weights = "w16"
+  }
+
   /// The layer (int8 node name) run at 16 bits, every other layer as the 8-bit model has it.
   public var layer: String
+  public var kind: Kind = .input
   /// Mean over the images of KL(float softmax ‖ int8 softmax), in nats, with this layer at 16 bits.
   public var kl: Double
   /// The 8-bit model's mean KL minus `kl`: how much closer to float the network gets.
@@ -17,8 +24,9 @@ public struct A16Gain: Codable, Sendable, Equatable {
   /// producer's 16-bit twin must be computed for it (`MixedPrecision.choose`).
   public var cost: Int
 
-  public init(layer: String, kl: Double, gain: Double, cost: Int) {
+  public init(layer: String, kind: Kind = .input, kl: Double, gain: Double, cost: Int) {
     self.layer = layer
+    self.kind = kind
     self.kl = kl
     self.gain = gain
     self.cost = cost
@@ -36,8 +44,8 @@ extension MixedPrecision {
   /// rounding, and what the data-driven passes had corrected in it. Deterministic: images are summed
   /// in order, whatever the threads.
   public static func gains(
-    float: Model, eightBit: QuantizedModel, candidates: [String], inputs: [Tensor],
-    trial: ([String]) throws -> QuantizedModel, producers: [String: String], threads: Int,
+    float: Model, eightBit: QuantizedModel, candidates: [String], weightCandidates: [String] = [],
+    inputs: [Tensor], trial: A16Trial, producers: [String: String], threads: Int,
     progress: @Sendable (_ done: Int, _ total: Int) -> Void = { _, _ in }
   ) throws -> (eightBit: Double, gains: [A16Gain]) {
     guard !inputs.isEmpty else { throw SensitivityError.noImages }
@@ -49,16 +57,20 @@ extension MixedPrecision {
     }
     let floatLogs = reference.withLock { $0.map { $0! } }
     let macs = try LayerCost.macs(of: eightBit)
-    progress(0, candidates.count + 1)
+    let trials =
+      candidates.map { (layer: $0, kind: A16Gain.Kind.input) }
+      + weightCandidates.map { (layer: $0, kind: A16Gain.Kind.weights) }
+    progress(0, trials.count + 1)
     let base = try meanKL(of: eightBit, floatLogs: floatLogs, inputs: inputs, threads: threads)
-    progress(1, candidates.count + 1)
+    progress(1, trials.count + 1)
     var result: [(gain: A16Gain, order: Int)] = []
-    for (order, layer) in candidates.enumerated() {
-      let kl = try meanKL(of: trial([layer]), floatLogs: floatLogs, inputs: inputs, threads: threads)
-      var cost = macs[layer] ?? 0
-      if let producer = producers[layer] { cost += macs[producer] ?? 0 }
-      result.append((A16Gain(layer: layer, kl: kl, gain: base - kl, cost: cost), order))
-      progress(order + 2, candidates.count + 1)
+    for (order, t) in trials.enumerated() {
+      let layers = t.kind == .input ? SixteenBitLayers(a16: [t.layer]) : SixteenBitLayers(w16: [t.layer])
+      let kl = try meanKL(of: trial(layers), floatLogs: floatLogs, inputs: inputs, threads: threads)
+      var cost = macs[t.layer] ?? 0
+      if t.kind == .input, let producer = producers[t.layer] { cost += macs[producer] ?? 0 }
+      result.append((A16Gain(layer: t.layer, kind: t.kind, kl: kl, gain: base - kl, cost: cost), order))
+      progress(order + 2, trials.count + 1)
     }
     let ranked = result.sorted { a, b in
       let ra = a.gain.gain / Double(max(a.gain.cost, 1))
@@ -89,10 +101,41 @@ extension MixedPrecision {
   }
 
   /// The layers to run at 16 bits from measured gains: those that help (gain > 0), in the order of
-  /// `gains`, taken by `choose` under `budget`.
+  /// `gains`, each taken when the multiply-adds taken so far plus its own stay ≤ `budget` · (Σ of
+  /// every value of `macs`), as `choose(budget:ranking:)` does. A layer's own multiply-adds count
+  /// once, whether it is taken for its input, its weights or both (then it is a16w16); an input
+  /// also costs its producer's twin, once per producer.
   public static func choose(budget: Double, gains: [A16Gain], macs: [String: Int], producers: [String: String])
-    throws(BudgetError) -> [String]
+    throws(BudgetError) -> SixteenBitLayers
   {
-    try choose(budget: budget, ranking: gains.filter { $0.gain > 0 }.map(\.layer), macs: macs, producers: producers)
+    guard budget >= 0, budget <= 1 else { throw .budgetOutOfRange(budget) }
+    let allowed = budget * Double(macs.values.reduce(0, +))
+    var used = 0
+    var chosen = SixteenBitLayers()
+    var paid: Set<String> = []
+    var twins: Set<String> = []
+    for g in gains where g.gain > 0 {
+      let name = g.layer
+      guard let own = macs[name] else { throw .unknownLayer(name) }
+      var cost = paid.contains(name) ? 0 : own
+      var producer: String? = nil
+      switch g.kind {
+      case .weights:
+        if chosen.w16.contains(name) { continue }
+      case .input:
+        if chosen.a16.contains(name) { continue }
+        if let p = producers[name], !twins.contains(p) {
+          guard let twin = macs[p] else { throw .unknownLayer(p) }
+          cost += twin
+          producer = p
+        }
+      }
+      guard Double(used + cost) <= allowed else { continue }
+      used += cost
+      paid.insert(name)
+      if let producer { twins.insert(producer) }
+      if g.kind == .weights { chosen.w16.append(name) } else { chosen.a16.append(name) }
+    }
+    return chosen
   }
 }

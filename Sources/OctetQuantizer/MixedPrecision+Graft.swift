@@ -28,12 +28,17 @@ extension MixedPrecision {
   ) throws -> QuantizedModel {
     let fixed = Dictionary(corrected.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     let before = Dictionary(plain.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    let wideNodes = Dictionary(wide.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     var converted: [String: QuantizedNode] = [:]
     var model = wide
     for i in model.nodes.indices {
       let n = model.nodes[i]
       if isTwin(n.name) {
         let base = String(n.name.dropLast(twinSuffix.count))
+        if wideNodes[base]?.weightBits == 16 {
+          // The twin of a layer with 16-bit weights: `wide`'s, as that layer is.
+          continue
+        }
         guard let p = converted[base] ?? fixed[base] else {
           throw QuantizerError.layer(n.name, "the 8-bit model has no layer '\(base)' to take the weights from")
         }
@@ -41,9 +46,12 @@ extension MixedPrecision {
         twin.weights = p.weights
         twin.weights16 = p.weights16
         twin.weightScales = p.weightScales
-        twin.bias64 = p.inputBits == 16 ? p.bias64 : p.bias.map(Int64.init)
+        twin.bias64 = p.isWide ? p.bias64 : p.bias.map(Int64.init)
         try setMultipliers(&twin)
         model.nodes[i] = twin
+      } else if n.weightBits == 16 && n.inputBits != 16 {
+        // a8w16 (§17.2): `wide`'s node as it is, like a16w16.
+        model.nodes[i] = n
       } else if n.inputBits == 16 {
         guard let c8 = fixed[n.name], let p8 = before[n.name], let b = floatBias[n.name] else {
           throw QuantizerError.layer(n.name, "the 8-bit models or the float model have no layer of this name")

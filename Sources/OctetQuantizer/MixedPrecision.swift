@@ -1,8 +1,24 @@
 import OctetCore
 import OctetModels
 
-/// Integer-only mixed precision (docs/quantization.md §17): which layers run with a 16-bit input,
-/// chosen by hand (`QuantizationOptions.a16Layers`) or under a multiply-add budget (`choose`).
+/// The 16-bit layers of a model (docs/quantization.md §17): `a16` read a 16-bit input (their
+/// producer's 16-bit twin), `w16` have 16-bit weights. A layer in `w16` only is a8w16 (§17.2); one
+/// in `a16` is a16w16 or a16w8 as `QuantizationOptions.a16WeightBits` says, a16w16 when also in `w16`.
+public struct SixteenBitLayers: Sendable, Equatable, Codable {
+  public var a16: [String]
+  public var w16: [String]
+
+  public init(a16: [String] = [], w16: [String] = []) {
+    self.a16 = a16
+    self.w16 = w16
+  }
+
+  public var isEmpty: Bool { a16.isEmpty && w16.isEmpty }
+}
+
+/// Integer-only mixed precision (docs/quantization.md §17): which layers run with a 16-bit input or
+/// 16-bit weights, chosen by hand (`QuantizationOptions.a16Layers`, `w16Layers`) or under a
+/// multiply-add budget (`choose`).
 public enum MixedPrecision {
   /// The integer node that holds the 16-bit twin of tensor `name` (§17): `<name>@int16`.
   public static func twinName(_ name: String) -> String { name + twinSuffix }
@@ -68,6 +84,16 @@ public enum MixedPrecision {
       result[layer.name] = plan.layers[layer.inputs[0]].name
     }
     return result
+  }
+
+  /// The layers that can have 16-bit weights on their 8-bit input, a8w16 (§17.2): every convolution
+  /// but one that reads the image's exact pixels (§12), in network order.
+  public static func weightCandidates(in model: Model, exactInput: Bool) throws -> [String] {
+    let plan = try LayerPlan(model: model)
+    return plan.layers.filter { layer in
+      guard case .conv = layer.operation else { return false }
+      return !(exactInput && layer.inputs[0] == LayerInput.graphInput)
+    }.map(\.name)
   }
 
   /// The layers that can run with a 16-bit input in this version (§17): convolutions whose input is

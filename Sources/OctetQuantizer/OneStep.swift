@@ -119,7 +119,7 @@ public struct QuantizationRecipe: Codable, Sendable, Equatable {
 }
 
 /// Builds, for a list of 16-bit layers, the model one-step quantization would write with them.
-public typealias A16Trial = ([String]) throws -> QuantizedModel
+public typealias A16Trial = (SixteenBitLayers) throws -> QuantizedModel
 
 extension Quantizer {
   /// Quantizes `model` with the ranges of `ranges` and the model-only techniques of `options`, then
@@ -132,7 +132,7 @@ extension Quantizer {
   /// their weights and bias corrections into the model quantized with the 16-bit layers (§17.1).
   public static func quantize(
     model: Model, ranges: RangeTable, options: QuantizationOptions, inputs: CalibrationInputs?, mode: String,
-    chooseA16: ((_ eightBit: QuantizedModel, _ trial: A16Trial) throws -> [String])? = nil,
+    chooseA16: ((_ eightBit: QuantizedModel, _ trial: A16Trial) throws -> SixteenBitLayers)? = nil,
     progress: @escaping @Sendable (PassProgress) -> Void = { _ in }
   ) throws -> QuantizationResult {
     let passes = try options.dataDrivenPasses()
@@ -158,6 +158,7 @@ extension Quantizer {
     // The passes see 8-bit layers only; 16-bit layers come after them.
     var eightBit = options
     eightBit.a16Layers = []
+    eightBit.w16Layers = []
     let direct = passes.isEmpty && chooseA16 == nil
     progress(PassProgress(stage: "quantizing", done: 0, total: 1))
     var result = try quantize(model: model, options: direct ? options : eightBit, range: range)
@@ -167,16 +168,22 @@ extension Quantizer {
       for pass in passes { result.model = try pass.run(floatModel, result.model, inputs!, progress) }
       let corrected = result.model
       let floatBias = try Quantizer.floatLayers(model: floatModel).mapValues(\.bias)
-      let withA16 = { (layers: [String]) throws -> QuantizationResult in
+      let withA16 = { (layers: SixteenBitLayers) throws -> QuantizationResult in
         var o = options
-        o.a16Layers = layers
+        o.a16Layers = layers.a16
+        o.w16Layers = layers.w16
         let wide = try quantize(model: model, options: o, range: range)
         return QuantizationResult(
           model: try MixedPrecision.graft(corrected: corrected, plain: plain, wide: wide.model, floatBias: floatBias),
           report: wide.report)
       }
-      if let chooseA16 { options.a16Layers = try chooseA16(corrected) { try withA16($0).model } }
-      if !options.a16Layers.isEmpty { result = try withA16(options.a16Layers) }
+      if let chooseA16 {
+        let chosen = try chooseA16(corrected) { try withA16($0).model }
+        options.a16Layers = chosen.a16
+        options.w16Layers = chosen.w16
+      }
+      let layers = SixteenBitLayers(a16: options.a16Layers, w16: options.w16Layers)
+      if !layers.isEmpty { result = try withA16(layers) }
     }
     result.model.calibrationImages = ranges.calibrationImages?.map(\.sha256)
     result.model.ranges = ranges.encoded()

@@ -32,6 +32,10 @@ public struct QuantizationOptions: Sendable, Equatable, Codable {
   /// The weights of the `a16Layers`: 8-bit [-127, 127] (a16w8, the default) or 16-bit
   /// [-32767, 32767] (a16w16).
   public var a16WeightBits: A16WeightBits = .eight
+  /// Layers (integer node names) that keep their 8-bit input and get 16-bit weights, a8w16
+  /// (docs/quantization.md §17.2). Any convolution but one with an exact input (§12); a layer also in
+  /// `a16Layers` is a16w16 there and not listed here.
+  public var w16Layers: [String] = []
 
   public init(weightBits: WeightBits = .eight) { self.weightBits = weightBits }
 }

@@ -54,7 +54,7 @@ public enum Quantizer {
       nodesByOperator: counts,
       floatNodesCovered: qmodel.nodes.filter { !MixedPrecision.isTwin($0.name) }.reduce(0) { $0 + $1.fused.count },
       leftInFloat: [], warnings: builder.warnings)
-    let a16 = qmodel.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }
+    let a16 = qmodel.nodes.filter { ($0.inputBits == 16 || $0.weightBits == 16) && !MixedPrecision.isTwin($0.name) }
     if !a16.isEmpty { report.a16Layers = a16.map { .init(name: $0.name, precision: $0.precision) } }
     return QuantizationResult(model: qmodel, report: report)
   }
@@ -266,6 +266,8 @@ struct Builder {
   /// (docs/quantization.md §17).
   var a16Layers: Set<String> = []
   var sixteenBitTensors: Set<String> = []
+  /// The layers of `options.w16Layers`: 16-bit weights (a8w16, §17.2; a16w16 when also a16).
+  var w16Layers: Set<String> = []
 
   init(model: Model, range: @escaping (String) -> (lo: Float, hi: Float)?) throws {
     self.model = model
@@ -434,6 +436,22 @@ struct Builder {
       a16Layers.insert(name)
       sixteenBitTensors.insert(plan.inputName(layer, 0))
     }
+    if options.equalization, let first = options.w16Layers.first {
+      throw QuantizerError.layer(first, "16-bit layers and cross-layer equalization cannot be combined yet")
+    }
+    for name in options.w16Layers {
+      guard let layer = byName[name] else {
+        throw QuantizerError.layer(
+          name, "is not a layer of this model; 16-bit layers are named by their integer node (e.g. '_blocks.7._bn2')")
+      }
+      guard case .conv = layer.operation else {
+        throw QuantizerError.layer(name, "only convolutions can have 16-bit weights (docs/quantization.md §17.2)")
+      }
+      if options.exactInput && plan.inputName(layer, 0) == Graph.inputName {
+        throw QuantizerError.layer(name, "reads the image's exact pixels (§12); its weights stay 8-bit")
+      }
+      w16Layers.insert(name)
+    }
   }
 
   /// The calibrated 16-bit quantization of tensor `name` (§17).
@@ -447,6 +465,8 @@ struct Builder {
     let node = layer.node
     let (t8, inQ8, _) = source(layer, 0)
     let a16 = a16Layers.contains(name)
+    // 16-bit weights: a8w16 (§17.2), or a16w16 for a layer in both lists.
+    let w16 = w16Layers.contains(name)
     let t = a16 ? MixedPrecision.twinName(t8) : t8
     let inQ = a16 ? quantization[t]! : inQ8
     let (o, ig, kh, kw) = (c.outChannels, c.inChannels / c.attributes.groups, c.kernelH, c.kernelW)
@@ -469,8 +489,8 @@ struct Builder {
         weightMax: weightMax, warnings: &warnings)
       (wq, scales, bias) = (e.weights.map(Int64.init), e.scales, e.bias)
       border = (e.classes, e.borderBias)
-    } else if a16 {
-      let weightMax16 = options.a16WeightBits.maxMagnitude
+    } else if a16 || w16 {
+      let weightMax16 = w16 ? A16WeightBits.sixteen.maxMagnitude : options.a16WeightBits.maxMagnitude
       (wq, scales, bias64) = try Quantizer.quantizeChannelsWide(
         weights: folded.weights, bias: folded.bias, outChannels: o, input: inQ, node: name, weightMax: weightMax16,
         warnings: &warnings)
@@ -531,14 +551,14 @@ struct Builder {
       n.channelClampHi = perChannel.map { UInt8($0.hi) }
       n.clamp = [Int(n.channelClampLo.min()!), Int(n.channelClampHi.max()!)]
     }
-    if a16 && options.a16WeightBits == .sixteen {
+    if (a16 && options.a16WeightBits == .sixteen) || w16 {
       n.weightBits = 16
       n.weights16 = ohwi.map { Int16($0) }
     } else {
       n.weights = ohwi.map { Int8($0) }
     }
-    if a16 {
-      n.inputBits = 16
+    if a16 || w16 {
+      if a16 { n.inputBits = 16 }
       n.bias64 = bias64
     } else {
       n.bias = bias
@@ -558,7 +578,7 @@ struct Builder {
     twin.name = MixedPrecision.twinName(name)
     twin.output = outQ16
     twin.outputBits = 16
-    if !a16 {
+    if !a16 && !w16 {
       twin.bias64 = bias.map(Int64.init)
       twin.bias = []
     }

@@ -77,6 +77,9 @@ struct QuantizeCommand: ParsableCommand {
   @Option(help: "Layers (int8 node names, comma-separated) whose input activations run at 16 bits.")
   var a16Layers: String?
 
+  @Option(help: "Layers (int8 node names, comma-separated) that keep 8-bit inputs and get 16-bit weights (a8w16).")
+  var w16Layers: String?
+
   @Option(
     help: """
       Weight bits of the 16-bit-input layers (--a16-layers, --a16-budget): 16 (a16w16, the default: \
@@ -100,6 +103,13 @@ struct QuantizeCommand: ParsableCommand {
       (each layer alone in int8 inside the float network; faster, less direct).
       """)
   var a16Ranking: A16Ranking = .gain
+
+  @Option(
+    help: """
+      One-step with --a16-budget and the gain ranking: what may go to 16 bits. inputs: a layer's input \
+      (a16, with its producer's 16-bit twin); weights: its weights on the 8-bit input (a8w16); both.
+      """)
+  var a16Kinds: A16Kinds = .inputs
 
   @Option(help: "One-step with --a16-budget: calibration images the ranking runs on.")
   var sensitivityImages: Int = 100
@@ -128,6 +138,9 @@ struct QuantizeCommand: ParsableCommand {
     if let adaround { options.adaRound = adaround }
     if let a16Layers {
       options.a16Layers = a16Layers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+    if let w16Layers {
+      options.w16Layers = w16Layers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     }
     options.a16WeightBits = A16WeightBits(rawValue: a16WeightBits) ?? .sixteen
     return options
@@ -353,7 +366,7 @@ struct QuantizeCommand: ParsableCommand {
     let inputs = CalibrationInputs(count: used.count, threads: threads) { i in
       preprocessing.apply(to: try ImageDecoder.decode(contentsOf: used[i]))
     }
-    let chooser: ((QuantizedModel, A16Trial) throws -> [String])? = a16Budget.map { budget in
+    let chooser: ((QuantizedModel, A16Trial) throws -> SixteenBitLayers)? = a16Budget.map { budget in
       { model, trial in
         try chooseA16Layers(
           budget: budget, floatModel: floatModel, int8: model, trial: trial, options: options, inputs: inputs,
@@ -378,7 +391,7 @@ struct QuantizeCommand: ParsableCommand {
   private func chooseA16Layers(
     budget: Double, floatModel: Model, int8: QuantizedModel, trial: A16Trial, options: QuantizationOptions,
     inputs: CalibrationInputs, display: StageProgress
-  ) throws -> [String] {
+  ) throws -> SixteenBitLayers {
     let count = min(sensitivityImages, inputs.count)
     display.stage("sensitivity: loading images", total: count)
     var images: [Tensor] = []
@@ -390,30 +403,37 @@ struct QuantizeCommand: ParsableCommand {
     let candidates = try MixedPrecision.candidates(in: floatModel)
     let producers = try MixedPrecision.producers(in: floatModel)
     let macs = try LayerCost.macs(of: int8)
-    let chosen: [String]
-    var detail: [String: String] = [:]
+    let chosen: SixteenBitLayers
+    var lines: [String] = []
     switch a16Ranking {
     case .gain:
-      display.stage("16-bit gain: layers", total: candidates.count + 1)
+      let weightCandidates =
+        a16Kinds == .inputs ? [] : try MixedPrecision.weightCandidates(in: floatModel, exactInput: options.exactInput)
+      let candidates = a16Kinds == .weights ? [] : candidates
+      display.stage("16-bit gain: layers", total: candidates.count + weightCandidates.count + 1)
       let measured = try MixedPrecision.gains(
-        float: float, eightBit: int8, candidates: candidates, inputs: images, trial: trial, producers: producers,
-        threads: threads, progress: { done, _ in display.update(done) })
+        float: float, eightBit: int8, candidates: candidates, weightCandidates: weightCandidates, inputs: images,
+        trial: trial, producers: producers, threads: threads, progress: { done, _ in display.update(done) })
       chosen = try MixedPrecision.choose(budget: budget, gains: measured.gains, macs: macs, producers: producers)
-      for g in measured.gains {
-        detail[g.layer] =
-          " (KL to float \(String(format: "%.5f", measured.eightBit)) -> \(String(format: "%.5f", g.kl)))"
+      for g in measured.gains
+      where (g.kind == .input ? chosen.a16 : chosen.w16).contains(g.layer) {
+        lines.append(
+          "\(g.layer) \(g.kind == .input ? "16-bit input" : "16-bit weights") (KL to float "
+            + "\(String(format: "%.5f", measured.eightBit)) -> \(String(format: "%.5f", g.kl)))")
       }
     case .sensitivity:
       display.stage("sensitivity: images", total: count)
       let ranking = try SensitivityAnalysis.rank(
         float: float, int8: int8, inputs: images, threads: threads, progress: { done, _ in display.update(done) })
       let allowed = Set(candidates)
-      chosen = try MixedPrecision.choose(
-        budget: budget, ranking: ranking.map(\.layer).filter(allowed.contains), macs: macs, producers: producers)
+      chosen = SixteenBitLayers(
+        a16: try MixedPrecision.choose(
+          budget: budget, ranking: ranking.map(\.layer).filter(allowed.contains), macs: macs, producers: producers))
+      lines = chosen.a16.map { "\($0) 16-bit input" }
     }
     display.note(
-      "--a16-budget \(budget): \(chosen.count) layer(s) at 16 bits"
-        + (chosen.isEmpty ? "" : ": \(chosen.map { $0 + (detail[$0] ?? "") }.joined(separator: ", "))"))
+      "--a16-budget \(budget): \(lines.count) choice(s) at 16 bits"
+        + (lines.isEmpty ? "" : ": " + lines.joined(separator: ", ")))
     return chosen
   }
 
@@ -488,4 +508,9 @@ func peakMemoryText() -> String {
 /// How `--a16-budget` ranks the layers that may run at 16 bits.
 enum A16Ranking: String, ExpressibleByArgument, CaseIterable {
   case gain, sensitivity
+}
+
+/// What `--a16-budget` (gain ranking) may make 16-bit: layers' inputs, their weights (a8w16), or both.
+enum A16Kinds: String, ExpressibleByArgument, CaseIterable {
+  case inputs, weights, both
 }

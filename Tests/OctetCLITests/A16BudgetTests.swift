@@ -36,13 +36,18 @@ struct A16BudgetTests {
     ])
     #expect(result.status == 0, "\(result.stderr)")
     let model = try QuantizedModelFile.read(contentsOf: out)
-    let wide = model.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }
+    // Every 16-bit node (16-bit input, output or weights), the twins included: their work is 16-bit too.
+    let wide = model.nodes.filter(\.isWide)
     let macs = try LayerCost.macs(of: model)
     let total = model.nodes.filter { !MixedPrecision.isTwin($0.name) }.reduce(0) { $0 + (macs[$1.name] ?? 0) }
-    let used = wide.reduce(0) { $0 + (macs[$1.name] ?? 0) }
+    let used = wide.reduce(0) { sum, n in
+      sum + (macs[n.name] ?? macs[String(n.name.dropLast(MixedPrecision.twinSuffix.count))] ?? 0)
+    }
     #expect(Double(used) <= budget * Double(total))
     #expect(budget == 0 ? wide.isEmpty : !wide.isEmpty, "\(result.stderr)")
-    #expect(result.stderr.contains("--a16-budget \(budget): \(wide.count) layer(s) at 16 bits"), "\(result.stderr)")
+    let options = try #require(QuantizationRecipe.of(model)?.options)
+    let choices = options.a16Layers.count + options.w16Layers.count
+    #expect(result.stderr.contains("--a16-budget \(budget): \(choices) choice(s) at 16 bits"), "\(result.stderr)")
     // The 16-bit layers come on top of the data-driven passes (§17.1).
     #expect(model.recipe?.contains("\"passes\":[\"bias_correction\"]") == true, "\(model.recipe ?? "no recipe")")
   }

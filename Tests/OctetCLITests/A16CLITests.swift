@@ -18,6 +18,10 @@ import Testing
       ])
       expectCleanFailure(result, mentions: ["'\(name)'", fragment], noFile: out)
     }
+    let w16 = try OctetProcess.run([
+      "quantize", files.float.path, "--ranges", files.ranges.path, "--w16-layers", "_fc", "-o", out.path,
+    ])
+    expectCleanFailure(w16, mentions: ["'_fc'", "only convolutions can have 16-bit weights"], noFile: out)
     let bits = try OctetProcess.run([
       "quantize", files.float.path, "--ranges", files.ranges.path, "--a16-layers", "_blocks.9._bn2",
       "--a16-weight-bits", "12", "-o", out.path,
@@ -42,5 +46,21 @@ import Testing
     let model = try QuantizedModelFile.read(contentsOf: out)
     #expect(model.node(named: "_blocks.9._bn2")?.precision == "a16w16")
     #expect(try SafeTensors.read(contentsOf: out).1["octet.format_version"] == "3")
+  }
+
+  /// `--w16-layers` (§17.2): 16-bit weights on the 8-bit input, the stem included.
+  @Test func w16LayersAreReportedAsA8W16() throws {
+    let files = try Lite0Files.get()
+    let dir = try Paths.temporaryDirectory()
+    let out = dir.appendingPathComponent("m.safetensors")
+    let result = try OctetProcess.run([
+      "quantize", files.float.path, "--ranges", files.ranges.path, "--w16-layers", "_bn0.relu6,_blocks.15._bn2",
+      "-o", out.path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("16-bit layers: _bn0.relu6 (a8w16), _blocks.15._bn2 (a8w16)"), "\(result.stdout)")
+    let model = try QuantizedModelFile.read(contentsOf: out)
+    #expect(model.node(named: "_blocks.15._bn2")?.inputBits == nil)
+    #expect(model.node(named: "_blocks.15._bn2")?.weights16.count == 320 * 1152)
   }
 }

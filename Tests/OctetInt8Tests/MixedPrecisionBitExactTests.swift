@@ -14,19 +14,31 @@ import Testing
 /// (`_bn1.relu6`); quantized from min/max ranges of 2 images and run at 96x96 like RealModelCase.
 struct A16RealModelCase: Sendable {
   static let layers = ["_blocks.10._bn1.relu6", "_blocks.10._bn2", "_blocks.13._bn2", "_bn1.relu6"]
+  /// The a8w16 case (§17.2): the stem (K = 27, the network input), a 5x5 stride-2 depthwise layer,
+  /// a 1x1 with K = 1152 and the head with 16-bit weights on 8-bit inputs; `_blocks.12._bn1.relu6`
+  /// too, whose 16-bit twin (8-bit input, 16-bit weights and output) feeds `_blocks.12._bn2` at a16.
+  static let w16Layers = [
+    "_bn0.relu6", "_blocks.3._bn1.relu6", "_blocks.12._bn1.relu6", "_blocks.15._bn2", "_bn1.relu6",
+  ]
+  static let w16A16Layers = ["_blocks.12._bn2"]
   var quantized: QuantizedModel
   var input: Tensor
   var expected: [String: QuantizedTensor]
   var logits: Int32Logits
   var weightBits: A16WeightBits
 
-  init(weightBits: A16WeightBits, size: Int = 96) throws {
+  var name: String
+
+  /// `weights16`: the a8w16 case (`w16Layers`, `w16A16Layers` at a16 with 8-bit weights) instead.
+  init(weightBits: A16WeightBits, weights16: Bool = false, size: Int = 96) throws {
     self.weightBits = weightBits
+    name = weights16 ? "a8w16" : "a16 (\(weightBits) weights)"
     let model = try ModelLoader.load(contentsOf: try #require(TestData.lite0))
     let inputs = try validationInputs(for: model, count: 3)
     let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
     var options = QuantizationOptions()
-    options.a16Layers = Self.layers
+    options.a16Layers = weights16 ? Self.w16A16Layers : Self.layers
+    options.w16Layers = weights16 ? Self.w16Layers : []
     options.a16WeightBits = weightBits
     var quantized = try Quantizer.quantize(model: model, options: options) { ranges[$0] }.model
     let full = model.info.inputSize
@@ -46,14 +58,16 @@ struct A16RealModelCase: Sendable {
   }
 
   func check(_ path: TiePath) throws {
-    let context = "Lite0 a16 (\(weightBits) weights) on \(path)"
+    let context = "Lite0 \(name) on \(path)"
+    // a16: 4 layers and the 16-bit twins of their 4 producers; a8w16: 5 layers, 1 at a16, 1 twin.
+    let expectedWide = name == "a8w16" ? 7 : 8
+    #expect(quantized.nodes.filter(\.isWide).count == expectedWide)
     for fuse in [false, true] {
       let fast = try Int8FastExecutor(
         model: quantized, backend: path.backend, threads: 2, fuseResidualAdds: fuse, emulatedISA: path.emulated,
         avx2Kernel: path.avx2Kernel)
       let wide = fast.layers.filter { $0.kernel.hasPrefix("a16") }
-      // 4 layers at a16 and the 16-bit twins of their 4 producers.
-      #expect(wide.count == 8, "\(context): 16-bit steps \(wide.map(\.name))")
+      #expect(wide.count == expectedWide, "\(context): 16-bit steps \(wide.map(\.name))")
       let got = expectFusedNodesEqual(fast, input: input, expected: expected, context: "\(context) fuse \(fuse)")
       #expect(got == logits, "\(context): logits differ (fuse \(fuse))")
     }
@@ -63,6 +77,7 @@ struct A16RealModelCase: Sendable {
 enum A16RealModelCases {
   static let eight = Result { try A16RealModelCase(weightBits: .eight) }
   static let sixteen = Result { try A16RealModelCase(weightBits: .sixteen) }
+  static let weights16 = Result { try A16RealModelCase(weightBits: .eight, weights16: true) }
   static func get(_ bits: A16WeightBits) throws -> A16RealModelCase {
     try (bits == .eight ? eight : sixteen).get()
   }
@@ -80,6 +95,41 @@ enum A16RealModelCases {
       Set(c.quantized.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name))
         == Set(A16RealModelCase.layers))
     try c.check(path)
+  }
+
+  /// a8w16 layers (§17.2), among them the stem and a producer whose twin feeds an a16w8 layer, on
+  /// every portable path; the native ones below.
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    arguments: portableRealPaths)
+  func efficientNetLite0A8W16(_ path: TiePath) throws {
+    let c = try A16RealModelCases.weights16.get()
+    let precisions = Dictionary(uniqueKeysWithValues: c.quantized.nodes.map { ($0.name, $0.precision) })
+    for layer in A16RealModelCase.w16Layers { #expect(precisions[layer] == "a8w16", "\(layer)") }
+    #expect(precisions["_blocks.12._bn2"] == "a16w8")
+    #expect(c.quantized.node(named: MixedPrecision.twinName("_blocks.12._bn1.relu6"))?.weightBits == 16)
+    try c.check(path)
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"))
+  func efficientNetLite0A8W16AVX2() throws {
+    try A16RealModelCases.weights16.get().check(TiePath(backend: .avx2))
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func efficientNetLite0A8W16AVX512VNNI() throws {
+    try A16RealModelCases.weights16.get().check(TiePath(backend: .avx512vnni))
+  }
+
+  @Test(
+    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
+    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
+  func efficientNetLite0A8W16AMX() throws {
+    try A16RealModelCases.weights16.get().check(TiePath(backend: .amx))
   }
 
   @Test(
@@ -108,7 +158,7 @@ enum A16RealModelCases {
   /// reading z_in), random codes over the whole input range plus a block of extreme ones (−32768
   /// under ±w_max, where a 32-bit product sum would wrap with 16-bit weights), for 8- and 16-bit
   /// inputs and weights, 8- and 16-bit outputs.
-  @Test(arguments: [(8, 8, 16), (16, 8, 8), (16, 16, 16), (16, 16, 8)])
+  @Test(arguments: [(8, 8, 16), (16, 8, 8), (16, 16, 16), (16, 16, 8), (8, 16, 8), (8, 16, 16)])
   func depthwiseKernelsEqualTheReference(_ inBits: Int, _ weightBits: Int, _ outBits: Int) throws {
     let (h, w, ch) = (9, 8, 7)
     var g = SeededGenerator(seed: 1717)
@@ -196,8 +246,9 @@ enum A16RealModelCases {
   /// accumulator would wrap); the reference plan, the scalar C GEMM and the AVX2 one (int32 blocks
   /// into int64) must all equal the exact value computed here with plain Int64 sums and the
   /// 128-bit rounding of §3.
-  @Test(arguments: [8, 16])
-  func accumulatorAtTheOverflowEdge(_ weightBits: Int) throws {
+  /// With an 8-bit input and 16-bit weights (a8w16, §17.2) every code is 255 instead.
+  @Test(arguments: [(16, 8), (16, 16), (8, 16)])
+  func accumulatorAtTheOverflowEdge(_ inBits: Int, _ weightBits: Int) throws {
     let (k, n) = (1152, 11)
     let wMax = weightBits == 16 ? 32767 : 127
     var node = QuantizedNode(
@@ -213,7 +264,7 @@ enum A16RealModelCases {
     inQ.zeroPoint = 5
     node.inputQuantization = [inQ]
     node.clamp = [-32768, 32767]
-    node.inputBits = 16
+    node.inputBits = inBits == 16 ? 16 : nil
     node.outputBits = 16
     var w = [Int32](repeating: 0, count: n * k)
     for c in 0..<n {
@@ -228,7 +279,7 @@ enum A16RealModelCases {
     node.bias64 = (0..<n).map { Int64($0) * 1_000_003 - 5_000_000 }
     // Shifts from 31 (8-bit weights) or 36 (16-bit) up by 2 per channel, odd multipliers: the wide
     // products need the 128-bit rounding, and only the first channels saturate.
-    let firstShift = weightBits == 16 ? 36 : 31
+    let firstShift = inBits == 8 ? 30 : weightBits == 16 ? 36 : 31
     node.multipliers = (0..<n).map { Int32((1 << 30) + 2 * $0 + 1) }
     node.shifts = (0..<n).map { Int32(firstShift + 2 * $0) }
     node.weightScales = [Float](repeating: 1, count: n)
@@ -236,8 +287,8 @@ enum A16RealModelCases {
       { if case .conv2d(let a) = try node.operation() { a } else { nil } }())
     let plan = Int8WideConvPlan(node: node, attributes: attributes, inHeight: 2, inWidth: 3)
     let pixels = 6
-    var x = [Int32](repeating: -32768, count: pixels * k)
-    x[k + 1] = 32767  // one pixel not quite uniform
+    var x = [Int32](repeating: inBits == 16 ? -32768 : 255, count: pixels * k)
+    x[k + 1] = inBits == 16 ? 32767 : 0  // one pixel not quite uniform
     // Exact expectation.
     var expected = [Int32](repeating: 0, count: pixels * n)
     var wrapped = false
@@ -256,15 +307,21 @@ enum A16RealModelCases {
     #expect(Set(expected).count > 3, "the case must not saturate every output: \(Set(expected))")
     var reference = [Int32](repeating: 0, count: pixels * n)
     x.withUnsafeBufferPointer { xs in reference.withUnsafeMutableBufferPointer { plan.run(xs, $0) } }
-    #expect(reference == expected, "reference plan, \(weightBits)-bit weights")
+    let context = "\(inBits)-bit input, \(weightBits)-bit weights"
+    #expect(reference == expected, "reference plan, \(context)")
     let step = WideConvStep(plan: plan, avx2: false, input: 0, output: 0)
     let x16 = x.map { Int16($0) }
+    let x8 = x.map { UInt8(truncatingIfNeeded: $0) }
     for avx2 in Int8Backend.avx2.isSupported ? [false, true] : [false] {
       var out = [Int16](repeating: 0, count: pixels * n)
       step.withParams { params in
         var c = params
         var a = [Int16](repeating: 0, count: pixels * Int(c.kp))
-        x16.withUnsafeBufferPointer { octet_a16_im2col(&c, $0.baseAddress!, 0, Int32(pixels), &a) }
+        if inBits == 16 {
+          x16.withUnsafeBufferPointer { octet_a16_im2col(&c, $0.baseAddress!, 0, Int32(pixels), &a) }
+        } else {
+          x8.withUnsafeBufferPointer { octet_a16_im2col(&c, $0.baseAddress!, 0, Int32(pixels), &a) }
+        }
         out.withUnsafeMutableBufferPointer { o in
           if avx2 {
             octet_a16_gemm__avx2(&c, a, Int32(pixels), o.baseAddress!)
@@ -273,7 +330,7 @@ enum A16RealModelCases {
           }
         }
       }
-      #expect(out.map(Int32.init) == expected, "C a16 GEMM (\(avx2 ? "avx2" : "scalar")), \(weightBits)-bit weights")
+      #expect(out.map(Int32.init) == expected, "C a16 GEMM (\(avx2 ? "avx2" : "scalar")), \(context)")
     }
   }
 }

@@ -26,13 +26,16 @@ import Testing
 
   /// With nothing changed by a pass, the graft is the model quantized with the 16-bit layers
   /// directly, bit for bit: the bias conversion, the zero points and the multipliers agree.
-  @Test(arguments: [A16WeightBits.eight, .sixteen])
-  func graftingThePlainModelGivesTheDirectModel(weights: A16WeightBits) throws {
+  /// With `w16`, `stem.relu6` (whose twin `dw.relu6` reads) and `short.bn` are a8w16 too (§17.2).
+  @Test(arguments: [(A16WeightBits.eight, false), (.sixteen, false), (.eight, true)])
+  func graftingThePlainModelGivesTheDirectModel(weights: A16WeightBits, w16: Bool) throws {
     let images = BiasCorrectionTests.images(8, seed: testSeed(1701))
     let (model, table, plain) = try BiasCorrectionTests.plain(images, weightBits: .eight)
-    let wide = try Quantizer.quantize(
-      model: model, ranges: table, options: Self.options(.eight, weights), inputs: nil, mode: "ranges"
-    ).model
+    var options = Self.options(.eight, weights)
+    if w16 { options.w16Layers = ["stem.relu6", "short.bn"] }
+    let wide = try Quantizer.quantize(model: model, ranges: table, options: options, inputs: nil, mode: "ranges")
+      .model
+    #expect(wide.nodes.filter { $0.weightBits == 16 }.count == (weights == .sixteen || w16 ? 3 : 0))
     let floatBias = try Quantizer.floatLayers(model: model).mapValues(\.bias)
     let grafted = try MixedPrecision.graft(corrected: plain, plain: plain, wide: wide, floatBias: floatBias)
     #expect(grafted.nodes.count == plain.nodes.count + 2, "two twins")
@@ -89,13 +92,14 @@ import Testing
       model: model, ranges: table, options: o, inputs: inputs, mode: "one-step",
       chooseA16: { m, _ in
         seen.withLock { $0 = m }
-        return ["pw.bn"]
+        return SixteenBitLayers(a16: ["pw.bn"])
       })
     #expect(seen.withLock { $0?.nodes } == corrected.model.nodes)
     #expect(chosen.model.node(named: "pw.bn")?.precision == "a16w8")
     #expect(QuantizationRecipe.of(chosen.model)?.options.a16Layers == ["pw.bn"])
     let none = try Quantizer.quantize(
-      model: model, ranges: table, options: o, inputs: inputs, mode: "one-step", chooseA16: { _, _ in [] })
+      model: model, ranges: table, options: o, inputs: inputs, mode: "one-step",
+      chooseA16: { _, _ in SixteenBitLayers() })
     #expect(none.model == corrected.model)
   }
 
@@ -113,19 +117,27 @@ import Testing
     let inputs = BiasCorrectionTests.inputs(images)
     let producers = try MixedPrecision.producers(in: model)
     let candidates = try MixedPrecision.candidates(in: model)
-    let seen = Mutex<(base: Double, gains: [A16Gain], trials: [String: QuantizedModel], eightBit: QuantizedModel?)>(
-      (0, [], [:], nil))
+    let weightCandidates = try MixedPrecision.weightCandidates(in: model, exactInput: false)
+    #expect(weightCandidates == ["stem.relu6", "dw.relu6", "pw.bn", "short.bn"])
+    let seen = Mutex<
+      (
+        base: Double, gains: [A16Gain], trials: [String: QuantizedModel], eightBit: QuantizedModel?,
+        chosen: SixteenBitLayers
+      )
+    >((0, [], [:], nil, SixteenBitLayers()))
     let result = try Quantizer.quantize(
       model: model, ranges: table, options: o, inputs: inputs, mode: "one-step",
       chooseA16: { eightBit, trial in
         let measured = try MixedPrecision.gains(
-          float: model, eightBit: eightBit, candidates: candidates, inputs: images, trial: trial,
-          producers: producers, threads: 2)
+          float: model, eightBit: eightBit, candidates: candidates, weightCandidates: weightCandidates,
+          inputs: images, trial: trial, producers: producers, threads: 2)
         var trials: [String: QuantizedModel] = [:]
-        for layer in candidates { trials[layer] = try trial([layer]) }
-        seen.withLock { $0 = (measured.eightBit, measured.gains, trials, eightBit) }
-        return try MixedPrecision.choose(
+        for layer in candidates { trials[layer + "/a16"] = try trial(SixteenBitLayers(a16: [layer])) }
+        for layer in weightCandidates { trials[layer + "/w16"] = try trial(SixteenBitLayers(w16: [layer])) }
+        let chosen = try MixedPrecision.choose(
           budget: 1, gains: measured.gains, macs: try LayerCost.macs(of: eightBit), producers: producers)
+        seen.withLock { $0 = (measured.eightBit, measured.gains, trials, eightBit, chosen) }
+        return chosen
       })
     let s = seen.withLock { $0 }
     let float = try FloatExecutor(model: model)
@@ -140,21 +152,31 @@ import Testing
       return total / Double(images.count)
     }
     #expect(abs(try kl(s.eightBit!) - s.base) <= 1e-9 * max(1, s.base))
-    #expect(Set(s.gains.map(\.layer)) == Set(candidates) && s.gains.count == candidates.count)
+    #expect(
+      Set(s.gains.filter { $0.kind == .input }.map(\.layer)) == Set(candidates)
+        && Set(s.gains.filter { $0.kind == .weights }.map(\.layer)) == Set(weightCandidates)
+        && s.gains.count == candidates.count + weightCandidates.count)
     let macs = try LayerCost.macs(of: s.eightBit!)
     for g in s.gains {
-      #expect(abs(try kl(s.trials[g.layer]!) - g.kl) <= 1e-9 * max(1, g.kl), "\(g.layer)")
+      let input = g.kind == .input
+      let trial = try #require(s.trials[g.layer + (input ? "/a16" : "/w16")])
+      #expect(abs(try kl(trial) - g.kl) <= 1e-9 * max(1, g.kl), "\(g.layer) \(g.kind)")
       #expect(g.gain == s.base - g.kl)
-      #expect(g.cost == macs[g.layer]! + (producers[g.layer].map { macs[$0]! } ?? 0), "\(g.layer)")
-      #expect(s.trials[g.layer]!.node(named: g.layer)?.inputBits == 16)
+      let twin = input ? (producers[g.layer].map { macs[$0]! } ?? 0) : 0
+      #expect(g.cost == macs[g.layer]! + twin, "\(g.layer) \(g.kind)")
+      #expect(trial.node(named: g.layer)?.precision == (input ? "a16w16" : "a8w16"), "\(g.layer) \(g.kind)")
     }
     let ratios = s.gains.map { $0.gain / Double($0.cost) }
     #expect(ratios == ratios.sorted(by: >), "\(s.gains)")
-    let helping = s.gains.filter { $0.gain > 0 }.map(\.layer)
+    let helping = s.gains.filter { $0.gain > 0 }
     #expect(!helping.isEmpty, "no layer helps on the small net: \(s.gains)")
-    #expect(QuantizationRecipe.of(result.model)?.options.a16Layers == helping)
-    let wide = result.model.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name)
-    #expect(Set(wide) == Set(helping))
+    #expect(!s.chosen.isEmpty && (s.chosen.a16 + s.chosen.w16).allSatisfy { l in helping.contains { $0.layer == l } })
+    let recipe = try #require(QuantizationRecipe.of(result.model))
+    #expect(recipe.options.a16Layers == s.chosen.a16 && recipe.options.w16Layers == s.chosen.w16)
+    let a16 = result.model.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name)
+    let w16 = result.model.nodes.filter { $0.weightBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name)
+    // a16 layers have 16-bit weights here (`a16WeightBits` 16).
+    #expect(Set(a16) == Set(s.chosen.a16) && Set(w16) == Set(s.chosen.w16 + s.chosen.a16))
   }
 
   private func softmax(_ x: [Double]) -> [Double] {

@@ -13,12 +13,13 @@ import Testing
   /// `pw.bn` (1x1) at a16: a 16-bit twin of `stem.relu6` and of `dw.relu6`.
   static let layers = ["dw.relu6", "pw.bn"]
 
-  func quantize(_ golden: SmallNetGolden, layers: [String], weights: A16WeightBits = .eight) throws
-    -> QuantizationResult
+  func quantize(_ golden: SmallNetGolden, layers: [String], weights: A16WeightBits = .eight, w16: [String] = [])
+    throws -> QuantizationResult
   {
     var options = QuantizationOptions()
     options.a16Layers = layers
     options.a16WeightBits = weights
+    options.w16Layers = w16
     return try Quantizer.quantize(model: golden.model, options: options, range: golden.range)
   }
 
@@ -91,6 +92,68 @@ import Testing
     #expect(try SafeTensors.read(contentsOf: url).1["octet.format_version"] == "2")
   }
 
+  /// a8w16 (§17.2): `stem.relu6` (reading the network input) and `short.bn` with 16-bit weights on
+  /// their 8-bit inputs; `dw.relu6` at a16 reads the twin of `stem.relu6`, which has the stem's
+  /// 16-bit weights. The outputs get closer to float, the file round-trips, and `fc` (a linear
+  /// layer) cannot be chosen.
+  @Test func a8w16LayersKeepTheirInputsAndGetCloser() throws {
+    let golden = try SmallNetGolden.load()
+    let plain = try quantize(golden, layers: []).model
+    let result = try quantize(golden, layers: ["dw.relu6"], w16: ["stem.relu6", "short.bn"])
+    let model = result.model
+    #expect(model.node(named: "stem.relu6")?.precision == "a8w16")
+    #expect(model.node(named: "short.bn")?.precision == "a8w16")
+    #expect(model.node(named: "dw.relu6")?.precision == "a16w8")
+    #expect(model.node(named: "short.bn")?.inputs == plain.node(named: "short.bn")?.inputs)
+    let twin = try #require(model.node(named: MixedPrecision.twinName("stem.relu6")))
+    #expect(twin.weightBits == 16 && twin.weights16 == model.node(named: "stem.relu6")?.weights16)
+    #expect(Set(result.report.a16Layers?.map(\.name) ?? []) == ["stem.relu6", "dw.relu6", "short.bn"])
+    let values = try run(model, golden.inputTensor)
+    let base = try run(plain, golden.inputTensor)
+    let float = try #require(golden.floatTensors["short.bn"])
+    let s8 = sqnr(float, try #require(base["short.bn"]))
+    let s16 = sqnr(float, try #require(values["short.bn"]))
+    #expect(s16 > s8 + 0.1, "short.bn SQNR: a8w8 \(s8) dB, a8w16 \(s16) dB")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("w16-\(UUID()).safetensors")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try QuantizedModelFile.write(model, to: url)
+    #expect(try QuantizedModelFile.read(contentsOf: url) == model)
+    for (name, fragment) in [("no.such.layer", "is not a layer of this model"), ("fc", "only convolutions")] {
+      #expect {
+        _ = try quantize(golden, layers: [], w16: [name])
+      } throws: { error in "\(error)".contains("'\(name)'") && "\(error)".contains(fragment) }
+    }
+  }
+
+  /// The budget over measured gains of both kinds: a layer's own multiply-adds count once (taken for
+  /// its weights, then its input, it is a16w16 and pays only the twin more), an input pays its
+  /// producer's twin once, a gain ≤ 0 is never taken.
+  @Test func choiceOverBothKindsCountsEachLayerOnce() throws {
+    let macs = ["a": 50, "b": 30, "c": 15, "d": 5]
+    let producers = ["c": "d", "b": "a"]
+    func g(_ layer: String, _ kind: A16Gain.Kind, _ gain: Double) -> A16Gain {
+      A16Gain(layer: layer, kind: kind, kl: 1 - gain, gain: gain, cost: 0)
+    }
+    let gains = [g("c", .weights, 3), g("c", .input, 2), g("b", .input, 1), g("d", .weights, 0.5), g("a", .weights, 0)]
+    // c (15) + its input's twin d (5) = 20; b's input would add 30 + 50; d's weights 5 (d is paid as a twin only).
+    #expect(
+      try MixedPrecision.choose(budget: 0.2, gains: gains, macs: macs, producers: producers)
+        == SixteenBitLayers(a16: ["c"], w16: ["c"]))
+    #expect(
+      try MixedPrecision.choose(budget: 0.25, gains: gains, macs: macs, producers: producers)
+        == SixteenBitLayers(a16: ["c"], w16: ["c", "d"]))
+    #expect(
+      try MixedPrecision.choose(budget: 0.15, gains: gains, macs: macs, producers: producers)
+        == SixteenBitLayers(a16: [], w16: ["c"]))
+    // c's weights 15, its input 5 more, b's input 80 more: 100; d's weights would exceed it.
+    #expect(
+      try MixedPrecision.choose(budget: 1, gains: gains, macs: macs, producers: producers)
+        == SixteenBitLayers(a16: ["c", "b"], w16: ["c"]))
+    #expect(throws: MixedPrecision.BudgetError.budgetOutOfRange(2)) {
+      try MixedPrecision.choose(budget: 2, gains: gains, macs: macs, producers: producers)
+    }
+  }
+
   @Test func badLayerNamesAreErrorsThatNameThem() throws {
     let golden = try SmallNetGolden.load()
     for (name, fragment) in [
@@ -147,10 +210,13 @@ import Testing
 
   /// The small net with 16-bit layers: every backend gives the reference's bits on every 8-bit
   /// node and the logits (the 16-bit twins feed the a16 layers, so a wrong twin shows there).
-  @Test(arguments: [A16WeightBits.eight, .sixteen])
-  func everyBackendGivesTheReferenceBits(_ weights: A16WeightBits) throws {
+  /// With `w16`, `stem.relu6` and `short.bn` are a8w16 as well (the twin of the stem too).
+  @Test(arguments: [(A16WeightBits.eight, false), (.sixteen, false), (.eight, true)])
+  func everyBackendGivesTheReferenceBits(_ weights: A16WeightBits, _ w16: Bool) throws {
     let golden = try SmallNetGolden.load()
-    let model = try quantize(golden, layers: Self.layers, weights: weights).model
+    let model = try quantize(
+      golden, layers: Self.layers, weights: weights, w16: w16 ? ["stem.relu6", "short.bn"] : []
+    ).model
     let input = golden.inputTensor
     var expected: [String: QuantizedTensor] = [:]
     let logits = try Int8ReferenceExecutor(model: model).run(input) { expected[$0] = $1 }
@@ -164,7 +230,7 @@ import Testing
           model: model, backend: backend, threads: 2, fuseResidualAdds: fuse, emulatedISA: emulated)
         var differing: [String] = []
         let got = fast.run(input, observe: { if expected[$0] != $1 { differing.append($0) } }, timings: nil)
-        let context = "\(backend)\(emulated ? " (emulated)" : "") fuse \(fuse), \(weights) weights"
+        let context = "\(backend)\(emulated ? " (emulated)" : "") fuse \(fuse), \(weights) weights, w16 \(w16)"
         #expect(differing.isEmpty, "\(context): \(differing)")
         #expect(got == logits, "\(context): logits")
       }

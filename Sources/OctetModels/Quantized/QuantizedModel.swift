@@ -127,12 +127,13 @@ public struct QuantizedNode: Codable, Sendable, Equatable {
     case countIncludePad = "count_include_pad"
   }
 
-  /// A conv2d node with a 16-bit input or output (docs/quantization.md §17).
-  public var isWide: Bool { inputBits == 16 || outputBits == 16 }
+  /// A conv2d node with a 16-bit input, output or weights (docs/quantization.md §17): it accumulates
+  /// in int64 with an int64 bias.
+  public var isWide: Bool { inputBits == 16 || outputBits == 16 || weightBits == 16 }
 
-  /// "a8w8", "a16w8" or "a16w16": the precision of the node's input activations and weights.
+  /// "a8w8", "a8w16", "a16w8" or "a16w16": the precision of the node's input activations and weights.
   public var precision: String {
-    inputBits == 16 ? (weightBits == 16 ? "a16w16" : "a16w8") : "a8w8"
+    (inputBits == 16 ? "a16" : "a8") + (weightBits == 16 ? "w16" : "w8")
   }
 
   public init(
@@ -214,9 +215,6 @@ public struct QuantizedModel: Sendable, Equatable {
         guard node.op == .conv2d, bits == 16 else {
           throw bad(node, "\(label) \(bits!): only conv2d nodes can be 16-bit, and only 16 may be given")
         }
-      }
-      if node.weightBits == 16, node.inputBits != 16 {
-        throw bad(node, "16-bit weights need a 16-bit input (a16w16)")
       }
       let outRange: ClosedRange<Int32> = node.outputBits == 16 ? -32768...32767 : 0...255
       let inRange: ClosedRange<Int32> = node.inputBits == 16 ? -32768...32767 : 0...255
