@@ -42,7 +42,7 @@ typedef struct {
 } cols16;
 
 typedef struct {
-  __m512i zout, lo, hi, lo_rel, hi_rel, lo64, hi64, add_lo, add_hi, madd_hi, madd_lo, fold_ch, fold_cl, zero, v255;
+  __m512i zout, lo, hi, lo_rel, hi_rel, lo64, hi64, add_lo, add_hi, madd_hi, madd_lo, fold_ch, fold_cl, zero;
   __m128i madd_post;
   int use512;  // 0: finish_row16 on the halves
 } consts512;
@@ -86,7 +86,6 @@ VNNI static inline consts512 consts512_of(const ep_consts* k) {
     c.madd_post = k->madd_post;
   }
   c.zero = _mm512_setzero_si512();
-  c.v255 = _mm512_set1_epi32(255);
   return c;
 }
 #undef OCTET_WIDE
@@ -120,12 +119,22 @@ VNNI static inline void finish16_512(__m512i acc, const cols16* p, const ep_cons
     const __m512i h = _mm512_add_epi32(_mm512_madd_epi16(pr, c->madd_hi), c->fold_ch);
     const __m512i l = _mm512_srai_epi32(_mm512_add_epi32(_mm512_madd_epi16(pr, c->madd_lo), c->fold_cl), 16);
     q = _mm512_sra_epi32(_mm512_add_epi32(h, l), c->madd_post);
-    if (!k->add_sat8) q = _mm512_min_epi32(_mm512_max_epi32(q, c->add_lo), c->add_hi);
+    if (!k->add_sat8) {
+      // add_lo, add_hi are inside [0, 255]: after this clamp the codes fit a byte as they are.
+      _mm_storeu_si128((__m128i*)dst,
+                       _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, c->add_lo), c->add_hi)));
+      return;
+    }
   } else {
     q = _mm512_add_epi32(q, c->zout);
-    if (!k->sat8) q = _mm512_min_epi32(_mm512_max_epi32(q, c->lo), c->hi);
+    if (!k->sat8) {
+      // lo, hi are inside [0, 255] (8-bit outputs only come here): the same.
+      _mm_storeu_si128((__m128i*)dst, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, c->lo), c->hi)));
+      return;
+    }
   }
-  _mm_storeu_si128((__m128i*)dst, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, c->zero), c->v255)));
+  // The clamp is [0, 255]: max with 0, then the unsigned saturating narrowing does the top.
+  _mm_storeu_si128((__m128i*)dst, _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, c->zero)));
 }
 
 /// N output pixels of a depthwise convolution (N a compile-time constant after inlining): one
