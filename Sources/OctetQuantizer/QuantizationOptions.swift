@@ -38,6 +38,24 @@ public struct QuantizationOptions: Sendable, Equatable, Codable {
   public var w16Layers: [String] = []
 
   public init(weightBits: WeightBits = .eight) { self.weightBits = weightBits }
+
+  enum CodingKeys: String, CodingKey {
+    case weightBits, exactInput, equalization, biasCorrection, adaRound, a16Layers, a16WeightBits, w16Layers
+  }
+
+  /// Reads a recipe written by any version: a field added later (16-bit layers, a8w16) that an
+  /// older model's recipe lacks takes its default.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    weightBits = try c.decode(WeightBits.self, forKey: .weightBits)
+    exactInput = try c.decodeIfPresent(Bool.self, forKey: .exactInput) ?? false
+    equalization = try c.decodeIfPresent(Bool.self, forKey: .equalization) ?? false
+    biasCorrection = try c.decodeIfPresent(Bool.self, forKey: .biasCorrection) ?? false
+    adaRound = try c.decodeIfPresent(Bool.self, forKey: .adaRound) ?? false
+    a16Layers = try c.decodeIfPresent([String].self, forKey: .a16Layers) ?? []
+    a16WeightBits = try c.decodeIfPresent(A16WeightBits.self, forKey: .a16WeightBits) ?? .eight
+    w16Layers = try c.decodeIfPresent([String].self, forKey: .w16Layers) ?? []
+  }
 }
 
 extension WeightBits: Codable {}

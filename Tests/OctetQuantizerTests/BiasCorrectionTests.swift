@@ -205,5 +205,13 @@ import Testing
     try QuantizedModelFile.write(bare, to: url)
     let old = try QuantizedModelFile.read(contentsOf: url)
     #expect(old.recipe == nil && old.ranges == nil && QuantizationRecipe.of(old) == nil)
+    // A recipe written before the 16-bit layers existed (no a16Layers, a16WeightBits, w16Layers)
+    // still reads, with their defaults.
+    var older = result.model
+    older.recipe =
+      #"{"method":"mse","images":500,"mode":"one-step","passes":["adaround"],"#
+      + #""options":{"weightBits":8,"exactInput":false,"equalization":false,"biasCorrection":false,"adaRound":true}}"#
+    let decoded = try #require(QuantizationRecipe.of(older))
+    #expect(decoded.options.adaRound && decoded.options.a16Layers.isEmpty && decoded.options.w16Layers.isEmpty)
   }
 }
