@@ -311,6 +311,7 @@ struct QuantizeCommand: ParsableCommand {
     if o.exactInput { parts.append("exact input") }
     if o.equalization { parts.append("equalization") }
     if !o.a16Layers.isEmpty { parts.append("16-bit inputs of \(o.a16Layers.count) layer(s)") }
+    if !o.w16Layers.isEmpty { parts.append("16-bit weights of \(o.w16Layers.count) layer(s)") }
     parts += recipe.passes.map { $0.replacingOccurrences(of: "_", with: " ") }
     return parts.joined(separator: ", ") + " (\(recipe.mode))"
   }

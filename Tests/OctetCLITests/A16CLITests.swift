@@ -59,6 +59,7 @@ import Testing
     ])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout.contains("16-bit layers: _bn0.relu6 (a8w16), _blocks.15._bn2 (a8w16)"), "\(result.stdout)")
+    #expect(result.stdout.contains("16-bit weights of 2 layer(s)"), "\(result.stdout)")
     let model = try QuantizedModelFile.read(contentsOf: out)
     #expect(model.node(named: "_blocks.15._bn2")?.inputBits == nil)
     #expect(model.node(named: "_blocks.15._bn2")?.weights16.count == 320 * 1152)
