@@ -414,18 +414,21 @@ struct Builder {
   mutating func resolveA16Layers() throws {
     var byName: [String: PlannedLayer] = [:]
     for layer in plan.layers { byName[layer.name] = layer }
-    if options.equalization, let first = options.a16Layers.first {
+    if options.equalization, let first = (options.a16Layers + options.w16Layers).first {
       // A 16-bit twin has no per-channel clamps (§7.1) in this version.
       throw QuantizerError.layer(first, "16-bit layers and cross-layer equalization cannot be combined yet")
     }
-    for name in options.a16Layers {
+    /// The convolution `name` names, or an error naming it; `what` completes "only convolutions can …".
+    func convolution(_ name: String, _ what: String) throws -> PlannedLayer {
       guard let layer = byName[name] else {
         throw QuantizerError.layer(
           name, "is not a layer of this model; 16-bit layers are named by their integer node (e.g. '_blocks.7._bn2')")
       }
-      guard case .conv = layer.operation else {
-        throw QuantizerError.layer(name, "only convolutions can run with a 16-bit input (docs/quantization.md §17)")
-      }
+      guard case .conv = layer.operation else { throw QuantizerError.layer(name, "only convolutions can \(what)") }
+      return layer
+    }
+    for name in options.a16Layers {
+      let layer = try convolution(name, "run with a 16-bit input (docs/quantization.md §17)")
       let producer = layer.inputs[0]
       guard producer != LayerInput.graphInput, case .conv = plan.layers[producer].operation else {
         throw QuantizerError.layer(
@@ -436,17 +439,8 @@ struct Builder {
       a16Layers.insert(name)
       sixteenBitTensors.insert(plan.inputName(layer, 0))
     }
-    if options.equalization, let first = options.w16Layers.first {
-      throw QuantizerError.layer(first, "16-bit layers and cross-layer equalization cannot be combined yet")
-    }
     for name in options.w16Layers {
-      guard let layer = byName[name] else {
-        throw QuantizerError.layer(
-          name, "is not a layer of this model; 16-bit layers are named by their integer node (e.g. '_blocks.7._bn2')")
-      }
-      guard case .conv = layer.operation else {
-        throw QuantizerError.layer(name, "only convolutions can have 16-bit weights (docs/quantization.md §17.2)")
-      }
+      let layer = try convolution(name, "have 16-bit weights (docs/quantization.md §17.2)")
       if options.exactInput && plan.inputName(layer, 0) == Graph.inputName {
         throw QuantizerError.layer(name, "reads the image's exact pixels (§12); its weights stay 8-bit")
       }
