@@ -44,7 +44,9 @@ typedef struct {
 typedef struct {
   __m512i zout, lo, hi, lo_rel, hi_rel, lo64, hi64, add_lo, add_hi, madd_hi, madd_lo, fold_ch, fold_cl, zero;
   __m128i madd_post;
-  int use512;  // 0: finish_row16 on the halves
+  // finish16_512 serves this epilogue (any shift; no residual add or the folded one; 8-bit output).
+  // 0: finish_row16 on the halves for fused tiles, the general epilogue otherwise.
+  int use512;
 } consts512;
 
 VNNI static inline __m512i octet_join(__m256i lo, __m256i hi) {
@@ -66,7 +68,7 @@ VNNI static inline cols16 cols16_of(const cols8* a, const cols8* b) {
 
 // Each per-tensor constant of `k` (the same in every lane) widened to 16 lanes.
 #define OCTET_WIDE(f) c.f = octet_join(k->f, k->f)
-VNNI static inline consts512 consts512_of(const ep_consts* k) {
+VNNI static inline consts512 consts512_of(const ep_consts* k, int int32_output) {
   consts512 c;
   OCTET_WIDE(zout);
   OCTET_WIDE(lo);
@@ -75,7 +77,7 @@ VNNI static inline consts512 consts512_of(const ep_consts* k) {
   OCTET_WIDE(hi_rel);
   OCTET_WIDE(lo64);
   OCTET_WIDE(hi64);
-  c.use512 = !k->residual || k->add_fold;
+  c.use512 = (!k->residual || k->add_fold) && !int32_output;
   if (k->residual && k->add_fold) {
     OCTET_WIDE(add_lo);
     OCTET_WIDE(add_hi);
@@ -193,10 +195,8 @@ VNNI_DW void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t
   }
   ep_consts k = load_consts(ep);
   (void)fused_epilogue_consts(&k, ep, 0, c);  // sets k.fast33
-  const consts512 c5 = consts512_of(&k);
-  // finish16_512 has the fast and the general form: it serves every epilogue but a residual add
-  // without the folded form.
-  const int use512 = c5.use512 && !ep->int32_output;
+  const consts512 c5 = consts512_of(&k, ep->int32_output);
+  const int use512 = c5.use512;
   size_t off[64];  // each tap's byte offset from the window's corner; the last quad's spares repeat tap 0
   for (size_t t = 0; t < 4 * quads; t++) {
     const size_t tap = t < taps ? t : 0;
@@ -323,7 +323,7 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
 #if !defined(OCTET_EMULATE_ISA)
   ep_consts k = load_consts(ep);
   const int fusable = fused_epilogue_consts(&k, ep, n0, n1);
-  const consts512 c5 = consts512_of(&k);
+  const consts512 c5 = consts512_of(&k, ep->int32_output);
   cols16 p16[2];
   for (size_t p = 0; p < 2; p++) {
     o[p].k = &k;
@@ -340,7 +340,7 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
       // A tile is fused when its columns fill its kernel's width (32, or 16 at the end).
 #if !defined(OCTET_EMULATE_ISA)
       // finish16_512 also has the general form, so with it a tile needs no fast form.
-      const int whole = (fusable || (c5.use512 && !ep->int32_output)) && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
+      const int whole = (fusable || c5.use512) && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
       if (whole)
         for (size_t p = 0; p * OCTET_I8_NR < cols; p++) {
           o[p].p0 = load_cols8(ep, p0 + 16 * p, 1);

@@ -3,8 +3,9 @@
 // adds each pair into int32. |x| <= 32768 and |w| <= w_max, so a pair sum is at most
 // 2 · 32768 · w_max: with 8-bit weights 256 pairs stay below 2^31 (256 · 2 · 32768 · 127 < 2^31),
 // with 16-bit weights only one does (128 on an 8-bit input, a8w16). Partial sums over such blocks
-// of K are exact int32 and are added into int64 accumulators; integer addition is associative, so the result is the scalar
-// twin's (qs16-conv-scalar.c) bit for bit, and the epilogue is the same C function.
+// of K are exact int32 and are added into int64 accumulators; integer addition is associative, so
+// the result is the scalar twin's (qs16-conv-scalar.c) bit for bit, and the epilogue is the same C
+// function.
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include "common.h"

@@ -20,6 +20,7 @@ extension MixedPrecision {
   ///     With `corrected == plain` and 8-bit weights this is `wide`'s node, bit for bit.
   ///   - a16w16: `wide`'s node as it is (weights and bias from the float layer). The 8-bit layer's
   ///     correction was for its 8-bit weights' rounding, which the 16-bit weights do not have.
+  /// - An a8w16 layer (§17.2), and the twin of any layer with 16-bit weights: `wide`'s node as it is.
   ///
   /// `plain` is the 8-bit model before the passes, `floatBias` the BatchNorm-folded float bias of each
   /// layer (`Quantizer.floatLayers`).
@@ -51,7 +52,7 @@ extension MixedPrecision {
         model.nodes[i] = twin
       } else if n.weightBits == 16 && n.inputBits != 16 {
         // a8w16 (§17.2): `wide`'s node as it is, like a16w16.
-        model.nodes[i] = n
+        continue
       } else if n.inputBits == 16 {
         guard let c8 = fixed[n.name], let p8 = before[n.name], let b = floatBias[n.name] else {
           throw QuantizerError.layer(n.name, "the 8-bit models or the float model have no layer of this name")

@@ -33,8 +33,8 @@ public struct QuantizationOptions: Sendable, Equatable, Codable {
   /// [-32767, 32767] (a16w16).
   public var a16WeightBits: A16WeightBits = .eight
   /// Layers (integer node names) that keep their 8-bit input and get 16-bit weights, a8w16
-  /// (docs/quantization.md §17.2). Any convolution but one with an exact input (§12); a layer also in
-  /// `a16Layers` is a16w16 there and not listed here.
+  /// (docs/quantization.md §17.2). Any convolution but one with an exact input (§12); a layer in
+  /// both this and `a16Layers` is a16w16, whatever `a16WeightBits` says.
   public var w16Layers: [String] = []
 
   public init(weightBits: WeightBits = .eight) { self.weightBits = weightBits }

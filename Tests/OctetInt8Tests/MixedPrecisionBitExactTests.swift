@@ -12,11 +12,18 @@ import Testing
 /// (`_blocks.10._bn1.relu6`) chained into a 1x1 with K = 672 (`_blocks.10._bn2`, so the depthwise
 /// layer has a 16-bit input and output), a 1x1 with K = 1152 (`_blocks.13._bn2`) and the head
 /// (`_bn1.relu6`); quantized from min/max ranges of 2 images and run at 96x96 like RealModelCase.
+/// The three cases: `layers` at a16 with 8- or 16-bit weights, or the a8w16 one.
+enum A16Variant: String, CaseIterable, Sendable, CustomStringConvertible {
+  case a16w8, a16w16, a8w16
+  var description: String { rawValue }
+}
+
 struct A16RealModelCase: Sendable {
   static let layers = ["_blocks.10._bn1.relu6", "_blocks.10._bn2", "_blocks.13._bn2", "_bn1.relu6"]
   /// The a8w16 case (§17.2): the stem (K = 27, the network input), a 5x5 stride-2 depthwise layer,
   /// a 1x1 with K = 1152 and the head with 16-bit weights on 8-bit inputs; `_blocks.12._bn1.relu6`
-  /// too, whose 16-bit twin (8-bit input, 16-bit weights and output) feeds `_blocks.12._bn2` at a16.
+  /// too, whose 16-bit twin (8-bit input, 16-bit weights and output) feeds `_blocks.12._bn2` at a16
+  /// (with 8-bit weights).
   static let w16Layers = [
     "_bn0.relu6", "_blocks.3._bn1.relu6", "_blocks.12._bn1.relu6", "_blocks.15._bn2", "_bn1.relu6",
   ]
@@ -25,21 +32,17 @@ struct A16RealModelCase: Sendable {
   var input: Tensor
   var expected: [String: QuantizedTensor]
   var logits: Int32Logits
-  var weightBits: A16WeightBits
+  var variant: A16Variant
 
-  var name: String
-
-  /// `weights16`: the a8w16 case (`w16Layers`, `w16A16Layers` at a16 with 8-bit weights) instead.
-  init(weightBits: A16WeightBits, weights16: Bool = false, size: Int = 96) throws {
-    self.weightBits = weightBits
-    name = weights16 ? "a8w16" : "a16 (\(weightBits) weights)"
+  init(_ variant: A16Variant, size: Int = 96) throws {
+    self.variant = variant
     let model = try ModelLoader.load(contentsOf: try #require(TestData.lite0))
     let inputs = try validationInputs(for: model, count: 3)
     let ranges = try minMaxRanges(of: model, over: Array(inputs.prefix(2)))
     var options = QuantizationOptions()
-    options.a16Layers = weights16 ? Self.w16A16Layers : Self.layers
-    options.w16Layers = weights16 ? Self.w16Layers : []
-    options.a16WeightBits = weightBits
+    options.a16Layers = variant == .a8w16 ? Self.w16A16Layers : Self.layers
+    options.w16Layers = variant == .a8w16 ? Self.w16Layers : []
+    options.a16WeightBits = variant == .a16w16 ? .sixteen : .eight
     var quantized = try Quantizer.quantize(model: model, options: options) { ranges[$0] }.model
     let full = model.info.inputSize
     quantized.info.inputSize = size
@@ -57,10 +60,25 @@ struct A16RealModelCase: Sendable {
     self.expected = expected
   }
 
+  /// The quantized model has the case's 16-bit layers, with the precisions asked for.
+  func checkLayers() {
+    switch variant {
+    case .a16w8, .a16w16:
+      #expect(
+        Set(quantized.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name))
+          == Set(Self.layers))
+    case .a8w16:
+      let precisions = Dictionary(uniqueKeysWithValues: quantized.nodes.map { ($0.name, $0.precision) })
+      for layer in Self.w16Layers { #expect(precisions[layer] == "a8w16", "\(layer)") }
+      #expect(precisions["_blocks.12._bn2"] == "a16w8")
+      #expect(quantized.node(named: MixedPrecision.twinName("_blocks.12._bn1.relu6"))?.weightBits == 16)
+    }
+  }
+
   func check(_ path: TiePath) throws {
-    let context = "Lite0 \(name) on \(path)"
+    let context = "Lite0 \(variant) on \(path)"
     // a16: 4 layers and the 16-bit twins of their 4 producers; a8w16: 5 layers, 1 at a16, 1 twin.
-    let expectedWide = name == "a8w16" ? 7 : 8
+    let expectedWide = variant == .a8w16 ? 7 : 8
     #expect(quantized.nodes.filter(\.isWide).count == expectedWide)
     for fuse in [false, true] {
       let fast = try Int8FastExecutor(
@@ -75,82 +93,50 @@ struct A16RealModelCase: Sendable {
 }
 
 enum A16RealModelCases {
-  static let eight = Result { try A16RealModelCase(weightBits: .eight) }
-  static let sixteen = Result { try A16RealModelCase(weightBits: .sixteen) }
-  static let weights16 = Result { try A16RealModelCase(weightBits: .eight, weights16: true) }
-  static func get(_ bits: A16WeightBits) throws -> A16RealModelCase {
-    try (bits == .eight ? eight : sixteen).get()
+  static let a16w8 = Result { try A16RealModelCase(.a16w8) }
+  static let a16w16 = Result { try A16RealModelCase(.a16w16) }
+  static let a8w16 = Result { try A16RealModelCase(.a8w16) }
+  static func get(_ variant: A16Variant) throws -> A16RealModelCase {
+    switch variant {
+    case .a16w8: try a16w8.get()
+    case .a16w16: try a16w16.get()
+    case .a8w16: try a8w16.get()
+    }
   }
 }
 
 @Suite struct MixedPrecisionBitExactTests {
-  static let bits: [A16WeightBits] = [.eight, .sixteen]
+  static let variants = A16Variant.allCases
 
+  /// Every case on every portable path; the native ones below.
   @Test(
     .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    arguments: bits, portableRealPaths)
-  func efficientNetLite0A16(_ bits: A16WeightBits, _ path: TiePath) throws {
-    let c = try A16RealModelCases.get(bits)
-    #expect(
-      Set(c.quantized.nodes.filter { $0.inputBits == 16 && !MixedPrecision.isTwin($0.name) }.map(\.name))
-        == Set(A16RealModelCase.layers))
-    try c.check(path)
-  }
-
-  /// a8w16 layers (§17.2), among them the stem and a producer whose twin feeds an a16w8 layer, on
-  /// every portable path; the native ones below.
-  @Test(
-    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    arguments: portableRealPaths)
-  func efficientNetLite0A8W16(_ path: TiePath) throws {
-    let c = try A16RealModelCases.weights16.get()
-    let precisions = Dictionary(uniqueKeysWithValues: c.quantized.nodes.map { ($0.name, $0.precision) })
-    for layer in A16RealModelCase.w16Layers { #expect(precisions[layer] == "a8w16", "\(layer)") }
-    #expect(precisions["_blocks.12._bn2"] == "a16w8")
-    #expect(c.quantized.node(named: MixedPrecision.twinName("_blocks.12._bn1.relu6"))?.weightBits == 16)
+    arguments: variants, portableRealPaths)
+  func efficientNetLite0A16(_ variant: A16Variant, _ path: TiePath) throws {
+    let c = try A16RealModelCases.get(variant)
+    c.checkLayers()
     try c.check(path)
   }
 
   @Test(
     .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"))
-  func efficientNetLite0A8W16AVX2() throws {
-    try A16RealModelCases.weights16.get().check(TiePath(backend: .avx2))
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: variants)
+  func efficientNetLite0A16AVX2(_ variant: A16Variant) throws {
+    try A16RealModelCases.get(variant).check(TiePath(backend: .avx2))
   }
 
   @Test(
     .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
-  func efficientNetLite0A8W16AVX512VNNI() throws {
-    try A16RealModelCases.weights16.get().check(TiePath(backend: .avx512vnni))
+    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"), arguments: variants)
+  func efficientNetLite0A16AVX512VNNI(_ variant: A16Variant) throws {
+    try A16RealModelCases.get(variant).check(TiePath(backend: .avx512vnni))
   }
 
   @Test(
     .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
-  func efficientNetLite0A8W16AMX() throws {
-    try A16RealModelCases.weights16.get().check(TiePath(backend: .amx))
-  }
-
-  @Test(
-    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"), arguments: bits)
-  func efficientNetLite0A16AVX2(_ bits: A16WeightBits) throws {
-    try A16RealModelCases.get(bits).check(TiePath(backend: .avx2))
-  }
-
-  @Test(
-    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    .enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"), arguments: bits)
-  func efficientNetLite0A16AVX512VNNI(_ bits: A16WeightBits) throws {
-    try A16RealModelCases.get(bits).check(TiePath(backend: .avx512vnni))
-  }
-
-  @Test(
-    .enabled(if: TestData.lite0 != nil && TestData.hasImages, Comment(rawValue: TestData.needsLite0AndImages)),
-    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: bits)
-  func efficientNetLite0A16AMX(_ bits: A16WeightBits) throws {
-    try A16RealModelCases.get(bits).check(TiePath(backend: .amx))
+    .enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"), arguments: variants)
+  func efficientNetLite0A16AMX(_ variant: A16Variant) throws {
+    try A16RealModelCases.get(variant).check(TiePath(backend: .amx))
   }
 
   /// The depthwise kernels (§17) against the reference plan, on a layer whose channel count (7) is
