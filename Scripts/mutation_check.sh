@@ -48,6 +48,7 @@ MUTATIONS=(
   "vnni512-general-rounding|Sources/CInt8Kernels/*.[ch]|TieTests|FastKernelTests|AVX-512 VNNI 16-lane epilogue's general form (shifts below 32) drops its rounding term (caught only on a CPU with AVX-512 VNNI)"
   "vnni-dw-lone-tap|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI depthwise kernel gives the spare taps of its last quad weight 1 instead of 0 (caught only on a CPU with AVX-512 VNNI and VBMI)"
   "a8w16-block|Sources/CInt8Kernels/*.[ch]|MixedPrecisionBitExactTests|AVX2 wide GEMM sums 129 pairs of 16-bit weights on an 8-bit input in int32 (one pair past the bound: 129 · 2 · 255 · 32767 > 2^31)"
+  "vnni512-int32-guard|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|AVX-512 VNNI whole tiles with int32 outputs (logits) go to the 16-lane 8-bit epilogue (caught only on a CPU with AVX-512 VNNI)"
   "avx2-residual-shift-logical|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
 )
 
@@ -132,6 +133,12 @@ EOF
 _mm512_srav_epi64(_mm512_add_epi64(ye, p->rnd_e), p->sh_e)
 =>
 _mm512_srav_epi64(ye, p->sh_e)
+EOF
+    ;;
+    vnni512-int32-guard) cat <<'EOF'
+c.use512 = (!k->residual || k->add_fold) && !int32_output;
+=>
+c.use512 = (!k->residual || k->add_fold);
 EOF
     ;;
     a8w16-block) cat <<'EOF'

@@ -59,6 +59,30 @@ struct GemmProblem {
     _ family: GemmFamily, ep template: octet_i8_epilogue, bias: [Int32], multiplier: [Int32], shift: [Int32],
     withResidual: Bool
   ) -> [UInt8] {
+    var out = [UInt8](repeating: 0xA5, count: m * n)
+    out.withUnsafeMutableBytes {
+      run(
+        family, ep: template, bias: bias, multiplier: multiplier, shift: shift, withResidual: withResidual,
+        into: $0.baseAddress!)
+    }
+    return out
+  }
+
+  /// The same with int32 outputs (a classifier's logits, §11): [m][n].
+  func runInt32(_ family: GemmFamily, bias: [Int32], multiplier: [Int32], shift: [Int32]) -> [Int32] {
+    var ep = octet_i8_epilogue()
+    ep.int32_output = 1
+    var out = [Int32](repeating: 0x5A5A_5A5A, count: m * n)
+    out.withUnsafeMutableBytes {
+      run(family, ep: ep, bias: bias, multiplier: multiplier, shift: shift, withResidual: false, into: $0.baseAddress!)
+    }
+    return out
+  }
+
+  private func run(
+    _ family: GemmFamily, ep template: octet_i8_epilogue, bias: [Int32], multiplier: [Int32], shift: [Int32],
+    withResidual: Bool, into out: UnsafeMutableRawPointer
+  ) {
     let layout = family.layout
     let align = octet_i8_k_align(layout)
     let kp = (k + align - 1) / align * align
@@ -82,7 +106,6 @@ struct GemmProblem {
         }
       }
     }
-    var out = [UInt8](repeating: 0xA5, count: m * n)
     bias.withUnsafeBufferPointer { b in
       multiplier.withUnsafeBufferPointer { mu in
         shift.withUnsafeBufferPointer { s in
@@ -97,26 +120,25 @@ struct GemmProblem {
             let a8 = aBytes.pointer.assumingMemoryBound(to: UInt8.self)
             let b8 = packed.pointer.assumingMemoryBound(to: Int8.self)
             switch family {
-            case .scalar: octet_i8_gemm__scalar(a8, kp, b8, kp, n, 0, m, 0, n, &ep, &out, n)
-            case .vnniEmulated: octet_i8_gemm__avx512vnni_emulated(a8, kp, b8, kp, n, 0, m, 0, n, &ep, &out, n)
-            case .amxEmulated: octet_i8_gemm__amx_emulated(a8, kp, b8, kp, n, 0, m, 0, n, &ep, &out, n)
+            case .scalar: octet_i8_gemm__scalar(a8, kp, b8, kp, n, 0, m, 0, n, &ep, out, n)
+            case .vnniEmulated: octet_i8_gemm__avx512vnni_emulated(a8, kp, b8, kp, n, 0, m, 0, n, &ep, out, n)
+            case .amxEmulated: octet_i8_gemm__amx_emulated(a8, kp, b8, kp, n, 0, m, 0, n, &ep, out, n)
             case .avx2Int16:
               octet_i8_gemm__avx2(
                 aBytes.pointer.assumingMemoryBound(to: Int16.self), packed.pointer.assumingMemoryBound(to: Int16.self),
-                kp, n, 0, m, 0, n, &ep, &out, n)
-            case .avx2Pairs: octet_i8_gemm__avx2_pairs(a8, kp, b8, kp, n, 0, m, 0, n, &ep, &out, n)
+                kp, n, 0, m, 0, n, &ep, out, n)
+            case .avx2Pairs: octet_i8_gemm__avx2_pairs(a8, kp, b8, kp, n, 0, m, 0, n, &ep, out, n)
             case .avx2Quads:
               withUnsafePointer(to: fixups!.table) {
-                octet_i8_gemm__avx2_quads(a8, kp, b8, $0, kp, n, 0, m, 0, n, &ep, &out, n)
+                octet_i8_gemm__avx2_quads(a8, kp, b8, $0, kp, n, 0, m, 0, n, &ep, out, n)
               }
-            case .vnni: octet_i8_gemm__avx512vnni(a8, kp, b8, kp, n, 0, m, 0, n, &ep, &out, n)
-            case .amx: octet_i8_gemm__amx(a8, kp, b8, kp, n, 0, m, 0, n, &ep, &out, n)
+            case .vnni: octet_i8_gemm__avx512vnni(a8, kp, b8, kp, n, 0, m, 0, n, &ep, out, n)
+            case .amx: octet_i8_gemm__amx(a8, kp, b8, kp, n, 0, m, 0, n, &ep, out, n)
             }
           }
         }
       }
     }
-    return out
   }
 }
 
@@ -256,6 +278,48 @@ func makeGemmProblem(m: Int, n: Int, k: Int, shift: Int32, pairsSafe: Bool, usin
   func avx2EpilogueAtShifts32And33(_ family: GemmFamily) {
     Self.check(family, shifts: 31...34, trialsPerShift: 16, seed: 0xE95)
   }
+
+  /// int32 outputs (the classifier's logits, §11) from GEMMs of whole tiles (24 x 64: 8-row tiles of
+  /// the VNNI and AMX kernels and 6-row ones of AVX2, every panel 16 or 32 wide) and of tails
+  /// (9 x 37): the in-register 8-bit epilogues of whole tiles must leave them to the general one.
+  /// The network planners run a classifier one image (one row) at a time, so only this reaches the
+  /// kernels' whole-tile branch with int32 outputs.
+  static func checkInt32(_ family: GemmFamily) {
+    var rng = SeededGenerator(seed: 0x1A32)
+    for (m, n) in [(24, 64), (9, 37)] {
+      for shift: Int32 in [31, 38, 46] {
+        let p = makeGemmProblem(m: m, n: n, k: 72, shift: shift, pairsSafe: family == .avx2Pairs, using: &rng)
+        let acc = p.accumulators()
+        let requants = (0..<n).map { _ in
+          RequantMultiplier(multiplier: Int32.random(in: (1 << 30)...Int32.max, using: &rng), shift: shift)
+        }
+        let bias = (0..<n).map { _ in Int32.random(in: -100_000...100_000, using: &rng) }
+        let got = p.runInt32(family, bias: bias, multiplier: requants.map(\.multiplier), shift: requants.map(\.shift))
+        var wrong = 0
+        for r in 0..<m {
+          for c in 0..<n {
+            let y = requants[c].apply(Int32(truncatingIfNeeded: acc[r * n + c] + Int64(bias[c])))
+            if got[r * n + c] != Int32(clamping: y) { wrong += 1 }
+          }
+        }
+        #expect(wrong == 0, "\(family) \(m)x\(n), shift \(shift): \(wrong) of \(m * n) int32 outputs differ")
+      }
+    }
+  }
+
+  @Test(arguments: [GemmFamily.scalar, .vnniEmulated, .amxEmulated])
+  func portableInt32OutputsEqualSwift(_ family: GemmFamily) { Self.checkInt32(family) }
+
+  @Test(
+    .enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"),
+    arguments: [GemmFamily.avx2Int16, .avx2Pairs, .avx2Quads])
+  func avx2Int32OutputsEqualSwift(_ family: GemmFamily) { Self.checkInt32(family) }
+
+  @Test(.enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func avx512vnniInt32OutputsOfWholeTilesEqualSwift() { Self.checkInt32(.vnni) }
+
+  @Test(.enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
+  func amxInt32OutputsOfWholeTilesEqualSwift() { Self.checkInt32(.amx) }
 
   /// The emulated VNNI and AMX builds call the real builds' (AVX2) epilogue wherever the CPU has
   /// AVX2; only a CPU without it falls back to the scalar one.
