@@ -254,15 +254,15 @@ VNNI_DW void octet_i8_dwconv__avx512vnni(const octet_i8_window* w, const uint8_t
   }
 }
 
-#define OCTET_VNNI_FINISH(NP)                                                                     \
+#define OCTET_VNNI_FINISH(NP, MR)                                                                 \
   if (o != NULL && o[0].fused) {                                                                  \
     if (c5->use512) {                                                                             \
-      for (size_t i = 0; i < 8; i++)                                                              \
+      for (size_t i = 0; i < MR; i++)                                                             \
         for (size_t p = 0; p < NP; p++)                                                           \
           finish16_512(c[i][p], &p16[p], o[p].k, c5, o[p].out + i * o[p].ldc,                      \
                        o[p].res ? o[p].res + i * o[p].ld_res : NULL);                              \
     } else {                                                                                      \
-      for (size_t i = 0; i < 8; i++)                                                              \
+      for (size_t i = 0; i < MR; i++)                                                             \
         for (size_t p = 0; p < NP; p++)                                                           \
           finish_row16(_mm512_castsi512_si256(c[i][p]), _mm512_extracti64x4_epi64(c[i][p], 1), &o[p], i, -1); \
     }                                                                                             \
@@ -272,39 +272,57 @@ typedef tile_out vnni_out;
 #define OCTET_VNNI_EXTRA , const cols16* p16, const consts512* c5
 #define OCTET_VNNI_EXTRA_ARGS , p16, &c5
 #else
-#define OCTET_VNNI_FINISH(NP)
+#define OCTET_VNNI_FINISH(NP, MR)
 typedef struct { int fused; } vnni_out;
 #define OCTET_VNNI_EXTRA
 #define OCTET_VNNI_EXTRA_ARGS
 #endif
 
-// 8 rows x (16 * NP) columns over the whole K; rows past `rows` repeat row 0 and are discarded.
+// MR rows (1 to 8; a tile of fewer rows than 8 is the tail of an image's rows, e.g. 49 = 6 * 8 + 1
+// on a 7x7 layer, and computes only its own rows) x (16 * NP) columns over the whole K.
 // `o` (NP of them, one per 16 columns): where a fused tile's codes go; otherwise acc gets the sums.
-#define OCTET_VNNI_KERNEL(NAME, NP)                                                               \
+#define OCTET_VNNI_KERNEL(NAME, NP, MR)                                                           \
   VNNI static void NAME(const uint8_t* a, size_t lda, size_t rows, const int8_t* b, size_t kp,    \
                         size_t kg, const int32_t* bias, const vnni_out* o, int32_t acc[8][32] OCTET_VNNI_EXTRA) { \
-    const uint8_t* r[8];                                                                          \
-    for (size_t i = 0; i < 8; i++) r[i] = a + (i < rows ? i : 0) * lda;                           \
-    __m512i c[8][NP];                                                                             \
+    const uint8_t* r[MR];                                                                         \
+    (void)rows;                                                                                   \
+    for (size_t i = 0; i < MR; i++) r[i] = a + i * lda;                                           \
+    __m512i c[MR][NP];                                                                            \
     for (size_t p = 0; p < NP; p++) {                                                             \
       const __m512i bv = _mm512_loadu_si512(bias + 16 * p);                                       \
-      for (size_t i = 0; i < 8; i++) c[i][p] = bv;                                                \
+      for (size_t i = 0; i < MR; i++) c[i][p] = bv;                                               \
     }                                                                                             \
     for (size_t g = 0; g < kg; g++) {                                                             \
       __m512i w[NP];                                                                              \
       for (size_t p = 0; p < NP; p++) w[p] = _mm512_load_si512(b + p * kp * 16 + g * 64);         \
-      for (size_t i = 0; i < 8; i++) {                                                            \
+      for (size_t i = 0; i < MR; i++) {                                                           \
         const __m512i x = _mm512_set1_epi32(octet_load_i32(r[i] + 4 * g));                        \
         for (size_t p = 0; p < NP; p++) c[i][p] = _mm512_dpbusd_epi32(c[i][p], x, w[p]);          \
       }                                                                                           \
     }                                                                                             \
-    OCTET_VNNI_FINISH(NP)                                                                         \
-    for (size_t i = 0; i < 8; i++)                                                                \
+    OCTET_VNNI_FINISH(NP, MR)                                                                     \
+    for (size_t i = 0; i < MR; i++)                                                               \
       for (size_t p = 0; p < NP; p++) _mm512_storeu_si512(acc[i] + 16 * p, c[i][p]);              \
   }
 
-OCTET_VNNI_KERNEL(kernel_8x32, 2)
-OCTET_VNNI_KERNEL(kernel_8x16, 1)
+#define OCTET_VNNI_ROWS(R) OCTET_VNNI_KERNEL(kernel_##R##x32, 2, R) OCTET_VNNI_KERNEL(kernel_##R##x16, 1, R)
+OCTET_VNNI_ROWS(1)
+OCTET_VNNI_ROWS(2)
+OCTET_VNNI_ROWS(3)
+OCTET_VNNI_ROWS(4)
+OCTET_VNNI_ROWS(5)
+OCTET_VNNI_ROWS(6)
+OCTET_VNNI_ROWS(7)
+OCTET_VNNI_ROWS(8)
+#undef OCTET_VNNI_ROWS
+
+typedef void (*vnni_kernel)(const uint8_t*, size_t, size_t, const int8_t*, size_t, size_t, const int32_t*,
+                            const vnni_out*, int32_t[8][32] OCTET_VNNI_EXTRA);
+// [rows - 1]: the kernel of that many rows, 32 or 16 columns wide.
+static const vnni_kernel kernels32[8] = {kernel_1x32, kernel_2x32, kernel_3x32, kernel_4x32,
+                                         kernel_5x32, kernel_6x32, kernel_7x32, kernel_8x32};
+static const vnni_kernel kernels16[8] = {kernel_1x16, kernel_2x16, kernel_3x16, kernel_4x16,
+                                         kernel_5x16, kernel_6x16, kernel_7x16, kernel_8x16};
 
 VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
                                     size_t n, size_t m0, size_t m1, size_t n0, size_t n1,
@@ -351,16 +369,14 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
       for (size_t m = mb; m < me; m += 8) {
         const size_t rows = me - m < 8 ? me - m : 8;
 #if !defined(OCTET_EMULATE_ISA)
-        o[0].fused = whole && rows == 8;
+        o[0].fused = whole;
         for (size_t p = 0; p < 2; p++) {
           o[p].out = (uint8_t*)out + m * ldc + p0 + 16 * p;
           o[p].res = k.residual ? ep->residual + m * ep->ld_residual + p0 + 16 * p : NULL;
         }
 #endif
-        if (cols > OCTET_I8_NR)
-          kernel_8x32(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc OCTET_VNNI_EXTRA_ARGS);
-        else
-          kernel_8x16(a + m * lda, lda, rows, panel, kp, kp / 4, bias, o, acc OCTET_VNNI_EXTRA_ARGS);
+        (cols > OCTET_I8_NR ? kernels32 : kernels16)[rows - 1](a + m * lda, lda, rows, panel, kp, kp / 4, bias, o,
+                                                               acc OCTET_VNNI_EXTRA_ARGS);
         if (o[0].fused) continue;
 #if !defined(OCTET_EMULATE_ISA)
         epilogue_block(&acc[0][0], 32, m, rows, p0, cols, ep, &k, out, ldc);
