@@ -312,6 +312,34 @@ func checkAllLayerCases(_ backend: Int8Backend, emulated: Bool = false, avx2Kern
 
   @Test func amxKernelCodeEqualsReferenceUnderEmulation() throws { try checkAllLayerCases(.amx, emulated: true) }
 
+  /// A batch of 3 through a layer whose weights do not stay in L2 (K = 2304, N = 256), so that with
+  /// 2 and 3 threads the rows of all images are split into bands, which start and end inside
+  /// images (49 rows each: bands of 56 with 3 threads).
+  func checkBandsAcrossImages(_ backend: Int8Backend, emulated: Bool = false) throws {
+    let c = LayerCase(size: 7, cin: 256, cout: 256, kernel: 3, stride: 1, pad: [1, 1, 1, 1], groups: 1)
+    let seed: UInt64 = 0xBA4D_0001
+    let model = try makeLayerModel(c, seed: seed)
+    let plan = try Int8FastExecutor(
+      model: model, backend: backend, threads: 2, fuseResidualAdds: true, emulatedISA: emulated)
+    #expect(plan.layers.contains { $0.name == "layer" && $0.k == 2304 && $0.n == 256 })
+    try expectBitExact(
+      model, backend: backend, seed: seed, context: "\(c)\(emulated ? " emulated" : "")", emulated: emulated)
+  }
+
+  @Test func bandsAcrossImagesScalarAndEmulated() throws {
+    try checkBandsAcrossImages(.scalar)
+    try checkBandsAcrossImages(.avx512vnni, emulated: true)
+  }
+
+  @Test(.enabled(if: Int8Backend.avx2.isSupported, "this CPU has no AVX2"))
+  func bandsAcrossImagesAVX2() throws { try checkBandsAcrossImages(.avx2) }
+
+  @Test(.enabled(if: Int8Backend.avx512vnni.isSupported, "this CPU has no AVX-512 VNNI"))
+  func bandsAcrossImagesAVX512VNNI() throws { try checkBandsAcrossImages(.avx512vnni) }
+
+  @Test(.enabled(if: Int8Backend.amx.isSupported, "this CPU (or OS) gives no AMX-INT8"))
+  func bandsAcrossImagesAMX() throws { try checkBandsAcrossImages(.amx) }
+
   @Test func residualAddsAreFusedIntoTheLaterConvolution() throws {
     let model = try makeLayerModel(layerCases.first { $0.residual == .layerFirst }!, seed: 1)
     let fused = try Int8FastExecutor(model: model, backend: .scalar, threads: 1)

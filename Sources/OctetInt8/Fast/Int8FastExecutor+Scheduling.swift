@@ -125,20 +125,27 @@ extension Int8FastExecutor {
       // Columns: distinct panels of B per task, so four tasks per thread cost no extra traffic.
       let columnTasks = min(bands > 1 ? 4 : threads * 4, columnBlocks)
       let perTask = (columnBlocks + columnTasks - 1) / columnTasks
-      let bandRows = (m + bands - 1) / bands
+      // Bands of the rows of all images together (with a batch, a band is a run of whole images
+      // and parts of images), so the threads get equal shares: per image, 49 rows in two bands of
+      // whole 8-row tiles were 32 and 17.
+      let bandRows = (rows + bands - 1) / bands
       let bandGrain = (bandRows + rowGrain - 1) / rowGrain * rowGrain
       parallel(columnTasks * bands) { t in
         let n0 = t / bands * perTask * columnGrain
         let n1 = min(conv.n, n0 + perTask * columnGrain)
-        let m0 = t % bands * bandGrain
-        let m1 = min(m, m0 + bandGrain)
-        guard n0 < n1, m0 < m1 else { return }
-        for n in 0..<batch {
+        let g1 = min(rows, (t % bands + 1) * bandGrain)
+        var r = t % bands * bandGrain
+        guard n0 < n1 else { return }
+        while r < g1 {
+          let n = r / m
+          let r0 = r - n * m
+          let r1 = min(m, r0 + (g1 - r))
           var e = epilogue(n)
           let (a, lda) = aBase(n)
           gemm(
-            conv, a: a, lda: lda, m0: m0, m1: m1, n0: n0, n1: n1, epilogue: &e,
+            conv, a: a, lda: lda, m0: r0, m1: r1, n0: n0, n1: n1, epilogue: &e,
             out: outBase + n * m * ldc * outElement)
+          r += r1 - r0
         }
       }
     }
