@@ -20,12 +20,13 @@
 #define OCTET_EPILOGUE octet_i8_epilogue__avx2
 #endif
 
-// The native build finishes whole tiles from their registers with the AVX2 kernels' fused epilogue
+// The native build finishes tiles of 16 or 32 columns (8 rows, or the 1-7 rows left at the end of
+// an image's rows, each row count its own kernel) from their registers with the AVX2 kernels' fused epilogue
 // (finish_row16: the 32-bit fast form of §3 and the folded residual add of §8, the same code the
 // AVX2 GEMMs run), each zmm accumulator split into its two ymm halves; the per-tensor constants are
 // loaded once per call; finish16_512 (below) does it on 16 lanes, in the fast form or, for any
-// shift, the general one. Partial tiles, int32 outputs and unfolded residual adds without the fast
-// form store the accumulators and run the general epilogue. The emulated build (tests on any CPU)
+// shift, the general one. Narrower column tails, int32 outputs and unfolded residual adds without
+// the fast form store the accumulators and run the general epilogue. The emulated build (tests on any CPU)
 // always takes that path.
 #if !defined(OCTET_EMULATE_ISA)
 #include "qu8s8-gemm-6x16-avx2.h"
