@@ -56,7 +56,8 @@ let package = Package(
     .target(name: "OctetImages", dependencies: ["OctetCore", "CJPEGTurbo", "CPNG", "CImageGlue"]),
     .target(
       name: "OctetFloat",
-      dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "COpenBLAS"]
+      // CInt8Kernels for its persistent worker pool (pool.c), which the float GEMMs share.
+      dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "CInt8Kernels", "COpenBLAS"]
     ),
     .target(
       name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),

@@ -1,4 +1,5 @@
 import CFloatKernels
+import CInt8Kernels
 import COpenBLAS
 import Synchronization
 
@@ -53,6 +54,39 @@ public enum FloatKernels {
   /// Threads a GEMM may use (see `setThreads`).
   public static var threads: Int { threadCount.load(ordering: .relaxed) }
   private static let threadCount = Atomic<Int>(1)
+
+  /// Runs body(0 ..< tasks) on the persistent worker pool of `threads` threads (pool.c, the int8
+  /// runtime's: workers spin briefly between layers instead of being woken through GCD for every
+  /// layer) and the calling thread; returns when all are done. While another run holds the pool, or
+  /// with one thread, the caller runs the tasks itself, in order.
+  static func parallel(_ tasks: Int, _ body: (Int) -> Void) {
+    guard tasks > 1, let pool = pool(threads: threads) else {
+      for t in 0..<tasks { body(t) }
+      return
+    }
+    withoutActuallyEscaping(body) { body in
+      var body = body
+      withUnsafeMutablePointer(to: &body) { context in
+        octet_pool_run(
+          pool, tasks, { context, task in context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(task) },
+          context)
+      }
+    }
+  }
+
+  /// One pool per thread count asked for, made on first use and kept for the process (a handful at
+  /// most: `setThreads` is called with the count of a run).
+  private static func pool(threads n: Int) -> OpaquePointer? {
+    guard n > 1 else { return nil }
+    return pools.withLock { table in
+      if let pool = table.pools[n] { return pool }
+      let pool = octet_pool_create(n)
+      if let pool { table.pools[n] = pool }
+      return pool
+    }
+  }
+  private struct PoolTable: @unchecked Sendable { var pools: [Int: OpaquePointer] = [:] }
+  private static let pools = Mutex(PoolTable())
 
   /// Applies the defaults (one OpenBLAS thread) exactly once, before the first kernel runs.
   static func configureOnce() { _ = configured }

@@ -89,8 +89,7 @@ func gemm(
         if m >= 6 * 8 * threads {
           // Many rows: contiguous row slices (multiples of 6) share all of B.
           let rowsPerSlice = (m + threads * 6 - 1) / (threads * 6) * 6
-          DispatchQueue.concurrentPerform(iterations: (m + rowsPerSlice - 1) / rowsPerSlice) {
-            slice in
+          FloatKernels.parallel((m + rowsPerSlice - 1) / rowsPerSlice) { slice in
             let m0 = slice * rowsPerSlice
             octet_f32_gemm_6x16__avx2fma(
               min(rowsPerSlice, m - m0), n, k, o.a + m0 * lda, lda, o.b, 0, n, o.c + m0 * ldc, ldc,
@@ -99,9 +98,7 @@ func gemm(
         } else {
           // Few rows: slices of whole 16-column panels, each with its own part of B.
           let panelsPerSlice = (panels + threads - 1) / threads
-          DispatchQueue.concurrentPerform(
-            iterations: (panels + panelsPerSlice - 1) / panelsPerSlice
-          ) { slice in
+          FloatKernels.parallel((panels + panelsPerSlice - 1) / panelsPerSlice) { slice in
             let j0 = slice * panelsPerSlice * nr
             octet_f32_gemm_6x16__avx2fma(
               m, n, k, o.a, lda, o.b, j0, min(j0 + panelsPerSlice * nr, n), o.c, ldc, o.bias,

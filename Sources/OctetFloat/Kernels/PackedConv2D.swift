@@ -202,7 +202,7 @@ public final class PackedConv2D: @unchecked Sendable {
         }
       }
       if tileThreads > 1 {
-        DispatchQueue.concurrentPerform(iterations: tileThreads) { t in
+        FloatKernels.parallel(tileThreads) { t in
           for i in stride(from: t, to: tiles, by: tileThreads) { runTile(buffers[t], i * tile, true) }
         }
       } else {
