@@ -49,6 +49,8 @@ MUTATIONS=(
   "vnni-dw-lone-tap|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI depthwise kernel gives the spare taps of its last quad weight 1 instead of 0 (caught only on a CPU with AVX-512 VNNI and VBMI)"
   "a8w16-block|Sources/CInt8Kernels/*.[ch]|MixedPrecisionBitExactTests|AVX2 wide GEMM sums 129 pairs of 16-bit weights on an 8-bit input in int32 (one pair past the bound: 129 · 2 · 255 · 32767 > 2^31)"
   "vnni512-int32-guard|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|AVX-512 VNNI whole tiles with int32 outputs (logits) go to the 16-lane 8-bit epilogue (caught only on a CPU with AVX-512 VNNI)"
+  "vnni-tail-last-row|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI GEMM: a tail tile of 1-7 rows does not finish its last row in registers (caught only on a CPU with AVX-512 VNNI)"
+  "bands-late-start|Sources/OctetInt8/Fast/*.swift|FastKernelBitExactTests|row bands over the whole batch start one row late (the row before each band is never computed)"
   "avx2-residual-shift-logical|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
 )
 
@@ -139,6 +141,22 @@ EOF
 c.use512 = (!k->residual || k->add_fold) && !int32_output;
 =>
 c.use512 = (!k->residual || k->add_fold);
+EOF
+    ;;
+    vnni-tail-last-row) cat <<'EOF'
+      for (size_t i = 0; i < MR; i++)                                                             \
+        for (size_t p = 0; p < NP; p++)                                                           \
+          finish16_512(
+=>
+      for (size_t i = 0; i < (MR == 8 ? 8 : MR - 1); i++)                                        \
+        for (size_t p = 0; p < NP; p++)                                                           \
+          finish16_512(
+EOF
+    ;;
+    bands-late-start) cat <<'EOF'
+        var r = t % bands * bandGrain
+=>
+        var r = t % bands * bandGrain + (t % bands > 0 ? 1 : 0)
 EOF
     ;;
     a8w16-block) cat <<'EOF'
