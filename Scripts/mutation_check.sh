@@ -154,9 +154,9 @@ EOF
 EOF
     ;;
     bands-late-start) cat <<'EOF'
-        var r = t % bands * bandGrain
+        let g0 = t % bands * bandGrain
 =>
-        var r = t % bands * bandGrain + (t % bands > 0 ? 1 : 0)
+        let g0 = t % bands * bandGrain + (t % bands > 0 ? 1 : 0)
 EOF
     ;;
     a8w16-block) cat <<'EOF'

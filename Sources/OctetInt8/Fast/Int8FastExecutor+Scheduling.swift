@@ -59,6 +59,18 @@ extension Int8FastExecutor {
         kernel.layout, &window, input + n * conv.inSize, r0, r1 - r0, scratch + (n * m + r0) * aRowBytes)
     }
     let rows = batch * m
+    // Rows `from ..< to` of the batch (all images' rows counted together), cut at the images'
+    // boundaries and into pieces of at most `piece` rows: body(image, first row, end row) in it.
+    func segments(from: Int, to: Int, piece: Int = .max, _ body: (Int, Int, Int) -> Void) {
+      var r = from
+      while r < to {
+        let n = r / m
+        let r0 = r - n * m
+        let r1 = min(m, r0 + min(to - r, piece))
+        body(n, r0, r1)
+        r += r1 - r0
+      }
+    }
     let rowGrain = kernel.rowGrain
     let columnGrain = kernel.columnGrain
     let columnBlocks = (conv.n + columnGrain - 1) / columnGrain
@@ -79,13 +91,8 @@ extension Int8FastExecutor {
       let blockRows = conv.direct ? rows : max(rowGrain, 48 * 1024 / aRowBytes / rowGrain * rowGrain)
       parallel(tasks) { t in
         let start = t * chunk
-        var r = start
-        let end = min(rows, r + chunk)
         let region = scratch + start * aRowBytes
-        while r < end {
-          let n = r / m
-          let r0 = r - n * m
-          let r1 = min(m, r0 + (end - r), r0 + blockRows)
+        segments(from: start, to: min(rows, start + chunk), piece: blockRows) { n, r0, r1 in
           var e = epilogue(n)
           if conv.direct {
             gemm(
@@ -99,7 +106,6 @@ extension Int8FastExecutor {
               conv, a: UnsafeRawPointer(region), lda: conv.kp, m0: 0, m1: r1 - r0, n0: 0, n1: conv.n, epilogue: &e,
               out: outBase + (n * m + r0) * ldc * outElement)
           }
-          r += r1 - r0
         }
       }
     } else {
@@ -110,17 +116,7 @@ extension Int8FastExecutor {
       // over all columns, as before, let the faster core wait).
       if !conv.direct {
         let perTask = (rows + threads - 1) / threads
-        parallel(threads) { t in
-          var r = t * perTask
-          let end = min(rows, r + perTask)
-          while r < end {
-            let n = r / m
-            let r0 = r - n * m
-            let r1 = min(m, r0 + (end - r))
-            pack(n, r0, r1)
-            r += r1 - r0
-          }
-        }
+        parallel(threads) { t in segments(from: t * perTask, to: min(rows, (t + 1) * perTask), pack) }
       }
       // Columns: distinct panels of B per task, so four tasks per thread cost no extra traffic.
       let columnTasks = min(bands > 1 ? 4 : threads * 4, columnBlocks)
@@ -133,19 +129,14 @@ extension Int8FastExecutor {
       parallel(columnTasks * bands) { t in
         let n0 = t / bands * perTask * columnGrain
         let n1 = min(conv.n, n0 + perTask * columnGrain)
-        let g1 = min(rows, (t % bands + 1) * bandGrain)
-        var r = t % bands * bandGrain
         guard n0 < n1 else { return }
-        while r < g1 {
-          let n = r / m
-          let r0 = r - n * m
-          let r1 = min(m, r0 + (g1 - r))
+        let g0 = t % bands * bandGrain
+        segments(from: g0, to: min(rows, g0 + bandGrain)) { n, r0, r1 in
           var e = epilogue(n)
           let (a, lda) = aBase(n)
           gemm(
             conv, a: a, lda: lda, m0: r0, m1: r1, n0: n0, n1: n1, epilogue: &e,
             out: outBase + n * m * ldc * outElement)
-          r += r1 - r0
         }
       }
     }
