@@ -250,6 +250,11 @@ struct OperatorTests {
       conv(
         "threads: 3x3 tiles", seed: 32, hw: (24, 24), cin: 16, cout: 40, kernel: (3, 3),
         pad: (1, 1, 1, 1), activation: .relu, residual: true),
+      // One tile's worth of rows (K = 288: 227 rows a tile, 196 rows) cut in two equal tiles of 102
+      // and 94 rows (avx2fma), so im2col runs on both threads.
+      conv(
+        "threads: 3x3 split tile", seed: 33, hw: (14, 14), cin: 32, cout: 24, kernel: (3, 3),
+        pad: (1, 1, 1, 1), activation: .relu6, residual: true),
     ]
     FloatKernels.setThreads(2)
     defer { FloatKernels.setThreads(1) }

@@ -175,7 +175,7 @@ public final class PackedConv2D: @unchecked Sendable {
 
     case .im2col(let groups):
       let k = groups[0].k
-      let tile = Self.im2colTileRows(m: m, k: k, n: coutG)
+      let tile = Self.im2colTileRows(m: m, k: k, n: coutG, threads: path == .avx2fma ? FloatKernels.threads : 1)
       let tiles = (m + tile - 1) / tile
       // One tile: im2col, then the GEMM. Several threads and tiles (avx2fma): each thread takes
       // whole tiles (its own scratch, the GEMM on one thread), so im2col runs in parallel too; a
@@ -227,10 +227,16 @@ public final class PackedConv2D: @unchecked Sendable {
 
   /// Output pixels per im2col tile: about 256 KB of A so the tile stays in L2 while the GEMM reads
   /// it, but never fewer rows than B has columns, so re-reading B per tile stays cheaper than A.
-  static func im2colTileRows(m: Int, k: Int, n: Int) -> Int {
+  /// With several threads and enough rows (at least 96 per thread, the GEMM's own threshold for row
+  /// slices), the tile count is a multiple of `threads` and the tiles are equal (to a multiple of 6
+  /// rows), so each thread gets the same share and im2col runs in parallel even for one tile's
+  /// worth of rows (ResNet50's 14x14 layers); otherwise the tiles are multiples of 72 rows.
+  static func im2colTileRows(m: Int, k: Int, n: Int, threads: Int) -> Int {
     let budgetRows = (256 * 1024 / MemoryLayout<Float>.stride) / k
     let rows = max(budgetRows, n, 72)
-    return min(m, (rows + 71) / 72 * 72)
+    guard threads > 1 && m >= 96 * threads else { return min(m, (rows + 71) / 72 * 72) }
+    let tiles = ((m + rows - 1) / rows + threads - 1) / threads * threads
+    return min(m, ((m + tiles - 1) / tiles + 5) / 6 * 6)
   }
 }
 
