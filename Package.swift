@@ -43,7 +43,10 @@ let package = Package(
     // Models/imagenet-classes.tsv compiled in (#embed), for Octet's ClassNames.
     .target(name: "CImageNetClasses", path: "Sources/CImageNetClasses"),
 
-    .target(name: "OctetCore"),
+    // The persistent worker pool (pool.c) behind OctetCore's WorkerPool.
+    .target(name: "CWorkerPool", path: "Sources/CWorkerPool", cSettings: [.unsafeFlags(["-O3"])]),
+
+    .target(name: "OctetCore", dependencies: ["CWorkerPool"]),
     .target(
       name: "OctetModels",
       dependencies: [
@@ -56,8 +59,7 @@ let package = Package(
     .target(name: "OctetImages", dependencies: ["OctetCore", "CJPEGTurbo", "CPNG", "CImageGlue"]),
     .target(
       name: "OctetFloat",
-      // CInt8Kernels for its persistent worker pool (pool.c), which the float GEMMs share.
-      dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "CInt8Kernels", "COpenBLAS"]
+      dependencies: ["OctetCore", "OctetModels", "CFloatKernels", "COpenBLAS"]
     ),
     .target(
       name: "OctetCalibration", dependencies: ["OctetCore", "OctetModels", "OctetImages", "OctetFloat"]),

@@ -107,7 +107,7 @@ struct CalibrateCommand: ParsableCommand {
         path: self.recipe!,
         reason: "a recipe for \(recipe.architecture), but '\(model)' is \(floatModel.info.architecture)")
     }
-    if let recipe {
+    if recipe != nil {
       print(
         "recipe \(self.recipe!): method \(method.description)\(self.method == nil ? "" : " (--method)"), "
           + "\(urls.count) images\(limit == nil ? "" : " (--limit)") from \(images)\(self.images == nil ? "" : " (--images)")"

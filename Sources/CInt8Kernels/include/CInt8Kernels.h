@@ -256,16 +256,6 @@ void octet_i8_channel_clamp__avx2(uint8_t* data, size_t rows, size_t channels, c
                                   const uint8_t* hi);
 #endif
 
-/// A pool of `threads - 1` persistent workers (pool.c). `octet_pool_run` runs fn(ctx, t) for
-/// t in 0 ..< tasks on the workers and the calling thread and returns when all are done; while
-/// another run is in progress (or without workers) the caller runs its tasks itself, in order.
-typedef struct octet_pool octet_pool;
-typedef void (*octet_task_fn)(void* ctx, size_t task);
-/// NULL if out of memory (octet_pool_run then runs tasks on the caller).
-octet_pool* octet_pool_create(size_t threads);
-void octet_pool_run(octet_pool* pool, size_t tasks, octet_task_fn fn, void* ctx);
-void octet_pool_destroy(octet_pool* pool);
-
 /// A convolution with a 16-bit input or output (docs/quantization.md §17). Inputs are uint8
 /// (in_bits 8) or int16 (16) NHWC codes, outputs uint8 or int16 (out_bits); the accumulator is
 /// int64: acc = bias[c] + Σ x·w, then clamp(floor((acc·m + 2^(n-1)) / 2^n) + z_out, lo, hi) with the

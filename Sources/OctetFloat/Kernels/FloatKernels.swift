@@ -1,6 +1,6 @@
 import CFloatKernels
-import CInt8Kernels
 import COpenBLAS
+import OctetCore
 import Synchronization
 
 /// Process-wide settings of the float kernels.
@@ -55,38 +55,29 @@ public enum FloatKernels {
   public static var threads: Int { threadCount.load(ordering: .relaxed) }
   private static let threadCount = Atomic<Int>(1)
 
-  /// Runs body(0 ..< tasks) on the persistent worker pool of `threads` threads (pool.c, the int8
-  /// runtime's: workers spin briefly between layers instead of being woken through GCD for every
-  /// layer) and the calling thread; returns when all are done. While another run holds the pool, or
-  /// with one thread, the caller runs the tasks itself, in order.
+  /// Runs body(0 ..< tasks) on a persistent worker pool of `threads` threads (OctetCore's
+  /// `WorkerPool`, as the int8 runtime: workers spin briefly between layers instead of being woken
+  /// through GCD for every layer) and the calling thread; returns when all are done. While another
+  /// run holds the pool, or with one thread, the caller runs the tasks itself, in order.
   static func parallel(_ tasks: Int, _ body: (Int) -> Void) {
-    guard tasks > 1, let pool = pool(threads: threads) else {
+    guard tasks > 1, threads > 1 else {
       for t in 0..<tasks { body(t) }
       return
     }
-    withoutActuallyEscaping(body) { body in
-      var body = body
-      withUnsafeMutablePointer(to: &body) { context in
-        octet_pool_run(
-          pool, tasks, { context, task in context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(task) },
-          context)
-      }
-    }
+    pool(threads: threads).run(tasks, body)
   }
 
   /// One pool per thread count asked for, made on first use and kept for the process (a handful at
   /// most: `setThreads` is called with the count of a run).
-  private static func pool(threads n: Int) -> OpaquePointer? {
-    guard n > 1 else { return nil }
-    return pools.withLock { table in
-      if let pool = table.pools[n] { return pool }
-      let pool = octet_pool_create(n)
-      if let pool { table.pools[n] = pool }
+  private static func pool(threads n: Int) -> WorkerPool {
+    pools.withLock { pools in
+      if let pool = pools[n] { return pool }
+      let pool = WorkerPool(threads: n)
+      pools[n] = pool
       return pool
     }
   }
-  private struct PoolTable: @unchecked Sendable { var pools: [Int: OpaquePointer] = [:] }
-  private static let pools = Mutex(PoolTable())
+  private static let pools = Mutex<[Int: WorkerPool]>([:])
 
   /// Applies the defaults (one OpenBLAS thread) exactly once, before the first kernel runs.
   static func configureOnce() { _ = configured }

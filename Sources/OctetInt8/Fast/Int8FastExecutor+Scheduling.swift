@@ -5,22 +5,9 @@ import OctetCore
 // blocks, per-image depthwise chunks), and the pool itself.
 
 extension Int8FastExecutor {
-  func parallel(_ tasks: Int, _ body: (Int) -> Void) {
-    if tasks <= 1 {
-      if tasks == 1 { body(0) }
-      return
-    }
-    // The tasks write disjoint parts of buffers this run owns; octet_pool_run returns only when
-    // all are done, so nothing escapes.
-    withoutActuallyEscaping(body) { body in
-      var body = body
-      withUnsafeMutablePointer(to: &body) { context in
-        octet_pool_run(
-          workers.raw, tasks,
-          { context, task in context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(task) }, context)
-      }
-    }
-  }
+  /// Runs the tasks of one layer on the executor's workers (the tasks write disjoint parts of
+  /// buffers this run owns).
+  func parallel(_ tasks: Int, _ body: (Int) -> Void) { workers.run(tasks, body) }
 
   /// `input` replaces the step's input buffer (a group's gathered channels, FastPlanner+Grouped.swift).
   func runConv(
@@ -194,11 +181,4 @@ extension Int8FastExecutor {
       }
     }
   }
-}
-
-/// The C worker pool (CInt8Kernels pool.c), destroyed with the executor.
-final class WorkerPool: @unchecked Sendable {
-  let raw: OpaquePointer?
-  init(threads: Int) { raw = threads > 1 ? octet_pool_create(threads) : nil }
-  deinit { octet_pool_destroy(raw) }
 }

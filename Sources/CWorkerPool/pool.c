@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
-#include "CInt8Kernels.h"
+#include "CWorkerPool.h"
 
 struct octet_pool {
   size_t workers;
