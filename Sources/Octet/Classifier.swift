@@ -41,7 +41,7 @@ public final class Classifier: @unchecked Sendable {
 
   public init(model: Model) throws {
     info = model.info
-    runtime = .float(try FloatExecutor(model: model))
+    runtime = .float(try FloatExecutor(model: model, winograd: true))
   }
 
   /// An int8 model on `backend`'s kernels (`auto`: the fastest this CPU supports), `threads`

@@ -49,7 +49,14 @@ public final class FloatExecutor: @unchecked Sendable {
   /// `fuseResidualAdd: false` keeps each residual add a step of its own, so that `observe` sees the
   /// convolution's output before the add (calibration needs it: the int8 graph quantizes both).
   /// Fusion, names and shapes are `LayerPlan`'s (OctetModels); this adds the float arithmetic.
-  public init(model: Model, fuseResidualAdd: Bool = true) throws {
+  ///
+  /// `winograd: true` (inference: classify, eval, bench) runs the 3x3 stride-1 convolutions with
+  /// Winograd F(2x2, 3x3) on the avx2fma path (`PackedConv2D.winogradApplies`): 2.25 times fewer
+  /// multiply-adds, logits equal to the direct convolution's within float rounding (about 1e-6
+  /// relative), not bit for bit. The quantizer's passes and the drift report keep the default, the
+  /// direct convolution, so the models they make and the numbers they report do not move with it.
+  /// `OCTET_FLOAT_WINOGRAD=0` in the environment turns it off.
+  public init(model: Model, fuseResidualAdd: Bool = true, winograd: Bool = false) throws {
     self.model = model
     try model.graph.validate()
     let plan = try LayerPlan(model: model)
@@ -116,7 +123,9 @@ public final class FloatExecutor: @unchecked Sendable {
           padLeft: c.padding[1], padBottom: c.padding[2], padRight: c.padding[3], groups: c.attributes.groups,
           dilationH: c.attributes.dilation[0], dilationW: c.attributes.dilation[1])
         step = .conv(
-          PackedConv2D(weightOIHW: w, bias: b, geometry: geometry, activation: activation), input: input,
+          PackedConv2D(
+            weightOIHW: w, bias: b, geometry: geometry, activation: activation,
+            winograd: winograd && FloatKernels.winogradAllowed), input: input,
           residual: residual, clampMax: clampMax)
       case .batchNorm(let bn):
         let c = layer.shape.last!

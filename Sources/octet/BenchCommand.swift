@@ -104,7 +104,7 @@ struct BenchCommand: ParsableCommand {
     var fast: Int8FastExecutor?
     switch loaded {
     case .float(let m):
-      let executor = try FloatExecutor(model: m)
+      let executor = try FloatExecutor(model: m, winograd: true)
       runOnce = { _ = executor.run(input) }
     case .int8(let m):
       runtime = "int8"

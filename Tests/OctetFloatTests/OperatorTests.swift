@@ -284,6 +284,62 @@ struct OperatorTests {
     }
   }
 
+  /// Winograd F(2x2, 3x3) (avx2fma) against the Double reference: even and odd output sizes
+  /// (partial tiles), tiles across images, asymmetric padding, and enough tiles and channels for
+  /// two chunks (128 channels: 64 tiles a chunk, 81 tiles). On the portable path `winograd: true`
+  /// falls back to im2col. Two threads give the same floats as one.
+  @Test("conv2d Winograd F(2x2, 3x3)", arguments: FloatKernels.Path.allCases)
+  func conv2dWinograd(path: FloatKernels.Path) throws {
+    try skipUnlessAvailable(path)
+    let cases = [
+      conv(
+        "winograd 3x3 even", seed: 40, hw: (10, 10), cin: 16, cout: 24, kernel: (3, 3), pad: (1, 1, 1, 1),
+        activation: .relu6, residual: true),
+      conv(
+        "winograd 3x3 odd batch 2", seed: 41, batch: 2, hw: (7, 7), cin: 8, cout: 8, kernel: (3, 3),
+        pad: (1, 1, 1, 1), activation: .relu),
+      conv("winograd 3x3 unpadded", seed: 42, hw: (9, 8), cin: 8, cout: 16, kernel: (3, 3), bias: false),
+      conv(
+        "winograd 3x3 pad (0,1,1,0)", seed: 43, hw: (6, 9), cin: 24, cout: 8, kernel: (3, 3), pad: (0, 1, 1, 0),
+        residual: true),
+      conv(
+        "winograd 3x3 two chunks", seed: 44, hw: (18, 18), cin: 128, cout: 32, kernel: (3, 3), pad: (1, 1, 1, 1),
+        activation: .relu, residual: true),
+    ]
+    for c in cases {
+      #expect(PackedConv2D.winogradApplies(c.geometry), "\(c.name)")
+      var rng = SeededGenerator(seed: c.seed)
+      let g = c.geometry
+      let (oh, ow) = g.outputSize(inputHeight: c.height, inputWidth: c.width)
+      let input = rng.floats(c.batch * c.height * c.width * g.inChannels)
+      let weight = rng.floats(g.outChannels * g.inChannels * 9)
+      let bias = c.bias ? rng.floats(g.outChannels) : nil
+      let outShape = [c.batch, oh, ow, g.outChannels]
+      let residual = c.residual ? rng.floats(outShape.reduce(1, *), in: -2...2) : nil
+      let packed = PackedConv2D(
+        weightOIHW: weight, bias: bias, geometry: g, activation: c.activation, winograd: true)
+      func run() -> Tensor {
+        packed(
+          Tensor(shape: [c.batch, c.height, c.width, g.inChannels], scalars: input),
+          residual: residual.map { Tensor(shape: outShape, scalars: $0) }, kernelPath: path)
+      }
+      let got = run()
+      let want = referenceConv(input: input, weight: weight, bias: bias, residual: residual, c: c)
+      #expect(got.shape == outShape, "path=\(path) \(c.parameters)")
+      let mismatch = worstMismatch(got.scalars, want.values, magnitude: want.magnitudes)
+      #expect(mismatch == nil, "path=\(path) \(c.parameters): \(mismatch ?? "")")
+      // Built on the process's path: Winograd there when it is avx2fma.
+      #expect(packed.isWinograd == (FloatKernels.path == .avx2fma), "\(c.name)")
+      // (OpenBLAS may round differently with another thread count: the avx2fma path only.)
+      if path == .avx2fma {
+        FloatKernels.setThreads(2)
+        let threaded = run()
+        FloatKernels.setThreads(1)
+        #expect(threaded.scalars == got.scalars, "path=\(path) \(c.parameters): 2 threads differ from 1")
+      }
+    }
+  }
+
   @Test("NaN propagates through the fused activation", arguments: FloatKernels.Path.allCases)
   func nanPropagates(path: FloatKernels.Path) throws {
     try skipUnlessAvailable(path)

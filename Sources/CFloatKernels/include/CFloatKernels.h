@@ -75,6 +75,25 @@ void octet_f32_dwconv_nhwc__avx2fma(const octet_f32_window* w, const float* inpu
                                     float* output, int32_t act);
 #endif
 
+// MARK: - Winograd F(2x2, 3x3) (winograd.c)
+
+#if defined(__x86_64__) || defined(__i386__)
+/// Input transform of tiles `tile_begin ..< tile_begin + tile_count` of a 3x3 stride-1 convolution
+/// (2x2 output pixels a tile, numbered across the batch; C = w->in_stride, a multiple of 8):
+/// writes row t of V[ξ] = (Bᵀ d B)[ξ] of tile `tile_begin + t`'s 4x4 input patch d, channels
+/// contiguous, for the 16 positions ξ; V[ξ] starts ξ * xi_rows * C floats after `v`.
+void octet_f32_winograd_input__avx2fma(const octet_f32_window* w, const float* input,
+                                       size_t tile_begin, size_t tile_count, float* v,
+                                       size_t xi_rows);
+/// Output transform: from rows t of M[ξ] (M[ξ] starting ξ * xi_rows * c_out floats after `m`;
+/// c_out a multiple of 8), writes tile `tile_begin + t`'s pixels of
+/// output[batch][out_h][out_w][c_out] = act(Aᵀ M A + bias + residual).
+void octet_f32_winograd_output__avx2fma(const octet_f32_window* w, const float* m,
+                                        size_t xi_rows, size_t tile_begin, size_t tile_count,
+                                        size_t c_out, const float* bias, const float* residual,
+                                        int32_t act, float* output);
+#endif
+
 // MARK: - GEMM with pre-packed weights (C = act(A * B + bias + residual))
 
 /// Columns of B per packed panel.

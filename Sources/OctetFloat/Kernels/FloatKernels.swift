@@ -3,6 +3,10 @@ import COpenBLAS
 import OctetCore
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Process-wide settings of the float kernels.
 public enum FloatKernels {
   /// A family of kernels. Every path computes the same function (up to float rounding).
@@ -78,6 +82,13 @@ public enum FloatKernels {
     }
   }
   private static let pools = Mutex<[Int: WorkerPool]>([:])
+
+  /// False when the environment says `OCTET_FLOAT_WINOGRAD=0` (read once): executors asked for
+  /// Winograd convolutions then run the direct ones.
+  public static let winogradAllowed: Bool = {
+    guard let value = getenv("OCTET_FLOAT_WINOGRAD") else { return true }
+    return String(cString: value) != "0"
+  }()
 
   /// Applies the defaults (one OpenBLAS thread) exactly once, before the first kernel runs.
   static func configureOnce() { _ = configured }
