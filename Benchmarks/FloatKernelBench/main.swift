@@ -4,6 +4,7 @@
 // calls). ONNX Runtime numbers come from Benchmarks/FloatKernelBench/ort_baseline.py.
 //
 // Usage (release build): octet-float-bench [--reps N] [--path portable|avx2fma] [--filter text] [--wall]
+//   [--winograd] (3x3 stride-1 convolutions as Winograd F(2x2, 3x3), as `octet classify` runs them)
 // (default: 15 runs, every available path, every layer; --filter keeps the rows whose name
 // contains the text, "net" selects the whole network). Times are the calling thread's CPU time
 // (CLOCK_THREAD_CPUTIME_ID), which a busy shared machine inflates far less than wall time; every
@@ -19,6 +20,7 @@ import OctetFloat
 var reps = 15
 var filter: String? = nil
 var useWallClock = false
+var winograd = false
 var paths = FloatKernels.availablePaths
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
@@ -26,6 +28,7 @@ while let argument = arguments.next() {
   case "--reps": reps = Int(arguments.next() ?? "") ?? reps
   case "--filter": filter = arguments.next()
   case "--wall": useWallClock = true
+  case "--winograd": winograd = true
   case "--path":
     guard let name = arguments.next(), let path = FloatKernels.Path(rawValue: name),
       FloatKernels.isAvailable(path)
@@ -36,7 +39,7 @@ while let argument = arguments.next() {
     paths = [path]
   default:
     print(
-      "usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring] [--wall]")
+      "usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring] [--wall] [--winograd]")
     exit(2)
   }
 }
@@ -170,7 +173,7 @@ for shape in resnet50Convs where selected(shape.name) {
   totalMACs += m * n * k * shape.count
   let conv = PackedConv2D(
     weightOIHW: randomFloats(n * k, scale: 0.1), bias: randomFloats(n), geometry: g,
-    activation: .relu)
+    activation: .relu, winograd: winograd)
   let input = Tensor(
     shape: [1, shape.size, shape.size, shape.cin],
     scalars: randomFloats(shape.size * shape.size * shape.cin))
@@ -289,7 +292,7 @@ struct ResNet50 {
       return PackedConv2D(
         weightOIHW: randomFloats(cout * cin * k * k, scale: scale),
         bias: randomFloats(cout, scale: 0.01),
-        geometry: g, activation: activation)
+        geometry: g, activation: activation, winograd: winograd)
     }
     stem = conv(3, 64, 7, 2, .relu)
     var cin = 64
