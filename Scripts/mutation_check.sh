@@ -51,6 +51,8 @@ MUTATIONS=(
   "vnni512-int32-guard|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|AVX-512 VNNI whole tiles with int32 outputs (logits) go to the 16-lane 8-bit epilogue (caught only on a CPU with AVX-512 VNNI)"
   "vnni-tail-last-row|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI GEMM: a tail tile of 1-7 rows does not finish its last row in registers (caught only on a CPU with AVX-512 VNNI)"
   "bands-late-start|Sources/OctetInt8/Fast/*.swift|FastKernelBitExactTests|row bands over the whole batch start one row late (the row before each band is never computed)"
+  "winograd-output-sign|Sources/CFloatKernels/winograd.c|conv2dWinograd|Winograd output transform drops the - m3 term of the second output column"
+  "winograd-padding|Sources/CFloatKernels/winograd.c|conv2dWinograd|Winograd input transform reads the row below the image (padding check off by one)"
   "avx2-residual-shift-logical|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|TieTests|AVX2 folded residual add shifts its low half logically instead of arithmetically"
 )
 
@@ -151,6 +153,18 @@ EOF
       for (size_t i = 0; i < (MR == 8 ? 8 : MR - 1); i++)                                        \
         for (size_t p = 0; p < NP; p++)                                                           \
           finish16_512(
+EOF
+    ;;
+    winograd-output-sign) cat <<'EOF'
+        y[1] = _mm256_sub_ps(_mm256_sub_ps(s[r][1], s[r][2]), s[r][3]);
+=>
+        y[1] = _mm256_sub_ps(s[r][1], s[r][2]);
+EOF
+    ;;
+    winograd-padding) cat <<'EOF'
+        valid[r][c] = y0 + r >= 0 && y0 + r < w->in_h && x0 + c >= 0 && x0 + c < w->in_w;
+=>
+        valid[r][c] = y0 + r >= 0 && y0 + r <= w->in_h && x0 + c >= 0 && x0 + c < w->in_w;
 EOF
     ;;
     bands-late-start) cat <<'EOF'
