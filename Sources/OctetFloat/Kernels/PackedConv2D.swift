@@ -109,24 +109,39 @@ public final class PackedConv2D: @unchecked Sendable {
   /// U[ξ][i][o] = (G g_{o,i} Gᵀ)[ξ] for the 16 positions ξ of the 4x4 tile, as 16 GEMM B matrices
   /// [cin, cout]. Computed in Double, rounded once to Float.
   private static func winogradWeights(_ w: [Float], cin: Int, cout: Int, path: FloatKernels.Path) -> [GEMMWeights] {
-    let gm: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
-    var u = [[Float]](repeating: [Float](repeating: 0, count: cin * cout), count: 16)
-    for o in 0..<cout {
-      for i in 0..<cin {
-        let g = (0..<9).map { Double(w[(o * cin + i) * 9 + $0]) }
-        // t = G g (4x3), then U = t Gᵀ (4x4).
-        var t = [Double](repeating: 0, count: 12)
-        for r in 0..<4 { for c in 0..<3 { for k in 0..<3 { t[r * 3 + c] += gm[r][k] * g[k * 3 + c] } } }
-        for r in 0..<4 {
-          for c in 0..<4 {
-            var x = 0.0
-            for k in 0..<3 { x += t[r * 3 + k] * gm[c][k] }
-            u[r * 4 + c][i * cout + o] = Float(x)
+    let plane = cin * cout
+    var u = [Float](repeating: 0, count: 16 * plane)
+    w.withUnsafeBufferPointer { w in
+      u.withUnsafeMutableBufferPointer { u in
+        for o in 0..<cout {
+          for i in 0..<cin {
+            let g = w.baseAddress! + (o * cin + i) * 9
+            // Row r of t = G g (rows of G: [1 0 0], [½ ½ ½], [½ −½ ½], [0 0 1]), then row r of
+            // U = t Gᵀ: the same combination of t's row.
+            for r in 0..<4 {
+              func rowOfG(_ c: Int) -> Double {
+                let (g0, g1, g2) = (Double(g[c]), Double(g[3 + c]), Double(g[6 + c]))
+                switch r {
+                case 0: return g0
+                case 1: return 0.5 * (g0 + g1 + g2)
+                case 2: return 0.5 * (g0 - g1 + g2)
+                default: return g2
+                }
+              }
+              let t = (rowOfG(0), rowOfG(1), rowOfG(2))
+              let at = r * 4 * plane + i * cout + o
+              u[at] = Float(t.0)
+              u[at + plane] = Float(0.5 * (t.0 + t.1 + t.2))
+              u[at + 2 * plane] = Float(0.5 * (t.0 - t.1 + t.2))
+              u[at + 3 * plane] = Float(t.2)
+            }
           }
         }
       }
     }
-    return u.map { GEMMWeights(k: cin, n: cout, rowMajor: $0, eagerPath: path) }
+    return (0..<16).map { xi in
+      GEMMWeights(k: cin, n: cout, rowMajor: Array(u[xi * plane..<(xi + 1) * plane]), eagerPath: path)
+    }
   }
 
   /// The im2col (or, for 1x1 stride-1 unpadded, pointwise) method with its packed weights.
