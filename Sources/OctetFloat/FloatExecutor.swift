@@ -42,6 +42,10 @@ public final class FloatExecutor: @unchecked Sendable {
   }
 
   let steps: [PlannedStep]
+  /// How many convolutions run Winograd F(2x2, 3x3) (`init(winograd: true)` on the avx2fma path).
+  public var winogradConvolutions: Int {
+    steps.count { if case .conv(let c, _, _, _) = $0.step { c.isWinograd } else { false } }
+  }
   let outputSlot: Int
   let slotCount: Int
   public let inputShape: [Int]  // [S, S, 3]

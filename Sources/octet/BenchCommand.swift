@@ -106,6 +106,9 @@ struct BenchCommand: ParsableCommand {
     case .float(let m):
       let executor = try FloatExecutor(model: m, winograd: true)
       runOnce = { _ = executor.run(input) }
+      // The float kernels' path, and how many 3x3 convolutions run Winograd F(2x2, 3x3).
+      backend = "float \(FloatKernels.path)"
+      if executor.winogradConvolutions > 0 { backend += ", winograd 3x3 x\(executor.winogradConvolutions)" }
     case .int8(let m):
       runtime = "int8"
       let runner = try Int8Runtime.make(model: m, backend: backendOption.backend, threads: threads)
