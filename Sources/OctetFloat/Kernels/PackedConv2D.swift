@@ -341,8 +341,10 @@ public final class PackedConv2D: @unchecked Sendable {
       let threads = FloatKernels.threads
       for t0 in stride(from: 0, to: tiles, by: chunk) {
         let count = min(chunk, tiles - t0)
-        // Transforms: contiguous tile ranges per thread.
-        let parts = min(threads, count)
+        // Transforms: contiguous tile ranges, four per thread, and the GEMMs one task per ξ, all
+        // taken by the pool's threads as they come free, so a thread slowed by the machine takes
+        // fewer of them.
+        let parts = threads > 1 ? min(count, 4 * threads) : 1
         let perPart = (count + parts - 1) / parts
         FloatKernels.parallel(parts) { part in
           let first = part * perPart
@@ -351,12 +353,10 @@ public final class PackedConv2D: @unchecked Sendable {
           octet_f32_winograd_input__avx2fma(
             &w, p.x, t0 + first, min(perPart, count - first), p.v + first * cin, count)
         }
-        FloatKernels.parallel(min(threads, 16)) { part in
-          for xi in stride(from: part, to: 16, by: min(threads, 16)) {
-            octet_f32_gemm_6x16__avx2fma(
-              count, cout, cin, p.v + xi * count * cin, cin, u[xi].layout(for: .avx2fma).pointer, 0, cout,
-              p.m + xi * count * cout, cout, nil, nil, 0, 0)
-          }
+        FloatKernels.parallel(16) { xi in
+          octet_f32_gemm_6x16__avx2fma(
+            count, cout, cin, p.v + xi * count * cin, cin, u[xi].layout(for: .avx2fma).pointer, 0, cout,
+            p.m + xi * count * cout, cout, nil, nil, 0, 0)
         }
         FloatKernels.parallel(parts) { part in
           let first = part * perPart
