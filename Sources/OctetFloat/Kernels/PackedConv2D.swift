@@ -219,10 +219,6 @@ public final class PackedConv2D: @unchecked Sendable {
   ) {
     let g = geometry
     let act = activation
-    let biasPointer = bias.map { UnsafePointer($0.pointer) }
-    let cinG = g.inChannelsPerGroup
-    let coutG = g.outChannelsPerGroup
-    let m = Int(window.batch) * Int(window.out_h) * Int(window.out_w)
 
     switch method {
     case .depthwise(let weight):
@@ -240,9 +236,10 @@ public final class PackedConv2D: @unchecked Sendable {
       }
 
     case .pointwise(let groups):
+      let (cinG, coutG) = (g.inChannelsPerGroup, g.outChannelsPerGroup)
       for (group, b) in groups.enumerated() {
         gemm(
-          path: path, m: m, a: x + group * cinG, lda: g.inChannels, b: b,
+          path: path, m: Self.rows(window), a: x + group * cinG, lda: g.inChannels, b: b,
           c: out + group * coutG, ldc: g.outChannels, bias: biasPointer.map { $0 + group * coutG },
           residual: residual.map { $0 + group * coutG }, ldr: g.outChannels, activation: act)
       }
@@ -267,16 +264,22 @@ public final class PackedConv2D: @unchecked Sendable {
     }
   }
 
+  /// The bias's floats, or nil.
+  private var biasPointer: UnsafePointer<Float>? { bias.map { UnsafePointer($0.pointer) } }
+
+  /// Output pixels of the batch: the GEMM's rows.
+  private static func rows(_ window: octet_f32_window) -> Int {
+    Int(window.batch) * Int(window.out_h) * Int(window.out_w)
+  }
+
   private func runIm2col(
     _ groups: [GEMMWeights], path: FloatKernels.Path, window: octet_f32_window, x: UnsafePointer<Float>,
     residual: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>
   ) {
     let g = geometry
     let act = activation
-    let biasPointer = bias.map { UnsafePointer($0.pointer) }
-    let cinG = g.inChannelsPerGroup
-    let coutG = g.outChannelsPerGroup
-    let m = Int(window.batch) * Int(window.out_h) * Int(window.out_w)
+    let (cinG, coutG) = (g.inChannelsPerGroup, g.outChannelsPerGroup)
+    let m = Self.rows(window)
     let k = groups[0].k
     let tile = Self.im2colTileRows(m: m, k: k, n: coutG, threads: path == .avx2fma ? FloatKernels.threads : 1)
     let tiles = (m + tile - 1) / tile
@@ -335,7 +338,7 @@ public final class PackedConv2D: @unchecked Sendable {
         let bias: UnsafePointer<Float>?, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>
       }
       let p = Pointers(
-        x: x, out: out, residual: residual, bias: bias.map { UnsafePointer($0.pointer) }, v: buffers[0].pointer,
+        x: x, out: out, residual: residual, bias: biasPointer, v: buffers[0].pointer,
         m: buffers[1].pointer)
       let act = activation.kernelCode
       let threads = FloatKernels.threads
