@@ -12,6 +12,9 @@ import Synchronization
 final class GEMMWeights: @unchecked Sendable {
   let k: Int
   let n: Int
+  /// The build-time path's layout, read without a lock (every GEMM call asks for it).
+  private let eagerPath: FloatKernels.Path
+  private let eager: AlignedFloatBuffer
   private let layouts: Mutex<[FloatKernels.Path: AlignedFloatBuffer]>
 
   /// `rowMajor` is B as K rows of N floats.
@@ -21,12 +24,15 @@ final class GEMMWeights: @unchecked Sendable {
     self.n = n
     let source = AlignedFloatBuffer(copying: rowMajor)
     let eager = eagerPath == .portable ? source : Self.pack(source, k: k, n: n)
+    self.eagerPath = eagerPath
+    self.eager = eager
     layouts = Mutex([eagerPath: eager])
   }
 
   /// B laid out for `path`.
   func layout(for path: FloatKernels.Path) -> AlignedFloatBuffer {
-    layouts.withLock { layouts in
+    if path == eagerPath { return eager }
+    return layouts.withLock { layouts in
       if let existing = layouts[path] { return existing }
       let made: AlignedFloatBuffer
       if path == .portable {

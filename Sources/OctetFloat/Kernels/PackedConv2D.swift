@@ -342,8 +342,6 @@ public final class PackedConv2D: @unchecked Sendable {
         m: buffers[1].pointer)
       let act = activation.kernelCode
       let threads = FloatKernels.threads
-      // The packed U[ξ], looked up once per call rather than per chunk and ξ (each lookup locks).
-      let packed = u.map { $0.layout(for: .avx2fma) }
       for t0 in stride(from: 0, to: tiles, by: chunk) {
         let count = min(chunk, tiles - t0)
         // Transforms: contiguous tile ranges, four per thread, and the GEMMs one task per ξ, all
@@ -360,7 +358,7 @@ public final class PackedConv2D: @unchecked Sendable {
         }
         FloatKernels.parallel(16) { xi in
           octet_f32_gemm_6x16__avx2fma(
-            count, cout, cin, p.v + xi * count * cin, cin, packed[xi].pointer, 0, cout,
+            count, cout, cin, p.v + xi * count * cin, cin, u[xi].layout(for: .avx2fma).pointer, 0, cout,
             p.m + xi * count * cout, cout, nil, nil, 0, 0)
         }
         FloatKernels.parallel(parts) { part in
@@ -373,7 +371,7 @@ public final class PackedConv2D: @unchecked Sendable {
         }
       }
       scratch.withLock { $0.append(contentsOf: buffers) }
-      withExtendedLifetime(packed) {}
+      withExtendedLifetime(u) {}
     #else
       preconditionFailure("the avx2fma path exists only on x86")
     #endif
