@@ -50,6 +50,10 @@ MUTATIONS=(
   "a8w16-block|Sources/CInt8Kernels/*.[ch]|MixedPrecisionBitExactTests|AVX2 wide GEMM sums 129 pairs of 16-bit weights on an 8-bit input in int32 (one pair past the bound: 129 · 2 · 255 · 32767 > 2^31)"
   "vnni512-int32-guard|Sources/CInt8Kernels/*.[ch]|EpilogueFamilyTests|AVX-512 VNNI whole tiles with int32 outputs (logits) go to the 16-lane 8-bit epilogue (caught only on a CPU with AVX-512 VNNI)"
   "vnni-tail-last-row|Sources/CInt8Kernels/*.[ch]|FastKernelTests|AVX-512 VNNI GEMM: a tail tile of 1-7 rows does not finish its last row in registers (caught only on a CPU with AVX-512 VNNI)"
+  "amx-lower-half|Sources/CInt8Kernels/amx.c|FastKernelBitExactTests|AMX GEMM: a block of exactly 17 rows skips its lower tiles (rows 16-31)"
+  "amx-bias-stride|Sources/CInt8Kernels/amx.c|FastKernelBitExactTests|AMX GEMM: the lower accumulator tiles start at a bias row loaded with stride 4 instead of 0"
+  "amx-fused-last-row|Sources/CInt8Kernels/amx.c|FastKernelBitExactTests|EpilogueFamilyTests|AMX GEMM: the 16-lane fused epilogue does not finish a block's last row (caught only on a CPU with AMX-INT8)"
+  "float512-mask|Sources/CFloatKernels/gemm.c|PackedGEMMKernelTests|conv2d|AVX-512F float GEMM: a partial panel's mask takes one column too many (caught only on a CPU with AVX-512F)"
   "bands-late-start|Sources/OctetInt8/Fast/*.swift|FastKernelBitExactTests|row bands over the whole batch start one row late (the row before each band is never computed)"
   "winograd-output-sign|Sources/CFloatKernels/winograd.c|conv2dWinograd|Winograd output transform drops the - m3 term of the second output column"
   "winograd-padding|Sources/CFloatKernels/winograd.c|conv2dWinograd|Winograd input transform reads the row below the image (padding check off by one)"
@@ -165,6 +169,34 @@ EOF
         valid[r][c] = y0 + r >= 0 && y0 + r < w->in_h && x0 + c >= 0 && x0 + c < w->in_w;
 =>
         valid[r][c] = y0 + r >= 0 && y0 + r <= w->in_h && x0 + c >= 0 && x0 + c < w->in_w;
+EOF
+    ;;
+    amx-lower-half) cat <<'EOF'
+        const int lower = rows > 16;
+=>
+        const int lower = rows > 17;
+EOF
+    ;;
+    amx-bias-stride) cat <<'EOF'
+          _tile_loadd(2, bias, 0);
+=>
+          _tile_loadd(2, bias, 4);
+EOF
+    ;;
+    amx-fused-last-row) cat <<'EOF'
+            for (size_t r = 0; r < rows; r++)
+              for (size_t p = 0; p < np; p++)
+                finish16_512(
+=>
+            for (size_t r = 0; r + 1 < rows; r++)
+              for (size_t p = 0; p < np; p++)
+                finish16_512(
+EOF
+    ;;
+    float512-mask) cat <<'EOF'
+(__mmask16)((1u << (nr - j)) - 1);
+=>
+(__mmask16)((1u << (nr - j + 1)) - 1);
 EOF
     ;;
     bands-late-start) cat <<'EOF'

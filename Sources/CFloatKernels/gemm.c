@@ -195,4 +195,161 @@ void OCTET_AVX2 octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const
     }
   }
 }
+// MARK: - AVX-512F: the same packed B, tiles of 8 rows x 32 columns (two panels)
+//
+// 16 zmm accumulators; each k step loads 16 floats of each of the two panels and broadcasts one
+// element of each of the 8 rows (folded into the FMA as a {1to16} operand). Column tails use
+// masked loads and stores instead of a scalar spill. The sums are those of the AVX2 kernel, one FMA
+// per k in the same order, so both give the same floats.
+
+#define OCTET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define OCTET_GEMM512_MC 72
+
+static inline __attribute__((always_inline)) OCTET_AVX512 void octet_gemm512_tile(
+    const int MR, const int NP, size_t kc, const float* a, size_t lda, size_t mr, size_t nr,
+    const float* b, float* c, size_t ldc, const octet_gemm_epilogue* e) {
+  const float* rows[8];
+  for (int r = 0; r < MR; r++) rows[r] = a + (r < (int)mr ? (size_t)r : mr - 1) * lda;
+  for (int r = 0; r < MR && r < (int)mr; r++) {
+    __builtin_prefetch(c + (size_t)r * ldc, 1);
+    __builtin_prefetch(c + (size_t)r * ldc + nr - 1, 1);
+    if (e->last && e->residual != NULL) {
+      __builtin_prefetch(e->residual + (size_t)r * e->ldr, 0);
+      __builtin_prefetch(e->residual + (size_t)r * e->ldr + nr - 1, 0);
+    }
+  }
+  const float* b1 = b + kc * OCTET_F32_GEMM_NR;  // the second panel of the same K block
+  __m512 acc[8][2];
+  for (int r = 0; r < MR; r++)
+    for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+  for (size_t k = 0; k < kc; k++) {
+    const size_t o = k * OCTET_F32_GEMM_NR;
+    _mm_prefetch((const char*)(b + o + OCTET_GEMM_PREFETCH), _MM_HINT_T0);
+    if (NP == 2) _mm_prefetch((const char*)(b1 + o + OCTET_GEMM_PREFETCH), _MM_HINT_T0);
+    __m512 bv[2];
+    bv[0] = _mm512_loadu_ps(b + o);
+    if (NP == 2) bv[1] = _mm512_loadu_ps(b1 + o);
+    for (int r = 0; r < MR; r++) {
+      const __m512 av = _mm512_set1_ps(rows[r][k]);
+      for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
+    }
+  }
+  float lo_s, hi_s;
+  octet_f32_act_bounds(e->act, &lo_s, &hi_s);
+  const __m512 lo = _mm512_set1_ps(lo_s), hi = _mm512_set1_ps(hi_s);
+  for (int r = 0; r < MR && r < (int)mr; r++) {
+    float* crow = c + (size_t)r * ldc;
+    for (int p = 0; p < NP; p++) {
+      const size_t j = (size_t)p * 16;
+      if (j >= nr) break;
+      const __mmask16 mask = nr - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nr - j)) - 1);
+      __m512 x = acc[r][p];
+      if (!e->first) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, crow + j));
+      if (e->last) {
+        if (e->bias != NULL) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, e->bias + j));
+        if (e->residual != NULL)
+          x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, e->residual + (size_t)r * e->ldr + j));
+        if (e->act != OCTET_F32_ACT_NONE) x = _mm512_min_ps(hi, _mm512_max_ps(lo, x));
+      }
+      _mm512_mask_storeu_ps(crow + j, mask, x);
+    }
+  }
+}
+
+#define OCTET_GEMM512_TILE_CASES(NP)                                                \
+  switch (mr) {                                                                     \
+    case 8: octet_gemm512_tile(8, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;     \
+    case 7: octet_gemm512_tile(7, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;     \
+    case 6: octet_gemm512_tile(6, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;     \
+    case 5: octet_gemm512_tile(5, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;     \
+    case 4: octet_gemm512_tile(4, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;     \
+    case 3: octet_gemm512_tile(3, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;     \
+    case 2: octet_gemm512_tile(2, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;     \
+    default: octet_gemm512_tile(1, NP, kc, a, lda, mr, nr, b, c, ldc, e); break;    \
+  }
+
+static OCTET_AVX512 void octet_gemm512_tile_any(size_t kc, const float* a, size_t lda, size_t mr, size_t nr,
+                                                const float* b, float* c, size_t ldc,
+                                                const octet_gemm_epilogue* e) {
+  if (nr > 16) {
+    OCTET_GEMM512_TILE_CASES(2)
+  } else {
+    OCTET_GEMM512_TILE_CASES(1)
+  }
+}
+
+void OCTET_AVX512 octet_f32_gemm_8x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                               const float* packed_b, size_t j_begin, size_t j_end, float* c,
+                                               size_t ldc, const float* bias, const float* residual, size_t ldr,
+                                               int32_t act) {
+  if (k == 0) {
+    octet_f32_gemm_6x16__avx2fma(m, n, k, a, lda, packed_b, j_begin, j_end, c, ldc, bias, residual, ldr, act);
+    return;
+  }
+  const size_t padded_n = (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * OCTET_F32_GEMM_NR;
+  for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
+    const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
+    const float* block = packed_b + k0 * padded_n;
+    for (size_t m0 = 0; m0 < m; m0 += OCTET_GEMM512_MC) {
+      const size_t mc = m - m0 < OCTET_GEMM512_MC ? m - m0 : OCTET_GEMM512_MC;
+      for (size_t j0 = j_begin; j0 < j_end; j0 += 2 * OCTET_F32_GEMM_NR) {
+        const size_t nr = j_end - j0 < 2 * OCTET_F32_GEMM_NR ? j_end - j0 : 2 * OCTET_F32_GEMM_NR;
+        const float* b = block + j0 * kc;
+        for (size_t i = m0; i < m0 + mc; i += 8) {
+          const size_t mr = m0 + mc - i < 8 ? m0 + mc - i : 8;
+          const octet_gemm_epilogue e = {
+              .bias = bias != NULL ? bias + j0 : NULL,
+              .residual = residual != NULL ? residual + i * ldr + j0 : NULL,
+              .ldr = ldr,
+              .act = act,
+              .first = k0 == 0,
+              .last = k0 + kc == k,
+          };
+          octet_gemm512_tile_any(kc, a + i * lda + k0, lda, mr, nr, b, c + i * ldc + j0, ldc, &e);
+        }
+      }
+    }
+  }
+}
+#endif
+
+// MARK: - Dispatch
+
+int octet_f32_cpu_has_avx512f(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return octet_f32_cpu_has_avx2fma() && __builtin_cpu_supports("avx512f");
+#else
+  return 0;
+#endif
+}
+
+octet_f32_gemm_isa octet_f32_gemm_isa_for_request(const char* request) {
+  const int avx512 = octet_f32_cpu_has_avx512f();
+  if (request != NULL && strcmp(request, "avx2") == 0) return OCTET_F32_GEMM_AVX2;
+  return avx512 ? OCTET_F32_GEMM_AVX512 : OCTET_F32_GEMM_AVX2;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <stdatomic.h>
+#include <stdlib.h>
+static _Atomic int octet_gemm_isa_cached = -1;
+
+octet_f32_gemm_isa octet_f32_gemm_default_isa(void) {
+  int isa = atomic_load_explicit(&octet_gemm_isa_cached, memory_order_relaxed);
+  if (isa < 0) {
+    isa = (int)octet_f32_gemm_isa_for_request(getenv("OCTET_FLOAT_GEMM"));
+    atomic_store_explicit(&octet_gemm_isa_cached, isa, memory_order_relaxed);
+  }
+  return (octet_f32_gemm_isa)isa;
+}
+
+void octet_f32_gemm_packed(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* packed_b,
+                           size_t j_begin, size_t j_end, float* c, size_t ldc, const float* bias,
+                           const float* residual, size_t ldr, int32_t act) {
+  if (octet_f32_gemm_default_isa() == OCTET_F32_GEMM_AVX512)
+    octet_f32_gemm_8x32__avx512f(m, n, k, a, lda, packed_b, j_begin, j_end, c, ldc, bias, residual, ldr, act);
+  else
+    octet_f32_gemm_6x16__avx2fma(m, n, k, a, lda, packed_b, j_begin, j_end, c, ldc, bias, residual, ldr, act);
+}
 #endif

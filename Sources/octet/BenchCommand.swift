@@ -108,6 +108,7 @@ struct BenchCommand: ParsableCommand {
       runOnce = { _ = executor.run(input) }
       // The float kernels' path, and how many 3x3 convolutions run Winograd F(2x2, 3x3).
       backend = "float \(FloatKernels.path)"
+      if FloatKernels.path == .avx2fma { backend += " (\(FloatKernels.gemmKernel) gemm)" }
       if executor.winogradConvolutions > 0 { backend += ", winograd 3x3 x\(executor.winogradConvolutions)" }
     case .int8(let m):
       runtime = "int8"

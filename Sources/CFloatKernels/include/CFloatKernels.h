@@ -115,7 +115,31 @@ void octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const float* a, 
                                   const float* packed_b, size_t j_begin, size_t j_end, float* c,
                                   size_t ldc, const float* bias, const float* residual, size_t ldr,
                                   int32_t act);
+/// The same GEMM on AVX-512F (tiles of 8 rows x 32 columns, the same packed B; one FMA per k in the
+/// same order, so the same floats). Only when `octet_f32_cpu_has_avx512f()`.
+void octet_f32_gemm_8x32__avx512f(size_t m, size_t n, size_t k, const float* a, size_t lda,
+                                  const float* packed_b, size_t j_begin, size_t j_end, float* c,
+                                  size_t ldc, const float* bias, const float* residual, size_t ldr,
+                                  int32_t act);
+/// The avx2fma path's GEMM: `octet_f32_gemm_default_isa()`'s kernel of the two above.
+void octet_f32_gemm_packed(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* packed_b,
+                           size_t j_begin, size_t j_end, float* c, size_t ldc, const float* bias,
+                           const float* residual, size_t ldr, int32_t act);
 #endif
+
+/// Which kernel `octet_f32_gemm_packed` runs on the avx2fma path.
+typedef enum {
+  OCTET_F32_GEMM_AVX2 = 0,
+  OCTET_F32_GEMM_AVX512 = 1,
+} octet_f32_gemm_isa;
+
+/// 1 if this CPU and OS support AVX-512F (and AVX2 and FMA), else 0.
+int octet_f32_cpu_has_avx512f(void);
+/// `OCTET_FLOAT_GEMM=avx2` in the environment (read once) forces the AVX2 GEMM; else AVX-512F
+/// where the CPU has it.
+octet_f32_gemm_isa octet_f32_gemm_default_isa(void);
+/// The same for a given request (the value of OCTET_FLOAT_GEMM, or NULL), without the environment.
+octet_f32_gemm_isa octet_f32_gemm_isa_for_request(const char* request);
 
 // MARK: - Pooling and element-wise
 

@@ -27,6 +27,12 @@ public enum FloatKernels {
     }
   }
 
+  /// The GEMM kernel of the avx2fma path: "avx512f" (8x32 tiles in zmm registers) where the CPU has
+  /// AVX-512F, unless `OCTET_FLOAT_GEMM=avx2` asks for the 6x16 AVX2 one; both give the same floats.
+  public static var gemmKernel: String {
+    octet_f32_gemm_default_isa() == OCTET_F32_GEMM_AVX512 ? "avx512f" : "avx2"
+  }
+
   /// The paths this CPU can run, portable first.
   public static var availablePaths: [Path] { Path.allCases.filter(isAvailable) }
 

@@ -81,7 +81,7 @@ func gemm(
       let nr = Int(OCTET_F32_GEMM_NR)
       let panels = (b.n + nr - 1) / nr
       if threads == 1 || m * panels < 64 {
-        octet_f32_gemm_6x16__avx2fma(
+        octet_f32_gemm_packed(
           m, b.n, b.k, a, lda, weights.pointer, 0, b.n, c, ldc, bias, residual, ldr,
           activation.kernelCode)
       } else {
@@ -92,21 +92,25 @@ func gemm(
         }
         let o = Operands(a: a, b: weights.pointer, c: c, bias: bias, residual: residual)
         let (k, n, act) = (b.k, b.n, activation.kernelCode)
-        if m >= 6 * 8 * threads {
-          // Many rows: contiguous row slices (multiples of 6) share all of B.
-          let rowsPerSlice = (m + threads * 6 - 1) / (threads * 6) * 6
+        // The kernel's tile: 6 rows x 16 columns (AVX2) or 8 x 32 (AVX-512F).
+        let wide = octet_f32_gemm_default_isa() == OCTET_F32_GEMM_AVX512
+        let mr = wide ? 8 : 6
+        if m >= mr * 8 * threads {
+          // Many rows: contiguous row slices (multiples of the tile's rows) share all of B.
+          let rowsPerSlice = (m + threads * mr - 1) / (threads * mr) * mr
           FloatKernels.parallel((m + rowsPerSlice - 1) / rowsPerSlice) { slice in
             let m0 = slice * rowsPerSlice
-            octet_f32_gemm_6x16__avx2fma(
+            octet_f32_gemm_packed(
               min(rowsPerSlice, m - m0), n, k, o.a + m0 * lda, lda, o.b, 0, n, o.c + m0 * ldc, ldc,
               o.bias, o.residual.map { $0 + m0 * ldr }, ldr, act)
           }
         } else {
           // Few rows: slices of whole 16-column panels, each with its own part of B.
-          let panelsPerSlice = (panels + threads - 1) / threads
+          let panelGrain = wide ? 2 : 1
+          let panelsPerSlice = (panels + threads * panelGrain - 1) / (threads * panelGrain) * panelGrain
           FloatKernels.parallel((panels + panelsPerSlice - 1) / panelsPerSlice) { slice in
             let j0 = slice * panelsPerSlice * nr
-            octet_f32_gemm_6x16__avx2fma(
+            octet_f32_gemm_packed(
               m, n, k, o.a, lda, o.b, j0, min(j0 + panelsPerSlice * nr, n), o.c, ldc, o.bias,
               o.residual, ldr, act)
           }

@@ -357,7 +357,7 @@ public final class PackedConv2D: @unchecked Sendable {
             &w, p.x, t0 + first, min(perPart, count - first), p.v + first * cin, count)
         }
         FloatKernels.parallel(16) { xi in
-          octet_f32_gemm_6x16__avx2fma(
+          octet_f32_gemm_packed(
             count, cout, cin, p.v + xi * count * cin, cin, u[xi].layout(for: .avx2fma).pointer, 0, cout,
             p.m + xi * count * cout, cout, nil, nil, 0, 0)
         }
