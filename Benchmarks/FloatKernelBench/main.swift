@@ -4,7 +4,7 @@
 // calls). ONNX Runtime numbers come from Benchmarks/FloatKernelBench/ort_baseline.py.
 //
 // Usage (release build): octet-float-bench [--reps N] [--path portable|avx2fma] [--filter text] [--wall]
-//   [--winograd] (3x3 stride-1 convolutions as Winograd F(2x2, 3x3), as `octet classify` runs them)
+//   [--threads N] (the GEMMs' threads; implies --wall) [--winograd] (3x3 stride-1 convolutions as Winograd F(2x2, 3x3), as `octet classify` runs them)
 // (default: 15 runs, every available path, every layer; --filter keeps the rows whose name
 // contains the text, "net" selects the whole network). Times are the calling thread's CPU time
 // (CLOCK_THREAD_CPUTIME_ID), which a busy shared machine inflates far less than wall time; every
@@ -28,6 +28,10 @@ while let argument = arguments.next() {
   case "--reps": reps = Int(arguments.next() ?? "") ?? reps
   case "--filter": filter = arguments.next()
   case "--wall": useWallClock = true
+  case "--threads":
+    // The GEMMs' worker threads (FloatKernels.setThreads); wall time, since CPU time counts one thread.
+    FloatKernels.setThreads(max(1, Int(arguments.next() ?? "") ?? 1))
+    useWallClock = true
   case "--winograd": winograd = true
   case "--path":
     guard let name = arguments.next(), let path = FloatKernels.Path(rawValue: name),
@@ -39,7 +43,7 @@ while let argument = arguments.next() {
     paths = [path]
   default:
     print(
-      "usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring] [--wall] [--winograd]")
+      "usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring] [--wall] [--threads N] [--winograd]")
     exit(2)
   }
 }
