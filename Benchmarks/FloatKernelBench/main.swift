@@ -43,7 +43,8 @@ while let argument = arguments.next() {
     paths = [path]
   default:
     print(
-      "usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring] [--wall] [--threads N] [--winograd]")
+      "usage: octet-float-bench [--reps N] [--path portable|avx2fma] [--filter substring] [--wall] [--threads N] [--winograd]"
+    )
     exit(2)
   }
 }
