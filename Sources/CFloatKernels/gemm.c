@@ -157,6 +157,42 @@ static OCTET_AVX2 void octet_gemm_tile_any(size_t kc, const float* a, size_t lda
   }
 }
 
+typedef void (*octet_gemm_tile_fn)(size_t kc, const float* a, size_t lda, size_t mr, size_t nr, const float* b,
+                                   float* c, size_t ldc, const octet_gemm_epilogue* e);
+
+// The blocking both kernels share: K blocks of KC rows (B's packed blocks), A in blocks of MC rows,
+// then tiles of `tile_rows` x `tile_cols` (whole panels); the tile function is a constant after
+// inlining.
+static inline __attribute__((always_inline)) void octet_gemm_blocks(
+    octet_gemm_tile_fn tile, size_t tile_rows, size_t tile_cols, size_t m, size_t n, size_t k, const float* a,
+    size_t lda, const float* packed_b, size_t j_begin, size_t j_end, float* c, size_t ldc, const float* bias,
+    const float* residual, size_t ldr, int32_t act) {
+  const size_t padded_n = (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * OCTET_F32_GEMM_NR;
+  for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
+    const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
+    const float* block = packed_b + k0 * padded_n;
+    for (size_t m0 = 0; m0 < m; m0 += OCTET_GEMM_MC) {
+      const size_t mc = m - m0 < OCTET_GEMM_MC ? m - m0 : OCTET_GEMM_MC;
+      for (size_t j0 = j_begin; j0 < j_end; j0 += tile_cols) {
+        const size_t nr = j_end - j0 < tile_cols ? j_end - j0 : tile_cols;
+        const float* b = block + j0 * kc;
+        for (size_t i = m0; i < m0 + mc; i += tile_rows) {
+          const size_t mr = m0 + mc - i < tile_rows ? m0 + mc - i : tile_rows;
+          const octet_gemm_epilogue e = {
+              .bias = bias != NULL ? bias + j0 : NULL,
+              .residual = residual != NULL ? residual + i * ldr + j0 : NULL,
+              .ldr = ldr,
+              .act = act,
+              .first = k0 == 0,
+              .last = k0 + kc == k,
+          };
+          tile(kc, a + i * lda + k0, lda, mr, nr, b, c + i * ldc + j0, ldc, &e);
+        }
+      }
+    }
+  }
+}
+
 void OCTET_AVX2 octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const float* a,
                                              size_t lda, const float* packed_b, size_t j_begin,
                                              size_t j_end, float* c, size_t ldc, const float* bias,
@@ -170,30 +206,8 @@ void OCTET_AVX2 octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const
                                 residual != NULL ? residual + j_begin : NULL, ldr, act);
     return;
   }
-  const size_t padded_n = (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * OCTET_F32_GEMM_NR;
-  for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
-    const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
-    const float* block = packed_b + k0 * padded_n;
-    for (size_t m0 = 0; m0 < m; m0 += OCTET_GEMM_MC) {
-      const size_t mc = m - m0 < OCTET_GEMM_MC ? m - m0 : OCTET_GEMM_MC;
-      for (size_t j0 = j_begin; j0 < j_end; j0 += OCTET_F32_GEMM_NR) {
-        const size_t nr = j_end - j0 < OCTET_F32_GEMM_NR ? j_end - j0 : OCTET_F32_GEMM_NR;
-        const float* b = block + j0 * kc;
-        for (size_t i = m0; i < m0 + mc; i += 6) {
-          const size_t mr = m0 + mc - i < 6 ? m0 + mc - i : 6;
-          const octet_gemm_epilogue e = {
-              .bias = bias != NULL ? bias + j0 : NULL,
-              .residual = residual != NULL ? residual + i * ldr + j0 : NULL,
-              .ldr = ldr,
-              .act = act,
-              .first = k0 == 0,
-              .last = k0 + kc == k,
-          };
-          octet_gemm_tile_any(kc, a + i * lda + k0, lda, mr, nr, b, c + i * ldc + j0, ldc, &e);
-        }
-      }
-    }
-  }
+  octet_gemm_blocks(octet_gemm_tile_any, 6, OCTET_F32_GEMM_NR, m, n, k, a, lda, packed_b, j_begin, j_end, c,
+                    ldc, bias, residual, ldr, act);
 }
 // MARK: - AVX-512F: the same packed B, tiles of 8 rows x 32 columns (two panels)
 //
@@ -203,7 +217,6 @@ void OCTET_AVX2 octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const
 // per k in the same order, so both give the same floats.
 
 #define OCTET_AVX512 __attribute__((target("avx512f,avx2,fma")))
-#define OCTET_GEMM512_MC 72
 
 static inline __attribute__((always_inline)) OCTET_AVX512 void octet_gemm512_tile(
     const int MR, const int NP, size_t kc, const float* a, size_t lda, size_t mr, size_t nr,
@@ -286,30 +299,8 @@ void OCTET_AVX512 octet_f32_gemm_8x32__avx512f(size_t m, size_t n, size_t k, con
     octet_f32_gemm_6x16__avx2fma(m, n, k, a, lda, packed_b, j_begin, j_end, c, ldc, bias, residual, ldr, act);
     return;
   }
-  const size_t padded_n = (n + OCTET_F32_GEMM_NR - 1) / OCTET_F32_GEMM_NR * OCTET_F32_GEMM_NR;
-  for (size_t k0 = 0; k0 < k; k0 += OCTET_GEMM_KC) {
-    const size_t kc = k - k0 < OCTET_GEMM_KC ? k - k0 : OCTET_GEMM_KC;
-    const float* block = packed_b + k0 * padded_n;
-    for (size_t m0 = 0; m0 < m; m0 += OCTET_GEMM512_MC) {
-      const size_t mc = m - m0 < OCTET_GEMM512_MC ? m - m0 : OCTET_GEMM512_MC;
-      for (size_t j0 = j_begin; j0 < j_end; j0 += 2 * OCTET_F32_GEMM_NR) {
-        const size_t nr = j_end - j0 < 2 * OCTET_F32_GEMM_NR ? j_end - j0 : 2 * OCTET_F32_GEMM_NR;
-        const float* b = block + j0 * kc;
-        for (size_t i = m0; i < m0 + mc; i += 8) {
-          const size_t mr = m0 + mc - i < 8 ? m0 + mc - i : 8;
-          const octet_gemm_epilogue e = {
-              .bias = bias != NULL ? bias + j0 : NULL,
-              .residual = residual != NULL ? residual + i * ldr + j0 : NULL,
-              .ldr = ldr,
-              .act = act,
-              .first = k0 == 0,
-              .last = k0 + kc == k,
-          };
-          octet_gemm512_tile_any(kc, a + i * lda + k0, lda, mr, nr, b, c + i * ldc + j0, ldc, &e);
-        }
-      }
-    }
-  }
+  octet_gemm_blocks(octet_gemm512_tile_any, 8, 2 * OCTET_F32_GEMM_NR, m, n, k, a, lda, packed_b, j_begin, j_end,
+                    c, ldc, bias, residual, ldr, act);
 }
 #endif
 

@@ -86,13 +86,7 @@ AMX void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp, si
       for (size_t j = 0; j < 32; j++) bias[j] = j < cols ? ep->bias[p0 + j] : 0;
 #if !defined(OCTET_EMULATE_ISA)
       // Whole blocks of columns are finished by the fused epilogue (as in the VNNI kernel).
-      const int whole = (fusable || c5.use512) && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
-      if (whole)
-        for (size_t p = 0; p * OCTET_I8_NR < cols; p++) {
-          o[p].p0 = load_cols8(ep, p0 + 16 * p, 1);
-          o[p].p1 = load_cols8(ep, p0 + 16 * p + 8, 1);
-          p16[p] = cols16_of(&o[p].p0, &o[p].p1);
-        }
+      const int whole = whole_tile_cols(ep, fusable, &c5, p0, cols, o, p16);
 #endif
       for (size_t m = mb; m < me; m += 32) {
         const size_t rows = me - m < 32 ? me - m : 32;

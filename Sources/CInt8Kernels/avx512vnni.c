@@ -249,14 +249,7 @@ VNNI void OCTET_GEMM(const uint8_t* a, size_t lda, const int8_t* b, size_t kp,
       const int8_t* panel = b + (p0 / OCTET_I8_NR) * kp * OCTET_I8_NR;
       // A tile is fused when its columns fill its kernel's width (32, or 16 at the end).
 #if !defined(OCTET_EMULATE_ISA)
-      // finish16_512 also has the general form, so with it a tile needs no fast form.
-      const int whole = (fusable || c5.use512) && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
-      if (whole)
-        for (size_t p = 0; p * OCTET_I8_NR < cols; p++) {
-          o[p].p0 = load_cols8(ep, p0 + 16 * p, 1);
-          o[p].p1 = load_cols8(ep, p0 + 16 * p + 8, 1);
-          p16[p] = cols16_of(&o[p].p0, &o[p].p1);
-        }
+      const int whole = whole_tile_cols(ep, fusable, &c5, p0, cols, o, p16);
 #endif
       for (size_t m = mb; m < me; m += 8) {
         const size_t rows = me - m < 8 ? me - m : 8;

@@ -115,3 +115,17 @@ AVX512_EPI static inline void finish16_512(__m512i acc, const cols16* p, const e
   _mm_storeu_si128((__m128i*)dst, _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, c->zero)));
 }
 
+/// The whole-tile columns of a 16- or 32-column panel pair starting at column p0 (`cols` of them):
+/// whether its tiles are finished by the fused epilogue (their columns fill the width; the fast form,
+/// or finish16_512, which also has the general one), and if so their per-column constants in o and p16.
+AVX512_EPI static inline int whole_tile_cols(const octet_i8_epilogue* ep, int fusable, const consts512* c5,
+                                             size_t p0, size_t cols, tile_out* o, cols16* p16) {
+  const int whole = (fusable || c5->use512) && (cols == 2 * OCTET_I8_NR || cols == OCTET_I8_NR);
+  if (whole)
+    for (size_t p = 0; p * OCTET_I8_NR < cols; p++) {
+      o[p].p0 = load_cols8(ep, p0 + 16 * p, 1);
+      o[p].p1 = load_cols8(ep, p0 + 16 * p + 8, 1);
+      p16[p] = cols16_of(&o[p].p0, &o[p].p1);
+    }
+  return whole;
+}
