@@ -61,17 +61,11 @@ typedef struct {
   int last;   // last K block: apply bias, residual, activation
 } octet_gemm_epilogue;
 
-// MR x NR tile (MR <= 6, NR 8 or 16) over kc steps. Rows/columns past (mr, nr) are computed on
-// duplicated/zero data and not stored. Specialized by the compiler for each constant MR and NR.
-static inline __attribute__((always_inline)) OCTET_AVX2 void octet_gemm_tile(
-    const int MR, const int NR, size_t kc, const float* a, size_t lda, size_t mr, size_t nr,
-    const float* b, float* c, size_t ldc, const octet_gemm_epilogue* e) {
-  const int NV = NR / 8;
-  const float* rows[6];
-  for (int r = 0; r < MR; r++) rows[r] = a + (r < (int)mr ? (size_t)r : mr - 1) * lda;
-  // The epilogue touches rows of C and of the residual that are often cold (a fresh output
-  // buffer, a shortcut written several layers ago); start fetching them now so the loads overlap
-  // the k loop instead of stalling after it. Both ends of each row, as it may straddle two lines.
+// The epilogue touches rows of C and of the residual that are often cold (a fresh output buffer, a
+// shortcut written several layers ago); a tile starts fetching them before its k loop so the loads
+// overlap it instead of stalling after it. Both ends of each row, as it may straddle two lines.
+static inline __attribute__((always_inline)) void octet_gemm_prefetch_epilogue(
+    const int MR, size_t mr, size_t nr, const float* c, size_t ldc, const octet_gemm_epilogue* e) {
   for (int r = 0; r < MR && r < (int)mr; r++) {
     __builtin_prefetch(c + (size_t)r * ldc, 1);
     __builtin_prefetch(c + (size_t)r * ldc + nr - 1, 1);
@@ -80,6 +74,17 @@ static inline __attribute__((always_inline)) OCTET_AVX2 void octet_gemm_tile(
       __builtin_prefetch(e->residual + (size_t)r * e->ldr + nr - 1, 0);
     }
   }
+}
+
+// MR x NR tile (MR <= 6, NR 8 or 16) over kc steps. Rows/columns past (mr, nr) are computed on
+// duplicated/zero data and not stored. Specialized by the compiler for each constant MR and NR.
+static inline __attribute__((always_inline)) OCTET_AVX2 void octet_gemm_tile(
+    const int MR, const int NR, size_t kc, const float* a, size_t lda, size_t mr, size_t nr,
+    const float* b, float* c, size_t ldc, const octet_gemm_epilogue* e) {
+  const int NV = NR / 8;
+  const float* rows[6];
+  for (int r = 0; r < MR; r++) rows[r] = a + (r < (int)mr ? (size_t)r : mr - 1) * lda;
+  octet_gemm_prefetch_epilogue(MR, mr, nr, c, ldc, e);
   __m256 acc[6][2];
   for (int r = 0; r < MR; r++)
     for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
@@ -212,7 +217,7 @@ void OCTET_AVX2 octet_f32_gemm_6x16__avx2fma(size_t m, size_t n, size_t k, const
 // MARK: - AVX-512F: the same packed B, tiles of 8 rows x 32 columns (two panels)
 //
 // 16 zmm accumulators; each k step loads 16 floats of each of the two panels and broadcasts one
-// element of each of the 8 rows (folded into the FMA as a {1to16} operand). Column tails use
+// element of each of the 8 rows (one vbroadcastss, shared by the row's two FMAs). Column tails use
 // masked loads and stores instead of a scalar spill. The sums are those of the AVX2 kernel, one FMA
 // per k in the same order, so both give the same floats.
 
@@ -223,14 +228,7 @@ static inline __attribute__((always_inline)) OCTET_AVX512 void octet_gemm512_til
     const float* b, float* c, size_t ldc, const octet_gemm_epilogue* e) {
   const float* rows[8];
   for (int r = 0; r < MR; r++) rows[r] = a + (r < (int)mr ? (size_t)r : mr - 1) * lda;
-  for (int r = 0; r < MR && r < (int)mr; r++) {
-    __builtin_prefetch(c + (size_t)r * ldc, 1);
-    __builtin_prefetch(c + (size_t)r * ldc + nr - 1, 1);
-    if (e->last && e->residual != NULL) {
-      __builtin_prefetch(e->residual + (size_t)r * e->ldr, 0);
-      __builtin_prefetch(e->residual + (size_t)r * e->ldr + nr - 1, 0);
-    }
-  }
+  octet_gemm_prefetch_epilogue(MR, mr, nr, c, ldc, e);
   const float* b1 = b + kc * OCTET_F32_GEMM_NR;  // the second panel of the same K block
   __m512 acc[8][2];
   for (int r = 0; r < MR; r++)
